@@ -1,0 +1,298 @@
+/* cldp.h — the whole public API of cldp, a portable OpenCL data-parallel runtime.
+ *
+ * cldp trains a model on every OpenCL device of a machine at once (any vendor, mixed in one
+ * process): one host thread drives each device, each device holds a replica and computes its shard
+ * of the batch through CLBlast, a host-staged tree reduction averages the gradients, the optimizer
+ * updates the host master parameters, and the new parameters are broadcast back to every device.
+ *
+ * Ten lines of use:
+ *
+ *     cldp_model *m;   cldp_trainer *t;   cldp_trainer_options o;   cldp_step_stats s;
+ *     cldp_model_create(784, &m);
+ *     cldp_model_add_dense(m, 256, CLDP_ACT_RELU);
+ *     cldp_model_add_dense(m, 10, CLDP_ACT_NONE);          // logits; softmax cross-entropy loss
+ *     cldp_trainer_options_init(&o);  o.batch = 128;  o.devices = "all";
+ *     if (cldp_trainer_create(m, &o, &t) != CLDP_OK) puts(cldp_last_error());
+ *     for (...) cldp_trainer_step(t, x, labels, 128, &s);  // x: 128x784 floats, labels: int32
+ *     cldp_trainer_get_params(t, params, cldp_model_param_count(m));
+ *     cldp_trainer_destroy(t);  cldp_model_destroy(m);
+ *
+ * Conventions: every call that can fail returns a cldp_status; results go in trailing
+ * out-parameters; on failure cldp_last_error() (thread-local) says what went wrong, naming the
+ * device, the OpenCL or CLBlast call and the error's name. destroy(NULL) is a no-op. Unless a
+ * comment says otherwise, a handle may be used by one thread at a time; different handles may be
+ * used from different threads. Public enums are append-only.
+ */
+#ifndef CLDP_H
+#define CLDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CLDP_BUILDING_SHARED)
+#define CLDP_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(CLDP_SHARED)
+#define CLDP_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define CLDP_API __attribute__((visibility("default")))
+#else
+#define CLDP_API
+#endif
+
+#define CLDP_VERSION_MAJOR 0
+#define CLDP_VERSION_MINOR 1
+#define CLDP_VERSION_PATCH 0
+#define CLDP_VERSION_NUMBER (CLDP_VERSION_MAJOR * 10000 + CLDP_VERSION_MINOR * 100 + CLDP_VERSION_PATCH)
+
+/* The version of the library actually linked, as CLDP_VERSION_NUMBER. */
+CLDP_API unsigned cldp_version_number(void);
+
+/* ---- status and errors ------------------------------------------------------------------- */
+
+typedef enum cldp_status {
+    CLDP_OK = 0,
+    CLDP_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, a zero size, mismatched sizes, a bad option */
+    CLDP_ERR_NO_DEVICE = 2,        /* no OpenCL platform/device, or a selection that matches none */
+    CLDP_ERR_OPENCL = 3,           /* an OpenCL call failed; the message names call and error */
+    CLDP_ERR_CLBLAST = 4,          /* a CLBlast call failed */
+    CLDP_ERR_HOST_MEMORY = 5,      /* malloc failed */
+    CLDP_ERR_DEVICE_MEMORY = 6,    /* the model or a shard does not fit a device */
+    CLDP_ERR_IO = 7,               /* a file could not be opened, read or written */
+    CLDP_ERR_FORMAT = 8,           /* a file is damaged or not what it claims to be */
+    CLDP_ERR_BUILD = 9,            /* an OpenCL program failed to compile (the log is kept) */
+    CLDP_ERR_TIMEOUT = 10,         /* a device did not finish its part in time */
+    CLDP_ERR_NONFINITE = 11,       /* NaN or Inf met where a finite value was needed */
+    CLDP_ERR_STATE = 12            /* a call out of order (e.g. on a trainer whose step failed) */
+} cldp_status;
+
+/* A static English name for a status, e.g. "CLDP_ERR_OPENCL". Never NULL. */
+CLDP_API const char *cldp_status_string(cldp_status status);
+
+/* The detail of the last failure on the calling thread: what failed, where, and what to do.
+ * Valid until the next cldp call on this thread. Never NULL ("" when nothing failed yet). */
+CLDP_API const char *cldp_last_error(void);
+
+/* ---- devices ------------------------------------------------------------------------------ */
+
+typedef enum cldp_device_type {
+    CLDP_DEVICE_GPU = 1,
+    CLDP_DEVICE_CPU = 2,
+    CLDP_DEVICE_ACCELERATOR = 4,
+    CLDP_DEVICE_OTHER = 8
+} cldp_device_type;
+
+typedef struct cldp_device_info {
+    size_t index;               /* position in the list cldp_device_count() enumerates */
+    unsigned platform_index;    /* platform:device, as the ICD loader orders them */
+    unsigned device_index;
+    cldp_device_type type;
+    char platform_name[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[64];
+    char opencl_version[64];    /* CL_DEVICE_VERSION, e.g. "OpenCL 3.0 PoCL ..." */
+    unsigned compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    int host_unified_memory;    /* 1 when the device shares host memory (CPUs, integrated GPUs) */
+} cldp_device_info;
+
+/* Number of devices over every platform the ICD loader reports. Discovery runs once per process
+ * and is thread-safe. CLDP_ERR_NO_DEVICE when there is no platform at all. */
+CLDP_API cldp_status cldp_device_count(size_t *count);
+
+/* Facts about device `index` (0 <= index < count). */
+CLDP_API cldp_status cldp_device_get_info(size_t index, cldp_device_info *info);
+
+/* Resolves a selection spec to device indices, written to `indices` (room for `capacity`),
+ * their number to `*count`. Specs (case-insensitive):
+ *   NULL or ""  -> the CLDP_DEVICES environment variable, else the default;
+ *   "default"   -> all GPUs if there are any, else every device;
+ *   "all" | "gpu" | "cpu" | "accelerator";
+ *   "0:1,1:0"   -> a list of platform:device indices;
+ *   any other text -> every device whose name, vendor or platform contains it.
+ * A spec that matches nothing is CLDP_ERR_NO_DEVICE, and the message lists what exists. */
+CLDP_API cldp_status cldp_device_select(const char *spec, size_t *indices, size_t capacity,
+                                        size_t *count);
+
+/* ---- models ------------------------------------------------------------------------------- */
+
+typedef enum cldp_activation {
+    CLDP_ACT_NONE = 0,
+    CLDP_ACT_RELU = 1,
+    CLDP_ACT_TANH = 2
+} cldp_activation;
+
+typedef enum cldp_loss {
+    CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
+} cldp_loss;
+
+/* A model description: an input size and a stack of dense layers y = x·Wᵀ + b.
+ * Parameters are one flat float32 vector, layer after layer: W[out][in] row-major, then b[out]
+ * (PyTorch's nn.Linear layout). Initial values (Kaiming-uniform): W ~ U(-a, a) with
+ * a = gain·sqrt(3/in), gain sqrt(2) for ReLU, 5/3 for tanh, 1 for none; b ~ U(-1/sqrt(in),
+ * 1/sqrt(in)); drawn on the host with splitmix64 from the trainer's seed, so any number of
+ * devices starts from the same bits. */
+typedef struct cldp_model cldp_model;
+
+CLDP_API cldp_status cldp_model_create(size_t inputs, cldp_model **out);
+CLDP_API cldp_status cldp_model_add_dense(cldp_model *model, size_t units, cldp_activation act);
+CLDP_API cldp_status cldp_model_set_loss(cldp_model *model, cldp_loss loss);
+CLDP_API void cldp_model_destroy(cldp_model *model);
+
+CLDP_API size_t cldp_model_param_count(const cldp_model *model); /* 0 for NULL */
+CLDP_API size_t cldp_model_inputs(const cldp_model *model);
+CLDP_API size_t cldp_model_outputs(const cldp_model *model);      /* units of the last layer */
+CLDP_API size_t cldp_model_layer_count(const cldp_model *model);
+
+/* Writes the seeded initial parameters (the layout above) to `params`, which holds `count`. */
+CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t seed, float *params,
+                                            size_t count);
+
+/* ---- trainer ------------------------------------------------------------------------------ */
+
+typedef enum cldp_optimizer {
+    CLDP_OPT_SGD = 0,  /* v = momentum·v + g + wd·p;  p -= lr·v */
+    CLDP_OPT_ADAM = 1  /* Adam with L2 weight decay added to the gradient */
+} cldp_optimizer;
+
+typedef struct cldp_trainer_options {
+    size_t struct_size;     /* set by cldp_trainer_options_init; lets the struct grow safely */
+    const char *devices;    /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
+    size_t batch;           /* largest global batch a step may get (buffers are sized for it) */
+    cldp_optimizer optimizer;
+    float learning_rate;
+    float momentum;         /* SGD */
+    float weight_decay;
+    float beta1, beta2, epsilon; /* Adam */
+    uint64_t seed;          /* parameter initialisation */
+} cldp_trainer_options;
+
+/* Fills the defaults: devices NULL, batch 128, Adam, lr 1e-3, momentum 0.9, weight decay 0,
+ * betas 0.9/0.999, epsilon 1e-8, seed 1. */
+CLDP_API void cldp_trainer_options_init(cldp_trainer_options *opts);
+
+typedef struct cldp_trainer cldp_trainer;
+
+/* Selects the devices, builds a replica of `model` on each (its own context, queue, kernels and
+ * buffers), initialises the parameters from opts->seed and starts one worker thread per device.
+ * The model description is copied; the caller may destroy it afterwards. */
+CLDP_API cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts,
+                                         cldp_trainer **out);
+CLDP_API void cldp_trainer_destroy(cldp_trainer *trainer);
+
+CLDP_API size_t cldp_trainer_device_count(const cldp_trainer *trainer);
+/* Facts of the trainer's `rank`-th device (ranks are the order of the selection). */
+CLDP_API cldp_status cldp_trainer_device_info(const cldp_trainer *trainer, size_t rank,
+                                              cldp_device_info *info);
+
+typedef struct cldp_device_stats {
+    size_t shard;           /* samples this device computed in the step */
+    double compute_ms;      /* forward + backward + reading its gradients to the host */
+    double reduce_ms;       /* its share of the host reduction and optimizer update */
+    double broadcast_ms;    /* writing the new parameters to the device */
+    double idle_ms;         /* time it waited for the slowest device */
+} cldp_device_stats;
+
+typedef struct cldp_step_stats {
+    double loss;            /* mean cross-entropy over the batch, before the update */
+    size_t correct;         /* samples whose arg-max logit was the label, before the update */
+    size_t samples;
+    double step_ms;         /* wall time of the whole step */
+} cldp_step_stats;
+
+/* One training step on a host batch of n samples (1 <= n <= opts.batch): x is n x inputs floats,
+ * row-major; labels are n classes in [0, outputs). The batch is split over the devices, the
+ * gradient averaged over all n samples, the parameters updated and broadcast. Blocks until done.
+ * `stats` may be NULL. After a failed step the parameters are those before the step. */
+CLDP_API cldp_status cldp_trainer_step(cldp_trainer *trainer, const float *x,
+                                       const int32_t *labels, size_t n, cldp_step_stats *stats);
+
+/* Changes the learning rate for the following steps (for schedules); the optimizer state stays. */
+CLDP_API cldp_status cldp_trainer_set_learning_rate(cldp_trainer *trainer, float learning_rate);
+
+/* Per-device figures of the last step (rank < cldp_trainer_device_count). */
+CLDP_API cldp_status cldp_trainer_device_stats(const cldp_trainer *trainer, size_t rank,
+                                               cldp_device_stats *stats);
+
+/* Mean loss and number correct over n samples, computed data-parallel over the devices in
+ * chunks of at most opts.batch. Parameters are not changed. */
+CLDP_API cldp_status cldp_trainer_evaluate(cldp_trainer *trainer, const float *x,
+                                           const int32_t *labels, size_t n, double *loss,
+                                           size_t *correct);
+
+/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs). */
+CLDP_API cldp_status cldp_trainer_predict(cldp_trainer *trainer, const float *x, size_t n,
+                                          float *probs);
+
+/* The master parameters (flat layout above); `count` must equal cldp_model_param_count. */
+CLDP_API cldp_status cldp_trainer_get_params(const cldp_trainer *trainer, float *params,
+                                             size_t count);
+/* Replaces the parameters on the host and every device, and resets the optimizer state. */
+CLDP_API cldp_status cldp_trainer_set_params(cldp_trainer *trainer, const float *params,
+                                             size_t count);
+
+/* ---- collectives on application buffers --------------------------------------------------- */
+
+/* A deterministic host-staged collective over n devices, for applications with their own kernels.
+ * Each rank r has a command queue; buffers handed to the calls hold `count` floats (at `offset`
+ * floats into the buffer). All-reduce sums rank buffers in a fixed pairwise tree over ranks,
+ * ((b0+b1)+(b2+b3))+..., so the result has the same bits whatever order the devices finish in,
+ * and writes the sum back to every buffer. One worker thread per rank reads, sums a chunk, and
+ * writes. Calls block until every device has the result; wait for your own kernels first (the
+ * collective enqueues on the given queues, so in-order queues need nothing more). */
+typedef struct cldp_collective cldp_collective;
+
+CLDP_API cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, size_t count,
+                                            cldp_collective **out);
+CLDP_API void cldp_collective_destroy(cldp_collective *coll);
+/* Sum over ranks, in place; with `scale` != 1 the sum is multiplied by it (1/n gives the mean). */
+CLDP_API cldp_status cldp_collective_allreduce(cldp_collective *coll, const cl_mem *buffers,
+                                               size_t offset, float scale);
+/* Copies rank `root`'s buffer to every other rank's. */
+CLDP_API cldp_status cldp_collective_broadcast(cldp_collective *coll, const cl_mem *buffers,
+                                               size_t offset, size_t root);
+
+/* ---- datasets ----------------------------------------------------------------------------- */
+
+/* A labelled dataset in memory: n samples of `features` floats in [0, 1] and int32 labels. */
+typedef struct cldp_dataset cldp_dataset;
+
+/* Reads an IDX image file and an IDX label file (gzipped or raw), e.g. Fashion-MNIST's.
+ * Damaged files (wrong magic, absurd dimensions, short data, labels that do not match) are
+ * CLDP_ERR_FORMAT, a missing file CLDP_ERR_IO; the message names the file. */
+CLDP_API cldp_status cldp_dataset_load_idx(const char *images_path, const char *labels_path,
+                                           cldp_dataset **out);
+/* The same from bytes in memory (each gzipped or raw). */
+CLDP_API cldp_status cldp_dataset_from_idx_memory(const void *images, size_t images_len,
+                                                  const void *labels, size_t labels_len,
+                                                  cldp_dataset **out);
+/* Fashion-MNIST's train (train != 0) or test split from directory `dir` (its four .gz files),
+ * or from Debian's /usr/share/datasets/fashion-mnist when dir is NULL. */
+CLDP_API cldp_status cldp_dataset_load_fashion_mnist(const char *dir, int train, cldp_dataset **out);
+/* A small real subset of Fashion-MNIST compiled into the library (train: 2000, test: 500). */
+CLDP_API cldp_status cldp_dataset_embedded(int train, cldp_dataset **out);
+CLDP_API void cldp_dataset_destroy(cldp_dataset *ds);
+
+CLDP_API size_t cldp_dataset_count(const cldp_dataset *ds);
+CLDP_API size_t cldp_dataset_features(const cldp_dataset *ds);
+CLDP_API size_t cldp_dataset_classes(const cldp_dataset *ds); /* max label + 1 */
+CLDP_API const float *cldp_dataset_images(const cldp_dataset *ds);   /* count x features */
+CLDP_API const int32_t *cldp_dataset_labels(const cldp_dataset *ds); /* count */
+
+/* CRC-32 (zlib's) of `len` bytes, e.g. of a parameter vector, to compare runs. */
+CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLDP_H */

@@ -1,0 +1,17 @@
+/* collective.h — host-staged, deterministic reduction over device ranks. The tree order is fixed
+ * per element, so any split of the vector into chunks (one per worker) gives the same bits. */
+#ifndef CLDP_COLLECTIVE_H
+#define CLDP_COLLECTIVE_H
+
+#include "common.h"
+
+/* Sums bufs[0..n)[begin, end) into bufs[0][begin, end) in the pairwise tree
+ * ((b0+b1)+(b2+b3))+...; the other buffers' elements in that range are overwritten with partial
+ * sums. */
+void cldp_tree_reduce(float *const *bufs, size_t n, size_t begin, size_t end);
+
+/* The chunk of a `count`-element vector that worker `rank` of `n` owns: [*begin, *end). Chunk
+ * edges are multiples of 16 floats (a 64-byte cache line) so workers never share a line. */
+void cldp_chunk(size_t count, size_t n, size_t rank, size_t *begin, size_t *end);
+
+#endif

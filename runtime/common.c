@@ -1,0 +1,150 @@
+/* common.c — error recording (thread-local last error), OpenCL/CLBlast error names, version,
+ * timing and checked allocation shared by every layer. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <clblast_c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+static _Thread_local char last_error[2048];
+
+unsigned cldp_version_number(void) { return CLDP_VERSION_NUMBER; }
+
+const char *cldp_last_error(void) { return last_error; }
+
+void cldp_set_last_error(const char *msg)
+{
+    snprintf(last_error, sizeof last_error, "%s", msg ? msg : "");
+}
+
+cldp_status cldp_fail(cldp_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *cldp_status_string(cldp_status s)
+{
+    switch (s) {
+    case CLDP_OK: return "CLDP_OK";
+    case CLDP_ERR_INVALID_ARGUMENT: return "CLDP_ERR_INVALID_ARGUMENT";
+    case CLDP_ERR_NO_DEVICE: return "CLDP_ERR_NO_DEVICE";
+    case CLDP_ERR_OPENCL: return "CLDP_ERR_OPENCL";
+    case CLDP_ERR_CLBLAST: return "CLDP_ERR_CLBLAST";
+    case CLDP_ERR_HOST_MEMORY: return "CLDP_ERR_HOST_MEMORY";
+    case CLDP_ERR_DEVICE_MEMORY: return "CLDP_ERR_DEVICE_MEMORY";
+    case CLDP_ERR_IO: return "CLDP_ERR_IO";
+    case CLDP_ERR_FORMAT: return "CLDP_ERR_FORMAT";
+    case CLDP_ERR_BUILD: return "CLDP_ERR_BUILD";
+    case CLDP_ERR_TIMEOUT: return "CLDP_ERR_TIMEOUT";
+    case CLDP_ERR_NONFINITE: return "CLDP_ERR_NONFINITE";
+    case CLDP_ERR_STATE: return "CLDP_ERR_STATE";
+    }
+    return "CLDP_ERR_UNKNOWN";
+}
+
+const char *cldp_cl_error_name(cl_int err)
+{
+    switch (err) {
+#define N(x) case x: return #x;
+    N(CL_SUCCESS) N(CL_DEVICE_NOT_FOUND) N(CL_DEVICE_NOT_AVAILABLE) N(CL_COMPILER_NOT_AVAILABLE)
+    N(CL_MEM_OBJECT_ALLOCATION_FAILURE) N(CL_OUT_OF_RESOURCES) N(CL_OUT_OF_HOST_MEMORY)
+    N(CL_PROFILING_INFO_NOT_AVAILABLE) N(CL_MEM_COPY_OVERLAP) N(CL_IMAGE_FORMAT_MISMATCH)
+    N(CL_IMAGE_FORMAT_NOT_SUPPORTED) N(CL_BUILD_PROGRAM_FAILURE) N(CL_MAP_FAILURE)
+    N(CL_MISALIGNED_SUB_BUFFER_OFFSET) N(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+    N(CL_COMPILE_PROGRAM_FAILURE) N(CL_LINKER_NOT_AVAILABLE) N(CL_LINK_PROGRAM_FAILURE)
+    N(CL_DEVICE_PARTITION_FAILED) N(CL_KERNEL_ARG_INFO_NOT_AVAILABLE) N(CL_INVALID_VALUE)
+    N(CL_INVALID_DEVICE_TYPE) N(CL_INVALID_PLATFORM) N(CL_INVALID_DEVICE) N(CL_INVALID_CONTEXT)
+    N(CL_INVALID_QUEUE_PROPERTIES) N(CL_INVALID_COMMAND_QUEUE) N(CL_INVALID_HOST_PTR)
+    N(CL_INVALID_MEM_OBJECT) N(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR) N(CL_INVALID_IMAGE_SIZE)
+    N(CL_INVALID_SAMPLER) N(CL_INVALID_BINARY) N(CL_INVALID_BUILD_OPTIONS) N(CL_INVALID_PROGRAM)
+    N(CL_INVALID_PROGRAM_EXECUTABLE) N(CL_INVALID_KERNEL_NAME) N(CL_INVALID_KERNEL_DEFINITION)
+    N(CL_INVALID_KERNEL) N(CL_INVALID_ARG_INDEX) N(CL_INVALID_ARG_VALUE) N(CL_INVALID_ARG_SIZE)
+    N(CL_INVALID_KERNEL_ARGS) N(CL_INVALID_WORK_DIMENSION) N(CL_INVALID_WORK_GROUP_SIZE)
+    N(CL_INVALID_WORK_ITEM_SIZE) N(CL_INVALID_GLOBAL_OFFSET) N(CL_INVALID_EVENT_WAIT_LIST)
+    N(CL_INVALID_EVENT) N(CL_INVALID_OPERATION) N(CL_INVALID_GL_OBJECT) N(CL_INVALID_BUFFER_SIZE)
+    N(CL_INVALID_MIP_LEVEL) N(CL_INVALID_GLOBAL_WORK_SIZE) N(CL_INVALID_PROPERTY)
+    N(CL_INVALID_IMAGE_DESCRIPTOR) N(CL_INVALID_COMPILER_OPTIONS) N(CL_INVALID_LINKER_OPTIONS)
+    N(CL_INVALID_DEVICE_PARTITION_COUNT)
+#undef N
+    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
+    }
+    return "CL_UNKNOWN_ERROR";
+}
+
+const char *cldp_clblast_error_name(int err)
+{
+    switch (err) {
+#define N(x) case x: return #x;
+    N(CLBlastSuccess) N(CLBlastOpenCLCompilerNotAvailable) N(CLBlastTempBufferAllocFailure)
+    N(CLBlastOpenCLOutOfResources) N(CLBlastOpenCLOutOfHostMemory) N(CLBlastOpenCLBuildProgramFailure)
+    N(CLBlastInvalidValue) N(CLBlastInvalidCommandQueue) N(CLBlastInvalidMemObject)
+    N(CLBlastInvalidBinary) N(CLBlastInvalidBuildOptions) N(CLBlastInvalidProgram)
+    N(CLBlastInvalidProgramExecutable) N(CLBlastInvalidKernelName) N(CLBlastInvalidKernelDefinition)
+    N(CLBlastInvalidKernel) N(CLBlastInvalidArgIndex) N(CLBlastInvalidArgValue)
+    N(CLBlastInvalidArgSize) N(CLBlastInvalidKernelArgs) N(CLBlastInvalidLocalNumDimensions)
+    N(CLBlastInvalidLocalThreadsTotal) N(CLBlastInvalidLocalThreadsDim) N(CLBlastInvalidGlobalOffset)
+    N(CLBlastInvalidEventWaitList) N(CLBlastInvalidEvent) N(CLBlastInvalidOperation)
+    N(CLBlastInvalidBufferSize) N(CLBlastInvalidGlobalWorkSize) N(CLBlastNotImplemented)
+    N(CLBlastInvalidMatrixA) N(CLBlastInvalidMatrixB) N(CLBlastInvalidMatrixC)
+    N(CLBlastInvalidVectorX) N(CLBlastInvalidVectorY) N(CLBlastInvalidDimension)
+    N(CLBlastInvalidLeadDimA) N(CLBlastInvalidLeadDimB) N(CLBlastInvalidLeadDimC)
+    N(CLBlastInvalidIncrementX) N(CLBlastInvalidIncrementY) N(CLBlastInsufficientMemoryA)
+    N(CLBlastInsufficientMemoryB) N(CLBlastInsufficientMemoryC) N(CLBlastInsufficientMemoryX)
+    N(CLBlastInsufficientMemoryY) N(CLBlastInsufficientMemoryTemp) N(CLBlastInvalidBatchCount)
+    N(CLBlastInvalidOverrideKernel) N(CLBlastMissingOverrideParameter)
+    N(CLBlastInvalidLocalMemUsage) N(CLBlastNoHalfPrecision) N(CLBlastNoDoublePrecision)
+    N(CLBlastInvalidVectorScalar) N(CLBlastInsufficientMemoryScalar) N(CLBlastDatabaseError)
+    N(CLBlastUnknownError) N(CLBlastUnexpectedError)
+#undef N
+    }
+    return "CLBlastUnknownStatus";
+}
+
+double cldp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+int cldp_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a) return -1;
+    *out = a * b;
+    return 0;
+}
+
+void *cldp_malloc(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) cldp_fail(CLDP_ERR_HOST_MEMORY, "out of host memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
+void *cldp_calloc(size_t n, size_t size, const char *what)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) cldp_fail(CLDP_ERR_HOST_MEMORY, "out of host memory allocating %zu x %zu bytes for %s", n, size, what);
+    return p;
+}
+
+uint32_t cldp_crc32(const void *data, size_t len)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const unsigned char *p = data;
+    while (len > 0) { /* zlib's length argument is a uInt */
+        uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        crc = crc32(crc, p, chunk);
+        p += chunk;
+        len -= chunk;
+    }
+    return (uint32_t)crc;
+}

@@ -1,0 +1,62 @@
+/* common.h — what every layer of the runtime shares: error recording, checked OpenCL calls,
+ * small helpers. Internal; the public API is include/cldp.h. */
+#ifndef CLDP_COMMON_H
+#define CLDP_COMMON_H
+
+#include "cldp.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Records a formatted message as the calling thread's last error and returns `status`.
+ * The message should say what failed and what to do about it. */
+cldp_status cldp_fail(cldp_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* The OpenCL error name of a code, e.g. "CL_OUT_OF_RESOURCES"; never NULL. */
+const char *cldp_cl_error_name(cl_int err);
+/* The CLBlast status name of a code, e.g. "CLBlastInvalidLocalMemUsage"; never NULL. */
+const char *cldp_clblast_error_name(int err);
+
+/* Replaces the calling thread's last error (used to carry a worker's message to the caller). */
+void cldp_set_last_error(const char *msg);
+
+/* Checks an OpenCL call made on behalf of device `dev_name`; on failure records
+ * "<device>: <call> failed with <CL_NAME> (<file>:<line>)" and returns CLDP_ERR_OPENCL from the
+ * enclosing function. */
+#define CL_CHECK(dev_name, call)                                                               \
+    do {                                                                                       \
+        cl_int cl_check_err_ = (call);                                                         \
+        if (cl_check_err_ != CL_SUCCESS)                                                       \
+            return cldp_fail(CLDP_ERR_OPENCL, "%s: %s failed with %s (%s:%d)", (dev_name),     \
+                             #call, cldp_cl_error_name(cl_check_err_), __FILE__, __LINE__);    \
+    } while (0)
+
+/* Propagates a non-OK cldp_status from the enclosing function. */
+#define TRY(expr)                                                                              \
+    do {                                                                                       \
+        cldp_status try_st_ = (expr);                                                          \
+        if (try_st_ != CLDP_OK) return try_st_;                                                \
+    } while (0)
+
+/* Argument checks of public functions. */
+#define REQUIRE(cond, ...)                                                                     \
+    do {                                                                                       \
+        if (!(cond)) return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, __VA_ARGS__);                 \
+    } while (0)
+
+/* Monotonic time in milliseconds. */
+double cldp_now_ms(void);
+
+/* Overflow-checked size arithmetic: returns 0 and sets *out on success, -1 on overflow. */
+int cldp_mul_size(size_t a, size_t b, size_t *out);
+
+/* malloc/calloc that record CLDP_ERR_HOST_MEMORY on failure (the caller returns it). */
+void *cldp_malloc(size_t bytes, const char *what);
+void *cldp_calloc(size_t n, size_t size, const char *what);
+
+#endif

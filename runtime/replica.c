@@ -1,0 +1,341 @@
+/* replica.c — a model replica on one device: buffers, kernels, and the dense layers' forward and
+ * backward passes (y = x·Wᵀ + b; dW = dYᵀ·X; dX = dY·W) through CLBlast and cl/layers.cl. */
+#define _POSIX_C_SOURCE 200809L
+#include "replica.h"
+
+#include <clblast_c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const unsigned char cldp_cl_layers[];
+
+#define GEMM_CHECK(r, what, call)                                                              \
+    do {                                                                                       \
+        CLBlastStatusCode gemm_st_ = (call);                                                   \
+        if (gemm_st_ != CLBlastSuccess)                                                        \
+            return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s) failed with %s (%d)",    \
+                             (r)->name, (what), cldp_clblast_error_name(gemm_st_), (int)gemm_st_); \
+    } while (0)
+
+/* ---- program building ------------------------------------------------------------------ */
+
+cldp_status cldp_build_program(cl_context ctx, cl_device_id dev, const char *dev_name,
+                               const char *source, const char *options, cl_program *out)
+{
+    cl_int err;
+    cl_program p = clCreateProgramWithSource(ctx, 1, &source, NULL, &err);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateProgramWithSource failed with %s", dev_name, cldp_cl_error_name(err));
+    err = clBuildProgram(p, 1, &dev, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char log[1400] = "";
+        clGetProgramBuildInfo(p, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        log[sizeof log - 1] = 0;
+        clReleaseProgram(p);
+        return cldp_fail(CLDP_ERR_BUILD, "%s: clBuildProgram failed with %s; build log:\n%s", dev_name, cldp_cl_error_name(err), log);
+    }
+    *out = p;
+    return CLDP_OK;
+}
+
+/* ---- creation -------------------------------------------------------------------------- */
+
+size_t cldp_replica_bytes(const cldp_model *m, size_t rows)
+{
+    size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows;
+    for (size_t l = 0; l < m->nlayers; l++) f += rows * m->layers[l].out;
+    return f * sizeof(float);
+}
+
+static cldp_status make_buffer(cldp_replica *r, size_t floats, const char *what, cl_mem *out)
+{
+    cl_int err;
+    size_t bytes = (floats ? floats : 1) * sizeof(float);
+    if (bytes > r->dev->info.max_alloc_bytes)
+        return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
+                         "%s: %s needs %zu bytes in one buffer but the device allows at most %llu "
+                         "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); use a smaller batch or model, or leave "
+                         "this device out with --devices/CLDP_DEVICES",
+                         r->name, what, bytes, (unsigned long long)r->dev->info.max_alloc_bytes);
+    *out = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return cldp_fail(err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ? CLDP_ERR_DEVICE_MEMORY : CLDP_ERR_OPENCL,
+                         "%s: clCreateBuffer(%s, %zu bytes) failed with %s", r->name, what, bytes, cldp_cl_error_name(err));
+    r->device_bytes += bytes;
+    return CLDP_OK;
+}
+
+static cldp_status make_kernel(cldp_replica *r, const char *name, cl_kernel *out)
+{
+    cl_int err;
+    *out = clCreateKernel(r->program, name, &err);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateKernel(%s) failed with %s", r->name, name, cldp_cl_error_name(err));
+    return CLDP_OK;
+}
+
+/* CLBlast's scratch for the GEMMs of a pass at `rows` rows; the largest of them. */
+static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
+{
+    const cldp_model *m = r->model;
+    size_t need = 0;
+    for (size_t l = 0; l < m->nlayers; l++) {
+        const cldp_layer_desc *L = &m->layers[l];
+        size_t s[3] = {0, 0, 0};
+        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, rows, L->out, L->in,
+                                   0, L->in, L->w_off, L->in, 0, L->out, &r->queue, &s[0]);
+        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo, L->out, L->in, rows,
+                                   0, L->out, 0, L->in, L->w_off, L->in, &r->queue, &s[1]);
+        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, rows, L->in, L->out,
+                                   0, L->out, L->w_off, L->in, 0, L->in, &r->queue, &s[2]);
+        for (int i = 0; i < 3; i++) need = s[i] > need ? s[i] : need;
+    }
+    *bytes = need;
+    return CLDP_OK;
+}
+
+void cldp_replica_destroy(cldp_replica *r)
+{
+    if (!r) return;
+    if (r->queue) clFinish(r->queue);
+    cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
+                      &r->loss, &r->correct, &r->gemm_temp};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (*mems[i]) clReleaseMemObject(*mems[i]);
+    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
+        if (r->act[l]) clReleaseMemObject(r->act[l]);
+    cl_kernel ks[] = {r->k_bias_act, r->k_act_backward, r->k_softmax_xent, r->k_softmax_rows, r->k_bias_grad};
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+        if (ks[i]) clReleaseKernel(ks[i]);
+    if (r->program) clReleaseProgram(r->program);
+    if (r->queue) clReleaseCommandQueue(r->queue);
+    if (r->ctx) clReleaseContext(r->ctx);
+    free(r);
+}
+
+static cldp_status replica_init(cldp_replica *r)
+{
+    const cldp_model *m = r->model;
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)r->dev->platform, 0};
+    r->ctx = clCreateContext(props, 1, &r->dev->id, NULL, NULL, &err);
+    if (err != CL_SUCCESS) return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateContext failed with %s", r->name, cldp_cl_error_name(err));
+    r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
+    if (err != CL_SUCCESS) return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
+    TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
+    TRY(make_kernel(r, "bias_act", &r->k_bias_act));
+    TRY(make_kernel(r, "act_backward", &r->k_act_backward));
+    TRY(make_kernel(r, "softmax_xent", &r->k_softmax_xent));
+    TRY(make_kernel(r, "softmax_rows", &r->k_softmax_rows));
+    TRY(make_kernel(r, "bias_grad", &r->k_bias_grad));
+
+    size_t rows = r->max_rows, width = cldp_model_max_width(m);
+    TRY(make_buffer(r, m->nparams, "parameters", &r->params));
+    TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
+    TRY(make_buffer(r, rows * m->inputs, "input batch", &r->x));
+    for (size_t l = 0; l < m->nlayers; l++) TRY(make_buffer(r, rows * m->layers[l].out, "activations", &r->act[l]));
+    TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[0]));
+    TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
+    TRY(make_buffer(r, rows, "labels", &r->labels));
+    TRY(make_buffer(r, rows, "losses", &r->loss));
+    TRY(make_buffer(r, rows, "correct flags", &r->correct));
+    TRY(size_gemm_temp(r, rows, &r->gemm_temp_bytes));
+    if (r->gemm_temp_bytes) TRY(make_buffer(r, (r->gemm_temp_bytes + 3) / 4, "CLBlast scratch", &r->gemm_temp));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+{
+    REQUIRE(dev && m && out && max_rows > 0, "cldp_replica_create: bad arguments");
+    REQUIRE(m->nlayers > 0, "the model has no layers: add at least one with cldp_model_add_dense");
+    *out = NULL;
+    cldp_replica *r = cldp_calloc(1, sizeof *r, "replica");
+    if (!r) return CLDP_ERR_HOST_MEMORY;
+    r->dev = dev;
+    r->model = m;
+    r->max_rows = max_rows;
+    snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
+    cldp_status st = replica_init(r);
+    if (st != CLDP_OK) {
+        cldp_replica_destroy(r);
+        return st;
+    }
+    *out = r;
+    return CLDP_OK;
+}
+
+/* ---- passes ---------------------------------------------------------------------------- */
+
+static cldp_status launch(cldp_replica *r, cl_kernel k, const char *name, size_t n)
+{
+    if (n == 0) return CLDP_OK;
+    cl_int err = clEnqueueNDRangeKernel(r->queue, k, 1, NULL, &n, NULL, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s", r->name, name, n, cldp_cl_error_name(err));
+    return CLDP_OK;
+}
+
+#define ARG(k, i, v) CL_CHECK(r->name, clSetKernelArg((k), (i), sizeof(v), &(v)))
+
+/* C (m x n) = op(A)·op(B) (+ beta·C), row-major, through CLBlast with the replica's scratch. */
+static cldp_status gemm(cldp_replica *r, const char *what, CLBlastTranspose ta, CLBlastTranspose tb,
+                        size_t m, size_t n, size_t k, cl_mem a, size_t a_off, size_t lda,
+                        cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc)
+{
+    if (r->gemm_temp)
+        GEMM_CHECK(r, what, CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda,
+                                                       b, b_off, ldb, beta, c, c_off, ldc, &r->queue, NULL, r->gemm_temp));
+    else
+        GEMM_CHECK(r, what, CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda,
+                                         b, b_off, ldb, beta, c, c_off, ldc, &r->queue, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_write_params(cldp_replica *r, const float *p, size_t begin, size_t end)
+{
+    if (end <= begin) return CLDP_OK;
+    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->params, CL_TRUE, begin * sizeof(float),
+                                           (end - begin) * sizeof(float), p + begin, 0, NULL, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *labels, size_t rows)
+{
+    if (rows == 0) return CLDP_OK;
+    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->x, CL_FALSE, 0, rows * r->model->inputs * sizeof(float), x, 0, NULL, NULL));
+    if (labels)
+        CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), labels, 0, NULL, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
+{
+    const cldp_model *m = r->model;
+    if (rows == 0) return CLDP_OK;
+    cl_uint urows = (cl_uint)rows;
+    for (size_t l = 0; l < m->nlayers; l++) {
+        const cldp_layer_desc *L = &m->layers[l];
+        cl_mem in = l == 0 ? r->x : r->act[l - 1];
+        TRY(gemm(r, "forward X·Wᵀ", CLBlastTransposeNo, CLBlastTransposeYes, rows, L->out, L->in,
+                 in, 0, L->in, r->params, L->w_off, L->in, 0.0f, r->act[l], 0, L->out));
+        cl_uint cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
+        cl_int act = (cl_int)L->act;
+        ARG(r->k_bias_act, 0, r->act[l]);
+        ARG(r->k_bias_act, 1, urows);
+        ARG(r->k_bias_act, 2, cols);
+        ARG(r->k_bias_act, 3, r->params);
+        ARG(r->k_bias_act, 4, boff);
+        ARG(r->k_bias_act, 5, act);
+        TRY(launch(r, r->k_bias_act, "bias_act", rows * L->out));
+    }
+    return CLDP_OK;
+}
+
+/* Runs softmax_xent on the logits: losses and flags, and dlogits*scale into delta[0]. */
+static cldp_status loss_kernel(cldp_replica *r, size_t rows, float scale)
+{
+    const cldp_layer_desc *last = &r->model->layers[r->model->nlayers - 1];
+    cl_uint urows = (cl_uint)rows, classes = (cl_uint)last->out;
+    ARG(r->k_softmax_xent, 0, r->act[r->model->nlayers - 1]);
+    ARG(r->k_softmax_xent, 1, r->labels);
+    ARG(r->k_softmax_xent, 2, urows);
+    ARG(r->k_softmax_xent, 3, classes);
+    ARG(r->k_softmax_xent, 4, scale);
+    ARG(r->k_softmax_xent, 5, r->delta[0]);
+    ARG(r->k_softmax_xent, 6, r->loss);
+    ARG(r->k_softmax_xent, 7, r->correct);
+    return launch(r, r->k_softmax_xent, "softmax_xent", rows);
+}
+
+cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
+{
+    return rows ? loss_kernel(r, rows, 1.0f) : CLDP_OK;
+}
+
+cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate)
+{
+    const cldp_model *m = r->model;
+    if (rows == 0) return CLDP_OK;
+    TRY(loss_kernel(r, rows, scale));
+    cl_uint urows = (cl_uint)rows;
+    cl_int acc = accumulate ? 1 : 0;
+    float beta = accumulate ? 1.0f : 0.0f;
+    int cur = 0; /* delta[cur] holds dL/d(output of layer l), (rows, out_l) */
+    for (size_t l = m->nlayers; l-- > 0;) {
+        const cldp_layer_desc *L = &m->layers[l];
+        cl_mem in = l == 0 ? r->x : r->act[l - 1];
+        TRY(gemm(r, "backward dW = dYᵀ·X", CLBlastTransposeYes, CLBlastTransposeNo, L->out, L->in, rows,
+                 r->delta[cur], 0, L->out, in, 0, L->in, beta, r->grads, L->w_off, L->in));
+        cl_uint cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
+        ARG(r->k_bias_grad, 0, r->delta[cur]);
+        ARG(r->k_bias_grad, 1, urows);
+        ARG(r->k_bias_grad, 2, cols);
+        ARG(r->k_bias_grad, 3, r->grads);
+        ARG(r->k_bias_grad, 4, boff);
+        ARG(r->k_bias_grad, 5, acc);
+        TRY(launch(r, r->k_bias_grad, "bias_grad", L->out));
+        if (l == 0) break;
+        TRY(gemm(r, "backward dX = dY·W", CLBlastTransposeNo, CLBlastTransposeNo, rows, L->in, L->out,
+                 r->delta[cur], 0, L->out, r->params, L->w_off, L->in, 0.0f, r->delta[1 - cur], 0, L->in));
+        cl_uint n = (cl_uint)(rows * L->in);
+        cl_int act = (cl_int)m->layers[l - 1].act;
+        if (act != CLDP_ACT_NONE) {
+            ARG(r->k_act_backward, 0, r->delta[1 - cur]);
+            ARG(r->k_act_backward, 1, r->act[l - 1]);
+            ARG(r->k_act_backward, 2, n);
+            ARG(r->k_act_backward, 3, act);
+            TRY(launch(r, r->k_act_backward, "act_backward", n));
+        }
+        cur = 1 - cur;
+    }
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_sum, size_t *correct)
+{
+    if (rows == 0) return CLDP_OK;
+    float *loss = cldp_malloc(rows * sizeof(float), "losses");
+    int32_t *ok = cldp_malloc(rows * sizeof(int32_t), "correct flags");
+    cldp_status st = CLDP_ERR_HOST_MEMORY;
+    if (loss && ok) {
+        cl_int err = clEnqueueReadBuffer(r->queue, r->loss, CL_FALSE, 0, rows * sizeof(float), loss, 0, NULL, NULL);
+        if (err == CL_SUCCESS) err = clEnqueueReadBuffer(r->queue, r->correct, CL_TRUE, 0, rows * sizeof(int32_t), ok, 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            st = cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(losses) failed with %s", r->name, cldp_cl_error_name(err));
+        } else {
+            double s = 0;
+            size_t c = 0;
+            for (size_t i = 0; i < rows; i++) {
+                s += loss[i];
+                c += ok[i] != 0;
+            }
+            *loss_sum += s;
+            *correct += c;
+            st = CLDP_OK;
+        }
+    }
+    free(loss);
+    free(ok);
+    return st;
+}
+
+cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst)
+{
+    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->grads, CL_TRUE, 0, r->model->nparams * sizeof(float), dst, 0, NULL, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs)
+{
+    if (rows == 0) return CLDP_OK;
+    const cldp_model *m = r->model;
+    cl_uint urows = (cl_uint)rows, classes = (cl_uint)m->layers[m->nlayers - 1].out;
+    ARG(r->k_softmax_rows, 0, r->act[m->nlayers - 1]);
+    ARG(r->k_softmax_rows, 1, urows);
+    ARG(r->k_softmax_rows, 2, classes);
+    ARG(r->k_softmax_rows, 3, r->delta[0]);
+    TRY(launch(r, r->k_softmax_rows, "softmax_rows", rows));
+    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), probs, 0, NULL, NULL));
+    return CLDP_OK;
+}

@@ -1,0 +1,123 @@
+/* testutil.h — what the tests share: a CHECK that counts failures, tolerance comparison against
+ * a double-precision reference that reports the worst element, fresh random inputs, and skips. */
+#ifndef CLDP_TESTUTIL_H
+#define CLDP_TESTUTIL_H
+
+#include "cldp.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ctest treats this exit status as a skip (SKIP_RETURN_CODE), never as a pass. */
+#define TEST_SKIP_CODE 77
+
+static int test_failures;
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
+            test_failures++;                                                                   \
+        }                                                                                      \
+    } while (0)
+
+/* Checks a cldp call; on failure prints the status and the library's message. */
+#define CHECK_OK(call)                                                                         \
+    do {                                                                                       \
+        cldp_status st_ = (call);                                                              \
+        if (st_ != CLDP_OK) {                                                                  \
+            fprintf(stderr, "FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,           \
+                    cldp_status_string(st_), cldp_last_error());                               \
+            test_failures++;                                                                   \
+        }                                                                                      \
+    } while (0)
+
+/* Expects a specific failure status and a non-empty message. */
+#define CHECK_STATUS(call, want)                                                               \
+    do {                                                                                       \
+        cldp_status st_ = (call);                                                              \
+        if (st_ != (want) || !*cldp_last_error()) {                                            \
+            fprintf(stderr, "FAIL %s:%d: %s -> %s (want %s), message \"%s\"\n", __FILE__,      \
+                    __LINE__, #call, cldp_status_string(st_), cldp_status_string(want),        \
+                    cldp_last_error());                                                        \
+            test_failures++;                                                                   \
+        }                                                                                      \
+    } while (0)
+
+static inline int test_finish(const char *name)
+{
+    if (test_failures) {
+        fprintf(stderr, "%s: %d check(s) failed\n", name, test_failures);
+        return 1;
+    }
+    printf("%s: all checks passed\n", name);
+    return 0;
+}
+
+/* Seed from the clock unless CLDP_TEST_SEED fixes it; printed so a failure can be replayed. */
+static inline uint64_t test_seed(const char *name)
+{
+    const char *s = getenv("CLDP_TEST_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
+    printf("%s: seed %llu (set CLDP_TEST_SEED to replay)\n", name, (unsigned long long)seed);
+    return seed;
+}
+
+static uint64_t test_rng_state;
+static inline uint64_t test_rand(void)
+{
+    uint64_t z = (test_rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [lo, hi). */
+static inline double test_uniform(double lo, double hi)
+{
+    return lo + (hi - lo) * (double)(test_rand() >> 11) * 0x1.0p-53;
+}
+static inline void test_fill(float *x, size_t n, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)test_uniform(lo, hi);
+}
+
+/* |got - ref| <= atol + rtol·|ref| for every element; on failure prints the worst one. */
+static inline int test_close(const char *what, const float *got, const double *ref, size_t n, double atol, double rtol)
+{
+    size_t worst = 0;
+    double worst_excess = -1, worst_err = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - ref[i]);
+        double excess = err - (atol + rtol * fabs(ref[i]));
+        if (isnan(got[i])) excess = INFINITY;
+        if (excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+            worst_err = err;
+        }
+    }
+    if (worst_excess > 0) {
+        fprintf(stderr, "FAIL %s: element %zu is %.9g, reference %.9g (|err| %.3g > atol %.1g + rtol %.1g·|ref|)\n",
+                what, worst, (double)got[worst], ref[worst], worst_err, atol, rtol);
+        test_failures++;
+        return 0;
+    }
+    return 1;
+}
+
+/* Skips (exit 77) when fewer than `want` devices are available to select with `spec`. */
+static inline size_t test_require_devices(const char *name, const char *spec, size_t want)
+{
+    size_t idx[64], n = 0;
+    if (cldp_device_select(spec, idx, 64, &n) != CLDP_OK || n < want) {
+        printf("SKIP %s: needs %zu OpenCL device(s) matching \"%s\", found %zu (%s)\n", name, want, spec, n, cldp_last_error());
+        exit(TEST_SKIP_CODE);
+    }
+    return n;
+}
+
+#endif
