@@ -280,7 +280,8 @@ static cldp_status rebroadcast_if_dirty(cldp_trainer *t)
 
 cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
 {
-    REQUIRE(labels, "labels are NULL");
+    REQUIRE(t, "cldp_trainer_step: trainer is NULL");
+    REQUIRE(labels, "cldp_trainer_step: labels are NULL");
     TRY(check_batch(t, x, labels, n, t->opts.batch));
     TRY(rebroadcast_if_dirty(t));
     double t0 = cldp_now_ms();
@@ -358,7 +359,7 @@ static cldp_status infer(cldp_trainer *t, job_kind kind, const float *x, const i
 
 cldp_status cldp_trainer_evaluate(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, double *loss, size_t *correct)
 {
-    REQUIRE(labels, "labels are NULL");
+    REQUIRE(t && labels, "cldp_trainer_evaluate: trainer or labels is NULL");
     REQUIRE(loss || correct, "cldp_trainer_evaluate: both loss and correct are NULL");
     TRY(check_batch(t, x, labels, n, SIZE_MAX));
     return infer(t, JOB_EVAL, x, labels, n, NULL, loss, correct);
@@ -366,7 +367,7 @@ cldp_status cldp_trainer_evaluate(cldp_trainer *t, const float *x, const int32_t
 
 cldp_status cldp_trainer_predict(cldp_trainer *t, const float *x, size_t n, float *probs)
 {
-    REQUIRE(probs, "cldp_trainer_predict: probs is NULL");
+    REQUIRE(t && probs, "cldp_trainer_predict: trainer or probs is NULL");
     TRY(check_batch(t, x, NULL, n, SIZE_MAX));
     return infer(t, JOB_PREDICT, x, NULL, n, probs, NULL, NULL);
 }

@@ -29,6 +29,8 @@ struct cldp_pool {
     void *ctx;
 };
 
+void (*cldp_pool_test_delay)(size_t rank);
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -46,6 +48,7 @@ static void *worker_main(void *arg)
         void *ctx = p->ctx;
         pthread_mutex_unlock(&p->mu);
 
+        if (cldp_pool_test_delay) cldp_pool_test_delay(w->rank);
         double t0 = cldp_now_ms();
         cldp_set_last_error("");
         cldp_status st = fn(ctx, w->rank);

@@ -24,4 +24,8 @@ cldp_status cldp_pool_run(cldp_pool *pool, cldp_job_fn fn, void *ctx);
 /* Wall time the last job took on worker `rank`, in milliseconds. */
 double cldp_pool_job_ms(const cldp_pool *pool, size_t rank);
 
+/* Test hook: when set, every worker calls it with its rank before running its part of a job,
+ * so tests can delay workers at random and show results never depend on arrival order. */
+extern void (*cldp_pool_test_delay)(size_t rank);
+
 #endif

@@ -1,0 +1,63 @@
+# setup.sh — sourced by scripts/demo and scripts/test: installs the Debian packages cldp needs
+# (as root through apt-get; otherwise prints the exact command), then configures and builds.
+# Usage: cldp_setup <build-dir> <extra packages...>
+
+cldp_missing_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    echo "${missing[@]}"
+}
+
+cldp_install() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "cldp: not a Debian system: make sure a C compiler, cmake, the OpenCL ICD loader and headers," >&2
+        echo "      CLBlast, an OpenCL driver (e.g. PoCL) and zlib are installed." >&2
+        return 0
+    fi
+    local missing
+    missing=$(cldp_missing_packages "$@")
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "cldp: missing Debian packages: $missing" >&2
+        echo "cldp: install them with:" >&2
+        echo "  sudo apt-get update && sudo apt-get install -y $missing" >&2
+        exit 1
+    fi
+    echo "cldp: installing $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >/dev/null || {
+        echo "cldp: apt-get install $missing failed" >&2
+        exit 1
+    }
+}
+
+CLDP_BASE_PACKAGES="gcc libc6-dev make cmake ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd zlib1g-dev"
+
+cldp_setup() {
+    local build=$1
+    shift
+    # shellcheck disable=SC2086
+    cldp_install $CLDP_BASE_PACKAGES "$@"
+    local jobs
+    jobs=$(nproc 2>/dev/null || echo 2)
+    mkdir -p "$build"
+    if [ ! -f "$build/CMakeCache.txt" ]; then
+        # shellcheck disable=SC2086
+        cmake -S "$CLDP_ROOT" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CLDP_CMAKE_ARGS:-} >"$build/configure.log" 2>&1 || {
+            cat "$build/configure.log" >&2
+            rm -f "$build/CMakeCache.txt"
+            echo "cldp: configuring failed (log above)" >&2
+            exit 1
+        }
+        grep 'cldp:' "$build/configure.log" || true
+    fi
+    cmake --build "$build" -j "$jobs" >"$build/build.log" 2>&1 || {
+        tail -40 "$build/build.log" >&2
+        echo "cldp: build failed (full log: $build/build.log)" >&2
+        exit 1
+    }
+}

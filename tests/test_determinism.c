@@ -1,0 +1,147 @@
+/* test_determinism — the same run twice gives bitwise-identical parameters, even with workers
+ * delayed at random before each part of a step; and the public collective gives bitwise-identical
+ * sums (equal to the fixed host tree, and to a double sum within 1e-5 relative) whatever order
+ * its workers arrive in. */
+#define _POSIX_C_SOURCE 200809L
+#undef NDEBUG
+#include "collective.h"
+#include "replica.h"
+#include "workers.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <time.h>
+
+static pthread_mutex_t delay_mu = PTHREAD_MUTEX_INITIALIZER;
+static void random_delay(size_t rank)
+{
+    pthread_mutex_lock(&delay_mu);
+    long us = (long)(test_rand() % 3000);
+    pthread_mutex_unlock(&delay_mu);
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static uint32_t train_crc(const float *x, const int32_t *y, int steps)
+{
+    cldp_model *m;
+    CHECK_OK(cldp_model_create(31, &m));
+    CHECK_OK(cldp_model_add_dense(m, 40, CLDP_ACT_RELU));
+    CHECK_OK(cldp_model_add_dense(m, 6, CLDP_ACT_NONE));
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = "all";
+    o.batch = 45;
+    o.seed = 7;
+    cldp_trainer *t = NULL;
+    CHECK_OK(cldp_trainer_create(m, &o, &t));
+    for (int s = 0; s < steps && t; s++) CHECK_OK(cldp_trainer_step(t, x + (size_t)s * 45 * 31, y + s * 45, 45, NULL));
+    size_t np = cldp_model_param_count(m);
+    float *p = malloc(np * sizeof(float));
+    if (t) CHECK_OK(cldp_trainer_get_params(t, p, np));
+    uint32_t crc = cldp_crc32(p, np * sizeof(float));
+    free(p);
+    cldp_trainer_destroy(t);
+    cldp_model_destroy(m);
+    return crc;
+}
+
+static void test_collective(void)
+{
+    const cldp_dev *devs;
+    size_t ndev;
+    CHECK_OK(cldp_devices(&devs, &ndev));
+    enum { N = 3, COUNT = 10007 };
+    cl_context ctx[N];
+    cl_command_queue q[N];
+    cl_mem buf[N];
+    float *host[N], *tree[N], *out = malloc(COUNT * sizeof(float)), *first = malloc(COUNT * sizeof(float));
+    double *exact = calloc(COUNT, sizeof(double));
+    for (int r = 0; r < N; r++) {
+        cl_int err;
+        ctx[r] = clCreateContext(NULL, 1, &devs[r].id, NULL, NULL, &err);
+        q[r] = clCreateCommandQueue(ctx[r], devs[r].id, 0, &err);
+        buf[r] = clCreateBuffer(ctx[r], CL_MEM_READ_WRITE, (COUNT + 5) * sizeof(float), NULL, &err);
+        CHECK(err == CL_SUCCESS);
+        host[r] = malloc(COUNT * sizeof(float));
+        tree[r] = malloc(COUNT * sizeof(float));
+        /* values of mixed magnitude, so a different summation order would change the bits */
+        for (int i = 0; i < COUNT; i++) host[r][i] = (float)(test_uniform(-1, 1) * pow(10.0, test_uniform(-3, 3)));
+        for (int i = 0; i < COUNT; i++) exact[i] += host[r][i];
+        memcpy(tree[r], host[r], COUNT * sizeof(float));
+    }
+    cldp_tree_reduce(tree, N, 0, COUNT);
+
+    cldp_collective *c = NULL;
+    CHECK_OK(cldp_collective_create(q, N, COUNT, &c));
+    for (int rep = 0; rep < 15 && c; rep++) {
+        for (int r = 0; r < N; r++)
+            clEnqueueWriteBuffer(q[r], buf[r], CL_TRUE, 5 * sizeof(float), COUNT * sizeof(float), host[r], 0, NULL, NULL);
+        CHECK_OK(cldp_collective_allreduce(c, buf, 5, 1.0f));
+        for (int r = 0; r < N; r++) {
+            clEnqueueReadBuffer(q[r], buf[r], CL_TRUE, 5 * sizeof(float), COUNT * sizeof(float), out, 0, NULL, NULL);
+            if (memcmp(out, tree[0], COUNT * sizeof(float)) != 0) {
+                fprintf(stderr, "FAIL collective repetition %d: rank %d differs from the fixed tree's bits\n", rep, r);
+                test_failures++;
+            }
+        }
+        if (rep == 0) {
+            memcpy(first, out, COUNT * sizeof(float));
+            test_close("allreduce vs double sum", out, exact, COUNT, 1e-5, 1e-5);
+        }
+    }
+    /* broadcast from rank 2 */
+    for (int r = 0; r < N; r++)
+        clEnqueueWriteBuffer(q[r], buf[r], CL_TRUE, 0, COUNT * sizeof(float), host[r], 0, NULL, NULL);
+    if (c) CHECK_OK(cldp_collective_broadcast(c, buf, 0, 2));
+    for (int r = 0; r < N; r++) {
+        clEnqueueReadBuffer(q[r], buf[r], CL_TRUE, 0, COUNT * sizeof(float), out, 0, NULL, NULL);
+        CHECK(memcmp(out, host[2], COUNT * sizeof(float)) == 0);
+    }
+    /* mean: scale 1/N */
+    for (int r = 0; r < N; r++)
+        clEnqueueWriteBuffer(q[r], buf[r], CL_TRUE, 0, COUNT * sizeof(float), host[r], 0, NULL, NULL);
+    if (c) CHECK_OK(cldp_collective_allreduce(c, buf, 0, 1.0f / N));
+    clEnqueueReadBuffer(q[1], buf[1], CL_TRUE, 0, COUNT * sizeof(float), out, 0, NULL, NULL);
+    for (int i = 0; i < COUNT; i++) exact[i] /= N;
+    test_close("allreduce mean vs double mean", out, exact, COUNT, 1e-5, 1e-5);
+    /* bad arguments */
+    CHECK_STATUS(cldp_collective_allreduce(c, NULL, 0, 1.0f), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_collective_allreduce(c, buf, 6, 1.0f), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_collective_broadcast(c, buf, 0, 3), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_collective_create(q, 0, COUNT, &c), CLDP_ERR_INVALID_ARGUMENT);
+    cldp_collective_destroy(c);
+    for (int r = 0; r < N; r++) {
+        clReleaseMemObject(buf[r]);
+        clReleaseCommandQueue(q[r]);
+        clReleaseContext(ctx[r]);
+        free(host[r]);
+        free(tree[r]);
+    }
+    free(out);
+    free(first);
+    free(exact);
+}
+
+int main(void)
+{
+    test_rng_state = test_seed("test_determinism");
+    test_require_devices("test_determinism", "all", 3);
+    const int steps = 8;
+    float *x = malloc((size_t)steps * 45 * 31 * sizeof(float));
+    int32_t *y = malloc((size_t)steps * 45 * sizeof(int32_t));
+    test_fill(x, (size_t)steps * 45 * 31, -1, 1);
+    for (int i = 0; i < steps * 45; i++) y[i] = (int32_t)(test_rand() % 6);
+
+    uint32_t a = train_crc(x, y, steps);
+    cldp_pool_test_delay = random_delay;
+    uint32_t b = train_crc(x, y, steps);
+    uint32_t c = train_crc(x, y, steps);
+    printf("  parameter CRC32: %08x, with random delays %08x and %08x\n", a, b, c);
+    CHECK(a == b && b == c);
+    test_collective();
+    cldp_pool_test_delay = NULL;
+    free(x);
+    free(y);
+    return test_finish("test_determinism");
+}
