@@ -104,6 +104,13 @@ typedef struct cldp_device_info {
     uint64_t global_mem_bytes;
     uint64_t max_alloc_bytes;
     int host_unified_memory;    /* 1 when the device shares host memory (CPUs, integrated GPUs) */
+    /* The physical device, from cl_khr_device_uuid, cl_khr_pci_bus_info or the AMD/NVIDIA
+     * attribute queries: "pci:0000:65:00.0 uuid:5f1c...", or "unknown" when the driver says
+     * nothing. One physical device reached through two platforms (two ICDs) is listed once, on
+     * the first platform; set CLDP_DEDUPE=0 to list every entry. */
+    char identity[64];
+    char duplicates[64];        /* platform:device of the entries dropped as this same device,
+                                   e.g. "1:0"; "" when none */
 } cldp_device_info;
 
 /* Number of devices over every platform the ICD loader reports. Discovery runs once per process
@@ -165,6 +172,16 @@ typedef enum cldp_optimizer {
     CLDP_OPT_ADAM = 1  /* Adam with L2 weight decay added to the gradient */
 } cldp_optimizer;
 
+typedef enum cldp_failure_policy {
+    CLDP_ON_FAILURE_STOP = 0, /* the step fails; parameters stay those before it */
+    CLDP_ON_FAILURE_DROP = 1  /* the failed devices are removed and the step is redone on the rest */
+} cldp_failure_policy;
+
+typedef enum cldp_nonfinite_policy {
+    CLDP_ON_NONFINITE_SKIP = 0, /* the update is skipped and counted; the step returns CLDP_OK */
+    CLDP_ON_NONFINITE_STOP = 1  /* the update is skipped; the step returns CLDP_ERR_NONFINITE */
+} cldp_nonfinite_policy;
+
 typedef struct cldp_trainer_options {
     size_t struct_size;     /* set by cldp_trainer_options_init; lets the struct grow safely */
     const char *devices;    /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
@@ -175,10 +192,51 @@ typedef struct cldp_trainer_options {
     float weight_decay;
     float beta1, beta2, epsilon; /* Adam */
     uint64_t seed;          /* parameter initialisation */
+    double timeout_ms;      /* watchdog: a device part of a step longer than this fails the step
+                               with CLDP_ERR_TIMEOUT (0: no limit) */
+    cldp_failure_policy on_failure;
+    cldp_nonfinite_policy on_nonfinite;
+    /* Test-only fault injection, through the same code paths a real error takes:
+     * "RANK:STEP:KIND[:MS]" (several separated by ','), RANK the device's rank at creation, STEP
+     * the 0-based step, KIND gemm | kernel | read | write | stall (sleeps MS, default 5000, inside
+     * a GEMM) | nan (a NaN in that device's gradient). NULL: the CLDP_FAULT environment variable. */
+    const char *fault;
+    /* How the batch is divided between the devices (ranks in selection order):
+     *   NULL: the CLDP_SPLIT environment variable, else "auto";
+     *   "auto": start even, then size the shards by each device's measured speed (see balance);
+     *   "even": equal shards, kept;
+     *   "W0,W1,...": one weight >= 0 per device, not all 0, e.g. "3,1" gives rank 0 three
+     *   quarters; kept (balancing is off for a split given by hand).
+     * Shard sizes are the weights' shares of each step's batch, rounded (largest remainder) so
+     * they sum to it exactly. Any split gives the same result, to float32 rounding, because each
+     * device contributes its gradient sum divided by the whole batch. Bad specs are
+     * CLDP_ERR_INVALID_ARGUMENT at creation. Only read during cldp_trainer_create. */
+    const char *split;
+    /* 1: with an "auto" split, re-size the shards so that the devices finish their part of a
+     * step together, from a moving average of each one's compute time per sample, with
+     * hysteresis (a re-split must promise a > 5% shorter step, several steps running).
+     * 0: keep the split as given (even for "auto").
+     * -1 (default): 1 when the selected devices differ (name or driver), else 0, so runs on
+     * identical devices keep the same split and therefore bitwise-identical results. A split
+     * that follows measured speed follows timing, and the bits follow the split. */
+    int balance;
+    /* Test-only: caps the memory each device may use, in bytes (0: no cap; also the
+     * CLDP_DEVICE_MEMORY_CAP environment variable, bytes or with a K/M/G suffix, used when this
+     * is 0). Before building replicas the trainer estimates each device's need (parameters,
+     * gradients, activations per sample of its shard, CLBlast scratch, staging) against
+     * min(CL_DEVICE_GLOBAL_MEM_SIZE less a sixteenth, cap) and CL_DEVICE_MAX_MEM_ALLOC_SIZE: a
+     * shard whose activations do not fit runs as micro-batches; a model that does not fit at all
+     * is refused with CLDP_ERR_DEVICE_MEMORY. The cap lets tests drive both paths on any device. */
+    uint64_t device_memory_cap;
 } cldp_trainer_options;
 
 /* Fills the defaults: devices NULL, batch 128, Adam, lr 1e-3, momentum 0.9, weight decay 0,
- * betas 0.9/0.999, epsilon 1e-8, seed 1. */
+ * betas 0.9/0.999, epsilon 1e-8, seed 1, watchdog 120 s, stop on device failure, skip
+ * non-finite updates, no fault, split NULL (CLDP_SPLIT, else auto), balance -1 (auto), no memory cap.
+ *
+ * Test-only environment: CLDP_TEST_SLOWDOWN="RANK:FACTOR[,...]" (e.g. "1:3") makes that rank's
+ * worker sleep after its compute so its part of a training step takes FACTOR times as long —
+ * a stand-in for a slower GPU on machines that have only identical devices. */
 CLDP_API void cldp_trainer_options_init(cldp_trainer_options *opts);
 
 typedef struct cldp_trainer cldp_trainer;
@@ -208,12 +266,20 @@ typedef struct cldp_step_stats {
     size_t correct;         /* samples whose arg-max logit was the label, before the update */
     size_t samples;
     double step_ms;         /* wall time of the whole step */
+    int skipped;            /* 1 when the update was skipped for a NaN/Inf gradient */
+    uint64_t skipped_total; /* such steps since the trainer was created */
+    size_t devices;         /* devices in use after the step (fewer after a drop) */
 } cldp_step_stats;
 
 /* One training step on a host batch of n samples (1 <= n <= opts.batch): x is n x inputs floats,
  * row-major; labels are n classes in [0, outputs). The batch is split over the devices, the
  * gradient averaged over all n samples, the parameters updated and broadcast. Blocks until done.
- * `stats` may be NULL. After a failed step the parameters are those before the step. */
+ * `stats` may be NULL. After a failed step the parameters are those before the step (when only
+ * the broadcast failed, the update is kept on the host and re-sent by the next call).
+ * A device error (or a watchdog timeout) on any worker fails the step on every worker; with
+ * CLDP_ON_FAILURE_DROP the failed devices are removed and the step is redone on the others
+ * (cldp_trainer_device_count shrinks). After a timeout under CLDP_ON_FAILURE_STOP the trainer
+ * can only be destroyed. A NaN or Inf in the gradient skips the update (see on_nonfinite). */
 CLDP_API cldp_status cldp_trainer_step(cldp_trainer *trainer, const float *x,
                                        const int32_t *labels, size_t n, cldp_step_stats *stats);
 
@@ -223,6 +289,28 @@ CLDP_API cldp_status cldp_trainer_set_learning_rate(cldp_trainer *trainer, float
 /* Per-device figures of the last step (rank < cldp_trainer_device_count). */
 CLDP_API cldp_status cldp_trainer_device_stats(const cldp_trainer *trainer, size_t rank,
                                                cldp_device_stats *stats);
+
+/* The split in use, for the trainer's n = cldp_trainer_device_count devices: `weights` (room
+ * for n, may be NULL) gets each rank's relative weight (shares are weight / sum; the scale is
+ * arbitrary), `shards` (room for n, may be NULL) the shard sizes a full batch (opts.batch)
+ * would get now. Per-step shard sizes, compute and idle times are in cldp_device_stats. */
+CLDP_API cldp_status cldp_trainer_get_split(const cldp_trainer *trainer, double *weights,
+                                            size_t *shards, size_t n);
+
+/* Sets the split from n weights (one per device, >= 0, not all 0; weights from
+ * cldp_trainer_get_split restore that exact split, e.g. after loading a checkpoint). It applies
+ * from the next step. With balancing on, the balancer starts from it and may move away as it
+ * measures; turn balancing off (cldp_trainer_set_balance) to keep it. */
+CLDP_API cldp_status cldp_trainer_set_split(cldp_trainer *trainer, const double *weights, size_t n);
+
+/* Turns speed-aware balancing on (1) or off (0) from the next step; off freezes the split in
+ * use. Its speed measurements continue either way. */
+CLDP_API cldp_status cldp_trainer_set_balance(cldp_trainer *trainer, int on);
+
+/* The most samples device `rank` computes at once (its replica's rows, sized by its memory);
+ * shards larger than this run as micro-batches whose gradients accumulate on the device. */
+CLDP_API cldp_status cldp_trainer_device_rows(const cldp_trainer *trainer, size_t rank,
+                                              size_t *rows);
 
 /* Mean loss and number correct over n samples, computed data-parallel over the devices in
  * chunks of at most opts.batch. Parameters are not changed. */
@@ -240,6 +328,44 @@ CLDP_API cldp_status cldp_trainer_get_params(const cldp_trainer *trainer, float 
 /* Replaces the parameters on the host and every device, and resets the optimizer state. */
 CLDP_API cldp_status cldp_trainer_set_params(cldp_trainer *trainer, const float *params,
                                              size_t count);
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+/* A checkpoint holds everything the library owns that a run needs to continue exactly: the model
+ * description, the master parameters, the optimizer's kind, hyper-parameters (learning rate
+ * included), state (momentum or Adam moments) and step count, and an opaque application blob for
+ * what the application owns (its epoch, position in the epoch, data order, RNG state...). The
+ * file is little-endian, versioned, made of tagged sections and covered by one zlib CRC-32.
+ * Loading on the same devices continues bitwise identically to a run that was never stopped; on a
+ * different number of devices it continues within float32 rounding (the reduction tree differs).
+ *
+ * Saving writes `path`.tmp.<pid> in the same directory, flushes and fsyncs it, renames it over
+ * `path` and fsyncs the directory, so a crash at any moment leaves the old or the new checkpoint,
+ * never a broken one (a process killed mid-write may leave its .tmp.<pid> file, which is never
+ * read and may be deleted). The blob `user` (user_len bytes, may be NULL when user_len is 0) is
+ * stored as is; the library does not interpret it. The trainer is not changed. Returns
+ * CLDP_ERR_IO, naming the file, when the file cannot be written (the temporary file is removed).
+ * Test hook: with CLDP_TEST_CHECKPOINT_DELAY_MS set, it sleeps that long between the fsync and the
+ * rename, to widen the window for kill tests. Blocks; the trainer must not be in use by another
+ * thread. */
+CLDP_API cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *trainer, const char *path,
+                                                  const void *user, size_t user_len);
+
+/* Restores a checkpoint written by cldp_trainer_save_checkpoint into a trainer of the same model
+ * (any devices): the master parameters (written to every device before the next step), the
+ * optimizer kind, hyper-parameters, state and step count. The application blob is copied to
+ * `user` (room for user_capacity bytes) and its length written to *user_len (if not NULL); `user`
+ * may be NULL (capacity 0) to ignore the blob.
+ * Everything is validated before anything changes: on any failure the trainer is left exactly as
+ * it was. CLDP_ERR_IO: the file cannot be opened or read. CLDP_ERR_FORMAT: not a cldp checkpoint,
+ * another format version, truncated, checksum mismatch, malformed sections, or a "wrong model"
+ * (input size, layers, activations and loss must match the trainer's exactly); the message names
+ * the file and what is wrong. CLDP_ERR_INVALID_ARGUMENT: the blob is larger than user_capacity.
+ * An OpenCL status when writing the parameters to a device failed (the state is then loaded and
+ * the next step retries the write). Blocks; the trainer must not be in use by another thread. */
+CLDP_API cldp_status cldp_trainer_load_checkpoint(cldp_trainer *trainer, const char *path,
+                                                  void *user, size_t user_capacity,
+                                                  size_t *user_len);
 
 /* ---- collectives on application buffers --------------------------------------------------- */
 

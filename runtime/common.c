@@ -1,9 +1,10 @@
 /* common.c — error recording (thread-local last error), OpenCL/CLBlast error names, version,
- * timing and checked allocation shared by every layer. */
+ * timing and checked allocation (with its failure injection for tests) shared by every layer. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
 #include <clblast_c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,18 +123,50 @@ int cldp_mul_size(size_t a, size_t b, size_t *out)
     return 0;
 }
 
+/* ---- allocation ------------------------------------------------------------------------ */
+
+_Atomic long cldp_test_alloc_fail_after = -1;
+_Atomic long cldp_test_device_alloc_fail_after = -1;
+
+/* Counts an armed counter down; 1 for the allocation that finds it at 0. The relaxed load keeps
+ * the unarmed case (every allocation of a normal run) to one read. */
+static int injected(_Atomic long *counter)
+{
+    long v = atomic_load_explicit(counter, memory_order_relaxed);
+    while (v >= 0)
+        if (atomic_compare_exchange_weak(counter, &v, v - 1)) return v == 0;
+    return 0;
+}
+
+int cldp_test_host_alloc_fails(void) { return injected(&cldp_test_alloc_fail_after); }
+int cldp_test_device_alloc_fails(void) { return injected(&cldp_test_device_alloc_fail_after); }
+
 void *cldp_malloc(size_t bytes, const char *what)
 {
-    void *p = malloc(bytes ? bytes : 1);
+    void *p = cldp_test_host_alloc_fails() ? NULL : malloc(bytes ? bytes : 1);
     if (!p) cldp_fail(CLDP_ERR_HOST_MEMORY, "out of host memory allocating %zu bytes for %s", bytes, what);
     return p;
 }
 
 void *cldp_calloc(size_t n, size_t size, const char *what)
 {
-    void *p = calloc(n ? n : 1, size ? size : 1);
+    void *p = cldp_test_host_alloc_fails() ? NULL : calloc(n ? n : 1, size ? size : 1);
     if (!p) cldp_fail(CLDP_ERR_HOST_MEMORY, "out of host memory allocating %zu x %zu bytes for %s", n, size, what);
     return p;
+}
+
+void *cldp_realloc(void *old, size_t bytes, const char *what)
+{
+    void *p = cldp_test_host_alloc_fails() ? NULL : realloc(old, bytes ? bytes : 1);
+    if (!p) cldp_fail(CLDP_ERR_HOST_MEMORY, "out of host memory growing %s to %zu bytes", what, bytes);
+    return p;
+}
+
+cldp_status cldp_cl_alloc_status(cl_int err)
+{
+    if (err == CL_OUT_OF_HOST_MEMORY) return CLDP_ERR_HOST_MEMORY;
+    if (err == CL_OUT_OF_RESOURCES || err == CL_MEM_OBJECT_ALLOCATION_FAILURE) return CLDP_ERR_DEVICE_MEMORY;
+    return CLDP_ERR_OPENCL;
 }
 
 uint32_t cldp_crc32(const void *data, size_t len)

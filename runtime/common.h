@@ -55,8 +55,29 @@ double cldp_now_ms(void);
 /* Overflow-checked size arithmetic: returns 0 and sets *out on success, -1 on overflow. */
 int cldp_mul_size(size_t a, size_t b, size_t *out);
 
-/* malloc/calloc that record CLDP_ERR_HOST_MEMORY on failure (the caller returns it). */
+/* malloc/calloc/realloc that record CLDP_ERR_HOST_MEMORY on failure (the caller returns it).
+ * Every host allocation on a create path goes through them, so tests can make any one fail.
+ * cldp_realloc leaves `p` allocated when it fails. */
 void *cldp_malloc(size_t bytes, const char *what);
 void *cldp_calloc(size_t n, size_t size, const char *what);
+void *cldp_realloc(void *p, size_t bytes, const char *what);
+
+/* The status an OpenCL allocation failure stands for: CL_OUT_OF_HOST_MEMORY is
+ * CLDP_ERR_HOST_MEMORY, CL_OUT_OF_RESOURCES and CL_MEM_OBJECT_ALLOCATION_FAILURE are
+ * CLDP_ERR_DEVICE_MEMORY, anything else CLDP_ERR_OPENCL. */
+cldp_status cldp_cl_alloc_status(cl_int err);
+
+/* ---- allocation-failure injection (tests only) ----
+ * When a counter is >= 0, each allocation of its kind counts it down, and the one that finds it
+ * at 0 fails as if memory ran out (the counter is then -1: later allocations succeed, so the
+ * clean-up paths run normally). -1, the default, injects nothing. Host: cldp_malloc/calloc/realloc,
+ * zlib's allocations while inflating a dataset, worker thread creation. Device: clCreateContext,
+ * clCreateCommandQueue and clCreateBuffer of a replica. Atomic, so worker threads may allocate
+ * while a test arms a counter. */
+extern _Atomic long cldp_test_alloc_fail_after;
+extern _Atomic long cldp_test_device_alloc_fail_after;
+/* 1 when the injection says this host (device) allocation fails; counts the counter down. */
+int cldp_test_host_alloc_fails(void);
+int cldp_test_device_alloc_fails(void);
 
 #endif

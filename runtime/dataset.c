@@ -48,6 +48,22 @@ static cldp_status zlib_fail(int zr, const z_stream *zs, const char *name)
                      zs->msg ? zs->msg : "error");
 }
 
+/* zlib allocates through these, so its allocations fail (and can be made to fail in tests) like
+ * every other. */
+static voidpf zlib_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    size_t bytes;
+    if (cldp_mul_size(items, size, &bytes) != 0) return Z_NULL;
+    return cldp_malloc(bytes, "zlib's inflate state");
+}
+
+static void zlib_free(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    free(p);
+}
+
 /* Inflates the gzip stream(s) in src. With peek, stops quietly after `limit` bytes (to read a
  * header before committing to the whole file); without, more than `limit` bytes of output is an
  * error, found by leaving room for one byte more than that instead of inflating everything.
@@ -67,6 +83,8 @@ static cldp_status gunzip(const unsigned char *src, size_t src_len, const char *
 
     z_stream zs;
     memset(&zs, 0, sizeof zs);
+    zs.zalloc = zlib_alloc;
+    zs.zfree = zlib_free;
     int zr = inflateInit2(&zs, 15 + 32);
     if (zr != Z_OK) {
         free(buf);
@@ -86,7 +104,7 @@ static cldp_status gunzip(const unsigned char *src, size_t src_len, const char *
         if (produced == cap) {
             if (cap == hard) break;
             size_t grown = cap > hard / 2 ? hard : cap * 2;
-            unsigned char *nb = realloc(buf, grown);
+            unsigned char *nb = cldp_realloc(buf, grown, "inflated IDX data");
             if (!nb) {
                 st = cldp_fail(CLDP_ERR_HOST_MEMORY, "%s: out of host memory inflating %zu bytes",
                                name, grown);
@@ -379,7 +397,7 @@ static cldp_status read_file(const char *path, const char *hint, unsigned char *
                 break;
             }
             size_t grown = cap > max_len / 2 ? max_len + 1 : cap * 2;
-            unsigned char *nb = realloc(buf, grown);
+            unsigned char *nb = cldp_realloc(buf, grown, "file contents");
             if (!nb) {
                 st = cldp_fail(CLDP_ERR_HOST_MEMORY, "%s: out of host memory reading %zu bytes",
                                path, grown);

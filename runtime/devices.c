@@ -22,6 +22,127 @@ static void get_str(cl_device_id d, cl_device_info what, char *buf, size_t cap)
     buf[cap - 1] = 0;
 }
 
+/* ---- identity: one physical device, counted once ------------------------------------- */
+
+/* Extension names and queries of cl_khr_device_uuid, cl_khr_pci_bus_info and the AMD/NVIDIA
+ * attribute queries, spelled out so older headers do not matter. */
+#define CLDP_DEVICE_UUID_KHR 0x106A
+#define CLDP_DEVICE_PCI_BUS_INFO_KHR 0x410F
+#define CLDP_DEVICE_TOPOLOGY_AMD 0x4037
+#define CLDP_DEVICE_PCI_BUS_ID_NV 0x4008
+#define CLDP_DEVICE_PCI_SLOT_ID_NV 0x4009
+#define CLDP_DEVICE_PCI_DOMAIN_ID_NV 0x400A
+
+static int has_extension(const char *exts, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = exts; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == exts || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static void query_identity(cl_device_id d, cldp_dev_identity *id)
+{
+    memset(id, 0, sizeof *id);
+    size_t len = 0;
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &len) != CL_SUCCESS || len == 0) return;
+    char *exts = calloc(len + 1, 1);
+    if (!exts) return; /* identity is a nicety: without memory for it, say nothing is known */
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, len, exts, NULL) != CL_SUCCESS) exts[0] = 0;
+    if (has_extension(exts, "cl_khr_device_uuid") &&
+        clGetDeviceInfo(d, CLDP_DEVICE_UUID_KHR, sizeof id->uuid, id->uuid, NULL) == CL_SUCCESS) {
+        for (int i = 0; i < 16; i++) id->has_uuid |= id->uuid[i] != 0;
+    }
+    if (has_extension(exts, "cl_khr_pci_bus_info")) {
+        cl_uint pci[4] = {0, 0, 0, 0}; /* domain, bus, device, function */
+        if (clGetDeviceInfo(d, CLDP_DEVICE_PCI_BUS_INFO_KHR, sizeof pci, pci, NULL) == CL_SUCCESS) {
+            id->has_pci = 1;
+            id->pci_domain = pci[0], id->pci_bus = pci[1], id->pci_device = pci[2], id->pci_function = pci[3];
+        }
+    }
+    if (!id->has_pci && has_extension(exts, "cl_amd_device_attribute_query")) {
+        /* cl_device_topology_amd: a type word, then for PCIe (type 1) bus, device and function
+         * in the last three of its 24 bytes; no domain */
+        unsigned char topo[24] = {0};
+        cl_uint type;
+        if (clGetDeviceInfo(d, CLDP_DEVICE_TOPOLOGY_AMD, sizeof topo, topo, NULL) == CL_SUCCESS &&
+            (memcpy(&type, topo, sizeof type), type == 1)) {
+            id->has_pci = 1;
+            id->pci_bus = topo[21], id->pci_device = topo[22], id->pci_function = topo[23];
+        }
+    }
+    if (!id->has_pci && has_extension(exts, "cl_nv_device_attribute_query")) {
+        /* the slot id is the PCI devfn: device in the upper five bits, function in the lower three */
+        cl_uint bus = 0, slot = 0, domain = 0;
+        if (clGetDeviceInfo(d, CLDP_DEVICE_PCI_BUS_ID_NV, sizeof bus, &bus, NULL) == CL_SUCCESS &&
+            clGetDeviceInfo(d, CLDP_DEVICE_PCI_SLOT_ID_NV, sizeof slot, &slot, NULL) == CL_SUCCESS) {
+            clGetDeviceInfo(d, CLDP_DEVICE_PCI_DOMAIN_ID_NV, sizeof domain, &domain, NULL); /* newer drivers only */
+            id->has_pci = 1;
+            id->pci_domain = domain, id->pci_bus = bus, id->pci_device = slot >> 3, id->pci_function = slot & 7;
+        }
+    }
+    /* an all-zero address is the host bridge, never a device: a driver that does not know */
+    if (id->has_pci && !(id->pci_domain | id->pci_bus | id->pci_device | id->pci_function)) id->has_pci = 0;
+    free(exts);
+}
+
+static void format_identity(const cldp_dev_identity *id, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    if (id->has_pci)
+        used += (size_t)snprintf(buf, cap, "pci:%04x:%02x:%02x.%x", id->pci_domain, id->pci_bus, id->pci_device, id->pci_function);
+    if (id->has_uuid && used < cap) {
+        const unsigned char *u = id->uuid;
+        snprintf(buf + used, cap - used,
+                 "%suuid:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", used ? " " : "",
+                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    }
+    if (!id->has_pci && !id->has_uuid) snprintf(buf, cap, "unknown");
+}
+
+static int same_device(const cldp_dev_identity *a, const cldp_dev_identity *b)
+{
+    if (a->has_uuid && b->has_uuid && !memcmp(a->uuid, b->uuid, sizeof a->uuid)) return 1;
+    return a->has_pci && b->has_pci && a->pci_domain == b->pci_domain && a->pci_bus == b->pci_bus &&
+           a->pci_device == b->pci_device && a->pci_function == b->pci_function;
+}
+
+size_t cldp_dedupe(cldp_dev *devs, size_t n)
+{
+    /* root[i]: the first entry of i's physical device (i itself when it is the first) */
+    size_t *root = calloc(n ? n : 1, sizeof *root);
+    for (size_t i = 0; i < n; i++) {
+        format_identity(&devs[i].ident, devs[i].info.identity, sizeof devs[i].info.identity);
+        devs[i].info.duplicates[0] = 0;
+        if (!root) continue; /* out of memory: keep every entry rather than fail discovery */
+        root[i] = i;
+        for (size_t j = 0; j < i && root[i] == i; j++) {
+            size_t r = root[j];
+            if (devs[j].info.platform_index != devs[i].info.platform_index &&
+                devs[r].info.platform_index != devs[i].info.platform_index && same_device(&devs[j].ident, &devs[i].ident))
+                root[i] = r;
+        }
+        if (root[i] != i) {
+            char *dup = devs[root[i]].info.duplicates;
+            size_t used = strlen(dup), cap = sizeof devs[root[i]].info.duplicates;
+            if (used + 1 < cap)
+                snprintf(dup + used, cap - used, "%s%u:%u", used ? "," : "", devs[i].info.platform_index, devs[i].info.device_index);
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (root && root[i] != i) continue;
+        if (kept != i) devs[kept] = devs[i];
+        devs[kept].info.index = kept;
+        kept++;
+    }
+    free(root);
+    return kept;
+}
+
+/* ---- discovery ------------------------------------------------------------------------- */
+
 static cldp_status discover(void)
 {
     cl_uint np = 0;
@@ -87,9 +208,19 @@ static cldp_status discover(void)
             cl_bool hum = CL_FALSE;
             clGetDeviceInfo(ids[d], CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof hum, &hum, NULL);
             in->host_unified_memory = hum == CL_TRUE;
+            query_identity(ids[d], &dv->ident);
             g_ndev++;
         }
         free(ids);
+    }
+    {
+        const char *dd = getenv("CLDP_DEDUPE"); /* "0": list every platform's entry of a device */
+        if (dd && !strcmp(dd, "0")) {
+            for (size_t i = 0; i < g_ndev; i++)
+                format_identity(&g_devs[i].ident, g_devs[i].info.identity, sizeof g_devs[i].info.identity);
+        } else {
+            g_ndev = cldp_dedupe(g_devs, g_ndev);
+        }
     }
     if (g_ndev == 0)
         st = cldp_fail(CLDP_ERR_NO_DEVICE,

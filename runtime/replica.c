@@ -2,42 +2,27 @@
  * backward passes (y = x·Wᵀ + b; dW = dYᵀ·X; dX = dY·W) through CLBlast and cl/layers.cl. */
 #define _POSIX_C_SOURCE 200809L
 #include "replica.h"
+#include "program.h"
+#include "tuning.h"
 
 #include <clblast_c.h>
+#include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 extern const unsigned char cldp_cl_layers[];
 
-#define GEMM_CHECK(r, what, call)                                                              \
-    do {                                                                                       \
-        CLBlastStatusCode gemm_st_ = (call);                                                   \
-        if (gemm_st_ != CLBlastSuccess)                                                        \
-            return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s) failed with %s (%d)",    \
-                             (r)->name, (what), cldp_clblast_error_name(gemm_st_), (int)gemm_st_); \
-    } while (0)
-
-/* ---- program building ------------------------------------------------------------------ */
-
-cldp_status cldp_build_program(cl_context ctx, cl_device_id dev, const char *dev_name,
-                               const char *source, const char *options, cl_program *out)
+/* Fires an armed fault of `kind` once: returns 1 when the caller must fail as if its call had. */
+static int fault_fires(cldp_replica *r, cldp_fault_kind kind)
 {
-    cl_int err;
-    cl_program p = clCreateProgramWithSource(ctx, 1, &source, NULL, &err);
-    if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateProgramWithSource failed with %s", dev_name, cldp_cl_error_name(err));
-    err = clBuildProgram(p, 1, &dev, options, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        char log[1400] = "";
-        clGetProgramBuildInfo(p, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
-        log[sizeof log - 1] = 0;
-        clReleaseProgram(p);
-        return cldp_fail(CLDP_ERR_BUILD, "%s: clBuildProgram failed with %s; build log:\n%s", dev_name, cldp_cl_error_name(err), log);
-    }
-    *out = p;
-    return CLDP_OK;
+    if (r->fault != kind) return 0;
+    r->fault = CLDP_FAULT_NONE;
+    return 1;
 }
+
+static const char *injected(int yes) { return yes ? " [injected fault]" : ""; }
 
 /* ---- creation -------------------------------------------------------------------------- */
 
@@ -58,9 +43,11 @@ static cldp_status make_buffer(cldp_replica *r, size_t floats, const char *what,
                          "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); use a smaller batch or model, or leave "
                          "this device out with --devices/CLDP_DEVICES",
                          r->name, what, bytes, (unsigned long long)r->dev->info.max_alloc_bytes);
-    *out = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    *out = NULL;
+    if (cldp_test_device_alloc_fails()) err = CL_MEM_OBJECT_ALLOCATION_FAILURE; /* tests only */
+    else *out = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)
-        return cldp_fail(err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ? CLDP_ERR_DEVICE_MEMORY : CLDP_ERR_OPENCL,
+        return cldp_fail(cldp_cl_alloc_status(err),
                          "%s: clCreateBuffer(%s, %zu bytes) failed with %s", r->name, what, bytes, cldp_cl_error_name(err));
     r->device_bytes += bytes;
     return CLDP_OK;
@@ -114,25 +101,66 @@ void cldp_replica_destroy(cldp_replica *r)
     free(r);
 }
 
+static cldp_status make_row_buffers(cldp_replica *r);
+
 static cldp_status replica_init(cldp_replica *r)
 {
     const cldp_model *m = r->model;
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)r->dev->platform, 0};
-    r->ctx = clCreateContext(props, 1, &r->dev->id, NULL, NULL, &err);
-    if (err != CL_SUCCESS) return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateContext failed with %s", r->name, cldp_cl_error_name(err));
-    r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
-    if (err != CL_SUCCESS) return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
+    /* the test hook fails these as a driver out of memory would */
+    if (cldp_test_device_alloc_fails()) err = CL_OUT_OF_HOST_MEMORY;
+    else r->ctx = clCreateContext(props, 1, &r->dev->id, NULL, NULL, &err);
+    if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateContext failed with %s", r->name, cldp_cl_error_name(err));
+    TRY(cldp_tuning_apply(r->dev->id, r->dev->info.name, r->dev->info.driver_version, r->name));
+    if (cldp_test_device_alloc_fails()) err = CL_OUT_OF_RESOURCES;
+    else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
+    if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
     TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
     TRY(make_kernel(r, "bias_act", &r->k_bias_act));
     TRY(make_kernel(r, "act_backward", &r->k_act_backward));
     TRY(make_kernel(r, "softmax_xent", &r->k_softmax_xent));
     TRY(make_kernel(r, "softmax_rows", &r->k_softmax_rows));
     TRY(make_kernel(r, "bias_grad", &r->k_bias_grad));
+    /* one work-group size for every kernel: 64, or less where the device or a kernel allows less */
+    size_t local = 64, dev_max = 0;
+    clGetDeviceInfo(r->dev->id, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof dev_max, &dev_max, NULL);
+    if (dev_max && dev_max < local) local = dev_max;
+    cl_kernel ks[] = {r->k_bias_act, r->k_act_backward, r->k_softmax_xent, r->k_softmax_rows, r->k_bias_grad};
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+        size_t kmax = 0;
+        if (clGetKernelWorkGroupInfo(ks[i], r->dev->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL) == CL_SUCCESS &&
+            kmax && kmax < local)
+            local = kmax;
+    }
+    r->local_size = local;
 
-    size_t rows = r->max_rows, width = cldp_model_max_width(m);
     TRY(make_buffer(r, m->nparams, "parameters", &r->params));
     TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
+    return make_row_buffers(r);
+}
+
+/* The buffers whose size follows max_rows: the batch, activations, scratch. */
+static void release_row_buffers(cldp_replica *r)
+{
+    cl_mem *mems[] = {&r->x, &r->delta[0], &r->delta[1], &r->labels, &r->loss, &r->correct, &r->gemm_temp};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (*mems[i]) {
+            clReleaseMemObject(*mems[i]);
+            *mems[i] = NULL;
+        }
+    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
+        if (r->act[l]) {
+            clReleaseMemObject(r->act[l]);
+            r->act[l] = NULL;
+        }
+    r->device_bytes = 2 * r->model->nparams * sizeof(float);
+}
+
+static cldp_status make_row_buffers(cldp_replica *r)
+{
+    const cldp_model *m = r->model;
+    size_t rows = r->max_rows, width = cldp_model_max_width(m);
     TRY(make_buffer(r, rows * m->inputs, "input batch", &r->x));
     for (size_t l = 0; l < m->nlayers; l++) TRY(make_buffer(r, rows * m->layers[l].out, "activations", &r->act[l]));
     TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[0]));
@@ -143,6 +171,15 @@ static cldp_status replica_init(cldp_replica *r)
     TRY(size_gemm_temp(r, rows, &r->gemm_temp_bytes));
     if (r->gemm_temp_bytes) TRY(make_buffer(r, (r->gemm_temp_bytes + 3) / 4, "CLBlast scratch", &r->gemm_temp));
     return CLDP_OK;
+}
+
+cldp_status cldp_replica_set_rows(cldp_replica *r, size_t max_rows)
+{
+    if (max_rows == r->max_rows) return CLDP_OK;
+    clFinish(r->queue);
+    release_row_buffers(r);
+    r->max_rows = max_rows;
+    return make_row_buffers(r);
 }
 
 cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
@@ -167,12 +204,18 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
 
 /* ---- passes ---------------------------------------------------------------------------- */
 
+/* Launches a 1-D kernel over n items with the replica's fixed work-group size (the global size
+ * padded up to it; the kernels check bounds). A fixed size means each kernel is specialised
+ * once by drivers that compile per work-group size (PoCL), not once per batch shape. */
 static cldp_status launch(cldp_replica *r, cl_kernel k, const char *name, size_t n)
 {
     if (n == 0) return CLDP_OK;
-    cl_int err = clEnqueueNDRangeKernel(r->queue, k, 1, NULL, &n, NULL, 0, NULL, NULL);
+    size_t local = r->local_size, global = (n + local - 1) / local * local;
+    int inj = fault_fires(r, CLDP_FAULT_KERNEL);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES : clEnqueueNDRangeKernel(r->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
     if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s", r->name, name, n, cldp_cl_error_name(err));
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s%s", r->name, name, n,
+                         cldp_cl_error_name(err), injected(inj));
     return CLDP_OK;
 }
 
@@ -183,20 +226,36 @@ static cldp_status gemm(cldp_replica *r, const char *what, CLBlastTranspose ta, 
                         size_t m, size_t n, size_t k, cl_mem a, size_t a_off, size_t lda,
                         cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc)
 {
-    if (r->gemm_temp)
-        GEMM_CHECK(r, what, CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda,
-                                                       b, b_off, ldb, beta, c, c_off, ldc, &r->queue, NULL, r->gemm_temp));
+    if (fault_fires(r, CLDP_FAULT_STALL)) {
+        struct timespec ts = {(time_t)(r->stall_ms / 1000), (long)(fmod(r->stall_ms, 1000.0) * 1e6)};
+        nanosleep(&ts, NULL);
+    }
+    CLBlastStatusCode st;
+    int inj = fault_fires(r, CLDP_FAULT_GEMM);
+    if (inj)
+        st = CLBlastOpenCLOutOfResources;
+    else if (r->gemm_temp)
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda, b, b_off, ldb,
+                                        beta, c, c_off, ldc, &r->queue, NULL, r->gemm_temp);
     else
-        GEMM_CHECK(r, what, CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda,
-                                         b, b_off, ldb, beta, c, c_off, ldc, &r->queue, NULL));
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                          ldc, &r->queue, NULL);
+    if (st != CLBlastSuccess)
+        return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s, %zux%zux%zu) failed with %s (%d)%s", r->name, what,
+                         m, n, k, cldp_clblast_error_name(st), (int)st, injected(inj));
     return CLDP_OK;
 }
 
 cldp_status cldp_replica_write_params(cldp_replica *r, const float *p, size_t begin, size_t end)
 {
     if (end <= begin) return CLDP_OK;
-    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->params, CL_TRUE, begin * sizeof(float),
-                                           (end - begin) * sizeof(float), p + begin, 0, NULL, NULL));
+    int inj = fault_fires(r, CLDP_FAULT_WRITE);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES
+                     : clEnqueueWriteBuffer(r->queue, r->params, CL_TRUE, begin * sizeof(float),
+                                            (end - begin) * sizeof(float), p + begin, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueWriteBuffer(parameters) failed with %s%s", r->name,
+                         cldp_cl_error_name(err), injected(inj));
     return CLDP_OK;
 }
 
@@ -322,7 +381,12 @@ cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_su
 
 cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst)
 {
-    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->grads, CL_TRUE, 0, r->model->nparams * sizeof(float), dst, 0, NULL, NULL));
+    int inj = fault_fires(r, CLDP_FAULT_READ);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES
+                     : clEnqueueReadBuffer(r->queue, r->grads, CL_TRUE, 0, r->model->nparams * sizeof(float), dst, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients) failed with %s%s", r->name,
+                         cldp_cl_error_name(err), injected(inj));
     return CLDP_OK;
 }
 
@@ -338,4 +402,28 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs)
     TRY(launch(r, r->k_softmax_rows, "softmax_rows", rows));
     CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), probs, 0, NULL, NULL));
     return CLDP_OK;
+}
+
+cldp_status cldp_replica_warm_up(cldp_replica *r)
+{
+    /* Zero inputs and label 0 are valid data; the parameters are whatever the device holds. */
+    size_t rows = r->max_rows, n = rows * r->model->inputs;
+    float *x = cldp_calloc(n, sizeof(float), "warm-up batch");
+    int32_t *y = x ? cldp_calloc(rows, sizeof(int32_t), "warm-up labels") : NULL;
+    cldp_status st = CLDP_ERR_HOST_MEMORY;
+    if (!y) goto out;
+    /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
+    size_t sizes[2] = {rows, 1};
+    for (int i = 0; i < 2; i++) {
+        if ((st = cldp_replica_load(r, x, y, sizes[i])) != CLDP_OK) goto out;
+        if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
+        if ((st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
+    }
+    if ((st = cldp_replica_probs(r, 1, x)) != CLDP_OK) goto out;
+    cl_int err = clFinish(r->queue);
+    if (err != CL_SUCCESS) st = cldp_fail(CLDP_ERR_OPENCL, "%s: clFinish (warm-up) failed with %s", r->name, cldp_cl_error_name(err));
+out:
+    free(x);
+    free(y);
+    return st;
 }

@@ -6,6 +6,18 @@
 #include "devices.h"
 #include "model.h"
 
+/* Test-only faults, armed by the trainer for one step; each fires once, at its call site, and
+ * takes the same path as a real error from that call. */
+typedef enum cldp_fault_kind {
+    CLDP_FAULT_NONE = 0,
+    CLDP_FAULT_GEMM,   /* a CLBlast GEMM returns CLBlastOpenCLOutOfResources */
+    CLDP_FAULT_KERNEL, /* a kernel launch returns CL_OUT_OF_RESOURCES */
+    CLDP_FAULT_READ,   /* reading the gradients returns CL_OUT_OF_RESOURCES */
+    CLDP_FAULT_WRITE,  /* writing the parameters returns CL_OUT_OF_RESOURCES */
+    CLDP_FAULT_STALL,  /* the worker sleeps stall_ms inside a GEMM (a hung driver call) */
+    CLDP_FAULT_NAN     /* the trainer puts a NaN in this device's staged gradient */
+} cldp_fault_kind;
+
 typedef struct cldp_replica {
     const cldp_dev *dev;
     const cldp_model *model; /* borrowed; outlives the replica */
@@ -14,6 +26,7 @@ typedef struct cldp_replica {
     cl_command_queue queue;
     cl_program program;
     cl_kernel k_bias_act, k_act_backward, k_softmax_xent, k_softmax_rows, k_bias_grad;
+    size_t local_size;       /* work-group size of every kernel launch */
     size_t max_rows;         /* largest shard (or micro-batch) the buffers hold */
     cl_mem params;           /* (nparams) flat layout of model.h */
     cl_mem grads;            /* (nparams) */
@@ -26,6 +39,8 @@ typedef struct cldp_replica {
     cl_mem gemm_temp;        /* CLBlast scratch, sized for the largest GEMM; NULL if none needed */
     size_t gemm_temp_bytes;
     size_t device_bytes;     /* everything above, as allocated */
+    cldp_fault_kind fault;   /* armed test fault, or NONE */
+    double stall_ms;
 } cldp_replica;
 
 /* Device bytes a replica of `m` holding `max_rows` rows needs (buffers above, CLBlast scratch
@@ -35,6 +50,10 @@ size_t cldp_replica_bytes(const cldp_model *m, size_t max_rows);
 cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows,
                                 cldp_replica **out);
 void cldp_replica_destroy(cldp_replica *r);
+
+/* Re-sizes the row buffers (batch, activations, scratch) for shards of up to `max_rows`; the
+ * parameters and gradients stay. On failure the replica must be destroyed. */
+cldp_status cldp_replica_set_rows(cldp_replica *r, size_t max_rows);
 
 /* Writes params[begin, end) to the device (blocking). */
 cldp_status cldp_replica_write_params(cldp_replica *r, const float *params, size_t begin, size_t end);
@@ -56,8 +75,9 @@ cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst);
 /* Softmax of the last forward's logits into `probs` (rows x outputs; blocking). */
 cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs);
 
-/* Builds an OpenCL program from source for one device, keeping the build log on failure. */
-cldp_status cldp_build_program(cl_context ctx, cl_device_id dev, const char *dev_name,
-                               const char *source, const char *options, cl_program *out);
+/* Runs every kernel and GEMM shape of a pass once, so compilation (ours, CLBlast's, the
+ * driver's per-launch specialisation) happens now, on the calling thread, not in the first step.
+ * Overwrites the gradients, activations and loaded batch; the parameters stay. */
+cldp_status cldp_replica_warm_up(cldp_replica *r);
 
 #endif

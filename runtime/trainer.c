@@ -2,77 +2,134 @@
  * every replica at once, reduce the gradients on the host in a fixed tree, update the master
  * parameters with the optimizer and broadcast them. Also evaluation and prediction. */
 #define _POSIX_C_SOURCE 200809L
+#include "trainer.h"
 #include "collective.h"
-#include "devices.h"
-#include "model.h"
-#include "replica.h"
-#include "workers.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CLDP_MAX_DEVICES 64
-
-/* A worker only ever touches its own device's queue: some drivers (PoCL's basic device among
- * them) deadlock when two host threads drive one queue at once. */
-typedef enum { JOB_TRAIN, JOB_UPDATE, JOB_BROADCAST, JOB_EVAL, JOB_PREDICT } job_kind;
-
-struct cldp_trainer {
-    cldp_model model;             /* our own copy */
-    cldp_trainer_options opts;
-    size_t n;                     /* devices */
-    const cldp_dev **devs;        /* (n) */
-    cldp_replica **reps;          /* (n) */
-    cldp_pool *pool;
-    float *master;                /* (nparams) master parameters */
-    float *opt_m, *opt_v;         /* (nparams) momentum / Adam moments */
-    uint64_t t;                   /* optimizer steps taken */
-    float **stage;                /* (n, nparams) host staging of each device's gradient */
-    int dirty;                    /* devices may not hold `master` (a broadcast failed) */
-
-    /* the job in progress */
-    job_kind job;
-    const float *x;
-    const int32_t *labels;
-    float *probs;
-    size_t *shard_off, *shard_len; /* (n) */
-    double *loss_sum;             /* (n) */
-    size_t *correct;              /* (n) */
-    float scale;
-    double bc1, bc2;              /* Adam bias corrections of this step */
-    cldp_device_stats *stats;     /* (n) of the last step */
-};
+#include <time.h>
 
 /* ---- sharding -------------------------------------------------------------------------- */
 
-/* Even split: the first n % N devices take one sample more. */
-static void split_even(size_t total, size_t ndev, size_t *off, size_t *len)
+/* Shards of `total` samples for the devices present, in rank order, sized by the split's
+ * weights (balance.c: largest remainder, so they sum to total exactly). */
+static void split_batch(cldp_trainer *t, size_t total)
 {
+    double w[CLDP_MAX_DEVICES], sum = 0;
+    cldp_balancer_weights(t->bal, t->origin, t->n, w);
+    for (size_t r = 0; r < t->n; r++) sum += w[r];
+    if (!(sum > 0)) /* only zero-weight devices are left (the others were dropped): even */
+        for (size_t r = 0; r < t->n; r++) w[r] = 1.0;
+    cldp_split_shards(w, t->n, total, t->shard_len);
     size_t o = 0;
-    for (size_t r = 0; r < ndev; r++) {
-        len[r] = total / ndev + (r < total % ndev);
-        off[r] = o;
-        o += len[r];
+    for (size_t r = 0; r < t->n; r++) {
+        t->shard_off[r] = o;
+        o += t->shard_len[r];
     }
+}
+
+/* Parses the split, the memory cap and the test slowdown, and sizes each device's replica
+ * (rows[r]) by its memory, before anything is built: a device the model cannot fit is refused
+ * here, never half-way through a step. */
+static cldp_status plan_sharding(cldp_trainer *t, const cldp_trainer_options *opts, size_t *rows)
+{
+    double w[CLDP_MAX_DEVICES];
+    int automatic = 1;
+    TRY(cldp_split_parse(opts->split ? opts->split : getenv("CLDP_SPLIT"), t->n, w, &automatic));
+    int balance = opts->balance;
+    if (balance < 0) { /* auto: only where the devices differ; identical ones stay deterministic */
+        balance = 0;
+        for (size_t r = 1; r < t->n; r++)
+            if (strcmp(t->devs[r]->info.name, t->devs[0]->info.name) ||
+                strcmp(t->devs[r]->info.driver_version, t->devs[0]->info.driver_version))
+                balance = 1;
+        if (getenv("CLDP_TEST_SLOWDOWN")) balance = 1; /* the stand-in for a slower device */
+    }
+    cldp_balancer_init(t->bal, t->n, w, automatic && balance);
+    TRY(cldp_slowdown_parse(getenv("CLDP_TEST_SLOWDOWN"), t->n, t->slowdown));
+    uint64_t cap = opts->device_memory_cap;
+    const char *env = getenv("CLDP_DEVICE_MEMORY_CAP");
+    if (!cap && env && *env) TRY(cldp_parse_bytes(env, "CLDP_DEVICE_MEMORY_CAP", &cap));
+    for (size_t r = 0; r < t->n; r++) {
+        const cldp_device_info *in = &t->devs[r]->info;
+        char name[192], others[256] = "";
+        snprintf(name, sizeof name, "device %u:%u (%s)", in->platform_index, in->device_index, in->name);
+        for (size_t q = 0, used = 0; q < t->n; q++) {
+            if (q == r) continue;
+            int len = snprintf(others + used, sizeof others - used, "%s%u:%u", used ? "," : "",
+                               t->devs[q]->info.platform_index, t->devs[q]->info.device_index);
+            if (len < 0 || used + (size_t)len >= sizeof others) break;
+            used += (size_t)len;
+        }
+        TRY(cldp_mem_plan(&t->model, opts->batch, name, in->global_mem_bytes, in->max_alloc_bytes, cap, others, &rows[r]));
+    }
+    return CLDP_OK;
+}
+
+/* Micro-batch k of `parts` over a shard of len rows: sizes differ by at most one. */
+static void micro_batch(size_t len, size_t parts, size_t k, size_t *begin, size_t *rows)
+{
+    *begin = k * (len / parts) + (k < len % parts ? k : len % parts);
+    *rows = len / parts + (k < len % parts);
+}
+
+/* Test-only (CLDP_TEST_SLOWDOWN): the worker sleeps (factor - 1) times the compute it just
+ * measured, so its part takes `factor` times as long, as on a slower GPU (see balance.h). */
+static void test_slowdown(double factor, double since_ms)
+{
+    if (factor <= 1.0) return;
+    double ms = (factor - 1.0) * (cldp_now_ms() - since_ms);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(fmod(ms, 1000.0) * 1e6)};
+    while (nanosleep(&ts, &ts) != 0) {}
 }
 
 /* ---- worker jobs ----------------------------------------------------------------------- */
 
+static int all_finite(const float *g, size_t n)
+{
+    float acc = 0.0f; /* NaN/Inf survive multiplication by 0, finite values give 0 */
+    for (size_t i = 0; i < n; i++) acc += g[i] * 0.0f;
+    return acc == 0.0f;
+}
+
 static cldp_status job_train(cldp_trainer *t, size_t r)
 {
+    unsigned long epoch = t->epoch;
     cldp_replica *rep = t->reps[r];
-    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs;
+    float *stage = t->stage[r];
+    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs, np = t->model.nparams;
+    double loss = 0, t0 = cldp_now_ms();
+    size_t correct = 0;
     if (len == 0) {
-        memset(t->stage[r], 0, t->model.nparams * sizeof(float));
-        return CLDP_OK;
+        memset(stage, 0, np * sizeof(float));
+    } else {
+        /* A shard larger than the replica's buffers (sized by the device's memory) runs as
+         * near-equal micro-batches whose gradients accumulate on the device; each is scaled by
+         * 1/batch like the whole shard, so the sum is the undivided shard's to rounding. */
+        size_t parts = (len + rep->max_rows - 1) / rep->max_rows;
+        for (size_t k = 0; k < parts; k++) {
+            size_t b, rows;
+            micro_batch(len, parts, k, &b, &rows);
+            if (epoch != t->epoch) return CLDP_OK; /* abandoned after a timeout: touch nothing more */
+            TRY(cldp_replica_load(rep, t->x + (off + b) * in, t->labels + off + b, rows));
+            TRY(cldp_replica_forward(rep, rows));
+            TRY(cldp_replica_backward(rep, rows, t->scale, k > 0));
+            TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
+        }
+        TRY(cldp_replica_read_grads(rep, stage));
+        test_slowdown(t->slowdown[t->origin[r]], t0);
     }
-    TRY(cldp_replica_load(rep, t->x + off * in, t->labels + off, len));
-    TRY(cldp_replica_forward(rep, len));
-    TRY(cldp_replica_backward(rep, len, t->scale, 0));
-    TRY(cldp_replica_read_grads(rep, t->stage[r]));
-    return cldp_replica_read_loss(rep, len, &t->loss_sum[r], &t->correct[r]);
+    if (epoch != t->epoch) return CLDP_OK; /* this device was dropped while we were stuck */
+    if (t->inject_nan[r]) {
+        t->inject_nan[r] = 0;
+        stage[0] = NAN;
+    }
+    t->nonfinite[r] = !all_finite(stage, np);
+    t->loss_sum[r] = loss;
+    t->correct[r] = correct;
+    return CLDP_OK;
 }
 
 /* Reduces this worker's chunk over all staged gradients and updates those parameters. The
@@ -109,13 +166,24 @@ static cldp_status job_update(cldp_trainer *t, size_t r)
 static cldp_status job_infer(cldp_trainer *t, size_t r)
 {
     cldp_replica *rep = t->reps[r];
-    size_t len = t->shard_len[r], off = t->shard_off[r];
-    if (len == 0) return CLDP_OK;
-    TRY(cldp_replica_load(rep, t->x + off * t->model.inputs, t->job == JOB_EVAL ? t->labels + off : NULL, len));
-    TRY(cldp_replica_forward(rep, len));
-    if (t->job == JOB_PREDICT) return cldp_replica_probs(rep, len, t->probs + off * cldp_model_outputs(&t->model));
-    TRY(cldp_replica_loss(rep, len));
-    return cldp_replica_read_loss(rep, len, &t->loss_sum[r], &t->correct[r]);
+    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs, outputs = cldp_model_outputs(&t->model);
+    double loss = 0;
+    size_t correct = 0;
+    for (size_t done = 0; done < len;) {
+        size_t rows = len - done < rep->max_rows ? len - done : rep->max_rows, at = off + done;
+        TRY(cldp_replica_load(rep, t->x + at * in, t->job == JOB_EVAL ? t->labels + at : NULL, rows));
+        TRY(cldp_replica_forward(rep, rows));
+        if (t->job == JOB_PREDICT) {
+            TRY(cldp_replica_probs(rep, rows, t->probs + at * outputs));
+        } else {
+            TRY(cldp_replica_loss(rep, rows));
+            TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
+        }
+        done += rows;
+    }
+    t->loss_sum[r] = loss;
+    t->correct[r] = correct;
+    return CLDP_OK;
 }
 
 static cldp_status run_job(void *ctx, size_t r)
@@ -138,6 +206,169 @@ static cldp_status broadcast(cldp_trainer *t)
     return cldp_pool_run(t->pool, run_job, t);
 }
 
+static cldp_status rebroadcast_if_dirty(cldp_trainer *t);
+
+/* ---- failures -------------------------------------------------------------------------- */
+
+/* Parses the test-only fault spec "RANK:STEP:KIND[:MS],..." (see cldp.h). */
+static cldp_status parse_faults(cldp_trainer *t, const char *spec)
+{
+    static const struct { const char *name; cldp_fault_kind kind; } kinds[] = {
+        {"gemm", CLDP_FAULT_GEMM}, {"kernel", CLDP_FAULT_KERNEL}, {"read", CLDP_FAULT_READ},
+        {"write", CLDP_FAULT_WRITE}, {"stall", CLDP_FAULT_STALL}, {"nan", CLDP_FAULT_NAN}};
+    if (!spec || !*spec) return CLDP_OK;
+    const char *p = spec;
+    while (*p) {
+        char kind[16] = "";
+        unsigned long long rank, step;
+        double ms = 5000;
+        int used = 0;
+        int got = sscanf(p, "%llu:%llu:%15[a-z]%n", &rank, &step, kind, &used);
+        REQUIRE(got == 3 && t->nfaults < 8, "fault spec \"%s\": expected RANK:STEP:KIND[:MS] (KIND gemm, kernel, read, write, stall or nan), at most 8", spec);
+        p += used;
+        if (*p == ':') {
+            char *end;
+            ms = strtod(p + 1, &end);
+            REQUIRE(end != p + 1 && ms >= 0 && ms < 1e7, "fault spec \"%s\": bad stall time", spec);
+            p = end;
+        }
+        size_t k = 0;
+        while (k < sizeof kinds / sizeof *kinds && strcmp(kinds[k].name, kind)) k++;
+        REQUIRE(k < sizeof kinds / sizeof *kinds, "fault spec \"%s\": unknown kind \"%s\"", spec, kind);
+        REQUIRE(rank < t->n, "fault spec \"%s\": rank %llu, but there are %zu devices", spec, rank, t->n);
+        t->faults[t->nfaults].rank = (size_t)rank;
+        t->faults[t->nfaults].step = step;
+        t->faults[t->nfaults].kind = kinds[k].kind;
+        t->faults[t->nfaults].ms = ms;
+        t->nfaults++;
+        if (*p == ',') p++;
+        else REQUIRE(!*p, "fault spec \"%s\": unexpected \"%s\"", spec, p);
+    }
+    return CLDP_OK;
+}
+
+/* Arms the faults due at this step on the devices they name (if still present). Each fault
+ * is spent once armed: a retried step does not meet it again. */
+static void arm_faults(cldp_trainer *t)
+{
+    for (size_t f = 0; f < t->nfaults; f++) {
+        if (t->faults[f].step != t->t) continue;
+        t->faults[f].step = UINT64_MAX;
+        for (size_t r = 0; r < t->n; r++) {
+            if (t->origin[r] != t->faults[f].rank) continue;
+            if (t->faults[f].kind == CLDP_FAULT_NAN) t->inject_nan[r] = 1;
+            else {
+                t->reps[r]->fault = t->faults[f].kind;
+                t->reps[r]->stall_ms = t->faults[f].ms;
+            }
+        }
+    }
+}
+
+static void disarm_faults(cldp_trainer *t)
+{
+    for (size_t r = 0; r < t->n; r++) {
+        t->reps[r]->fault = CLDP_FAULT_NONE;
+        t->inject_nan[r] = 0;
+    }
+}
+
+/* After a job failed on some workers: names the failure, then applies the policy. Returns
+ * CLDP_OK when the failed devices were dropped and the caller should redo its work on the
+ * others; otherwise the failure's status (its message set). */
+static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
+{
+    char msg[2048];
+    size_t failed = 0, first = t->n;
+    int timed_out = 0;
+    for (size_t r = 0; r < t->n; r++) {
+        cldp_status s = cldp_pool_status(t->pool, r);
+        if (s == CLDP_OK) continue;
+        failed++;
+        if (first == t->n) first = r;
+        timed_out |= s == CLDP_ERR_TIMEOUT;
+    }
+    if (first == t->n) return st; /* not a worker failure */
+    if (cldp_pool_status(t->pool, first) == CLDP_ERR_TIMEOUT)
+        snprintf(msg, sizeof msg, "%s: did not finish its part of step %llu within %.0f ms (watchdog timeout)",
+                 t->reps[first]->name, (unsigned long long)t->t, t->opts.timeout_ms);
+    else
+        snprintf(msg, sizeof msg, "step %llu: %s", (unsigned long long)t->t, cldp_pool_error(t->pool, first));
+    st = cldp_pool_status(t->pool, first);
+
+    if (timed_out) t->abandoned++;
+    if (t->opts.on_failure == CLDP_ON_FAILURE_STOP || failed == t->n) {
+        if (timed_out) {
+            t->broken = 1;
+            t->epoch++; /* the stuck worker stops at its next check */
+        }
+        return cldp_fail(st, "%s; %s", msg,
+                         failed == t->n && t->opts.on_failure == CLDP_ON_FAILURE_DROP
+                             ? "every device failed, nothing left to continue on"
+                         : timed_out ? "the parameters are those before the step; a device is stuck, so the trainer "
+                                       "can only be destroyed (save a checkpoint first)"
+                                     : "the parameters are those before the step");
+    }
+
+    /* Drop: keep the survivors in rank order, so the reduction tree over them is the one a run
+     * on the survivors alone would use. A stuck worker may still use its replica and staging,
+     * so those are left allocated (a bounded leak rather than a crash). */
+    cldp_pool *old = t->pool;
+    size_t keep = 0;
+    for (size_t r = 0; r < t->n; r++) {
+        cldp_status s = cldp_pool_status(old, r);
+        if (s == CLDP_OK) {
+            t->devs[keep] = t->devs[r];
+            t->reps[keep] = t->reps[r];
+            t->stage[keep] = t->stage[r];
+            t->origin[keep] = t->origin[r];
+            t->stats[keep] = t->stats[r];
+            keep++;
+        } else if (s != CLDP_ERR_TIMEOUT) {
+            cldp_replica_destroy(t->reps[r]);
+            free(t->stage[r]);
+        }
+    }
+    t->epoch++;
+    t->n = keep;
+    /* The survivors take larger shards: give them the buffers a run on them alone would have,
+     * so the redone step computes exactly what that run would. */
+    size_t rows = (t->opts.batch + keep - 1) / keep;
+    for (size_t r = 0; r < keep; r++) {
+        cldp_status rs = cldp_replica_set_rows(t->reps[r], rows);
+        if (rs != CLDP_OK) {
+            t->broken = 1;
+            return rs;
+        }
+    }
+    t->pool = NULL;
+    cldp_pool_destroy(old);
+    cldp_status ps = cldp_pool_create(keep, &t->pool);
+    if (ps != CLDP_OK) {
+        t->broken = 1;
+        return ps;
+    }
+    cldp_pool_set_timeout(t->pool, t->opts.timeout_ms);
+    t->dirty = 1;
+    cldp_fail(CLDP_OK, "dropped %zu device(s) after: %s; continuing on %zu", failed, msg, keep);
+    return CLDP_OK;
+}
+
+/* Runs a job on every worker; under the drop policy, failed devices are removed and `redo`
+ * is called (to re-split the work) before running again on the survivors. */
+static cldp_status run_with_policy(cldp_trainer *t, job_kind kind, void (*redo)(cldp_trainer *t))
+{
+    for (;;) {
+        t->job = kind;
+        cldp_status st = cldp_pool_run(t->pool, run_job, t);
+        if (st == CLDP_OK) return CLDP_OK;
+        if (t->broken || cldp_pool_status(t->pool, 0) == CLDP_ERR_STATE) return st;
+        TRY(handle_failure(t, st));
+        if (kind != JOB_BROADCAST) TRY(rebroadcast_if_dirty(t)); /* a broadcast simply runs again */
+        if (redo) redo(t);
+    }
+}
+
 /* ---- creation -------------------------------------------------------------------------- */
 
 void cldp_trainer_options_init(cldp_trainer_options *o)
@@ -153,6 +384,12 @@ void cldp_trainer_options_init(cldp_trainer_options *o)
     o->beta2 = 0.999f;
     o->epsilon = 1e-8f;
     o->seed = 1;
+    o->timeout_ms = 120000;
+    o->on_failure = CLDP_ON_FAILURE_STOP;
+    o->on_nonfinite = CLDP_ON_NONFINITE_SKIP;
+    o->split = NULL;
+    o->balance = -1;
+    o->device_memory_cap = 0;
 }
 
 static cldp_status check_options(const cldp_trainer_options *o)
@@ -166,6 +403,10 @@ static cldp_status check_options(const cldp_trainer_options *o)
     REQUIRE(isfinite(o->weight_decay) && o->weight_decay >= 0, "trainer options: weight decay must be >= 0, got %g", (double)o->weight_decay);
     REQUIRE(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1, "trainer options: Adam betas must be in [0, 1)");
     REQUIRE(isfinite(o->epsilon) && o->epsilon > 0, "trainer options: epsilon must be > 0");
+    REQUIRE(isfinite(o->timeout_ms) && o->timeout_ms >= 0, "trainer options: timeout_ms must be >= 0 (0: no watchdog)");
+    REQUIRE(o->on_failure == CLDP_ON_FAILURE_STOP || o->on_failure == CLDP_ON_FAILURE_DROP, "trainer options: unknown on_failure policy %d", (int)o->on_failure);
+    REQUIRE(o->on_nonfinite == CLDP_ON_NONFINITE_SKIP || o->on_nonfinite == CLDP_ON_NONFINITE_STOP, "trainer options: unknown on_nonfinite policy %d", (int)o->on_nonfinite);
+    REQUIRE(o->balance >= -1 && o->balance <= 1, "trainer options: balance must be -1 (auto), 0 (keep the split) or 1 (size shards by speed), got %d", o->balance);
     return CLDP_OK;
 }
 
@@ -173,6 +414,9 @@ void cldp_trainer_destroy(cldp_trainer *t)
 {
     if (!t) return;
     cldp_pool_destroy(t->pool);
+    /* A worker that timed out may still wake up inside its job and read the trainer: leave the
+     * whole trainer to it (a bounded leak) rather than risk a use after free. */
+    if (t->abandoned) return;
     for (size_t r = 0; r < t->n; r++) {
         if (t->reps) cldp_replica_destroy(t->reps[r]);
         if (t->stage) free(t->stage[r]);
@@ -188,6 +432,11 @@ void cldp_trainer_destroy(cldp_trainer *t)
     free(t->loss_sum);
     free(t->correct);
     free(t->stats);
+    free(t->origin);
+    free(t->nonfinite);
+    free(t->inject_nan);
+    free(t->bal);
+    free(t->slowdown);
     free(t);
 }
 
@@ -213,6 +462,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->model = *model;
     t->opts = *opts;
     t->opts.devices = NULL; /* the caller's string need not outlive the call */
+    t->opts.split = NULL;
     t->n = n;
     size_t np = model->nparams;
     cldp_status st = CLDP_ERR_HOST_MEMORY;
@@ -227,19 +477,41 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->loss_sum = cldp_calloc(n, sizeof(double), "losses");
     t->correct = cldp_calloc(n, sizeof(size_t), "counts");
     t->stats = cldp_calloc(n, sizeof *t->stats, "statistics");
+    t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
+    t->nonfinite = cldp_calloc(n, sizeof *t->nonfinite, "flags");
+    t->inject_nan = cldp_calloc(n, sizeof *t->inject_nan, "flags");
     if (!t->devs || !t->reps || !t->stage || !t->master || !t->opt_m || !t->opt_v || !t->shard_off ||
-        !t->shard_len || !t->loss_sum || !t->correct || !t->stats)
+        !t->shard_len || !t->loss_sum || !t->correct || !t->stats || !t->origin || !t->nonfinite || !t->inject_nan)
         goto fail;
+    for (size_t r = 0; r < n; r++) t->origin[r] = r;
+    if ((st = parse_faults(t, opts->fault ? opts->fault : getenv("CLDP_FAULT"))) != CLDP_OK) goto fail;
     for (size_t r = 0; r < n; r++) {
         t->devs[r] = &all[idx[r]];
-        if (!(t->stage[r] = cldp_malloc(np * sizeof(float), "gradient staging"))) goto fail;
+        if (!(t->stage[r] = cldp_malloc(np * sizeof(float), "gradient staging"))) {
+            st = CLDP_ERR_HOST_MEMORY; /* st holds parse_faults' CLDP_OK here */
+            goto fail;
+        }
     }
-    /* Each replica needs room for the largest shard: ceil(batch / n) rows. */
-    size_t max_rows = (opts->batch + n - 1) / n;
-    for (size_t r = 0; r < n; r++)
-        if ((st = cldp_replica_create(t->devs[r], &t->model, max_rows, &t->reps[r])) != CLDP_OK) goto fail;
+    /* Each replica holds as many rows as a shard may have (the whole batch, with balancing)
+     * or as its memory allows; larger shards run as micro-batches. */
+    size_t max_rows[CLDP_MAX_DEVICES];
+    t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
+    t->slowdown = cldp_calloc(n, sizeof *t->slowdown, "slowdown factors");
+    if (!t->bal || !t->slowdown) {
+        st = CLDP_ERR_HOST_MEMORY;
+        goto fail;
+    }
+    if ((st = plan_sharding(t, opts, max_rows)) != CLDP_OK) goto fail;
+    /* Replicas are built and warmed up one after another on this thread: compiling on several
+     * threads at once buys little, and PoCL 3.1 has been seen to trip an internal assertion
+     * (pocl_release_dlhandle_cache) when two threads compile kernels concurrently. */
+    for (size_t r = 0; r < n; r++) {
+        if ((st = cldp_replica_create(t->devs[r], &t->model, max_rows[r], &t->reps[r])) != CLDP_OK) goto fail;
+        if ((st = cldp_replica_warm_up(t->reps[r])) != CLDP_OK) goto fail;
+    }
     if ((st = cldp_model_init_params(&t->model, opts->seed, t->master, np)) != CLDP_OK) goto fail;
     if ((st = cldp_pool_create(n, &t->pool)) != CLDP_OK) goto fail;
+    cldp_pool_set_timeout(t->pool, opts->timeout_ms);
     if ((st = broadcast(t)) != CLDP_OK) goto fail;
     *out = t;
     return CLDP_OK;
@@ -273,84 +545,134 @@ static cldp_status check_batch(const cldp_trainer *t, const float *x, const int3
 static cldp_status rebroadcast_if_dirty(cldp_trainer *t)
 {
     if (!t->dirty) return CLDP_OK;
-    TRY(broadcast(t));
+    TRY(run_with_policy(t, JOB_BROADCAST, NULL));
     t->dirty = 0;
     return CLDP_OK;
 }
 
+/* Splits the step's batch over the devices now present. */
+static void shard_step(cldp_trainer *t)
+{
+    split_batch(t, t->batch_n);
+    memset(t->loss_sum, 0, t->n * sizeof(double));
+    memset(t->correct, 0, t->n * sizeof(size_t));
+}
+
+static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats);
+
 cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
 {
     REQUIRE(t, "cldp_trainer_step: trainer is NULL");
+    cldp_status st = step(t, x, labels, n, stats);
+    if (!t->broken) disarm_faults(t); /* a stuck worker may still be inside its replica */
+    return st;
+}
+
+static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+{
     REQUIRE(labels, "cldp_trainer_step: labels are NULL");
     TRY(check_batch(t, x, labels, n, t->opts.batch));
+    if (t->broken)
+        return cldp_fail(CLDP_ERR_STATE, "this trainer lost a device that stopped answering; its parameters are "
+                                         "still readable (cldp_trainer_get_params), then destroy it");
     TRY(rebroadcast_if_dirty(t));
+    arm_faults(t);
     double t0 = cldp_now_ms();
-    split_even(n, t->n, t->shard_off, t->shard_len);
-    memset(t->loss_sum, 0, t->n * sizeof(double));
-    memset(t->correct, 0, t->n * sizeof(size_t));
     t->x = x;
     t->labels = labels;
+    t->batch_n = n;
     t->scale = 1.0f / (float)n;
-    t->job = JOB_TRAIN;
-    TRY(cldp_pool_run(t->pool, run_job, t));
+    shard_step(t);
+    TRY(run_with_policy(t, JOB_TRAIN, shard_step));
     double t1 = cldp_now_ms();
+    double loss = 0;
+    size_t correct = 0;
+    int nonfinite = 0;
     for (size_t r = 0; r < t->n; r++) {
         t->stats[r].shard = t->shard_len[r];
         t->stats[r].compute_ms = cldp_pool_job_ms(t->pool, r);
         t->stats[r].idle_ms = (t1 - t0) - t->stats[r].compute_ms;
         if (t->stats[r].idle_ms < 0) t->stats[r].idle_ms = 0;
+        t->stats[r].reduce_ms = t->stats[r].broadcast_ms = 0;
+        loss += t->loss_sum[r];
+        correct += t->correct[r];
+        nonfinite |= t->nonfinite[r];
+    }
+    {
+        double ms[CLDP_MAX_DEVICES];
+        for (size_t r = 0; r < t->n; r++) ms[r] = t->stats[r].compute_ms;
+        cldp_balancer_observe(t->bal, t->origin, t->n, t->shard_len, ms); /* sizes the next step's shards */
+    }
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        stats->loss = loss / (double)n;
+        stats->correct = correct;
+        stats->samples = n;
+        stats->devices = t->n;
+    }
+
+    if (nonfinite) {
+        /* NaN or Inf in a staged gradient would reach the sum: skip the update entirely. */
+        size_t bad = 0;
+        while (!t->nonfinite[bad]) bad++;
+        t->skipped++;
+        if (stats) {
+            stats->skipped = 1;
+            stats->skipped_total = t->skipped;
+            stats->step_ms = cldp_now_ms() - t0;
+        }
+        cldp_status ns = cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the gradient from %s holds NaN or Inf; the update was "
+                                                       "skipped (%llu skipped so far)",
+                                   (unsigned long long)t->t, t->reps[bad]->name, (unsigned long long)t->skipped);
+        return t->opts.on_nonfinite == CLDP_ON_NONFINITE_STOP ? ns : CLDP_OK;
     }
 
     t->t++;
     t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)t->t);
     t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)t->t);
     t->job = JOB_UPDATE;
-    TRY(cldp_pool_run(t->pool, run_job, t));
+    TRY(cldp_pool_run(t->pool, run_job, t)); /* host-only work: cannot fail on a device */
     for (size_t r = 0; r < t->n; r++) t->stats[r].reduce_ms = cldp_pool_job_ms(t->pool, r);
-    cldp_status st = broadcast(t);
-    if (st != CLDP_OK) {
-        t->dirty = 1; /* some devices may hold the new parameters, others not */
-        return st;
-    }
+    t->dirty = 1; /* until every device holds the new parameters */
+    TRY(rebroadcast_if_dirty(t));
     for (size_t r = 0; r < t->n; r++) t->stats[r].broadcast_ms = cldp_pool_job_ms(t->pool, r);
     if (stats) {
-        double loss = 0;
-        size_t correct = 0;
-        for (size_t r = 0; r < t->n; r++) {
-            loss += t->loss_sum[r];
-            correct += t->correct[r];
-        }
-        stats->loss = loss / (double)n;
-        stats->correct = correct;
-        stats->samples = n;
+        stats->skipped_total = t->skipped;
+        stats->devices = t->n;
         stats->step_ms = cldp_now_ms() - t0;
     }
     return CLDP_OK;
+}
+
+static void shard_infer(cldp_trainer *t)
+{
+    split_batch(t, t->batch_n);
+    memset(t->loss_sum, 0, t->n * sizeof(double));
+    memset(t->correct, 0, t->n * sizeof(size_t));
 }
 
 /* Runs an inference job over n samples in chunks of the trainer's batch. */
 static cldp_status infer(cldp_trainer *t, job_kind kind, const float *x, const int32_t *labels, size_t n, float *probs,
                          double *loss, size_t *correct)
 {
+    if (t->broken)
+        return cldp_fail(CLDP_ERR_STATE, "this trainer lost a device that stopped answering; destroy it");
     TRY(rebroadcast_if_dirty(t));
     double ls = 0;
     size_t cs = 0;
     size_t outputs = cldp_model_outputs(&t->model);
     for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < t->opts.batch ? n - done : t->opts.batch;
-        split_even(chunk, t->n, t->shard_off, t->shard_len);
-        memset(t->loss_sum, 0, t->n * sizeof(double));
-        memset(t->correct, 0, t->n * sizeof(size_t));
-        t->job = kind;
+        t->batch_n = n - done < t->opts.batch ? n - done : t->opts.batch;
+        shard_infer(t);
         t->x = x + done * t->model.inputs;
         t->labels = labels ? labels + done : NULL;
         t->probs = probs ? probs + done * outputs : NULL;
-        TRY(cldp_pool_run(t->pool, run_job, t));
+        TRY(run_with_policy(t, kind, shard_infer));
         for (size_t r = 0; r < t->n; r++) {
             ls += t->loss_sum[r];
             cs += t->correct[r];
         }
-        done += chunk;
+        done += t->batch_n;
     }
     if (loss) *loss = ls / (double)n;
     if (correct) *correct = cs;
@@ -419,5 +741,50 @@ cldp_status cldp_trainer_set_learning_rate(cldp_trainer *t, float lr)
     REQUIRE(t, "cldp_trainer_set_learning_rate: trainer is NULL");
     REQUIRE(isfinite(lr) && lr > 0, "cldp_trainer_set_learning_rate: learning rate must be a positive number, got %g", (double)lr);
     t->opts.learning_rate = lr;
+    return CLDP_OK;
+}
+
+/* ---- the split ------------------------------------------------------------------------- */
+
+cldp_status cldp_trainer_get_split(const cldp_trainer *t, double *weights, size_t *shards, size_t n)
+{
+    REQUIRE(t, "cldp_trainer_get_split: trainer is NULL");
+    REQUIRE(n == t->n, "cldp_trainer_get_split: n is %zu but the trainer has %zu device(s)", n, t->n);
+    double w[CLDP_MAX_DEVICES];
+    cldp_balancer_weights(t->bal, t->origin, t->n, w);
+    if (weights) memcpy(weights, w, n * sizeof *w);
+    if (shards) {
+        double sum = 0;
+        for (size_t r = 0; r < n; r++) sum += w[r];
+        if (!(sum > 0))
+            for (size_t r = 0; r < n; r++) w[r] = 1.0;
+        cldp_split_shards(w, n, t->opts.batch, shards);
+    }
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_set_split(cldp_trainer *t, const double *weights, size_t n)
+{
+    REQUIRE(t, "cldp_trainer_set_split: trainer is NULL");
+    REQUIRE(n == t->n, "cldp_trainer_set_split: %zu weight(s) given but the trainer has %zu device(s); give one per device", n, t->n);
+    TRY(cldp_split_check(weights, n, "cldp_trainer_set_split"));
+    cldp_balancer_set(t->bal, t->origin, n, weights);
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_set_balance(cldp_trainer *t, int on)
+{
+    REQUIRE(t, "cldp_trainer_set_balance: trainer is NULL");
+    REQUIRE(on == 0 || on == 1, "cldp_trainer_set_balance: on must be 0 or 1, got %d", on);
+    t->bal->enabled = on;
+    t->bal->pending = 0;
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_device_rows(const cldp_trainer *t, size_t rank, size_t *rows)
+{
+    REQUIRE(t && rows, "cldp_trainer_device_rows: trainer or rows is NULL");
+    REQUIRE(rank < t->n, "cldp_trainer_device_rows: rank %zu is not below the device count %zu", rank, t->n);
+    *rows = t->reps[rank]->max_rows;
     return CLDP_OK;
 }

@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,10 @@ typedef struct args {
     uint64_t seed;
     int json;
     int quiet;
+    int embedded;
+    const char *checkpoint;    /* --checkpoint: where to save */
+    size_t checkpoint_every;   /* steps between saves; 0: at each epoch end */
+    const char *resume;        /* --resume: where to continue from */
 } args;
 
 static void usage(FILE *f)
@@ -50,9 +57,20 @@ static void usage(FILE *f)
             "  --hidden LIST       hidden layer sizes, e.g. 256,128 (default); 'none' for a linear model\n"
             "  --activation NAME   relu or tanh (default relu)\n"
             "  --seed S            parameter initialisation and shuffling seed (default 1)\n"
+            "  --embedded          train on the embedded subset even when Fashion-MNIST is installed\n"
+            "  --checkpoint FILE   save the whole run (parameters, optimizer, split, epoch, position,\n"
+            "                      data order) to FILE at each epoch end, at the end, and on SIGINT or\n"
+            "                      SIGTERM; written to FILE.tmp.<pid>, synced, then renamed over FILE\n"
+            "  --checkpoint-every N  save every N steps instead of at each epoch end\n"
+            "  --resume FILE       continue the run saved in FILE (same options, same data); on the\n"
+            "                      same devices with a fixed split (CLDP_SPLIT=even, or weights) the\n"
+            "                      final parameters equal an uninterrupted run's bit for bit\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             no progress line during an epoch\n"
-            "  --help              this text\n");
+            "  --help              this text\n"
+            "On SIGINT or SIGTERM it finishes the step in progress, saves the checkpoint (with\n"
+            "--checkpoint), says where and exits with status 130 (SIGINT) or 143 (SIGTERM); a second\n"
+            "signal ends it at once.\n");
 }
 
 static int parse_size(const char *s, size_t lo, size_t hi, size_t *out)
@@ -116,6 +134,9 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (!strcmp(o, "--quiet")) {
             a->quiet = 1;
             continue;
+        } else if (!strcmp(o, "--embedded")) {
+            a->embedded = 1;
+            continue;
         } else if (!v) {
             fprintf(stderr, "cldp-train: %s needs a value (try --help)\n", o);
             return -1;
@@ -145,6 +166,14 @@ static int parse_args(int argc, char **argv, args *a)
             else bad = 1;
         } else if (!strcmp(o, "--hidden")) {
             bad = parse_hidden(v, a);
+        } else if (!strcmp(o, "--checkpoint")) {
+            a->checkpoint = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--checkpoint-every")) {
+            bad = parse_size(v, 1, SIZE_MAX, &a->checkpoint_every);
+        } else if (!strcmp(o, "--resume")) {
+            a->resume = v;
+            bad = !*v;
         } else if (!strcmp(o, "--seed")) {
             bad = parse_size(v, 0, SIZE_MAX, &tmp);
             a->seed = tmp;
@@ -159,6 +188,10 @@ static int parse_args(int argc, char **argv, args *a)
         i++;
     }
     if (!lr_set) a->lr = a->optimizer == CLDP_OPT_ADAM ? 1e-3f : 0.05f;
+    if (a->checkpoint_every && !a->checkpoint) {
+        fprintf(stderr, "cldp-train: --checkpoint-every needs --checkpoint FILE (try --help)\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -202,6 +235,104 @@ static int fail(const char *what)
     return 1;
 }
 
+/* ---- checkpoints: the library saves its state, this program adds its own ---------------- */
+
+/* Set by the handler, read between steps: only a sig_atomic_t store is async-signal-safe. */
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_RESETHAND; /* a second signal ends the process at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The application blob of a checkpoint: where the run stands. Host byte order: it is read back
+ * by this program, which checks the magic and the size. Followed by ntr uint32 sample indices,
+ * the data order (each epoch shuffles the previous epoch's order, so it cannot be recomputed
+ * from the epoch alone without replaying every shuffle). */
+#define RUN_MAGIC "CLDPRUN1"
+typedef struct run_state {
+    char magic[8];
+    char config[512];     /* the options and data that decide the result; must match to resume */
+    uint64_t epoch;       /* the epoch in progress, from 1 (epochs + 1: the run is complete) */
+    uint64_t step;        /* steps of that epoch already taken */
+    uint64_t shuffled;    /* 1: the order already holds this epoch's shuffle */
+    uint64_t rng;         /* the shuffle's xorshift64* state */
+    uint64_t ntr;         /* samples, entries of the order that follows */
+    double ep_loss;       /* this epoch's loss sum and correct count so far */
+    uint64_t ep_correct;
+    double final_loss, test_acc; /* of the last finished epoch, for the report */
+} run_state;
+
+/* What must not change between a run and its resumption: the schedule depends on epochs and
+ * batch, the data order on the seed and the data. (The model is checked by the library.) */
+static void run_config(char *out, size_t cap, const args *a, const char *source, size_t ntr, size_t nf, const int32_t *ytr)
+{
+    snprintf(out, cap, "data %s (%zu samples, %zu features, labels CRC %08x), epochs %d, batch %zu, %s lr %.9g momentum %.9g weight decay %.9g, seed %llu",
+             source, ntr, nf, (unsigned)cldp_crc32(ytr, ntr * sizeof(int32_t)), a->epochs, a->batch,
+             a->optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a->lr, (double)a->momentum, (double)a->weight_decay,
+             (unsigned long long)a->seed);
+}
+
+static int save_run(cldp_trainer *tr, const char *path, const run_state *rs, const size_t *order, unsigned char *blob)
+{
+    memcpy(blob, rs, sizeof *rs);
+    for (size_t i = 0; i < rs->ntr; i++) {
+        uint32_t v = (uint32_t)order[i];
+        memcpy(blob + sizeof *rs + 4 * i, &v, 4);
+    }
+    if (cldp_trainer_save_checkpoint(tr, path, blob, sizeof *rs + 4 * rs->ntr) != CLDP_OK) {
+        fprintf(stderr, "cldp-train: saving the checkpoint: %s\n", cldp_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads --resume into the trainer and the run state; 0 on success, else a message was printed. */
+static int load_run(cldp_trainer *tr, const char *path, const char *config, size_t ntr, size_t steps_per_epoch, int epochs,
+                    run_state *rs, size_t *order, unsigned char *blob)
+{
+    size_t cap = sizeof *rs + 4 * ntr, got = 0;
+    if (cldp_trainer_load_checkpoint(tr, path, blob, cap, &got) != CLDP_OK) {
+        fprintf(stderr, "cldp-train: cannot resume from '%s': %s\n", path, cldp_last_error());
+        return -1;
+    }
+    memcpy(rs, blob, got < sizeof *rs ? got : sizeof *rs);
+    if (got != cap || memcmp(rs->magic, RUN_MAGIC, 8) || rs->ntr != ntr) {
+        fprintf(stderr, "cldp-train: cannot resume from '%s': its run state (%zu bytes) is not this program's for this data (%zu bytes)\n",
+                path, got, cap);
+        return -1;
+    }
+    rs->config[sizeof rs->config - 1] = 0;
+    if (strcmp(rs->config, config)) {
+        fprintf(stderr, "cldp-train: cannot resume from '%s': it was made with other options or data\n  checkpoint: %s\n  this run:   %s\n"
+                        "resume with the options of the run that wrote it\n", path, rs->config, config);
+        return -1;
+    }
+    int ok = rs->epoch >= 1 && rs->epoch <= (uint64_t)epochs + 1 && rs->step <= steps_per_epoch && rs->shuffled <= 1 &&
+             (rs->step == 0 || rs->shuffled) && (rs->epoch <= (uint64_t)epochs || rs->step == 0);
+    unsigned char *seen = calloc(ntr ? ntr : 1, 1);
+    for (size_t i = 0; ok && seen && i < ntr; i++) {
+        uint32_t v;
+        memcpy(&v, blob + sizeof *rs + 4 * i, 4);
+        ok = v < ntr && !seen[v];
+        if (ok) seen[v] = 1;
+        order[i] = v;
+    }
+    free(seen);
+    if (!ok) {
+        fprintf(stderr, "cldp-train: cannot resume from '%s': its position or data order is inconsistent\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     args a = {.epochs = 10, .batch = 128, .optimizer = CLDP_OPT_ADAM, .hidden = {256, 128}, .nhidden = 2,
@@ -213,9 +344,13 @@ int main(int argc, char **argv)
     /* ---- data */
     cldp_dataset *train = NULL, *test = NULL;
     const char *source = a.data ? a.data : "/usr/share/datasets/fashion-mnist";
-    cldp_status st = cldp_dataset_load_fashion_mnist(a.data, 1, &train);
+    cldp_status st = a.embedded ? CLDP_ERR_IO : cldp_dataset_load_fashion_mnist(a.data, 1, &train);
     if (st == CLDP_OK) st = cldp_dataset_load_fashion_mnist(a.data, 0, &test);
-    if (st == CLDP_ERR_IO && !a.data) {
+    if (a.embedded) {
+        source = "embedded subset";
+        st = cldp_dataset_embedded(1, &train);
+        if (st == CLDP_OK) st = cldp_dataset_embedded(0, &test);
+    } else if (st == CLDP_ERR_IO && !a.data) {
         fprintf(stderr, "cldp-train: note: %s\ncldp-train: note: Fashion-MNIST not found, training on the embedded "
                         "subset (2000 train / 500 test samples); install Debian's dataset-fashion-mnist for the full set\n",
                 cldp_last_error());
@@ -265,7 +400,17 @@ int main(int argc, char **argv)
     o.seed = a.seed;
     cldp_trainer *tr = NULL;
     double t_create = now_s();
-    if (cldp_trainer_create(model, &o, &tr) != CLDP_OK) return fail("creating the trainer");
+    /* SIGINT/SIGTERM are blocked while the trainer starts its worker threads, which inherit the
+     * mask: only this thread takes them, so no driver call in a worker is interrupted. */
+    sigset_t sigs, old_sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old_sigs);
+    catch_signals();
+    st = cldp_trainer_create(model, &o, &tr);
+    pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
+    if (st != CLDP_OK) return fail("creating the trainer");
     size_t ndev = cldp_trainer_device_count(tr);
     printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
     printf("cldp-train: model %zu", nf);
@@ -278,6 +423,7 @@ int main(int argc, char **argv)
         cldp_trainer_device_info(tr, r, &d);
         printf("  [%zu] %u:%u %s (%s)\n", r, d.platform_index, d.device_index, d.name, d.vendor);
     }
+    fflush(stdout); /* a parent reading a pipe (test_kill_resume) learns that training starts */
 
     /* ---- training */
     uint64_t rng = a.seed * 0x9E3779B97F4A7C15ull + 12345;
@@ -287,18 +433,45 @@ int main(int argc, char **argv)
     double *dev_ms = calloc(ndev, sizeof(double)), *dev_idle = calloc(ndev, sizeof(double));
     size_t *dev_shard = calloc(ndev, sizeof(size_t));
     int tty = isatty(STDERR_FILENO) && !a.quiet;
-    for (int ep = 1; ep <= a.epochs; ep++) {
-        for (size_t i = ntr; i > 1; i--) { /* Fisher-Yates with xorshift64* */
+
+    /* where the run starts: the beginning, or where --resume's checkpoint left it */
+    run_state rs;
+    memset(&rs, 0, sizeof rs);
+    memcpy(rs.magic, RUN_MAGIC, 8);
+    char config[sizeof rs.config];
+    run_config(config, sizeof config, &a, source, ntr, nf, ytr);
+    memcpy(rs.config, config, sizeof config);
+    rs.epoch = 1;
+    rs.ntr = ntr;
+    unsigned char *blob = NULL;
+    if ((a.checkpoint || a.resume) && (ntr > UINT32_MAX || !(blob = malloc(sizeof rs + 4 * ntr)))) {
+        fprintf(stderr, "cldp-train: cannot hold the run state of %zu samples for a checkpoint\n", ntr);
+        return 1;
+    }
+    if (a.resume) {
+        if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) return 1;
+        rng = rs.rng;
+        final_loss = rs.final_loss;
+        test_acc = rs.test_acc;
+        step = (size_t)(rs.epoch - 1) * steps_per_epoch + (size_t)rs.step;
+        printf("cldp-train: resumed from %s at epoch %llu, step %llu of %zu (step %zu of the run)\n", a.resume,
+               (unsigned long long)rs.epoch, (unsigned long long)rs.step, steps_per_epoch, step);
+    }
+    const int first_ep = (int)rs.epoch;
+    const size_t first_s = (size_t)rs.step;
+    for (int ep = first_ep; ep <= a.epochs; ep++) {
+        const int resumed = ep == first_ep; /* this epoch continues where the checkpoint left it */
+        for (size_t i = ntr; i > 1 && !(resumed && rs.shuffled); i--) { /* Fisher-Yates with xorshift64* */
             rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27;
             size_t j = (size_t)((rng * 0x2545F4914F6CDD1Dull) % i), t = order[i - 1];
             order[i - 1] = order[j];
             order[j] = t;
         }
-        double ep_loss = 0, t0 = now_s();
-        size_t ep_correct = 0;
+        double ep_loss = resumed ? rs.ep_loss : 0, t0 = now_s(), ep_samples = 0;
+        size_t ep_correct = resumed ? (size_t)rs.ep_correct : 0, s0 = resumed ? first_s : 0;
         memset(dev_ms, 0, ndev * sizeof(double));
         memset(dev_idle, 0, ndev * sizeof(double));
-        for (size_t s = 0; s < steps_per_epoch; s++, step++) {
+        for (size_t s = s0; s < steps_per_epoch; s++, step++) {
             size_t b0 = s * a.batch, nb = ntr - b0 < a.batch ? ntr - b0 : a.batch;
             for (size_t k = 0; k < nb; k++) {
                 memcpy(xb + k * nf, xtr + order[b0 + k] * nf, nf * sizeof(float));
@@ -311,19 +484,41 @@ int main(int argc, char **argv)
             if (cldp_trainer_step(tr, xb, yb, nb, &ss) != CLDP_OK) return fail("training step");
             ep_loss += ss.loss * (double)nb;
             ep_correct += ss.correct;
+            ep_samples += (double)nb;
             for (size_t r = 0; r < ndev; r++) {
                 cldp_device_stats ds;
                 cldp_trainer_device_stats(tr, r, &ds);
                 dev_ms[r] += ds.compute_ms;
                 dev_idle[r] += ds.idle_ms;
-                if (s == 0) dev_shard[r] = ds.shard;
+                if (s == s0) dev_shard[r] = ds.shard;
             }
             if (tty && (s % 20 == 0 || s + 1 == steps_per_epoch))
                 fprintf(stderr, "\r  epoch %d: step %zu/%zu, loss %.4f ", ep, s + 1, steps_per_epoch, ep_loss / (double)(b0 + nb));
+            int due = a.checkpoint_every && (step + 1) % a.checkpoint_every == 0;
+            if (a.checkpoint && (due || stop_signal)) {
+                rs.epoch = (uint64_t)ep;
+                rs.step = s + 1;
+                rs.shuffled = 1;
+                rs.rng = rng;
+                rs.ep_loss = ep_loss;
+                rs.ep_correct = ep_correct;
+                rs.final_loss = final_loss;
+                rs.test_acc = test_acc;
+                if (save_run(tr, a.checkpoint, &rs, order, blob)) return 1;
+            }
+            if (stop_signal) {
+                if (tty) fprintf(stderr, "\n");
+                printf("cldp-train: %s after step %zu of %zu (epoch %d, step %zu of %zu); %s%s%s\n",
+                       stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step + 1, total_steps, ep, s + 1, steps_per_epoch,
+                       a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved",
+                       a.checkpoint ? a.checkpoint : "", a.checkpoint ? "; continue with --resume and the same options" : "");
+                fflush(stdout);
+                return 128 + stop_signal;
+            }
         }
         double dt = now_s() - t0;
         train_time += dt;
-        samples_done += (double)ntr;
+        samples_done += ep_samples;
         if (tty) fprintf(stderr, "\r%60s\r", "");
         size_t correct = 0;
         double tl;
@@ -331,11 +526,29 @@ int main(int argc, char **argv)
         final_loss = ep_loss / (double)ntr;
         test_acc = (double)correct / (double)nte;
         printf("epoch %2d  loss %.4f  train acc %.4f  test acc %.4f  test loss %.4f  %.0f samples/s  %.1f s\n", ep,
-               final_loss, (double)ep_correct / (double)ntr, test_acc, tl, (double)ntr / dt, dt);
+               final_loss, (double)ep_correct / (double)ntr, test_acc, tl, ep_samples / dt, dt);
         for (size_t r = 0; r < ndev; r++)
             printf("          [%zu] shard %zu, compute %.2f ms/step, idle %.2f ms/step\n", r, dev_shard[r],
                    dev_ms[r] / (double)steps_per_epoch, dev_idle[r] / (double)steps_per_epoch);
+        /* at each epoch end (or only the last with --checkpoint-every), and when a signal came
+         * during the evaluation: the next epoch's shuffle is still to come */
+        if (a.checkpoint && (!a.checkpoint_every || ep == a.epochs || stop_signal)) {
+            memset(&rs.epoch, 0, sizeof rs - offsetof(run_state, epoch));
+            rs.epoch = (uint64_t)ep + 1;
+            rs.rng = rng;
+            rs.ntr = ntr;
+            rs.final_loss = final_loss;
+            rs.test_acc = test_acc;
+            if (save_run(tr, a.checkpoint, &rs, order, blob)) return 1;
+            if (!a.checkpoint_every) printf("          checkpoint written to %s\n", a.checkpoint);
+        }
         fflush(stdout);
+        if (stop_signal) {
+            printf("cldp-train: %s after epoch %d; %s%s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", ep,
+                   a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved", a.checkpoint ? a.checkpoint : "");
+            fflush(stdout);
+            return 128 + stop_signal;
+        }
     }
 
     size_t np = cldp_model_param_count(model);
@@ -343,12 +556,13 @@ int main(int argc, char **argv)
     if (!params || cldp_trainer_get_params(tr, params, np) != CLDP_OK) return fail("reading the parameters");
     uint32_t crc = cldp_crc32(params, np * sizeof(float));
     double total = now_s() - t_start;
+    double throughput = train_time > 0 ? samples_done / train_time : 0; /* 0 when resumed from a finished run */
     printf("cldp-train: test accuracy %.4f after %d epochs, %.0f samples/s, %.1f s in all; parameter CRC32 %08x\n",
-           test_acc, a.epochs, samples_done / train_time, total, (unsigned)crc);
+           test_acc, a.epochs, throughput, total, (unsigned)crc);
     if (a.json) {
         printf("{\"test_accuracy\":%.6f,\"final_loss\":%.6f,\"samples_per_s\":%.1f,\"epochs\":%d,\"batch\":%zu,"
                "\"seconds\":%.2f,\"dataset\":",
-               test_acc, final_loss, samples_done / train_time, a.epochs, a.batch, total);
+               test_acc, final_loss, throughput, a.epochs, a.batch, total);
         json_string(source);
         printf(",\"devices\":[");
         for (size_t r = 0; r < ndev; r++) {
@@ -360,6 +574,7 @@ int main(int argc, char **argv)
         printf("],\"param_checksum\":%u}\n", (unsigned)crc);
     }
     free(params);
+    free(blob);
     free(dev_ms);
     free(dev_idle);
     free(dev_shard);

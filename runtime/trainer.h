@@ -1,0 +1,61 @@
+/* trainer.h — the trainer's state, shared by the files that implement it (trainer.c: create,
+ * step, evaluate; and the features built on it). Internal; the public API is include/cldp.h. */
+#ifndef CLDP_TRAINER_H
+#define CLDP_TRAINER_H
+
+#include "balance.h"
+#include "devices.h"
+#include "model.h"
+#include "replica.h"
+#include "workers.h"
+
+#define CLDP_MAX_DEVICES 64
+
+/* A worker only ever touches its own device's queue: some drivers (PoCL's basic device among
+ * them) deadlock when two host threads drive one queue at once. */
+typedef enum { JOB_TRAIN, JOB_UPDATE, JOB_BROADCAST, JOB_EVAL, JOB_PREDICT } job_kind;
+
+struct cldp_trainer {
+    cldp_model model;             /* our own copy */
+    cldp_trainer_options opts;
+    size_t n;                     /* devices */
+    const cldp_dev **devs;        /* (n) */
+    cldp_replica **reps;          /* (n) */
+    cldp_pool *pool;
+    float *master;                /* (nparams) master parameters */
+    float *opt_m, *opt_v;         /* (nparams) momentum / Adam moments */
+    uint64_t t;                   /* optimizer steps taken */
+    float **stage;                /* (n, nparams) host staging of each device's gradient */
+    int dirty;                    /* devices may not hold `master` (a broadcast failed) */
+
+    /* the job in progress */
+    job_kind job;
+    const float *x;
+    const int32_t *labels;
+    float *probs;
+    size_t *shard_off, *shard_len; /* (n) */
+    double *loss_sum;             /* (n) */
+    size_t *correct;              /* (n) */
+    size_t batch_n;               /* samples in the step */
+    float scale;
+    double bc1, bc2;              /* Adam bias corrections of this step */
+    cldp_device_stats *stats;     /* (n) of the last step */
+
+    /* failures */
+    size_t *origin;               /* (n) each device's rank at creation (faults name those) */
+    int *nonfinite;               /* (n) its staged gradient of this step holds NaN/Inf */
+    int *inject_nan;              /* (n) test fault: put a NaN in its gradient this step */
+    uint64_t skipped;             /* updates skipped for non-finite gradients */
+    unsigned long epoch;          /* bumped when devices are dropped: late workers discard */
+    int broken;                   /* a worker is stuck in a driver call: only destroy is safe */
+    size_t abandoned;             /* workers given up after a watchdog timeout */
+    struct { size_t rank; uint64_t step; cldp_fault_kind kind; double ms; } faults[8];
+    size_t nfaults;
+
+    /* sharding (balance.c); indexed by a device's rank at creation (origin), so a drop needs
+     * no bookkeeping here */
+    cldp_balancer *bal;           /* the split's weights and each device's measured speed */
+    double *slowdown;             /* (n at creation) test-only compute-time factor, 1 = none */
+};
+
+#endif

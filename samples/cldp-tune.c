@@ -1,0 +1,756 @@
+/* cldp-tune — measures CLBlast SGEMM on the GEMMs a cldp replica really runs, with CLBlast's
+ * default parameters and with a small search over candidate kernel parameters, checks every
+ * candidate against a double-precision host reference, prints GFLOP/s, and stores the best set in
+ * the user's tuning cache, where the library picks it up for that device (format: runtime/tuning.h).
+ * Uses cldp.h for devices, OpenCL and CLBlast directly for the rest. */
+#define _POSIX_C_SOURCE 200809L
+#include "cldp.h"
+
+#include <clblast_c.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define MAX_SHAPES 64
+#define MAX_DIM 65536
+#define FORCE_DIRECT 100000 /* XGEMM_MIN_INDIRECT_SIZE that sends every GEMM to XgemmDirect */
+#define FORCE_INDIRECT 0    /* ... and one that sends every GEMM to the indirect Xgemm */
+
+/* ---- candidate parameter sets ----------------------------------------------------------- */
+
+static const char *const direct_names[] = {"KWID", "MDIMAD", "MDIMCD", "NDIMBD", "NDIMCD",
+                                           "PADA", "PADB", "VWMD", "VWND", "WGD"};
+static const char *const xgemm_names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                          "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"};
+
+typedef struct candidate {
+    const char *label;
+    const char *origin;
+    size_t v[16]; /* values in the order of direct_names / xgemm_names */
+} candidate;
+
+/* XgemmDirect sets: CLBlast's generic default, then the best ones clblast_tuner_xgemm_direct found
+ * on PoCL (x86-64, one-core "basic" device) at 256x256x256, and neighbours of them. */
+static const candidate direct_candidates[] = {
+    /*                                KWID MDIMAD MDIMCD NDIMBD NDIMCD PADA PADB VWMD VWND WGD */
+    {"D0", "CLBlast generic default", {2, 8, 8, 8, 8, 1, 1, 1, 1, 16}},
+    {"D1", "tuner, PoCL x86-64", {16, 16, 8, 8, 16, 0, 0, 4, 2, 64}},
+    {"D2", "tuner, PoCL x86-64", {16, 16, 8, 16, 16, 0, 1, 4, 1, 64}},
+    {"D3", "tuner, PoCL x86-64", {2, 16, 8, 8, 16, 1, 1, 2, 1, 64}},
+    {"D4", "tuner, PoCL x86-64", {2, 8, 8, 8, 16, 1, 1, 4, 2, 64}},
+    {"D5", "tuner, PoCL x86-64", {16, 8, 16, 16, 8, 0, 1, 2, 1, 64}},
+    {"D6", "tuner, PoCL x86-64", {16, 8, 16, 8, 8, 1, 1, 4, 4, 64}},
+    {"D7", "tuner, PoCL x86-64", {16, 16, 16, 16, 8, 1, 0, 2, 1, 64}},
+    {"D8", "tuner, PoCL x86-64", {2, 8, 8, 16, 16, 0, 0, 1, 2, 64}},
+    {"D9", "tuner, PoCL x86-64", {16, 8, 16, 8, 16, 0, 1, 1, 2, 64}},
+    {"D10", "tuner, PoCL x86-64", {16, 8, 8, 8, 16, 1, 1, 2, 2, 64}},
+    {"D11", "tuner, PoCL x86-64", {2, 8, 8, 8, 8, 1, 1, 2, 2, 32}},
+};
+
+/* Xgemm sets: CLBlast's generic default, then the tuner's best on PoCL and neighbours. */
+static const candidate xgemm_candidates[] = {
+    /*                                GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN */
+    {"X0", "CLBlast generic default", {0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2}},
+};
+
+#define NDIRECT (sizeof direct_candidates / sizeof *direct_candidates)
+#define NXGEMM (sizeof xgemm_candidates / sizeof *xgemm_candidates)
+
+/* ---- shapes ------------------------------------------------------------------------------ */
+
+typedef struct shape {
+    size_t m, n, k;
+    int ta, tb;          /* op(A), op(B) transposed; matrices are row-major as in the replica */
+    const char *what;    /* which pass of the replica, or "" */
+    double *ref;         /* (m, n) host reference */
+    double *bound;       /* (m, n) error bound */
+} shape;
+
+static int add_shape(shape *s, size_t *n, size_t m, size_t nn, size_t k, int ta, int tb, const char *what)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (s[i].m == m && s[i].n == nn && s[i].k == k && s[i].ta == ta && s[i].tb == tb) return 0;
+    if (*n == MAX_SHAPES) {
+        fprintf(stderr, "cldp-tune: more than %d shapes\n", MAX_SHAPES);
+        return -1;
+    }
+    shape sh = {m, nn, k, ta, tb, what, NULL, NULL};
+    s[(*n)++] = sh;
+    return 0;
+}
+
+/* The GEMMs of one forward and backward pass of a replica at `rows` rows (see runtime/replica.c). */
+static int shapes_from_model(const size_t *sizes, size_t nsizes, size_t rows, shape *s, size_t *n)
+{
+    for (size_t l = 0; l + 1 < nsizes; l++) {
+        size_t in = sizes[l], out = sizes[l + 1];
+        if (add_shape(s, n, rows, out, in, 0, 1, "forward X·Wᵀ") != 0) return -1;
+        if (add_shape(s, n, out, in, rows, 1, 0, "backward dW = dYᵀ·X") != 0) return -1;
+        if (l > 0 && add_shape(s, n, rows, in, out, 0, 0, "backward dX = dY·W") != 0) return -1;
+    }
+    return 0;
+}
+
+static int parse_size(const char *s, char **end, size_t *out)
+{
+    errno = 0;
+    unsigned long long v = strtoull(s, end, 10);
+    if (errno || *end == s || v == 0 || v > MAX_DIM || *s == '-') return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* "MxNxK[:ab],..." with a, b each n or t. */
+static int parse_shapes(const char *text, shape *s, size_t *n)
+{
+    const char *c = text;
+    while (*c) {
+        size_t d[3];
+        char *e = (char *)c;
+        for (int i = 0; i < 3; i++) {
+            if (parse_size(c, &e, &d[i]) != 0) return -1;
+            if (i < 2 && *e != 'x') return -1;
+            c = i < 2 ? e + 1 : e;
+        }
+        int ta = 0, tb = 0;
+        if (*c == ':') {
+            if ((c[1] != 'n' && c[1] != 't') || (c[2] != 'n' && c[2] != 't')) return -1;
+            ta = c[1] == 't';
+            tb = c[2] == 't';
+            c += 3;
+        }
+        if (*c && *c != ',') return -1;
+        if (add_shape(s, n, d[0], d[1], d[2], ta, tb, "") != 0) return -1;
+        if (*c == ',') c++;
+    }
+    return *n ? 0 : -1;
+}
+
+static int parse_list(const char *text, size_t *v, size_t cap, size_t *n)
+{
+    const char *c = text;
+    *n = 0;
+    while (*c) {
+        char *e;
+        if (*n == cap || parse_size(c, &e, &v[*n]) != 0) return -1;
+        (*n)++;
+        if (*e && *e != ',') return -1;
+        c = *e ? e + 1 : e;
+    }
+    return *n >= 2 ? 0 : -1;
+}
+
+/* ---- the device and its buffers --------------------------------------------------------- */
+
+typedef struct bench {
+    cl_device_id dev;
+    cl_context ctx;
+    cl_command_queue queue;
+    cl_mem a, b, c;
+    float *ha, *hb, *hc;  /* host copies: random inputs, read-back results */
+    double budget_ms;     /* time spent measuring one shape with one parameter set */
+} bench;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+static double uniform(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+}
+
+/* A is m x k (k x m when transposed), B is k x n (n x k), C is m x n, all row-major. */
+static void reference(const shape *s, const float *a, const float *b, double *ref, double *bound)
+{
+    for (size_t i = 0; i < s->m; i++)
+        for (size_t j = 0; j < s->n; j++) {
+            double sum = 0, mag = 0;
+            for (size_t p = 0; p < s->k; p++) {
+                double x = s->ta ? a[p * s->m + i] : a[i * s->k + p];
+                double y = s->tb ? b[j * s->k + p] : b[p * s->n + j];
+                sum += x * y;
+                mag += fabs(x * y);
+            }
+            ref[i * s->n + j] = sum;
+            /* float32 summation in any order stays within k·2⁻²⁴·Σ|a·b|; twice that, plus a little */
+            bound[i * s->n + j] = 2.0 * (double)s->k * 0x1.0p-24 * mag + 1e-6;
+        }
+}
+
+static CLBlastStatusCode run_gemm(bench *bb, const shape *s)
+{
+    size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+    return CLBlastSgemm(CLBlastLayoutRowMajor, s->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                        s->tb ? CLBlastTransposeYes : CLBlastTransposeNo, s->m, s->n, s->k, 1.0f, bb->a, 0, lda,
+                        bb->b, 0, ldb, 0.0f, bb->c, 0, s->n, &bb->queue, NULL);
+}
+
+/* One measurement: the first call (compiles, then checked against the reference), then batches of
+ * calls until the time budget is spent; the best batch gives the time per call. Returns ms per
+ * call, or a negative value when the GEMM failed (*why says how). */
+static double measure(bench *bb, const shape *s, char *why, size_t why_size)
+{
+    size_t mn = s->m * s->n;
+    for (size_t i = 0; i < mn; i++) bb->hc[i] = 1234.5f; /* poison: beta = 0 must not read it */
+    cl_int err = clEnqueueWriteBuffer(bb->queue, bb->c, CL_TRUE, 0, mn * sizeof(float), bb->hc, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        snprintf(why, why_size, "clEnqueueWriteBuffer failed (%d)", (int)err);
+        return -1;
+    }
+    CLBlastStatusCode st = run_gemm(bb, s);
+    if (st == CLBlastSuccess) err = clEnqueueReadBuffer(bb->queue, bb->c, CL_TRUE, 0, mn * sizeof(float), bb->hc, 0, NULL, NULL);
+    if (st != CLBlastSuccess || err != CL_SUCCESS) {
+        snprintf(why, why_size, "CLBlastSgemm returned %d", (int)st);
+        return -1;
+    }
+    size_t worst = 0;
+    double worst_excess = -INFINITY;
+    for (size_t i = 0; i < mn; i++) {
+        double excess = fabs((double)bb->hc[i] - s->ref[i]) - s->bound[i];
+        if (isnan(bb->hc[i])) excess = INFINITY;
+        if (excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+        }
+    }
+    if (worst_excess > 0) {
+        snprintf(why, why_size, "wrong result: C[%zu][%zu] = %.7g, reference %.7g", worst / s->n, worst % s->n,
+                 (double)bb->hc[worst], s->ref[worst]);
+        return -1;
+    }
+    /* batch size: enough calls for about a fifth of the budget */
+    double t0 = now_ms();
+    if (run_gemm(bb, s) != CLBlastSuccess || clFinish(bb->queue) != CL_SUCCESS) {
+        snprintf(why, why_size, "a repeated call failed");
+        return -1;
+    }
+    double one = now_ms() - t0;
+    size_t batch = one > 0 ? (size_t)(bb->budget_ms / 5.0 / one) : 1;
+    if (batch < 1) batch = 1;
+    if (batch > 1000) batch = 1000;
+    double best = INFINITY, start = now_ms();
+    for (int round = 0; round < 20 && (round < 3 || now_ms() - start < bb->budget_ms); round++) {
+        double b0 = now_ms();
+        for (size_t i = 0; i < batch; i++)
+            if (run_gemm(bb, s) != CLBlastSuccess) {
+                snprintf(why, why_size, "a repeated call failed");
+                return -1;
+            }
+        if (clFinish(bb->queue) != CL_SUCCESS) {
+            snprintf(why, why_size, "clFinish failed");
+            return -1;
+        }
+        double per = (now_ms() - b0) / (double)batch;
+        if (per < best) best = per;
+    }
+    return best;
+}
+
+static double gflops(const shape *s, double ms) { return ms > 0 ? 2.0 * (double)s->m * (double)s->n * (double)s->k / (ms * 1e6) : 0; }
+
+static CLBlastStatusCode override(cl_device_id dev, const char *kernel, const char *const *names, const size_t *values, size_t n)
+{
+    return CLBlastOverrideParameters(dev, kernel, CLBlastPrecisionSingle, n, (const char **)names, values);
+}
+
+static CLBlastStatusCode set_threshold(cl_device_id dev, size_t t)
+{
+    static const char *const name[] = {"XGEMM_MIN_INDIRECT_SIZE"};
+    return override(dev, "GemmRoutine", name, &t, 1);
+}
+
+/* Times every shape under the parameters in force now; times[s] < 0 marks a failure. */
+static int measure_all(bench *bb, shape *s, size_t ns, double *times, const char *label)
+{
+    int ok = 1;
+    for (size_t i = 0; i < ns; i++) {
+        char why[256] = "";
+        times[i] = measure(bb, &s[i], why, sizeof why);
+        if (times[i] < 0) {
+            fprintf(stderr, "cldp-tune: %s on %zux%zux%zu: %s; leaving it out\n", label, s[i].m, s[i].n, s[i].k, why);
+            ok = 0;
+            break;
+        }
+    }
+    return ok;
+}
+
+static double total(const double *t, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += t[i];
+    return s;
+}
+
+/* ---- choosing the threshold between the two kernels ------------------------------------- */
+
+static unsigned long long mnk_of(const shape *s) { return (unsigned long long)s->m * s->n * s->k; }
+
+/* floor(cbrt(v)) */
+static size_t icbrt(unsigned long long v)
+{
+    size_t r = (size_t)cbrt((double)v);
+    while ((unsigned long long)(r + 1) * (r + 1) * (r + 1) <= v) r++;
+    while (r > 0 && (unsigned long long)r * r * r > v) r--;
+    return r;
+}
+
+/* CLBlast runs XgemmDirect when m·n·k < T³. Picks T so that the measured shapes below it (by m·n·k)
+ * are those where the direct kernel is faster in total; returns the step time it gives. */
+static double choose_threshold(const shape *s, size_t ns, const double *td, const double *tx, size_t *threshold)
+{
+    size_t order[MAX_SHAPES];
+    for (size_t i = 0; i < ns; i++) order[i] = i;
+    for (size_t i = 1; i < ns; i++) /* insertion sort by m·n·k */
+        for (size_t j = i; j > 0 && mnk_of(&s[order[j]]) < mnk_of(&s[order[j - 1]]); j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    double best = INFINITY;
+    for (size_t cut = 0; cut <= ns; cut++) { /* order[0, cut) direct, the rest indirect */
+        size_t lo = cut == 0 ? 0 : icbrt(mnk_of(&s[order[cut - 1]])) + 1;         /* T³ > largest direct */
+        size_t hi = cut == ns ? (size_t)-1 : icbrt(mnk_of(&s[order[cut]]));       /* T³ <= smallest indirect */
+        if (cut == 0) lo = hi;         /* nothing measured below: keep smaller GEMMs direct */
+        if (cut == ns) hi = lo;        /* nothing measured above: larger ones go indirect */
+        if (lo > hi) continue;         /* two shapes too close in m·n·k to separate */
+        double t = 0;
+        for (size_t i = 0; i < ns; i++) t += i < cut ? td[order[i]] : tx[order[i]];
+        if (t < best) {
+            best = t;
+            *threshold = (size_t)sqrt((double)lo * (double)hi); /* the geometric middle of the gap */
+            if (*threshold < lo) *threshold = lo;
+            if (*threshold > hi) *threshold = hi;
+        }
+    }
+    return best;
+}
+
+/* ---- the cache file ----------------------------------------------------------------------- */
+
+static int cache_dir(char *buf, size_t size)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/') n = snprintf(buf, size, "%s/cldp/tuning", xdg);
+    else if (home && home[0]) n = snprintf(buf, size, "%s/.cache/cldp/tuning", home);
+    else return -1;
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *c = tmp + 1; *c; c++)
+        if (*c == '/') {
+            *c = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *c = '/';
+        }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void sanitize(char *dst, size_t cap, const char *src)
+{
+    size_t n = 0;
+    for (; *src && n + 1 < cap; src++) {
+        char c = *src;
+        int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+';
+        if (!keep && n > 0 && dst[n - 1] == '_') continue;
+        dst[n++] = keep ? c : '_';
+    }
+    dst[n] = 0;
+}
+
+static void trimmed(char *dst, size_t cap, const char *src)
+{
+    while (*src == ' ' || *src == '\t') src++;
+    snprintf(dst, cap, "%s", src);
+    size_t n = strlen(dst);
+    while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == '\t')) dst[--n] = 0;
+}
+
+static void write_kernel(FILE *f, const char *kernel, const char *const *names, const size_t *v, size_t n)
+{
+    fprintf(f, "%s/32 =", kernel);
+    for (size_t i = 0; i < n; i++) fprintf(f, " %s=%zu", names[i], v[i]);
+    fputc('\n', f);
+}
+
+/* Writes the chosen set to `path` through a temporary file and a rename, so a reader never sees
+ * half a file. */
+static int write_result(const char *path, const cldp_device_info *info, const candidate *d, const candidate *x,
+                        size_t threshold, const char *shapes_note, double t_default, double t_tuned)
+{
+    char tmp[1200], name[256], driver[128];
+    int len = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (len < 0 || (size_t)len >= sizeof tmp) {
+        fprintf(stderr, "cldp-tune: output path too long: %s\n", path);
+        return -1;
+    }
+    trimmed(name, sizeof name, info->name);
+    trimmed(driver, sizeof driver, info->driver_version);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "cldp-tune: cannot write %s: %s\n", tmp, strerror(errno));
+        return -1;
+    }
+    time_t now = time(NULL);
+    char date[32] = "";
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
+    fprintf(f, "# CLBlast SGEMM parameters written by cldp-tune; read by cldp (format: runtime/tuning.h).\n");
+    fprintf(f, "# Shapes: %s\n", shapes_note);
+    fprintf(f, "# Step time of those GEMMs: %.3f ms with CLBlast's defaults, %.3f ms with these (%.2fx).\n",
+            t_default, t_tuned, t_default / t_tuned);
+    fprintf(f, "device = %s\n", name);
+    fprintf(f, "driver = %s\n", driver);
+    fprintf(f, "note = cldp-tune %s, %s + %s\n", date, d->label, x->label);
+    write_kernel(f, "XgemmDirect", direct_names, d->v, 10);
+    write_kernel(f, "Xgemm", xgemm_names, x->v, 16);
+    fprintf(f, "GemmRoutine/32 = XGEMM_MIN_INDIRECT_SIZE=%zu\n", threshold);
+    int bad = ferror(f) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        fprintf(stderr, "cldp-tune: cannot write %s: %s\n", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- tuning one device ------------------------------------------------------------------- */
+
+typedef struct options {
+    const char *devices;
+    size_t sizes[32], nsizes, rows;
+    const char *shapes;
+    const char *output;
+    int dry_run;
+    double budget_ms;
+} options;
+
+static cl_device_id find_cl_device(const cldp_device_info *info)
+{
+    cl_platform_id plats[64];
+    cl_uint np = 0, nd = 0;
+    if (clGetPlatformIDs(64, plats, &np) != CL_SUCCESS || info->platform_index >= np) return NULL;
+    cl_device_id ids[256];
+    if (clGetDeviceIDs(plats[info->platform_index], CL_DEVICE_TYPE_ALL, 256, ids, &nd) != CL_SUCCESS || info->device_index >= nd)
+        return NULL;
+    char name[sizeof info->name] = "";
+    clGetDeviceInfo(ids[info->device_index], CL_DEVICE_NAME, sizeof name - 1, name, NULL);
+    return strncmp(name, info->name, sizeof name - 1) == 0 ? ids[info->device_index] : NULL;
+}
+
+static void print_times(const char *label, const char *origin, const shape *s, size_t ns, const double *t)
+{
+    printf("  %-4s %-26s", label, origin);
+    if (t[0] < 0) {
+        printf(" failed\n");
+        return;
+    }
+    printf(" %9.3f ms  |", total(t, ns));
+    for (size_t i = 0; i < ns; i++) printf(" %6.1f", gflops(&s[i], t[i]));
+    printf("\n");
+}
+
+static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const options *o, const char *shapes_note)
+{
+    bench bb = {0};
+    bb.budget_ms = o->budget_ms;
+    printf("device %u:%u  %s  (driver %s)\n", info->platform_index, info->device_index, info->name, info->driver_version);
+    if (!(bb.dev = find_cl_device(info))) {
+        fprintf(stderr, "cldp-tune: cannot find OpenCL device %u:%u again\n", info->platform_index, info->device_index);
+        return 1;
+    }
+    size_t amax = 0, bmax = 0, cmax = 0;
+    for (size_t i = 0; i < ns; i++) {
+        amax = s[i].m * s[i].k > amax ? s[i].m * s[i].k : amax;
+        bmax = s[i].k * s[i].n > bmax ? s[i].k * s[i].n : bmax;
+        cmax = s[i].m * s[i].n > cmax ? s[i].m * s[i].n : cmax;
+    }
+    cl_int err;
+    int rc = 1;
+    bb.ctx = clCreateContext(NULL, 1, &bb.dev, NULL, NULL, &err);
+    if (err == CL_SUCCESS) bb.queue = clCreateCommandQueue(bb.ctx, bb.dev, 0, &err);
+    if (err == CL_SUCCESS) bb.a = clCreateBuffer(bb.ctx, CL_MEM_READ_WRITE, amax * sizeof(float), NULL, &err);
+    if (err == CL_SUCCESS) bb.b = clCreateBuffer(bb.ctx, CL_MEM_READ_WRITE, bmax * sizeof(float), NULL, &err);
+    if (err == CL_SUCCESS) bb.c = clCreateBuffer(bb.ctx, CL_MEM_READ_WRITE, cmax * sizeof(float), NULL, &err);
+    bb.ha = malloc(amax * sizeof(float));
+    bb.hb = malloc(bmax * sizeof(float));
+    bb.hc = malloc(cmax * sizeof(float));
+    double *times = malloc((NDIRECT + NXGEMM + 2) * ns * sizeof *times);
+    if (err != CL_SUCCESS || !bb.ha || !bb.hb || !bb.hc || !times) {
+        fprintf(stderr, "cldp-tune: cannot set up the device or host buffers (OpenCL error %d)\n", (int)err);
+        goto done;
+    }
+    for (size_t i = 0; i < amax; i++) bb.ha[i] = (float)uniform();
+    for (size_t i = 0; i < bmax; i++) bb.hb[i] = (float)uniform();
+    err = clEnqueueWriteBuffer(bb.queue, bb.a, CL_TRUE, 0, amax * sizeof(float), bb.ha, 0, NULL, NULL);
+    if (err == CL_SUCCESS) err = clEnqueueWriteBuffer(bb.queue, bb.b, CL_TRUE, 0, bmax * sizeof(float), bb.hb, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "cldp-tune: writing the inputs failed (OpenCL error %d)\n", (int)err);
+        goto done;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        s[i].ref = malloc(s[i].m * s[i].n * sizeof(double));
+        s[i].bound = malloc(s[i].m * s[i].n * sizeof(double));
+        if (!s[i].ref || !s[i].bound) {
+            fprintf(stderr, "cldp-tune: out of host memory for the reference results\n");
+            goto done;
+        }
+        reference(&s[i], bb.ha, bb.hb, s[i].ref, s[i].bound);
+    }
+
+    printf("  GFLOP/s per shape:               total    |");
+    for (size_t i = 0; i < ns; i++) printf(" %zux%zux%zu%s", s[i].m, s[i].n, s[i].k, s[i].ta ? (s[i].tb ? ":tt" : ":tn") : (s[i].tb ? ":nt" : ":nn"));
+    printf("\n");
+
+    /* CLBlast's defaults first: nothing is overridden yet in this process. */
+    double *t_def = times, *t_dir = times + ns, *t_x = times + (1 + NDIRECT) * ns;
+    if (!measure_all(&bb, s, ns, t_def, "CLBlast defaults")) {
+        fprintf(stderr, "cldp-tune: CLBlast fails with its own defaults on this device; nothing to compare against\n");
+        goto done;
+    }
+    print_times("def", "CLBlast defaults", s, ns, t_def);
+
+    /* Every XgemmDirect set with all GEMMs sent to the direct kernel, then every Xgemm set with
+     * all sent to the indirect one; the threshold between the two is chosen afterwards. */
+    size_t best_d = 0, best_x = 0;
+    double best_dt = INFINITY, best_xt = INFINITY;
+    CLBlastStatusCode cs = set_threshold(bb.dev, FORCE_DIRECT);
+    for (size_t c = 0; cs == CLBlastSuccess && c < NDIRECT; c++) {
+        double *t = t_dir + c * ns;
+        cs = override(bb.dev, "XgemmDirect", direct_names, direct_candidates[c].v, 10);
+        if (cs != CLBlastSuccess || !measure_all(&bb, s, ns, t, direct_candidates[c].label)) t[0] = -1;
+        print_times(direct_candidates[c].label, direct_candidates[c].origin, s, ns, t);
+        if (t[0] >= 0 && total(t, ns) < best_dt) {
+            best_dt = total(t, ns);
+            best_d = c;
+        }
+    }
+    if (cs == CLBlastSuccess) cs = set_threshold(bb.dev, FORCE_INDIRECT);
+    for (size_t c = 0; cs == CLBlastSuccess && c < NXGEMM; c++) {
+        double *t = t_x + c * ns;
+        cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[c].v, 16);
+        if (cs != CLBlastSuccess || !measure_all(&bb, s, ns, t, xgemm_candidates[c].label)) t[0] = -1;
+        print_times(xgemm_candidates[c].label, xgemm_candidates[c].origin, s, ns, t);
+        if (t[0] >= 0 && total(t, ns) < best_xt) {
+            best_xt = total(t, ns);
+            best_x = c;
+        }
+    }
+    if (cs != CLBlastSuccess) {
+        fprintf(stderr, "cldp-tune: CLBlastOverrideParameters failed with %d\n", (int)cs);
+        goto done;
+    }
+    if (best_dt == INFINITY || best_xt == INFINITY) {
+        fprintf(stderr, "cldp-tune: no candidate of one of the kernels works on this device; nothing written\n");
+        goto done;
+    }
+
+    /* The chosen set, measured again as a whole. */
+    size_t threshold = 0;
+    choose_threshold(s, ns, t_dir + best_d * ns, t_x + best_x * ns, &threshold);
+    double *t_tuned = malloc(ns * sizeof *t_tuned);
+    if (!t_tuned) goto done;
+    cs = override(bb.dev, "XgemmDirect", direct_names, direct_candidates[best_d].v, 10);
+    if (cs == CLBlastSuccess) cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[best_x].v, 16);
+    if (cs == CLBlastSuccess) cs = set_threshold(bb.dev, threshold);
+    if (cs != CLBlastSuccess || !measure_all(&bb, s, ns, t_tuned, "the chosen set")) {
+        fprintf(stderr, "cldp-tune: the chosen set failed when measured again; nothing written\n");
+        free(t_tuned);
+        goto done;
+    }
+
+    double td = total(t_def, ns), tt = total(t_tuned, ns);
+    unsigned long long t3 = (unsigned long long)threshold * threshold * threshold;
+    printf("\n  chosen: XgemmDirect %s, Xgemm %s, XGEMM_MIN_INDIRECT_SIZE=%zu (direct when m*n*k < %llu)\n",
+           direct_candidates[best_d].label, xgemm_candidates[best_x].label, threshold, t3);
+    printf("  %-24s %-8s %12s %12s %9s\n", "shape", "kernel", "default", "tuned", "speed-up");
+    for (size_t i = 0; i < ns; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%zux%zux%zu %s", s[i].m, s[i].n, s[i].k,
+                 s[i].ta ? (s[i].tb ? "tt" : "tn") : (s[i].tb ? "nt" : "nn"));
+        printf("  %-24s %-8s %7.1f GF/s %7.1f GF/s %8.2fx\n", name, mnk_of(&s[i]) < t3 ? "direct" : "indirect",
+               gflops(&s[i], t_def[i]), gflops(&s[i], t_tuned[i]), t_def[i] / t_tuned[i]);
+    }
+    printf("  %-24s %-8s %9.3f ms %9.3f ms %8.2fx\n", "all shapes, once each", "", td, tt, td / tt);
+    free(t_tuned);
+
+    if (o->dry_run) {
+        printf("  --dry-run: nothing written\n");
+        rc = 0;
+    } else if (tt >= td * 0.98) {
+        printf("  CLBlast's defaults are as fast on these shapes: nothing written\n");
+        rc = 0;
+    } else {
+        char path[1100], dir[800], fname[260], n1[160], n2[64], tn[256], tdrv[128];
+        if (o->output) {
+            snprintf(path, sizeof path, "%s", o->output);
+        } else {
+            if (cache_dir(dir, sizeof dir) != 0 || mkdirs(dir) != 0) {
+                fprintf(stderr, "cldp-tune: cannot create the tuning cache directory (set XDG_CACHE_HOME or HOME): %s\n",
+                        strerror(errno));
+                goto done;
+            }
+            trimmed(tn, sizeof tn, info->name);
+            trimmed(tdrv, sizeof tdrv, info->driver_version);
+            sanitize(n1, sizeof n1, tn);
+            sanitize(n2, sizeof n2, tdrv);
+            snprintf(fname, sizeof fname, "%s--%s.txt", n1, n2);
+            snprintf(path, sizeof path, "%s/%s", dir, fname);
+        }
+        if (write_result(path, info, &direct_candidates[best_d], &xgemm_candidates[best_x], threshold, shapes_note, td, tt) != 0)
+            goto done;
+        printf("  written to %s\n  cldp applies it to every \"%s\" device from now on (CLDP_TUNING=off to compare)\n",
+               path, info->name);
+        rc = 0;
+    }
+done:
+    free(times);
+    for (size_t i = 0; i < ns; i++) {
+        free(s[i].ref);
+        free(s[i].bound);
+        s[i].ref = s[i].bound = NULL;
+    }
+    free(bb.ha);
+    free(bb.hb);
+    free(bb.hc);
+    if (bb.a) clReleaseMemObject(bb.a);
+    if (bb.b) clReleaseMemObject(bb.b);
+    if (bb.c) clReleaseMemObject(bb.c);
+    if (bb.queue) clReleaseCommandQueue(bb.queue);
+    if (bb.ctx) clReleaseContext(bb.ctx);
+    return rc;
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cldp-tune [options]\n"
+            "Times CLBlast SGEMM on the GEMMs a cldp replica runs, with CLBlast's default parameters and\n"
+            "with candidate XgemmDirect/Xgemm parameters (each checked against a double-precision host\n"
+            "reference), picks the fastest set and the size threshold between the two kernels, and\n"
+            "writes it to $XDG_CACHE_HOME/cldp/tuning/ (else ~/.cache/cldp/tuning/), where cldp applies\n"
+            "it to every device of the same name and driver (format: runtime/tuning.h).\n"
+            "\n"
+            "  --devices SPEC   devices to tune, as for cldp-devices (default: the first device); each\n"
+            "                   distinct name and driver is tuned once\n"
+            "  --model LIST     layer sizes from the inputs on (default 784,256,128,10)\n"
+            "  --batch N        rows one device computes per step, its shard (default 64)\n"
+            "  --shapes LIST    explicit GEMMs instead of --model: MxNxK[:ab],... with a, b = n or t\n"
+            "                   saying whether op(A), op(B) is transposed (row-major; default nn)\n"
+            "  --budget-ms MS   time to measure one shape with one parameter set (default 150)\n"
+            "  --output FILE    write the result here instead of the user cache\n"
+            "  --dry-run        measure and print only\n"
+            "  --help           this text\n"
+            "\n"
+            "Example: cldp-tune --devices basic --model 784,1024,1024,10 --batch 256\n");
+}
+
+int main(int argc, char **argv)
+{
+    options o = {NULL, {784, 256, 128, 10}, 4, 64, NULL, NULL, 0, 150};
+    int model_given = 0, batch_given = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--dry-run")) {
+            o.dry_run = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "cldp-tune: %s needs a value (try --help)\n", a);
+            return 2;
+        }
+        char *end;
+        int bad = 0;
+        if (!strcmp(a, "--devices")) o.devices = v;
+        else if (!strcmp(a, "--model")) { bad = parse_list(v, o.sizes, 32, &o.nsizes) != 0; model_given = 1; }
+        else if (!strcmp(a, "--batch")) { bad = parse_size(v, &end, &o.rows) != 0 || *end; batch_given = 1; }
+        else if (!strcmp(a, "--shapes")) o.shapes = v;
+        else if (!strcmp(a, "--output")) o.output = v;
+        else if (!strcmp(a, "--budget-ms")) { o.budget_ms = strtod(v, &end); bad = *end || !(o.budget_ms >= 1 && o.budget_ms <= 60000); }
+        else {
+            fprintf(stderr, "cldp-tune: unknown option '%s' (try --help)\n", a);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "cldp-tune: bad value '%s' for %s (try --help)\n", v, a);
+            return 2;
+        }
+        i++;
+    }
+    shape shapes[MAX_SHAPES];
+    size_t ns = 0;
+    char note[512];
+    if (o.shapes) {
+        if (model_given || batch_given) {
+            fprintf(stderr, "cldp-tune: give either --shapes or --model/--batch, not both\n");
+            return 2;
+        }
+        if (parse_shapes(o.shapes, shapes, &ns) != 0) {
+            fprintf(stderr, "cldp-tune: bad --shapes '%s': want MxNxK[:ab],... e.g. 64x256x784:nt,256x784x64:tn\n", o.shapes);
+            return 2;
+        }
+        snprintf(note, sizeof note, "%s", o.shapes);
+    } else {
+        if (shapes_from_model(o.sizes, o.nsizes, o.rows, shapes, &ns) != 0) return 2;
+        int n = snprintf(note, sizeof note, "model ");
+        for (size_t i = 0; i < o.nsizes && n > 0 && (size_t)n < sizeof note; i++)
+            n += snprintf(note + n, sizeof note - (size_t)n, "%s%zu", i ? "," : "", o.sizes[i]);
+        if (n > 0 && (size_t)n < sizeof note) snprintf(note + n, sizeof note - (size_t)n, ", %zu rows per device", o.rows);
+    }
+    for (size_t i = 0; i < ns; i++) /* keep one matrix within what a float buffer index holds */
+        if (shapes[i].m * shapes[i].k > (1u << 28) || shapes[i].k * shapes[i].n > (1u << 28) || shapes[i].m * shapes[i].n > (1u << 28)) {
+            fprintf(stderr, "cldp-tune: shape %zux%zux%zu is too large to tune with\n", shapes[i].m, shapes[i].n, shapes[i].k);
+            return 2;
+        }
+
+    size_t idx[64], nsel = 0;
+    cldp_status st = cldp_device_select(o.devices ? o.devices : "all", idx, 64, &nsel);
+    if (st != CLDP_OK) {
+        fprintf(stderr, "cldp-tune: %s\n", cldp_last_error());
+        return 1;
+    }
+    if (!o.devices && nsel > 1) nsel = 1;
+    printf("cldp-tune: %zu shape(s) from %s\n", ns, note);
+    int rc = 0;
+    cldp_device_info done[64];
+    size_t ndone = 0;
+    for (size_t i = 0; i < nsel && i < 64; i++) {
+        cldp_device_info info;
+        if (cldp_device_get_info(idx[i], &info) != CLDP_OK) {
+            fprintf(stderr, "cldp-tune: %s\n", cldp_last_error());
+            rc = 1;
+            continue;
+        }
+        int seen = 0;
+        for (size_t j = 0; j < ndone; j++)
+            seen |= !strcmp(done[j].name, info.name) && !strcmp(done[j].driver_version, info.driver_version);
+        if (seen) continue;
+        done[ndone++] = info;
+        rc |= tune_device(&info, shapes, ns, &o, note);
+    }
+    return rc;
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# make-seeds.sh — writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/): small
+# valid inputs in each target's framing (see the comment at the top of each fuzz_*.c). The files
+# are committed; rerun this after changing a framing. Needs bash, gzip and head only.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+c=$here/corpus
+
+# bytes of a 32-bit integer, little-endian (the fuzz_idx framing) or big-endian (IDX)
+le32() { printf "\\$(printf %03o $(($1 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 24 & 255)))"; }
+be32() { printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"; }
+
+# ---- fuzz_idx: <le32 image length><image file><label file>
+d=$c/fuzz_idx
+rm -rf "$d" && mkdir -p "$d"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+idx_frame() { # image-file label-file out
+    { le32 "$(stat -c %s "$1")"; cat "$1" "$2"; } >"$3"
+}
+# 3 images of 2x2 pixels, labels 0 2 1
+{ printf '\0\0\010\003'; be32 3; be32 2; be32 2; printf '\000\377\200\001\020\040\100\177\376\375\002\003'; } >"$tmp/img3"
+{ printf '\0\0\010\001'; be32 3; printf '\000\002\001'; } >"$tmp/lab3"
+gzip -9 -n -c "$tmp/img3" >"$tmp/img3.gz"
+gzip -9 -n -c "$tmp/lab3" >"$tmp/lab3.gz"
+idx_frame "$tmp/img3" "$tmp/lab3" "$d/raw-3x2x2"
+idx_frame "$tmp/img3.gz" "$tmp/lab3.gz" "$d/gz-3x2x2"
+idx_frame "$tmp/img3.gz" "$tmp/lab3" "$d/gz-images-raw-labels"
+# a gzip file of two members end to end (what cat a.gz b.gz makes)
+head -c 10 "$tmp/img3" | gzip -9 -n -c >"$tmp/m1.gz"
+tail -c +11 "$tmp/img3" | gzip -9 -n -c >"$tmp/m2.gz"
+cat "$tmp/m1.gz" "$tmp/m2.gz" >"$tmp/img3-2members.gz"
+idx_frame "$tmp/img3-2members.gz" "$tmp/lab3.gz" "$d/gz-two-members"
+# one sample of one pixel
+{ printf '\0\0\010\003'; be32 1; be32 1; be32 1; printf '\200'; } >"$tmp/img1"
+{ printf '\0\0\010\001'; be32 1; printf '\011'; } >"$tmp/lab1"
+idx_frame "$tmp/img1" "$tmp/lab1" "$d/raw-1x1x1"
+# four real 28x28 Fashion-MNIST images from the embedded subset, header count patched to 4
+n=4
+gzip -dc "$root/runtime/data/fmnist-mini-test-images.gz" >"$tmp/all-img"
+gzip -dc "$root/runtime/data/fmnist-mini-test-labels.gz" >"$tmp/all-lab"
+{ printf '\0\0\010\003'; be32 $n; be32 28; be32 28; head -c $((16 + n * 784)) "$tmp/all-img" | tail -c +17; } >"$tmp/fm-img"
+{ printf '\0\0\010\001'; be32 $n; head -c $((8 + n)) "$tmp/all-lab" | tail -c +9; } >"$tmp/fm-lab"
+gzip -9 -n -c "$tmp/fm-img" >"$tmp/fm-img.gz"
+gzip -9 -n -c "$tmp/fm-lab" >"$tmp/fm-lab.gz"
+idx_frame "$tmp/fm-img.gz" "$tmp/fm-lab.gz" "$d/fmnist-4-gz"
+idx_frame "$tmp/fm-img" "$tmp/fm-lab" "$d/fmnist-4-raw"
+
+# ---- fuzz_device_spec: <list selector><capacity - 1><spec>
+d=$c/fuzz_device_spec
+rm -rf "$d" && mkdir -p "$d"
+i=0
+for spec in "" default all gpu cpu accelerator "0:0" "0:0,0:1" "2:0,1:0,0:1" "nvidia" "  GPU  " \
+            "Portable Computing" "rtx 3090" "1:1" "0:0,0:0" "9:9"; do
+    printf '\002\077%s' "$spec" >"$d/mixed-$i"
+    i=$((i + 1))
+done
+printf '\000\077all' >"$d/none-all"
+printf '\001\000default' >"$d/one-default"
+printf '\003\077all' >"$d/sixty-four-all"
+printf '\003\076all' >"$d/sixty-four-cap63"
+printf '\003\077pthread' >"$d/sixty-four-name"
+printf '\202\077' >"$d/mixed-null"
+
+# ---- fuzz_train_args: arguments separated by newlines
+d=$c/fuzz_train_args
+rm -rf "$d" && mkdir -p "$d"
+printf -- '--devices\nall\n--epochs\n3\n--batch\n256' >"$d/devices-epochs-batch"
+printf -- '--hidden\n256,128\n--activation\ntanh' >"$d/hidden-tanh"
+printf -- '--hidden\nnone' >"$d/linear"
+printf -- '--optimizer\nsgd\n--lr\n0.05\n--momentum\n0.9\n--weight-decay\n1e-4' >"$d/sgd"
+printf -- '--json\n--quiet\n--seed\n42\n--data\n/usr/share/datasets/fashion-mnist' >"$d/json-seed-data"
+printf -- '--help' >"$d/help"
+printf -- '--checkpoint\n/tmp/run.ckpt\n--checkpoint-every\n100\n--resume\n/tmp/run.ckpt' >"$d/checkpoint"
+printf -- '--devices\n0:0,0:1\n--split\n3:1' >"$d/split"
+
+# ---- fuzz_tuning: tuning files as cldp-tune writes them
+d=$c/fuzz_tuning
+rm -rf "$d" && mkdir -p "$d"
+cp "$root/runtime/data/tuning-builtin.txt" "$d/builtin"
+cat >"$d/pocl-entry" <<'TXT'
+# measured by cldp-tune
+device = cpu-haswell-*
+driver = 3.1+debian
+note = basic device, 1 core
+Xgemm/32 = GEMMK=0 KREG=1 KWG=32 KWI=2 MDIMA=16 MDIMC=16 MWG=64 NDIMB=16 NDIMC=16 NWG=64 SA=0 SB=0 STRM=0 STRN=0 VWM=4 VWN=4
+XgemmDirect/32 = KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 VWMD=1 VWND=1 WGD=32
+GemmRoutine/32 = XGEMM_MIN_INDIRECT_SIZE=384
+Copy/32 = COPY_DIMX=16 COPY_DIMY=8 COPY_VW=4 COPY_WPT=1
+Pad/32 = PAD_DIMX=16 PAD_DIMY=8 PAD_WPTX=1 PAD_WPTY=1
+Transpose/32 = TRA_DIM=8 TRA_PAD=1 TRA_SHUFFLE=0 TRA_WPT=4
+Padtranspose/32 = PADTRA_PAD=1 PADTRA_TILE=16 PADTRA_WPT=2
+
+device = NVIDIA GeForce RTX 3090
+Xgemm/32 = GEMMK=1 KREG=4 KWG=1 KWI=1 MDIMA=8 MDIMC=8 MWG=32 NDIMB=8 NDIMC=8 NWG=64 SA=0 SB=0 STRM=0 STRN=0 VWM=4 VWN=4
+TXT
+echo "seeds written under $c:"
+for t in "$c"/*; do echo "  $(basename "$t"): $(ls "$t" | wc -l) files, $(cat "$t"/* | wc -c) bytes"; done
