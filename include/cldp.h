@@ -333,18 +333,21 @@ CLDP_API cldp_status cldp_trainer_set_params(cldp_trainer *trainer, const float 
 
 /* A checkpoint holds everything the library owns that a run needs to continue exactly: the model
  * description, the master parameters, the optimizer's kind, hyper-parameters (learning rate
- * included), state (momentum or Adam moments) and step count, and an opaque application blob for
- * what the application owns (its epoch, position in the epoch, data order, RNG state...). The
- * file is little-endian, versioned, made of tagged sections and covered by one zlib CRC-32.
- * Loading on the same devices continues bitwise identically to a run that was never stopped; on a
- * different number of devices it continues within float32 rounding (the reduction tree differs).
+ * included), state (momentum or Adam moments) and step count, the device split (weights and
+ * measured speeds), and an opaque application blob for what the application owns (its epoch,
+ * position in the epoch, data order, RNG state...). The file is little-endian, versioned, made of
+ * tagged sections and covered by one zlib CRC-32 (format: runtime/checkpoint.c).
+ * Loading on the same devices with a fixed split ("even" or weights) continues bitwise
+ * identically to a run that was never stopped; on a different number of devices, or with the
+ * speed-aware "auto" split (whose shards follow timings), within float32 rounding.
  *
  * Saving writes `path`.tmp.<pid> in the same directory, flushes and fsyncs it, renames it over
  * `path` and fsyncs the directory, so a crash at any moment leaves the old or the new checkpoint,
  * never a broken one (a process killed mid-write may leave its .tmp.<pid> file, which is never
  * read and may be deleted). The blob `user` (user_len bytes, may be NULL when user_len is 0) is
  * stored as is; the library does not interpret it. The trainer is not changed. Returns
- * CLDP_ERR_IO, naming the file, when the file cannot be written (the temporary file is removed).
+ * CLDP_ERR_IO, naming the file, when the file cannot be written (the temporary file is removed),
+ * CLDP_ERR_NONFINITE when a parameter is NaN or Inf (such a run cannot be resumed).
  * Test hook: with CLDP_TEST_CHECKPOINT_DELAY_MS set, it sleeps that long between the fsync and the
  * rename, to widen the window for kill tests. Blocks; the trainer must not be in use by another
  * thread. */
@@ -352,17 +355,19 @@ CLDP_API cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *trainer, c
                                                   const void *user, size_t user_len);
 
 /* Restores a checkpoint written by cldp_trainer_save_checkpoint into a trainer of the same model
- * (any devices): the master parameters (written to every device before the next step), the
- * optimizer kind, hyper-parameters, state and step count. The application blob is copied to
- * `user` (room for user_capacity bytes) and its length written to *user_len (if not NULL); `user`
- * may be NULL (capacity 0) to ignore the blob.
- * Everything is validated before anything changes: on any failure the trainer is left exactly as
+ * (any devices): the master parameters (written to every device before it returns), the
+ * optimizer kind, hyper-parameters, state and step count, and the split when the trainer has as
+ * many devices as the file's (otherwise the trainer keeps its own). The application blob is
+ * copied to `user` (room for user_capacity bytes) and its length written to *user_len (if not
+ * NULL); `user` may be NULL (capacity 0) to ignore the blob.
+ * Everything is validated before anything changes: a refused file leaves the trainer exactly as
  * it was. CLDP_ERR_IO: the file cannot be opened or read. CLDP_ERR_FORMAT: not a cldp checkpoint,
  * another format version, truncated, checksum mismatch, malformed sections, or a "wrong model"
  * (input size, layers, activations and loss must match the trainer's exactly); the message names
  * the file and what is wrong. CLDP_ERR_INVALID_ARGUMENT: the blob is larger than user_capacity.
  * An OpenCL status when writing the parameters to a device failed (the state is then loaded and
- * the next step retries the write). Blocks; the trainer must not be in use by another thread. */
+ * the next step retries the write); CLDP_ERR_STATE on a trainer that lost a stuck device. Blocks;
+ * the trainer must not be in use by another thread. */
 CLDP_API cldp_status cldp_trainer_load_checkpoint(cldp_trainer *trainer, const char *path,
                                                   void *user, size_t user_capacity,
                                                   size_t *user_len);

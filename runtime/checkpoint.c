@@ -32,12 +32,12 @@
  *         per device rank: f64 weight  f64 measured ms per sample  u32 measurements  u32 0
  *   USER  the application's bytes                        optional
  *
- * MODL, PRMS and OPTM are required. SPLT is restored only into a trainer with the same number of
- * devices (a split is per device; on other devices the trainer's own split stands), and is
- * optional so that a file without it leaves the trainer's split alone. A tag this version does not know is refused rather than
- * skipped, so a file that carries state we cannot restore (a newer file's device split, say)
- * is never half-loaded; a new section comes with a reader that restores it. A change to an
- * existing section's layout bumps the version. */
+ * MODL, PRMS and OPTM are required. SPLT is optional (a file without it leaves the trainer's
+ * split alone) and is restored only into a trainer with as many devices (a split is per device;
+ * on other devices the trainer's own split stands). A tag this version does not know is refused
+ * rather than skipped, so a file that carries state we cannot restore (a section of a newer
+ * cldp) is never half-loaded; a new section comes with a reader that restores it. A change to
+ * an existing section's layout bumps the version. */
 
 #define CKPT_MAGIC "CLDPCKPT"
 #define CKPT_VERSION 1u

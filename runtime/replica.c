@@ -85,6 +85,7 @@ static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
 void cldp_replica_destroy(cldp_replica *r)
 {
     if (!r) return;
+    if (r->grads_map) cldp_replica_unmap_grads(r);
     if (r->queue) clFinish(r->queue);
     cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
                       &r->loss, &r->correct, &r->gemm_temp};
@@ -193,6 +194,9 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     r->model = m;
     r->max_rows = max_rows;
     snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
+    /* CLDP_STAGING=copy keeps the copying path, to measure what zero-copy saves */
+    const char *staging = getenv("CLDP_STAGING");
+    r->zero_copy = dev->info.host_unified_memory && !(staging && !strcmp(staging, "copy"));
     cldp_status st = replica_init(r);
     if (st != CLDP_OK) {
         cldp_replica_destroy(r);
@@ -387,6 +391,31 @@ cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst)
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients) failed with %s%s", r->name,
                          cldp_cl_error_name(err), injected(inj));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_map_grads(cldp_replica *r, float **grads)
+{
+    TRY(cldp_replica_unmap_grads(r));
+    int inj = fault_fires(r, CLDP_FAULT_READ);
+    cl_int err = CL_OUT_OF_RESOURCES;
+    void *p = inj ? NULL
+                  : clEnqueueMapBuffer(r->queue, r->grads, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                       r->model->nparams * sizeof(float), 0, NULL, NULL, &err);
+    if (!p || err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueMapBuffer(gradients) failed with %s%s", r->name,
+                         cldp_cl_error_name(err), injected(inj));
+    r->grads_map = p;
+    *grads = p;
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_unmap_grads(cldp_replica *r)
+{
+    if (!r->grads_map) return CLDP_OK;
+    void *p = r->grads_map;
+    r->grads_map = NULL;
+    CL_CHECK(r->name, clEnqueueUnmapMemObject(r->queue, r->grads, p, 0, NULL, NULL));
     return CLDP_OK;
 }
 

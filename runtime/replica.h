@@ -39,6 +39,8 @@ typedef struct cldp_replica {
     cl_mem gemm_temp;        /* CLBlast scratch, sized for the largest GEMM; NULL if none needed */
     size_t gemm_temp_bytes;
     size_t device_bytes;     /* everything above, as allocated */
+    int zero_copy;           /* the device shares host memory: map the gradients, don't copy */
+    float *grads_map;        /* (nparams) the mapped gradients while mapped, else NULL */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -72,6 +74,12 @@ cldp_status cldp_replica_loss(cldp_replica *r, size_t rows);
 cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_sum, size_t *correct);
 /* Reads the whole gradient vector into `dst` (nparams floats; blocking). */
 cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst);
+/* Maps the gradient buffer for host reading and writing (blocking) and returns its pointer:
+ * on a device that shares host memory this is the gradient itself, with no copy. Stays valid
+ * until cldp_replica_unmap_grads, which must come before the next pass. */
+cldp_status cldp_replica_map_grads(cldp_replica *r, float **grads);
+cldp_status cldp_replica_unmap_grads(cldp_replica *r);
+
 /* Softmax of the last forward's logits into `probs` (rows x outputs; blocking). */
 cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs);
 

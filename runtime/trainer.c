@@ -102,6 +102,7 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
     size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs, np = t->model.nparams;
     double loss = 0, t0 = cldp_now_ms();
     size_t correct = 0;
+    TRY(cldp_replica_unmap_grads(rep)); /* left mapped by a step that failed half-way */
     if (len == 0) {
         memset(stage, 0, np * sizeof(float));
     } else {
@@ -118,7 +119,8 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
             TRY(cldp_replica_backward(rep, rows, t->scale, k > 0));
             TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
         }
-        TRY(cldp_replica_read_grads(rep, stage));
+        if (rep->zero_copy) TRY(cldp_replica_map_grads(rep, &stage));
+        else TRY(cldp_replica_read_grads(rep, stage));
         test_slowdown(t->slowdown[t->origin[r]], t0);
     }
     if (epoch != t->epoch) return CLDP_OK; /* this device was dropped while we were stuck */
@@ -126,9 +128,11 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
         t->inject_nan[r] = 0;
         stage[0] = NAN;
     }
+    t->grad[r] = stage;
     t->nonfinite[r] = !all_finite(stage, np);
     t->loss_sum[r] = loss;
     t->correct[r] = correct;
+    t->train_end[r] = cldp_now_ms();
     return CLDP_OK;
 }
 
@@ -139,8 +143,8 @@ static cldp_status job_update(cldp_trainer *t, size_t r)
 {
     size_t b, e;
     cldp_chunk(t->model.nparams, t->n, r, &b, &e);
-    cldp_tree_reduce(t->stage, t->n, b, e);
-    const float *g = t->stage[0];
+    cldp_tree_reduce(t->grad, t->n, b, e);
+    const float *g = t->grad[0];
     float *p = t->master, *m1 = t->opt_m, *m2 = t->opt_v;
     const float lr = t->opts.learning_rate, wd = t->opts.weight_decay;
     if (t->opts.optimizer == CLDP_OPT_SGD) {
@@ -192,7 +196,9 @@ static cldp_status run_job(void *ctx, size_t r)
     switch (t->job) {
     case JOB_TRAIN: return job_train(t, r);
     case JOB_UPDATE: return job_update(t, r);
-    case JOB_BROADCAST: return cldp_replica_write_params(t->reps[r], t->master, 0, t->model.nparams);
+    case JOB_BROADCAST:
+        TRY(cldp_replica_unmap_grads(t->reps[r]));
+        return cldp_replica_write_params(t->reps[r], t->master, 0, t->model.nparams);
     case JOB_EVAL:
     case JOB_PREDICT: return job_infer(t, r);
     }
@@ -423,6 +429,7 @@ void cldp_trainer_destroy(cldp_trainer *t)
     }
     free(t->reps);
     free(t->stage);
+    free(t->grad);
     free(t->devs);
     free(t->master);
     free(t->opt_m);
@@ -437,6 +444,7 @@ void cldp_trainer_destroy(cldp_trainer *t)
     free(t->inject_nan);
     free(t->bal);
     free(t->slowdown);
+    free(t->train_end);
     free(t);
 }
 
@@ -469,6 +477,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->devs = cldp_calloc(n, sizeof *t->devs, "device list");
     t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
     t->stage = cldp_calloc(n, sizeof *t->stage, "staging");
+    t->grad = cldp_calloc(n, sizeof *t->grad, "staging");
     t->master = cldp_calloc(np, sizeof(float), "master parameters");
     t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");
@@ -480,7 +489,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
     t->nonfinite = cldp_calloc(n, sizeof *t->nonfinite, "flags");
     t->inject_nan = cldp_calloc(n, sizeof *t->inject_nan, "flags");
-    if (!t->devs || !t->reps || !t->stage || !t->master || !t->opt_m || !t->opt_v || !t->shard_off ||
+    if (!t->devs || !t->reps || !t->stage || !t->grad || !t->master || !t->opt_m || !t->opt_v || !t->shard_off ||
         !t->shard_len || !t->loss_sum || !t->correct || !t->stats || !t->origin || !t->nonfinite || !t->inject_nan)
         goto fail;
     for (size_t r = 0; r < n; r++) t->origin[r] = r;
@@ -497,7 +506,8 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     size_t max_rows[CLDP_MAX_DEVICES];
     t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
     t->slowdown = cldp_calloc(n, sizeof *t->slowdown, "slowdown factors");
-    if (!t->bal || !t->slowdown) {
+    t->train_end = cldp_calloc(n, sizeof *t->train_end, "timings");
+    if (!t->bal || !t->slowdown || !t->train_end) {
         st = CLDP_ERR_HOST_MEMORY;
         goto fail;
     }
@@ -584,15 +594,14 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     t->scale = 1.0f / (float)n;
     shard_step(t);
     TRY(run_with_policy(t, JOB_TRAIN, shard_step));
-    double t1 = cldp_now_ms();
-    double loss = 0;
+    double loss = 0, last_end = 0;
     size_t correct = 0;
     int nonfinite = 0;
+    for (size_t r = 0; r < t->n; r++) last_end = fmax(last_end, t->train_end[r]);
     for (size_t r = 0; r < t->n; r++) {
         t->stats[r].shard = t->shard_len[r];
         t->stats[r].compute_ms = cldp_pool_job_ms(t->pool, r);
-        t->stats[r].idle_ms = (t1 - t0) - t->stats[r].compute_ms;
-        if (t->stats[r].idle_ms < 0) t->stats[r].idle_ms = 0;
+        t->stats[r].idle_ms = last_end - t->train_end[r]; /* waiting for the slowest device */
         t->stats[r].reduce_ms = t->stats[r].broadcast_ms = 0;
         loss += t->loss_sum[r];
         correct += t->correct[r];

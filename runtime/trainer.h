@@ -26,6 +26,8 @@ struct cldp_trainer {
     float *opt_m, *opt_v;         /* (nparams) momentum / Adam moments */
     uint64_t t;                   /* optimizer steps taken */
     float **stage;                /* (n, nparams) host staging of each device's gradient */
+    float **grad;                 /* (n) this step's gradient per device: its staging, or the
+                                     mapped device buffer where the device shares host memory */
     int dirty;                    /* devices may not hold `master` (a broadcast failed) */
 
     /* the job in progress */
@@ -56,6 +58,7 @@ struct cldp_trainer {
      * no bookkeeping here */
     cldp_balancer *bal;           /* the split's weights and each device's measured speed */
     double *slowdown;             /* (n at creation) test-only compute-time factor, 1 = none */
+    double *train_end;            /* (n) when each worker finished its part of the step (ms) */
 };
 
 #endif

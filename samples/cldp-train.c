@@ -36,6 +36,8 @@ typedef struct args {
     const char *checkpoint;    /* --checkpoint: where to save */
     size_t checkpoint_every;   /* steps between saves; 0: at each epoch end */
     const char *resume;        /* --resume: where to continue from */
+    const char *split;         /* --split: weights per device, "auto" or "even" */
+    int no_balance;            /* --no-balance: keep the split as it starts */
 } args;
 
 static void usage(FILE *f)
@@ -65,6 +67,12 @@ static void usage(FILE *f)
             "  --resume FILE       continue the run saved in FILE (same options, same data); on the\n"
             "                      same devices with a fixed split (CLDP_SPLIT=even, or weights) the\n"
             "                      final parameters equal an uninterrupted run's bit for bit\n"
+            "  --split W,W,...     the share of the batch each device computes, as weights in device\n"
+            "                      order (e.g. 3,1: rank 0 takes three quarters), kept as given; or\n"
+            "                      'even', or 'auto' (default: $CLDP_SPLIT, else auto: start even, then\n"
+            "                      size the shards by each device's measured speed so they finish together)\n"
+            "  --no-balance        keep the starting split: no speed-aware re-sizing of the shards\n"
+            "                      (the result is the same for any split, to float32 rounding)\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             no progress line during an epoch\n"
             "  --help              this text\n"
@@ -137,6 +145,9 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (!strcmp(o, "--embedded")) {
             a->embedded = 1;
             continue;
+        } else if (!strcmp(o, "--no-balance")) {
+            a->no_balance = 1;
+            continue;
         } else if (!v) {
             fprintf(stderr, "cldp-train: %s needs a value (try --help)\n", o);
             return -1;
@@ -171,6 +182,9 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !*v;
         } else if (!strcmp(o, "--checkpoint-every")) {
             bad = parse_size(v, 1, SIZE_MAX, &a->checkpoint_every);
+        } else if (!strcmp(o, "--split")) {
+            a->split = v;
+            bad = !*v;
         } else if (!strcmp(o, "--resume")) {
             a->resume = v;
             bad = !*v;
@@ -398,6 +412,8 @@ int main(int argc, char **argv)
     o.momentum = a.momentum;
     o.weight_decay = a.weight_decay;
     o.seed = a.seed;
+    o.split = a.split;
+    o.balance = !a.no_balance;
     cldp_trainer *tr = NULL;
     double t_create = now_s();
     /* SIGINT/SIGTERM are blocked while the trainer starts its worker threads, which inherit the
@@ -431,7 +447,7 @@ int main(int argc, char **argv)
     size_t steps_per_epoch = (ntr + a.batch - 1) / a.batch, total_steps = steps_per_epoch * (size_t)a.epochs, step = 0;
     double final_loss = 0, test_acc = 0, train_time = 0, samples_done = 0;
     double *dev_ms = calloc(ndev, sizeof(double)), *dev_idle = calloc(ndev, sizeof(double));
-    size_t *dev_shard = calloc(ndev, sizeof(size_t));
+    double *dev_shard = calloc(ndev, sizeof(double)); /* summed over the epoch's steps: the split may change */
     int tty = isatty(STDERR_FILENO) && !a.quiet;
 
     /* where the run starts: the beginning, or where --resume's checkpoint left it */
@@ -471,6 +487,7 @@ int main(int argc, char **argv)
         size_t ep_correct = resumed ? (size_t)rs.ep_correct : 0, s0 = resumed ? first_s : 0;
         memset(dev_ms, 0, ndev * sizeof(double));
         memset(dev_idle, 0, ndev * sizeof(double));
+        memset(dev_shard, 0, ndev * sizeof(double));
         for (size_t s = s0; s < steps_per_epoch; s++, step++) {
             size_t b0 = s * a.batch, nb = ntr - b0 < a.batch ? ntr - b0 : a.batch;
             for (size_t k = 0; k < nb; k++) {
@@ -490,7 +507,7 @@ int main(int argc, char **argv)
                 cldp_trainer_device_stats(tr, r, &ds);
                 dev_ms[r] += ds.compute_ms;
                 dev_idle[r] += ds.idle_ms;
-                if (s == s0) dev_shard[r] = ds.shard;
+                dev_shard[r] += (double)ds.shard;
             }
             if (tty && (s % 20 == 0 || s + 1 == steps_per_epoch))
                 fprintf(stderr, "\r  epoch %d: step %zu/%zu, loss %.4f ", ep, s + 1, steps_per_epoch, ep_loss / (double)(b0 + nb));
@@ -527,9 +544,21 @@ int main(int argc, char **argv)
         test_acc = (double)correct / (double)nte;
         printf("epoch %2d  loss %.4f  train acc %.4f  test acc %.4f  test loss %.4f  %.0f samples/s  %.1f s\n", ep,
                final_loss, (double)ep_correct / (double)ntr, test_acc, tl, ep_samples / dt, dt);
-        for (size_t r = 0; r < ndev; r++)
-            printf("          [%zu] shard %zu, compute %.2f ms/step, idle %.2f ms/step\n", r, dev_shard[r],
-                   dev_ms[r] / (double)steps_per_epoch, dev_idle[r] / (double)steps_per_epoch);
+        {
+            /* per step, averaged over the epoch's steps: mean shard, compute, idle (waiting for
+             * the slowest device), and the split the next step will use */
+            double steps_run = (double)(steps_per_epoch - s0), *w = calloc(ndev, sizeof(double));
+            if (w) cldp_trainer_get_split(tr, w, NULL, ndev);
+            double wsum = 0;
+            for (size_t r = 0; w && r < ndev; r++) wsum += w[r];
+            for (size_t r = 0; r < ndev; r++) {
+                double c = dev_ms[r] / steps_run, idle = dev_idle[r] / steps_run;
+                printf("          [%zu] shard %.1f (mean), compute %.2f ms/step, idle %.2f ms/step (%.0f%%), split now %.3f\n", r,
+                       dev_shard[r] / steps_run, c, idle, c + idle > 0 ? 100 * idle / (c + idle) : 0.0,
+                       w && wsum > 0 ? w[r] / wsum : 0.0);
+            }
+            free(w);
+        }
         /* at each epoch end (or only the last with --checkpoint-every), and when a signal came
          * during the evaluation: the next epoch's shuffle is still to come */
         if (a.checkpoint && (!a.checkpoint_every || ep == a.epochs || stop_signal)) {

@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+enum { TOTAL_STEPS = 40 }; /* 2 epochs of the 2000 embedded samples in batches of 100 */
+
 static const char *train_exe;
 static char dir[256], ckpt[320];
 static char seed_arg[32];
@@ -214,12 +216,21 @@ int main(int argc, char **argv)
                 finish(&c);
                 break;
             }
-            double at = test_uniform(0, train_ms);
+            /* a moment within the training that remains: a resumed run has less ahead of it */
+            double left = 1.0;
+            if (have) {
+                wait_for(&c, "of the run)");
+                const char *r = strstr(c.out, "resumed from");
+                unsigned long done = 0;
+                if (r && (r = strstr(r, "(step "))) done = strtoul(r + 6, NULL, 10);
+                left = done < TOTAL_STEPS ? (double)(TOTAL_STEPS - done) / TOTAL_STEPS : 0.05;
+            }
+            double at = test_uniform(0, 0.85 * train_ms * left); /* the tail of train_ms is evaluation and exit */
             int running = pump(&c, at);
-            if (!running) { /* it finished first */
+            if (!running) { /* it finished first: the final resume below checks its checkpoint */
                 after_end++;
                 finish(&c);
-                continue;
+                break;
             }
             kill(c.pid, SIGKILL);
             finish(&c);
@@ -244,17 +255,17 @@ int main(int argc, char **argv)
             test_failures++;
         }
     }
-    printf("  %d runs: %d SIGKILLs (%d during a checkpoint write, %d before the first checkpoint), %d runs ended before "
-           "their kill; %d completed by --resume, every final param_checksum compared with the uninterrupted run's\n",
+    printf("  %d runs: %d SIGKILLs (%d during a checkpoint write, %d before the first checkpoint), %d runs completed before "
+           "a kill; %d completed by --resume, every final param_checksum compared with the uninterrupted run's\n",
            runs, kills, in_write, before_first, after_end, resumes);
 
     /* SIGTERM and SIGINT: finish the step, checkpoint, exit 128 + signal; resuming completes exactly */
     const int sigs[2] = {SIGTERM, SIGINT};
     for (int i = 0; i < 2; i++) {
         unlink(ckpt);
-        start(&c, every, NULL, NULL);
+        start(&c, every, delay, NULL);
         CHECK(wait_for(&c, "ready"));
-        pump(&c, test_uniform(0, train_ms / 4));
+        pump(&c, test_uniform(0, train_ms / 2));
         kill(c.pid, sigs[i]);
         int rc = finish(&c);
         if (rc == 0) {

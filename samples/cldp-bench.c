@@ -1,0 +1,573 @@
+/* cldp-bench — measures cldp's performance claims side by side in one run, as ratios (these
+ * machines are shared and noisy): runtime overhead, scaling over devices, the host all-reduce
+ * against the machine's memcpy bandwidth, tuned vs default CLBlast GEMM beside a CPU BLAS, start-up
+ * time with cold and warm caches, and speed-aware balancing against even shards.
+ *
+ * Unlike the other samples it includes internal headers: the overhead baseline issues the
+ * replica's CLBlast calls and kernels directly, with no runtime around them. Sections that need a
+ * fresh process (start-up, default GEMM parameters) re-run this program as a child. */
+#define _POSIX_C_SOURCE 200809L
+#include "cldp.h"
+#include "collective.h"
+#include "devices.h"
+#include "replica.h"
+#include "tuning.h"
+
+#include <clblast_c.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef CLDP_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "cldp-bench: %s: %s\n", what, cldp_last_error());
+    exit(1);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((double)(rng >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+typedef struct data {
+    float *x;
+    int32_t *y;
+    size_t n, in;
+} data;
+
+static data make_data(size_t n, size_t in, size_t classes)
+{
+    data d = {malloc(n * in * sizeof(float)), malloc(n * sizeof(int32_t)), n, in};
+    if (!d.x || !d.y) die("out of memory");
+    for (size_t i = 0; i < n * in; i++) d.x[i] = frand();
+    for (size_t i = 0; i < n; i++) {
+        frand();
+        d.y[i] = (int32_t)((rng >> 20) % classes);
+    }
+    return d;
+}
+
+/* The standard workload: MLP 784-1024-1024-10, softmax cross-entropy, SGD with momentum. */
+static cldp_model *bench_model(size_t h)
+{
+    cldp_model *m;
+    if (cldp_model_create(784, &m) || cldp_model_add_dense(m, h, CLDP_ACT_RELU) ||
+        cldp_model_add_dense(m, h, CLDP_ACT_RELU) || cldp_model_add_dense(m, 10, CLDP_ACT_NONE))
+        die("model");
+    return m;
+}
+
+static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size_t batch, const char *split)
+{
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = devices;
+    o.batch = batch;
+    o.optimizer = CLDP_OPT_SGD;
+    o.learning_rate = 0.01f;
+    o.split = split;
+    cldp_trainer *t;
+    if (cldp_trainer_create(m, &o, &t) != CLDP_OK) die("creating a trainer");
+    return t;
+}
+
+/* Median ms per step over `steps` steps (after 2 unmeasured ones). */
+static double time_steps(cldp_trainer *t, const data *d, size_t batch, int steps)
+{
+    double *ms = malloc((size_t)steps * sizeof(double));
+    for (int s = -2; s < steps; s++) {
+        size_t at = ((size_t)(s + 2) * batch) % (d->n - batch + 1);
+        double t0 = now_ms();
+        if (cldp_trainer_step(t, d->x + at * d->in, d->y + at, batch, NULL) != CLDP_OK) die("step");
+        if (s >= 0) ms[s] = now_ms() - t0;
+    }
+    double m = median(ms, steps);
+    free(ms);
+    return m;
+}
+
+typedef struct opts {
+    int json, quick;
+    size_t hidden, batch;
+    int steps;
+} opts;
+
+/* ---- 1. overhead ------------------------------------------------------------------------ */
+
+/* The same step with no runtime: one replica, its GEMMs and kernels, the gradient read, a host
+ * SGD update and the parameter write, called in a plain loop on this thread. */
+static double direct_step_ms(const cldp_model *m, const data *d, size_t batch, int steps)
+{
+    const cldp_dev *devs;
+    size_t n;
+    if (cldp_devices(&devs, &n) != CLDP_OK) die("devices");
+    cldp_replica *r;
+    if (cldp_replica_create(&devs[0], m, batch, &r) != CLDP_OK || cldp_replica_warm_up(r) != CLDP_OK) die("replica");
+    size_t np = cldp_model_param_count(m);
+    float *p = malloc(np * sizeof(float)), *g = malloc(np * sizeof(float)), *v = calloc(np, sizeof(float));
+    cldp_model_init_params(m, 1, p, np);
+    cldp_replica_write_params(r, p, 0, np);
+    double *ms = malloc((size_t)steps * sizeof(double));
+    for (int s = -2; s < steps; s++) {
+        size_t at = ((size_t)(s + 2) * batch) % (d->n - batch + 1);
+        double t0 = now_ms(), loss = 0;
+        size_t correct = 0;
+        if (cldp_replica_load(r, d->x + at * d->in, d->y + at, batch) || cldp_replica_forward(r, batch) ||
+            cldp_replica_backward(r, batch, 1.0f / (float)batch, 0) || cldp_replica_read_loss(r, batch, &loss, &correct) ||
+            cldp_replica_read_grads(r, g))
+            die("direct step");
+        for (size_t i = 0; i < np; i++) {
+            v[i] = 0.9f * v[i] + g[i];
+            p[i] -= 0.01f * v[i];
+        }
+        if (cldp_replica_write_params(r, p, 0, np)) die("direct write");
+        if (s >= 0) ms[s] = now_ms() - t0;
+    }
+    double med = median(ms, steps);
+    free(ms);
+    free(p);
+    free(g);
+    free(v);
+    cldp_replica_destroy(r);
+    return med;
+}
+
+/* ---- 3. all-reduce ---------------------------------------------------------------------- */
+
+/* memcpy bandwidth (bytes copied per second) with `threads` copies running at once. */
+typedef struct { float *src, *dst; size_t n; } copy_job;
+static void *copy_main(void *a)
+{
+    copy_job *j = a;
+    memcpy(j->dst, j->src, j->n * sizeof(float));
+    return NULL;
+}
+
+static double memcpy_bw(size_t floats, int threads)
+{
+    copy_job j[8];
+    for (int i = 0; i < threads; i++) {
+        j[i].src = malloc(floats * sizeof(float));
+        j[i].dst = malloc(floats * sizeof(float));
+        memset(j[i].src, 1, floats * sizeof(float));
+        memset(j[i].dst, 0, floats * sizeof(float));
+        j[i].n = floats;
+    }
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_t th[8];
+        double t0 = now_ms();
+        for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, copy_main, &j[i]);
+        for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+        double ms = now_ms() - t0;
+        if (ms < best) best = ms;
+    }
+    for (int i = 0; i < threads; i++) {
+        free(j[i].src);
+        free(j[i].dst);
+    }
+    return (double)threads * (double)floats * sizeof(float) / (best * 1e-3);
+}
+
+static void bench_allreduce(const opts *o, FILE *js)
+{
+    const cldp_dev *devs;
+    size_t ndev;
+    if (cldp_devices(&devs, &ndev) != CLDP_OK) die("devices");
+    size_t sizes_mib[] = {1, 4, 16, 64, 256};
+    int nsizes = o->quick ? 3 : 5;
+    printf("\n3. all-reduce: host tree all-reduce + broadcast on cldp_collective (per-device vector)\n");
+    printf("   bound: per byte, n device->host copies, an n-way sum and n host->device copies move\n"
+           "   (5n+1) bytes of memory traffic; memcpy moves 2 per byte copied, so algbw <= 2·memcpy/(5n+1)\n");
+    printf("   %-4s %-8s %10s %10s %10s %12s %8s\n", "devs", "size", "time ms", "algbw GB/s", "busbw GB/s", "bound GB/s", "ratio");
+    fprintf(js, "\"allreduce\":[");
+    int first = 1;
+    for (size_t n = 2; n <= 3 && n <= ndev; n++) {
+        double mbw = memcpy_bw((64u << 20) / sizeof(float), (int)n);
+        double bound = 2.0 * mbw / (double)(5 * n + 1);
+        printf("   memcpy with %zu threads: %.2f GB/s copied\n", n, mbw * 1e-9);
+        cl_context ctx[3];
+        cl_command_queue q[3];
+        for (size_t r = 0; r < n; r++) {
+            cl_int err;
+            ctx[r] = clCreateContext(NULL, 1, &devs[r].id, NULL, NULL, &err);
+            q[r] = clCreateCommandQueue(ctx[r], devs[r].id, 0, &err);
+        }
+        for (int si = 0; si < nsizes; si++) {
+            size_t count = (sizes_mib[si] << 20) / sizeof(float);
+            cl_mem buf[3];
+            float *init = malloc(count * sizeof(float));
+            for (size_t i = 0; i < count; i++) init[i] = (float)(i % 1000) * 1e-3f;
+            for (size_t r = 0; r < n; r++) {
+                cl_int err;
+                buf[r] = clCreateBuffer(ctx[r], CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, count * sizeof(float), init, &err);
+                if (err != CL_SUCCESS) die("buffer");
+            }
+            cldp_collective *c;
+            if (cldp_collective_create(q, n, count, &c) != CLDP_OK) die("collective");
+            int reps = sizes_mib[si] >= 64 ? 3 : 8;
+            double ms[8];
+            for (int k = -1; k < reps; k++) {
+                double t0 = now_ms();
+                if (cldp_collective_allreduce(c, buf, 0, 1.0f / (float)n) != CLDP_OK) die("allreduce");
+                if (k >= 0) ms[k] = now_ms() - t0;
+            }
+            double med = median(ms, reps), bytes = (double)count * sizeof(float);
+            double alg = bytes / (med * 1e-3), bus = alg * 2.0 * (double)(n - 1) / (double)n;
+            printf("   %-4zu %4zu MiB %10.2f %10.2f %10.2f %12.2f %8.2f\n", n, sizes_mib[si], med, alg * 1e-9, bus * 1e-9,
+                   bound * 1e-9, alg / bound);
+            fprintf(js, "%s{\"devices\":%zu,\"mib\":%zu,\"ms\":%.3f,\"algbw_gbs\":%.3f,\"busbw_gbs\":%.3f,\"bound_gbs\":%.3f,\"ratio\":%.3f}",
+                    first ? "" : ",", n, sizes_mib[si], med, alg * 1e-9, bus * 1e-9, bound * 1e-9, alg / bound);
+            first = 0;
+            cldp_collective_destroy(c);
+            for (size_t r = 0; r < n; r++) clReleaseMemObject(buf[r]);
+            free(init);
+        }
+        for (size_t r = 0; r < n; r++) {
+            clReleaseCommandQueue(q[r]);
+            clReleaseContext(ctx[r]);
+        }
+    }
+    fprintf(js, "],");
+}
+
+/* ---- 4. GEMM ---------------------------------------------------------------------------- */
+
+typedef struct shape { size_t m, n, k; const char *what; } shape;
+
+/* GFLOP/s of CLBlast SGEMM on device 0 for each shape; tuning applied unless CLDP_TUNING=off. */
+static void probe_gemm(const shape *sh, int nsh)
+{
+    const cldp_dev *devs;
+    size_t ndev;
+    if (cldp_devices(&devs, &ndev) != CLDP_OK) die("devices");
+    cl_int err;
+    cl_context ctx = clCreateContext(NULL, 1, &devs[0].id, NULL, NULL, &err);
+    cl_command_queue q = clCreateCommandQueue(ctx, devs[0].id, 0, &err);
+    if (cldp_tuning_apply(devs[0].id, devs[0].info.name, devs[0].info.driver_version, devs[0].info.name) != CLDP_OK)
+        die("tuning");
+    for (int i = 0; i < nsh; i++) {
+        size_t m = sh[i].m, n = sh[i].n, k = sh[i].k;
+        cl_mem a = clCreateBuffer(ctx, CL_MEM_READ_WRITE, m * k * 4, NULL, &err);
+        cl_mem b = clCreateBuffer(ctx, CL_MEM_READ_WRITE, k * n * 4, NULL, &err);
+        cl_mem c = clCreateBuffer(ctx, CL_MEM_READ_WRITE, m * n * 4, NULL, &err);
+        float zero = 0.25f;
+        clEnqueueFillBuffer(q, a, &zero, 4, 0, m * k * 4, 0, NULL, NULL);
+        clEnqueueFillBuffer(q, b, &zero, 4, 0, k * n * 4, 0, NULL, NULL);
+        double ms[5];
+        for (int r = -1; r < 5; r++) {
+            double t0 = now_ms();
+            if (CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m, n, k, 1.0f, a, 0, k, b, 0, k,
+                             0.0f, c, 0, n, &q, NULL) != CLBlastSuccess)
+                die("gemm");
+            clFinish(q);
+            if (r >= 0) ms[r] = now_ms() - t0;
+        }
+        printf("%.3f\n", 2.0 * (double)m * (double)n * (double)k / (median(ms, 5) * 1e6));
+        clReleaseMemObject(a);
+        clReleaseMemObject(b);
+        clReleaseMemObject(c);
+    }
+    clReleaseCommandQueue(q);
+    clReleaseContext(ctx);
+}
+
+static int run_child(const char *env, const char *args, double *out, int nout)
+{
+    char cmd[1024], self[512];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return -1;
+    self[len] = 0;
+    snprintf(cmd, sizeof cmd, "env %s '%s' %s", env, self, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    int got = 0;
+    while (got < nout && fscanf(p, "%lf", &out[got]) == 1) got++;
+    return pclose(p) == 0 && got == nout ? 0 : -1;
+}
+
+static void bench_gemm(const opts *o, FILE *js)
+{
+    size_t shard = o->batch / 2, h = o->hidden;
+    shape sh[] = {
+        {shard, h, 784, "forward layer 1 (shard x hidden x 784)"},
+        {shard, h, h, "forward layer 2 (shard x hidden x hidden)"},
+        {h, h, shard, "dW layer 2 (hidden x hidden x shard)"},
+        {512, 512, 512, "square 512"},
+    };
+    int nsh = 4;
+    char args[64];
+    snprintf(args, sizeof args, "--probe-gemm %zu %zu", shard, h);
+    double tuned[4], def[4];
+    printf("\n4. gemm: CLBlast SGEMM GFLOP/s on device 0, tuned vs default parameters, CPU BLAS on one core\n");
+    if (run_child("POCL_DEVICES=basic CLDP_TUNING=on", args, tuned, nsh) || run_child("POCL_DEVICES=basic CLDP_TUNING=off", args, def, nsh)) {
+        printf("   (the GEMM probe failed; skipped)\n");
+        return;
+    }
+    printf("   %-44s %8s %8s %8s %9s %9s\n", "shape", "tuned", "default", "blas", "tuned/def", "tuned/blas");
+    fprintf(js, "\"gemm\":[");
+    for (int i = 0; i < nsh; i++) {
+        double blas = 0;
+#ifdef CLDP_HAVE_CBLAS
+        {
+            size_t m = sh[i].m, n = sh[i].n, k = sh[i].k;
+            float *a = malloc(m * k * 4), *b = malloc(k * n * 4), *c = malloc(m * n * 4);
+            for (size_t j = 0; j < m * k; j++) a[j] = frand();
+            for (size_t j = 0; j < k * n; j++) b[j] = frand();
+            double ms[5];
+            for (int r = -1; r < 5; r++) {
+                double t0 = now_ms();
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k, 0.0f, c, (int)n);
+                if (r >= 0) ms[r] = now_ms() - t0;
+            }
+            blas = 2.0 * (double)m * (double)n * (double)k / (median(ms, 5) * 1e6);
+            free(a);
+            free(b);
+            free(c);
+        }
+#endif
+        printf("   %-44s %8.1f %8.1f %8.1f %9.2f %9.2f\n", sh[i].what, tuned[i], def[i], blas, tuned[i] / def[i],
+               blas > 0 ? tuned[i] / blas : 0.0);
+        fprintf(js, "%s{\"shape\":\"%zux%zux%zu\",\"tuned_gflops\":%.2f,\"default_gflops\":%.2f,\"blas_gflops\":%.2f}",
+                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, tuned[i], def[i], blas);
+    }
+    fprintf(js, "],");
+#ifndef CLDP_HAVE_CBLAS
+    printf("   (no CPU BLAS was found at build time: install libopenblas-dev for the blas column)\n");
+#endif
+}
+
+/* ---- 5. start-up ------------------------------------------------------------------------ */
+
+static void probe_start(size_t h, size_t batch)
+{
+    data d = make_data(batch, 784, 10);
+    cldp_model *m = bench_model(h);
+    double t0 = now_ms();
+    cldp_trainer *t = make_trainer(m, "0:0", batch, NULL);
+    double t1 = now_ms();
+    if (cldp_trainer_step(t, d.x, d.y, batch, NULL) != CLDP_OK) die("step");
+    printf("%.1f %.1f\n", now_ms() - t0, t1 - t0);
+}
+
+static void bench_start(const opts *o, FILE *js)
+{
+    char dir[] = "/tmp/cldp-bench-XXXXXX", env[512], args[64];
+    if (!mkdtemp(dir)) return;
+    snprintf(env, sizeof env, "POCL_DEVICES=basic CLDP_CACHE_DIR=%s/cldp POCL_CACHE_DIR=%s/pocl", dir, dir);
+    snprintf(args, sizeof args, "--probe-start %zu %zu", o->hidden, o->batch);
+    double cold[2], warm[2];
+    printf("\n5. start: trainer creation to the end of the first step, fresh process, one device\n");
+    if (run_child(env, args, cold, 2) || run_child(env, args, warm, 2)) {
+        printf("   (the start probe failed; skipped)\n");
+    } else {
+        printf("   cold caches (cldp kernels and PoCL's): %8.0f ms (creation and warm-up %0.f ms)\n", cold[0], cold[1]);
+        printf("   warm caches:                           %8.0f ms (creation and warm-up %0.f ms)   target <= 1000 ms\n", warm[0], warm[1]);
+        fprintf(js, "\"start\":{\"cold_ms\":%.1f,\"warm_ms\":%.1f},", cold[0], warm[0]);
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cldp-bench: could not remove %s\n", dir);
+}
+
+/* ---- 6. balance ------------------------------------------------------------------------- */
+
+static void bench_balance(const opts *o, FILE *js, const data *d)
+{
+    size_t idx[8], n = 0;
+    if (cldp_device_select("0:0,0:1", idx, 8, &n) != CLDP_OK) {
+        printf("\n6. balance: needs two devices; skipped\n");
+        return;
+    }
+    printf("\n6. balance: device 1 made 3x slower (CLDP_TEST_SLOWDOWN=1:3, its worker sleeps 2x its compute),\n"
+           "   even shards vs speed-aware shards, global batch %zu\n", o->batch);
+    setenv("CLDP_TEST_SLOWDOWN", "1:3", 1);
+    cldp_model *m = bench_model(o->hidden);
+    int steps = o->quick ? 20 : 40;
+    cldp_trainer *even = make_trainer(m, "0:0,0:1", o->batch, "even");
+    double even_ms = time_steps(even, d, o->batch, steps);
+    cldp_trainer_destroy(even);
+    cldp_trainer *bal = make_trainer(m, "0:0,0:1", o->batch, "auto");
+    size_t shard0[80];
+    double idle_frac = 0, step_ms[80];
+    int conv = -1, total = steps + 20;
+    for (int s = 0; s < total; s++) {
+        size_t at = ((size_t)s * o->batch) % (d->n - o->batch + 1);
+        cldp_step_stats st;
+        if (cldp_trainer_step(bal, d->x + at * d->in, d->y + at, o->batch, &st) != CLDP_OK) die("step");
+        cldp_device_stats ds0, ds1;
+        cldp_trainer_device_stats(bal, 0, &ds0);
+        cldp_trainer_device_stats(bal, 1, &ds1);
+        shard0[s] = ds0.shard;
+        step_ms[s] = st.step_ms;
+        if (s >= 20) idle_frac += (ds0.idle_ms + ds1.idle_ms) / (2.0 * st.step_ms);
+    }
+    idle_frac /= (double)steps;
+    /* converged: the first step from which the split stays within 5% of the batch of its end value */
+    for (int s = 0; s < total && conv < 0; s++) {
+        int ok = 1;
+        for (int k = s; k < total; k++)
+            if (fabs((double)shard0[k] - (double)shard0[total - 1]) > 0.05 * (double)o->batch) ok = 0;
+        if (ok) conv = s;
+    }
+    size_t lo = shard0[20], hi = shard0[20];
+    for (int s = 20; s < total; s++) {
+        if (shard0[s] < lo) lo = shard0[s];
+        if (shard0[s] > hi) hi = shard0[s];
+    }
+    double bal_ms = median(step_ms + 20, steps);
+    printf("   even shards:    %7.1f ms/step  %7.0f samples/s\n", even_ms, (double)o->batch / even_ms * 1e3);
+    printf("   balanced:       %7.1f ms/step  %7.0f samples/s   speed-up %.2fx (target >= 1.3x)\n", bal_ms,
+           (double)o->batch / bal_ms * 1e3, even_ms / bal_ms);
+    printf("   split converged at step %d to %zu/%zu; after step 20 it moved within %zu samples (%.1f%% of the batch);\n"
+           "   idle time once balanced: %.1f%% of the step (target <= 10%%)\n",
+           conv, shard0[total - 1], o->batch - shard0[total - 1], hi - lo, 100.0 * (double)(hi - lo) / (double)o->batch,
+           100.0 * idle_frac);
+    fprintf(js, "\"balance\":{\"even_ms\":%.2f,\"balanced_ms\":%.2f,\"speedup\":%.3f,\"converged_step\":%d,"
+                "\"oscillation_frac\":%.4f,\"idle_frac\":%.4f},",
+            even_ms, bal_ms, even_ms / bal_ms, conv, (double)(hi - lo) / (double)o->batch, idle_frac);
+    cldp_trainer_destroy(bal);
+    cldp_model_destroy(m);
+    unsetenv("CLDP_TEST_SLOWDOWN");
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    opts o = {.hidden = 1024, .batch = 512, .steps = 10};
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--probe-gemm") && i + 2 < argc) {
+            size_t shard = strtoul(argv[i + 1], NULL, 10), h = strtoul(argv[i + 2], NULL, 10);
+            shape sh[] = {{shard, h, 784, ""}, {shard, h, h, ""}, {h, h, shard, ""}, {512, 512, 512, ""}};
+            probe_gemm(sh, 4);
+            return 0;
+        } else if (!strcmp(argv[i], "--probe-start") && i + 2 < argc) {
+            probe_start(strtoul(argv[i + 1], NULL, 10), strtoul(argv[i + 2], NULL, 10));
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            o.json = 1;
+        } else if (!strcmp(argv[i], "--quick")) {
+            o.quick = 1;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance]\n"
+                   "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
+                   "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
+                   "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
+                   "on the thread that drives it, one core each. --quick uses fewer steps and sizes.\n"
+                   "With --json the last line is one JSON object of every figure.\n");
+            return 0;
+        } else {
+            fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!getenv("POCL_DEVICES")) setenv("POCL_DEVICES", "basic basic basic", 1);
+    if (o.quick) o.steps = 5;
+    char *jsbuf = NULL;
+    size_t jslen = 0;
+    FILE *js = open_memstream(&jsbuf, &jslen);
+    fprintf(js, "{");
+    size_t ndev = 0;
+    if (cldp_device_count(&ndev) != CLDP_OK) die("devices");
+    cldp_device_info d0;
+    cldp_device_get_info(0, &d0);
+    printf("cldp-bench: %zu device(s), device 0 is %s (%s); MLP 784-%zu-%zu-10, batch %zu\n", ndev, d0.name,
+           d0.driver_version, o.hidden, o.hidden, o.batch);
+    data d = make_data(4 * o.batch, 784, 10);
+    cldp_model *m = bench_model(o.hidden);
+
+    if (!only || !strcmp(only, "overhead")) {
+        cldp_trainer *t = make_trainer(m, "0:0", o.batch, NULL);
+        setenv("CLDP_STAGING", "copy", 1); /* the path zero-copy staging replaced */
+        cldp_trainer *tc = make_trainer(m, "0:0", o.batch, NULL);
+        unsetenv("CLDP_STAGING");
+        double a[3], b[3], c[3];
+        for (int k = 0; k < 3; k++) { /* interleaved, so drift hits all alike */
+            a[k] = time_steps(t, &d, o.batch, o.steps);
+            b[k] = direct_step_ms(m, &d, o.batch, o.steps);
+            c[k] = time_steps(tc, &d, o.batch, o.steps);
+        }
+        cldp_trainer_destroy(t);
+        cldp_trainer_destroy(tc);
+        double ta = median(a, 3), tb = median(b, 3), tc_ms = median(c, 3);
+        printf("\n1. overhead: one device, cldp step vs the same calls issued directly\n");
+        printf("   cldp %.1f ms/step, direct %.1f ms/step, ratio %.3f (target <= 1.05)\n", ta, tb, ta / tb);
+        printf("   staging: gradients mapped (zero-copy) %.1f ms/step vs copied %.1f ms/step, ratio %.3f\n", ta, tc_ms,
+               tc_ms / ta);
+        fprintf(js, "\"overhead\":{\"cldp_ms\":%.2f,\"direct_ms\":%.2f,\"ratio\":%.4f,\"copy_staging_ms\":%.2f},", ta, tb,
+                ta / tb, tc_ms);
+    }
+    if ((!only || !strcmp(only, "scaling")) && ndev >= 2) {
+        size_t half = o.batch / 2;
+        cldp_trainer *t1 = make_trainer(m, "0:0", o.batch, "even");
+        cldp_trainer *t2 = make_trainer(m, "0:0,0:1", o.batch, "even");
+        double one_full = 0, one_half = 0, two_full = 0;
+        double a[3], b[3], c[3];
+        for (int k = 0; k < 3; k++) {
+            a[k] = time_steps(t1, &d, o.batch, o.steps);
+            b[k] = time_steps(t1, &d, half, o.steps);
+            c[k] = time_steps(t2, &d, o.batch, o.steps);
+        }
+        one_full = median(a, 3);
+        one_half = median(b, 3);
+        two_full = median(c, 3);
+        double thr1w = (double)half / one_half, thr2 = (double)o.batch / two_full, thr1s = (double)o.batch / one_full;
+        printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s\n");
+        printf("   weak   (%zu per device): 1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.85x)\n",
+               half, thr1w, thr2, thr2 / thr1w, 50.0 * thr2 / thr1w);
+        printf("   strong (global %zu):     1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.7x)\n",
+               o.batch, thr1s, thr2, thr2 / thr1s, 50.0 * thr2 / thr1s);
+        fprintf(js, "\"scaling\":{\"weak_speedup\":%.3f,\"strong_speedup\":%.3f,\"one_device_sps\":%.1f,\"two_devices_sps\":%.1f},",
+                thr2 / thr1w, thr2 / thr1s, thr1s, thr2);
+        cldp_trainer_destroy(t1);
+        cldp_trainer_destroy(t2);
+    }
+    if (!only || !strcmp(only, "allreduce")) bench_allreduce(&o, js);
+    if (!only || !strcmp(only, "gemm")) bench_gemm(&o, js);
+    if (!only || !strcmp(only, "start")) bench_start(&o, js);
+    if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
+
+    fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);
+    fclose(js);
+    if (o.json) printf("%s\n", jsbuf);
+    free(jsbuf);
+    cldp_model_destroy(m);
+    free(d.x);
+    free(d.y);
+    return 0;
+}

@@ -1,0 +1,364 @@
+/* test_split — uneven shards, micro-batches and memory limits on real OpenCL devices (two PoCL
+ * devices): training with splits "5,1", "1,0", "0,1" and a split changed at every step gives one
+ * device's parameters; a memory cap that forces micro-batches gives the undivided batch's
+ * parameters, losses and probabilities; a cap the model cannot fit is refused at creation with
+ * the device, the bytes and how to leave it out; bad split, cap and slowdown settings are
+ * refused; and with one device slowed down 3x (CLDP_TEST_SLOWDOWN) the live balancer moves most
+ * samples to the other one (asserted on the direction only, never on times).
+ * Tolerances (|a - b| <= atol + rtol·|b|), stated and printed with the measured worst case:
+ *   parameters after SGD steps, any split or micro-batching vs 1 device: atol 2e-6, rtol 1e-4
+ *   (the same as test_equivalence: sums of the same terms in another order);
+ *   evaluation loss with micro-batches: 1e-5 relative; probabilities: atol 1e-6, rtol 1e-5. */
+#define _POSIX_C_SOURCE 200809L
+#undef NDEBUG
+#include "balance.h"
+#include "testutil.h"
+
+#define STEPS 12
+#define BATCH 50
+#define IN 23
+#define CLASSES 5
+
+static float *X;
+static int32_t *Y;
+
+static cldp_model *small_model(void)
+{
+    cldp_model *m;
+    CHECK_OK(cldp_model_create(IN, &m));
+    CHECK_OK(cldp_model_add_dense(m, 33, CLDP_ACT_RELU));
+    CHECK_OK(cldp_model_add_dense(m, 17, CLDP_ACT_TANH));
+    CHECK_OK(cldp_model_add_dense(m, CLASSES, CLDP_ACT_NONE));
+    return m;
+}
+
+static cldp_trainer *make(const cldp_model *m, const char *devices, const char *split, int balance, uint64_t cap)
+{
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = devices;
+    o.batch = BATCH;
+    o.optimizer = CLDP_OPT_SGD;
+    o.learning_rate = 0.1f;
+    o.weight_decay = 1e-3f;
+    o.seed = 42;
+    o.split = split;
+    o.balance = balance;
+    o.device_memory_cap = cap;
+    cldp_trainer *t = NULL;
+    CHECK_OK(cldp_trainer_create(m, &o, &t));
+    return t;
+}
+
+/* STEPS steps of sizes 50, 49, 1, 50, ...; before each, `before` may change the split. */
+static float *train(cldp_trainer *t, size_t np, void (*before)(cldp_trainer *t, int step))
+{
+    static const size_t sizes[STEPS] = {50, 49, 1, 50, 7, 50, 2, 50, 50, 33, 50, 50};
+    float *p = calloc(np, sizeof(float));
+    size_t off = 0;
+    for (int s = 0; s < STEPS && t; s++) {
+        if (before) before(t, s);
+        CHECK_OK(cldp_trainer_step(t, X + off * IN, Y + off, sizes[s], NULL));
+        off += sizes[s];
+    }
+    if (t) CHECK_OK(cldp_trainer_get_params(t, p, np));
+    return p;
+}
+
+static void compare(const char *what, const float *a, const float *b, size_t n)
+{
+    double *ref = malloc(n * sizeof(double)), worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        ref[i] = b[i];
+        worst = fmax(worst, fabs((double)a[i] - ref[i]));
+    }
+    printf("  %s: max |diff| %.3g\n", what, worst);
+    test_close(what, a, ref, n, 2e-6, 1e-4);
+    free(ref);
+}
+
+/* A new random split before every step, zeros included; checks it reads back exactly. */
+static void random_split(cldp_trainer *t, int step)
+{
+    double w[2];
+    do {
+        w[0] = test_rand() % 4 == 0 ? 0 : test_uniform(0.05, 5);
+        w[1] = test_rand() % 4 == 0 ? 0 : test_uniform(0.05, 5);
+    } while (w[0] + w[1] == 0);
+    CHECK_OK(cldp_trainer_set_split(t, w, 2));
+    double back[2];
+    size_t shards[2];
+    CHECK_OK(cldp_trainer_get_split(t, back, shards, 2));
+    CHECK(back[0] == w[0] && back[1] == w[1] && shards[0] + shards[1] == BATCH);
+    if (step < 3) printf("    step %d: weights %.2f/%.2f -> shards of %d: %zu/%zu\n", step, w[0], w[1], BATCH, shards[0], shards[1]);
+}
+
+static void test_equivalence_of_splits(const cldp_model *m, const float *p1, size_t np)
+{
+    static const char *splits[] = {"5,1", "1,0", "0,1", "1,3"};
+    for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
+        cldp_trainer *t = make(m, "0:0,0:1", splits[i], 1, 0);
+        float *p = train(t, np, NULL);
+        cldp_device_stats d0, d1;
+        if (t) {
+            CHECK_OK(cldp_trainer_device_stats(t, 0, &d0));
+            CHECK_OK(cldp_trainer_device_stats(t, 1, &d1));
+            CHECK(d0.shard + d1.shard == 50); /* the last step's, split as given (no balancing) */
+        }
+        char what[64];
+        snprintf(what, sizeof what, "split %s (last shards %zu/%zu) vs 1 device", splits[i], t ? d0.shard : 0, t ? d1.shard : 0);
+        compare(what, p, p1, np);
+        free(p);
+        cldp_trainer_destroy(t);
+    }
+    cldp_trainer *t = make(m, "0:0,0:1", "even", 1, 0);
+    printf("  a split changed before every step:\n");
+    float *p = train(t, np, random_split);
+    compare("split changed every step vs 1 device", p, p1, np);
+    free(p);
+    cldp_trainer_destroy(t);
+}
+
+static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
+{
+    /* a cap that fits exactly 7 rows: shards of up to 50 run as 8 micro-batches */
+    cldp_mem_need need;
+    cldp_mem_estimate(m, 7, &need);
+    cldp_trainer *t = make(m, "0:0", NULL, 1, need.total);
+    size_t rows = 0;
+    if (t) CHECK_OK(cldp_trainer_device_rows(t, 0, &rows));
+    printf("  memory cap %llu bytes: the device computes %zu rows at once (batch %d)\n", (unsigned long long)need.total, rows, BATCH);
+    CHECK(rows == 7);
+    float *p = train(t, np, NULL);
+    compare("micro-batches of <= 7 rows vs one batch, 1 device", p, p1, np);
+    free(p);
+
+    /* evaluation and prediction in micro-batches match the uncapped trainer */
+    cldp_trainer *u = make(m, "0:0", NULL, 1, 0);
+    if (t && u) {
+        CHECK_OK(cldp_trainer_device_rows(u, 0, &rows));
+        CHECK(rows == BATCH);
+        float *pt = malloc(np * sizeof(float));
+        CHECK_OK(cldp_trainer_get_params(t, pt, np));
+        CHECK_OK(cldp_trainer_set_params(u, pt, np)); /* same parameters: compare the passes alone */
+        double lt, lu;
+        size_t ct, cu;
+        CHECK_OK(cldp_trainer_evaluate(t, X, Y, 120, &lt, &ct));
+        CHECK_OK(cldp_trainer_evaluate(u, X, Y, 120, &lu, &cu));
+        printf("  evaluation of 120 samples: loss %.9f in micro-batches, %.9f whole (rel. diff %.2g), correct %zu / %zu\n", lt, lu,
+               fabs(lt - lu) / lu, ct, cu);
+        CHECK(fabs(lt - lu) <= 1e-5 * fabs(lu));
+        float *qt = malloc(120 * CLASSES * sizeof(float)), *qu = malloc(120 * CLASSES * sizeof(float));
+        double *ref = malloc(120 * CLASSES * sizeof(double));
+        CHECK_OK(cldp_trainer_predict(t, X, 120, qt));
+        CHECK_OK(cldp_trainer_predict(u, X, 120, qu));
+        for (size_t i = 0; i < 120 * CLASSES; i++) ref[i] = qu[i];
+        test_close("probabilities in micro-batches vs whole", qt, ref, 120 * CLASSES, 1e-6, 1e-5);
+        free(qt);
+        free(qu);
+        free(ref);
+        free(pt);
+    }
+    cldp_trainer_destroy(u);
+    cldp_trainer_destroy(t);
+
+    /* two devices, an uneven split, and micro-batches on both */
+    cldp_mem_estimate(m, 4, &need);
+    t = make(m, "0:0,0:1", "3,2", 1, need.total);
+    p = train(t, np, NULL);
+    compare("split 3,2 in micro-batches of <= 4 rows vs 1 device", p, p1, np);
+    free(p);
+    cldp_trainer_destroy(t);
+}
+
+static void test_refusals(const cldp_model *m)
+{
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = "0:0,0:1";
+    o.batch = BATCH;
+    cldp_trainer *t = NULL;
+
+    /* a model that cannot fit: refused at creation, naming the device, the bytes, the way out */
+    cldp_mem_need one;
+    cldp_mem_estimate(m, 1, &one);
+    o.device_memory_cap = one.total - 1;
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_DEVICE_MEMORY);
+    const char *msg = cldp_last_error();
+    char needs[64];
+    snprintf(needs, sizeof needs, "needs %llu bytes", (unsigned long long)one.total);
+    printf("  refusal: %s\n", msg);
+    CHECK(t == NULL && strstr(msg, "device 0:0") && strstr(msg, needs) && strstr(msg, "bytes usable") &&
+          strstr(msg, "CLDP_DEVICES=0:1"));
+    o.device_memory_cap = 0;
+    setenv("CLDP_DEVICE_MEMORY_CAP", "1K", 1);
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(strstr(cldp_last_error(), "has 1024 bytes") != NULL);
+    setenv("CLDP_DEVICE_MEMORY_CAP", "lots", 1);
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "CLDP_DEVICE_MEMORY_CAP") != NULL);
+    unsetenv("CLDP_DEVICE_MEMORY_CAP");
+
+    /* bad splits, by option and by environment */
+    const char *bad[] = {"1,2,3", "-1,1", "0,0", "x,1", "1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o.split = bad[i];
+        CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(cldp_last_error(), bad[i]) != NULL);
+    }
+    printf("  bad split: %s\n", cldp_last_error());
+    o.split = NULL;
+    setenv("CLDP_SPLIT", "2,-2", 1);
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+    unsetenv("CLDP_SPLIT");
+    o.balance = 2;
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+    o.balance = 1;
+    setenv("CLDP_TEST_SLOWDOWN", "5:3", 1);
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+    unsetenv("CLDP_TEST_SLOWDOWN");
+
+    /* the split calls */
+    setenv("CLDP_SPLIT", "3,1", 1); /* used when the option is NULL */
+    CHECK_OK(cldp_trainer_create(m, &o, &t));
+    unsetenv("CLDP_SPLIT");
+    if (!t) return;
+    double w[3] = {1, 1, 1};
+    size_t s[2];
+    CHECK_OK(cldp_trainer_get_split(t, w, s, 2));
+    CHECK(w[0] == 3 && w[1] == 1 && s[0] == 38 && s[1] == 12);
+    CHECK_STATUS(cldp_trainer_get_split(t, w, s, 3), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_get_split(NULL, w, s, 2), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_split(t, w, 3), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_split(t, NULL, 2), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_split(t, (double[]){0, 0}, 2), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_split(t, (double[]){-1, 2}, 2), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_split(t, (double[]){NAN, 2}, 2), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_balance(t, 3), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_set_balance(NULL, 1), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_device_rows(t, 2, s), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_OK(cldp_trainer_get_split(t, w, s, 2)); /* unchanged by the refused calls */
+    CHECK(w[0] == 3 && w[1] == 1);
+    cldp_trainer_destroy(t);
+}
+
+/* With rank 1 slowed 3x, the balancer moves most samples to rank 0; the result still equals one
+ * device's. With balancing off the split stays even. Directions only: no timing is asserted. */
+static void test_live_balancer(void)
+{
+    enum { LIN = 784, LB = 128, LSTEPS = 30 };
+    cldp_model *m;
+    CHECK_OK(cldp_model_create(LIN, &m));
+    CHECK_OK(cldp_model_add_dense(m, 128, CLDP_ACT_RELU));
+    CHECK_OK(cldp_model_add_dense(m, 10, CLDP_ACT_NONE));
+    size_t np = cldp_model_param_count(m);
+    float *x = malloc((size_t)LB * LSTEPS * LIN * sizeof(float));
+    int32_t *y = malloc((size_t)LB * LSTEPS * sizeof(int32_t));
+    test_fill(x, (size_t)LB * LSTEPS * LIN, -1, 1);
+    for (size_t i = 0; i < (size_t)LB * LSTEPS; i++) y[i] = (int32_t)(test_rand() % 10);
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.batch = LB;
+    o.optimizer = CLDP_OPT_SGD;
+    o.learning_rate = 0.05f;
+    o.seed = 5;
+
+    float *pb = malloc(np * sizeof(float)), *p1 = malloc(np * sizeof(float));
+    for (int balance = 1; balance >= 0; balance--) {
+        setenv("CLDP_TEST_SLOWDOWN", "1:3", 1);
+        o.devices = "0:0,0:1";
+        o.split = "auto";
+        o.balance = balance;
+        cldp_trainer *t = NULL;
+        CHECK_OK(cldp_trainer_create(m, &o, &t));
+        unsetenv("CLDP_TEST_SLOWDOWN");
+        if (!t) break;
+        size_t first_larger_step = LSTEPS;
+        double idle = 0, step_ms = 0;
+        cldp_device_stats d[2];
+        for (int s = 0; s < LSTEPS; s++) {
+            cldp_step_stats ss;
+            CHECK_OK(cldp_trainer_step(t, x + (size_t)s * LB * LIN, y + (size_t)s * LB, LB, &ss));
+            CHECK_OK(cldp_trainer_device_stats(t, 0, &d[0]));
+            CHECK_OK(cldp_trainer_device_stats(t, 1, &d[1]));
+            CHECK(d[0].shard + d[1].shard == LB);
+            if (s < 6 || s == LSTEPS - 1)
+                printf("    %s step %2d: shards %3zu/%3zu, compute %6.2f/%6.2f ms, idle %6.2f/%6.2f ms\n",
+                       balance ? "balanced" : "even    ", s, d[0].shard, d[1].shard, d[0].compute_ms, d[1].compute_ms,
+                       d[0].idle_ms, d[1].idle_ms);
+            if (balance && first_larger_step == LSTEPS && d[0].shard > d[1].shard) first_larger_step = (size_t)s;
+            if (s >= LSTEPS - 10) {
+                idle += d[0].idle_ms + d[1].idle_ms;
+                step_ms += 2 * (d[0].compute_ms + d[0].idle_ms);
+            }
+        }
+        double w[2];
+        size_t sh[2];
+        CHECK_OK(cldp_trainer_get_split(t, w, sh, 2));
+        printf("  %s, rank 1 slowed 3x: final split %.3f/%.3f (shards of %d: %zu/%zu); idle %.0f%% of device time over "
+               "the last 10 steps (a figure, not asserted)\n",
+               balance ? "balancing on " : "balancing off", w[0] / (w[0] + w[1]), w[1] / (w[0] + w[1]), LB, sh[0], sh[1],
+               step_ms > 0 ? 100 * idle / step_ms : 0.0);
+        if (balance) printf("  rank 0 first had the larger shard at step %zu\n", first_larger_step);
+        if (balance) {
+            CHECK(w[0] > w[1] && sh[0] > sh[1] && d[0].shard > d[1].shard);
+            CHECK_OK(cldp_trainer_get_params(t, pb, np));
+        } else {
+            CHECK(w[0] == w[1] && d[0].shard == LB / 2 && d[1].shard == LB / 2);
+        }
+        cldp_trainer_destroy(t);
+    }
+    /* the balanced run, whose split moved while it trained, equals one device's */
+    o.devices = "0:0";
+    o.split = NULL;
+    o.balance = 1;
+    cldp_trainer *t = NULL;
+    CHECK_OK(cldp_trainer_create(m, &o, &t));
+    for (int s = 0; s < LSTEPS && t; s++) CHECK_OK(cldp_trainer_step(t, x + (size_t)s * LB * LIN, y + (size_t)s * LB, LB, NULL));
+    if (t) CHECK_OK(cldp_trainer_get_params(t, p1, np));
+    cldp_trainer_destroy(t);
+    compare("balanced run (split moved while training) vs 1 device", pb, p1, np);
+    free(pb);
+    free(p1);
+    free(x);
+    free(y);
+    cldp_model_destroy(m);
+}
+
+int main(void)
+{
+    test_rng_state = test_seed("test_split");
+    test_require_devices("test_split", "all", 2);
+    unsetenv("CLDP_SPLIT");
+    unsetenv("CLDP_DEVICE_MEMORY_CAP");
+    unsetenv("CLDP_TEST_SLOWDOWN");
+    size_t total = STEPS * BATCH;
+    X = malloc(total * IN * sizeof(float));
+    Y = malloc(total * sizeof(int32_t));
+    test_fill(X, total * IN, -1, 1);
+    for (size_t i = 0; i < total; i++) Y[i] = (int32_t)(test_rand() % CLASSES);
+
+    cldp_model *m = small_model();
+    size_t np = cldp_model_param_count(m);
+    cldp_trainer *t1 = make(m, "0:0", NULL, 1, 0);
+    float *p1 = train(t1, np, NULL);
+    cldp_trainer_destroy(t1);
+    float *init = malloc(np * sizeof(float));
+    cldp_model_init_params(m, 42, init, np);
+    double moved = 0;
+    for (size_t i = 0; i < np; i++) moved = fmax(moved, fabs(p1[i] - init[i]));
+    printf("  largest parameter change over %d steps on 1 device: %.3g (equivalence of untrained models proves nothing)\n", STEPS, moved);
+    CHECK(moved > 1e-2);
+
+    test_equivalence_of_splits(m, p1, np);
+    test_micro_batches(m, p1, np);
+    test_refusals(m);
+    test_live_balancer();
+
+    free(init);
+    free(p1);
+    cldp_model_destroy(m);
+    free(X);
+    free(Y);
+    return test_finish("test_split");
+}
