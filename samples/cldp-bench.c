@@ -144,14 +144,15 @@ static double direct_step_ms(const cldp_model *m, const data *d, size_t batch, i
         double t0 = now_ms(), loss = 0;
         size_t correct = 0;
         if (cldp_replica_load(r, d->x + at * d->in, d->y + at, batch) || cldp_replica_forward(r, batch) ||
-            cldp_replica_backward(r, batch, 1.0f / (float)batch, 0) || cldp_replica_read_loss(r, batch, &loss, &correct) ||
-            cldp_replica_read_grads(r, g))
+            cldp_replica_backward(r, batch, 1.0f / (float)batch, 0) || cldp_replica_read_loss(r, batch, &loss, &correct))
             die("direct step");
+        float *gp = g; /* the gradient where it is cheapest to read, as the trainer does */
+        if (r->zero_copy ? cldp_replica_map_grads(r, &gp) : cldp_replica_read_grads(r, g)) die("direct gradients");
         for (size_t i = 0; i < np; i++) {
-            v[i] = 0.9f * v[i] + g[i];
+            v[i] = 0.9f * v[i] + gp[i];
             p[i] -= 0.01f * v[i];
         }
-        if (cldp_replica_write_params(r, p, 0, np)) die("direct write");
+        if (cldp_replica_unmap_grads(r) || cldp_replica_write_params(r, p, 0, np)) die("direct write");
         if (s >= 0) ms[s] = now_ms() - t0;
     }
     double med = median(ms, steps);
