@@ -167,8 +167,14 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         size_t s = slot_of(slot, r);
         if (shard[r] == 0 || !(compute_ms[r] > 0) || !isfinite(compute_ms[r])) continue;
         double m = compute_ms[r] / (double)shard[r], *est = &b->ms_per_sample[s];
-        if (b->samples[s] < CLDP_BALANCE_LEARN) {
-            *est = (*est * b->samples[s] + m) / (b->samples[s] + 1);
+        unsigned k = b->samples[s];
+        if (k > 0) { /* the noise, before the clamp; a deviation counts as at most 100% */
+            double dev = (m - *est) / *est, dev2 = fmin(dev * dev, 1.0);
+            b->rel_var[s] = k < CLDP_BALANCE_LEARN ? (b->rel_var[s] * (k - 1) + dev2) / k
+                                                   : b->rel_var[s] + CLDP_BALANCE_ALPHA * (dev2 - b->rel_var[s]);
+        }
+        if (k < CLDP_BALANCE_LEARN) {
+            *est = (*est * k + m) / (k + 1);
         } else {
             m = fmin(fmax(m, *est / CLDP_BALANCE_CLAMP), *est * CLDP_BALANCE_CLAMP);
             *est += CLDP_BALANCE_ALPHA * (m - *est);
@@ -181,14 +187,17 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     if (!b->enabled || total == 0) return 0;
 
     /* The proposal: weights 1 / (ms per sample); devices never measured count as average. */
-    double est[CLDP_BALANCE_MAX], w[CLDP_BALANCE_MAX], known = 0, wsum = 0;
+    double est[CLDP_BALANCE_MAX], w[CLDP_BALANCE_MAX], known = 0, wsum = 0, var1 = 0, var2 = 0;
     size_t nknown = 0;
     for (size_t r = 0; r < n; r++) {
-        double e = b->ms_per_sample[slot_of(slot, r)];
-        if (e > 0) {
-            known += e;
+        size_t s = slot_of(slot, r);
+        if (b->ms_per_sample[s] > 0) {
+            known += b->ms_per_sample[s];
             nknown++;
         }
+        double v = b->rel_var[s]; /* the two noisiest devices set the noise of a comparison */
+        if (v > var1) var2 = var1, var1 = v;
+        else if (v > var2) var2 = v;
     }
     for (size_t r = 0; r < n; r++) {
         double e = b->ms_per_sample[slot_of(slot, r)];
@@ -201,13 +210,24 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     cldp_split_shards(w, n, total, proposed);
     double now = predicted_ms(est, shard, n), then = predicted_ms(est, proposed, n);
     b->last_gain = now > 0 ? (now - then) / now : 0;
-    if (b->last_gain <= CLDP_BALANCE_THRESHOLD) {
+    /* noise alone moves the ratio of two averages by about sqrt(var1 + var2) * sqrt(a / (2 - a))
+     * (the moving average's share of the variance) and the predicted gain by about half that */
+    double spread = sqrt((var1 + var2) * CLDP_BALANCE_ALPHA / (2.0 - CLDP_BALANCE_ALPHA)) / 2;
+    /* the initial search: until a split needs no change (or ACQUIRE steps), re-split at once */
+    int learning = b->steps <= CLDP_BALANCE_LEARN || (b->steps <= CLDP_BALANCE_ACQUIRE && !b->settled);
+    b->last_threshold = learning ? CLDP_BALANCE_THRESHOLD : fmax(CLDP_BALANCE_THRESHOLD, CLDP_BALANCE_NOISE_Z * spread);
+    if (b->last_gain <= b->last_threshold) {
+        if (b->steps > CLDP_BALANCE_LEARN) b->settled = 1;
         b->pending = 0;
         return 0;
     }
-    unsigned need = b->steps <= CLDP_BALANCE_LEARN ? 1 : CLDP_BALANCE_PATIENCE;
-    if (++b->pending < need) return 0;
-    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = w[r];
+    if (++b->pending < (learning ? 1u : CLDP_BALANCE_PATIENCE)) return 0;
+    double old[CLDP_BALANCE_MAX], osum = 0;
+    for (size_t r = 0; r < n; r++) osum += (old[r] = b->weight[slot_of(slot, r)]);
+    for (size_t r = 0; r < n; r++) {
+        double share = osum > 0 ? old[r] / osum : 0;
+        b->weight[slot_of(slot, r)] = learning || !(osum > 0) ? w[r] : share + CLDP_BALANCE_DAMP * (w[r] - share);
+    }
     b->pending = 0;
     b->resplits++;
     return 1;

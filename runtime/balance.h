@@ -32,17 +32,24 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 /* ---- speed-aware balancer -------------------------------------------------------------- */
 
 /* Why these constants: per-step timings on shared machines are noisy (other processes, clock
- * boosts). The moving average smooths them; a measurement is clamped to within CLAMP of the
- * average so one hiccup cannot swing the split; a re-split must promise a step-time gain above
- * THRESHOLD for PATIENCE steps in a row. Together they keep the split from oscillating while a
- * real change of speed (a device 3x slower) still moves it within about ten steps. The first
- * LEARN measurements of a device are averaged plainly (no clamp), and during the first LEARN
- * steps a re-split needs no patience, so the initial split converges in a few steps. */
+ * boosts; +-30% from one step to the next on a loaded 2-core PoCL machine). The moving average
+ * smooths them; a measurement is clamped to within CLAMP of the average so one hiccup cannot
+ * swing the split; a re-split must promise a step-time gain above a threshold for PATIENCE
+ * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
+ * spread that noise alone gives the predicted gain, from each device's measured variance, so
+ * noise does not read as a change of speed. After the first steps a re-split moves only DAMP of
+ * the way to the proposal, so a change driven by noise stays small, while a real change of speed
+ * (a device 3x slower) is followed within about twenty steps. The first LEARN measurements of a
+ * device are averaged plainly (no clamp), and during the first LEARN steps a re-split needs no
+ * patience and is not damped, so the initial split converges in a few steps. */
 #define CLDP_BALANCE_ALPHA 0.25     /* weight of a new measurement in the moving average */
 #define CLDP_BALANCE_CLAMP 1.5      /* a measurement is limited to [avg/CLAMP, avg*CLAMP] */
 #define CLDP_BALANCE_THRESHOLD 0.05 /* re-split only when predicted step time drops > 5% */
+#define CLDP_BALANCE_NOISE_Z 2.0    /* ... and by more than this many noise deviations */
 #define CLDP_BALANCE_PATIENCE 3     /* ... on this many consecutive steps */
+#define CLDP_BALANCE_DAMP 0.5       /* fraction of the way a later re-split moves */
 #define CLDP_BALANCE_LEARN 3        /* measurements averaged plainly before the moving average */
+#define CLDP_BALANCE_ACQUIRE 12     /* steps the initial, undamped search may take at most */
 
 typedef struct cldp_balancer {
     size_t slots;                      /* devices at creation; a slot is a device's first rank */
@@ -54,6 +61,9 @@ typedef struct cldp_balancer {
     unsigned resplits;                 /* re-splits made so far */
     int enabled;                       /* 0: the split stays as set */
     double last_gain;                  /* predicted relative gain at the last observation */
+    double rel_var[CLDP_BALANCE_MAX];  /* moving average of ((measured - average) / average)^2 */
+    double last_threshold;             /* the gain a re-split needed at the last observation */
+    int settled;                       /* the initial search found a split it keeps */
 } cldp_balancer;
 
 /* Starts with `slots` devices, the given weights (NULL: even) and balancing on or off. */

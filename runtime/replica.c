@@ -87,6 +87,10 @@ void cldp_replica_destroy(cldp_replica *r)
     if (!r) return;
     if (r->grads_map) cldp_replica_unmap_grads(r);
     if (r->queue) clFinish(r->queue);
+    if (r->xfer) {
+        clFinish(r->xfer);
+        clReleaseCommandQueue(r->xfer);
+    }
     cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
                       &r->loss, &r->correct, &r->gemm_temp};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
@@ -316,7 +320,45 @@ cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
     return rows ? loss_kernel(r, rows, 1.0f) : CLDP_OK;
 }
 
+/* Starts copying layer L's finished gradient (W then b, contiguous) to dst on the transfer
+ * queue, after a marker on the compute queue: the copy overlaps the backward of the layers
+ * below it wherever the device can copy and compute at once. */
+static cldp_status stream_layer(cldp_replica *r, const cldp_layer_desc *L, float *dst)
+{
+    if (!r->xfer) {
+        cl_int err;
+        r->xfer = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
+        if (err != CL_SUCCESS)
+            return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateCommandQueue (transfers) failed with %s", r->name, cldp_cl_error_name(err));
+    }
+    cl_event done;
+    CL_CHECK(r->name, clEnqueueMarkerWithWaitList(r->queue, 0, NULL, &done));
+    clFlush(r->queue);
+    size_t first = L->w_off, count = L->in * L->out + L->out;
+    int inj = fault_fires(r, CLDP_FAULT_READ);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES
+                     : clEnqueueReadBuffer(r->xfer, r->grads, CL_FALSE, first * sizeof(float), count * sizeof(float),
+                                           dst + first, 1, &done, NULL);
+    clReleaseEvent(done);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients of a layer) failed with %s%s", r->name,
+                         cldp_cl_error_name(err), injected(inj));
+    clFlush(r->xfer);
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_wait_grads(cldp_replica *r)
+{
+    if (r->xfer) CL_CHECK(r->name, clFinish(r->xfer));
+    return CLDP_OK;
+}
+
 cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate)
+{
+    return cldp_replica_backward_stream(r, rows, scale, accumulate, NULL);
+}
+
+cldp_status cldp_replica_backward_stream(cldp_replica *r, size_t rows, float scale, int accumulate, float *dst)
 {
     const cldp_model *m = r->model;
     if (rows == 0) return CLDP_OK;
@@ -338,6 +380,7 @@ cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int
         ARG(r->k_bias_grad, 4, boff);
         ARG(r->k_bias_grad, 5, acc);
         TRY(launch(r, r->k_bias_grad, "bias_grad", L->out));
+        if (dst) TRY(stream_layer(r, L, dst));
         if (l == 0) break;
         TRY(gemm(r, "backward dX = dY·W", CLBlastTransposeNo, CLBlastTransposeNo, rows, L->in, L->out,
                  r->delta[cur], 0, L->out, r->params, L->w_off, L->in, 0.0f, r->delta[1 - cur], 0, L->in));

@@ -24,6 +24,7 @@ typedef struct cldp_replica {
     char name[192];          /* "p:d device name", used in every message */
     cl_context ctx;
     cl_command_queue queue;
+    cl_command_queue xfer;   /* a second queue for gradient transfers (made on first use) */
     cl_program program;
     cl_kernel k_bias_act, k_act_backward, k_softmax_xent, k_softmax_rows, k_bias_grad;
     size_t local_size;       /* work-group size of every kernel launch */
@@ -68,6 +69,11 @@ cldp_status cldp_replica_forward(cldp_replica *r, size_t rows);
 /* Loss of the last forward and its backward pass: grads = (or += when accumulate) the gradient
  * of sum(loss) * scale. Needs the labels loaded. */
 cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate);
+/* The same, and each layer's gradient, once complete, starts its copy to dst (nparams floats)
+ * on a second queue, overlapping the backward of the layers below. dst is complete after
+ * cldp_replica_wait_grads. */
+cldp_status cldp_replica_backward_stream(cldp_replica *r, size_t rows, float scale, int accumulate, float *dst);
+cldp_status cldp_replica_wait_grads(cldp_replica *r);
 /* Loss of the last forward without backward (evaluation). */
 cldp_status cldp_replica_loss(cldp_replica *r, size_t rows);
 /* Reads the per-sample losses and correct flags of `rows` samples; adds their sums (blocking). */

@@ -103,6 +103,9 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
     double loss = 0, t0 = cldp_now_ms();
     size_t correct = 0;
     TRY(cldp_replica_unmap_grads(rep)); /* left mapped by a step that failed half-way */
+    /* Devices that do not share host memory copy their gradients layer by layer while backward
+     * goes on (CLDP_OVERLAP=off: one copy at the end, the path this replaced). */
+    int stream = !rep->zero_copy && t->overlap;
     if (len == 0) {
         memset(stage, 0, np * sizeof(float));
     } else {
@@ -116,10 +119,12 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
             if (epoch != t->epoch) return CLDP_OK; /* abandoned after a timeout: touch nothing more */
             TRY(cldp_replica_load(rep, t->x + (off + b) * in, t->labels + off + b, rows));
             TRY(cldp_replica_forward(rep, rows));
-            TRY(cldp_replica_backward(rep, rows, t->scale, k > 0));
+            /* the last micro-batch streams each finished layer's gradient to the host */
+            TRY(cldp_replica_backward_stream(rep, rows, t->scale, k > 0, k + 1 == parts && stream ? stage : NULL));
             TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
         }
         if (rep->zero_copy) TRY(cldp_replica_map_grads(rep, &stage));
+        else if (stream) TRY(cldp_replica_wait_grads(rep));
         else TRY(cldp_replica_read_grads(rep, stage));
         test_slowdown(t->slowdown[t->origin[r]], t0);
     }
@@ -478,6 +483,8 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
     t->stage = cldp_calloc(n, sizeof *t->stage, "staging");
     t->grad = cldp_calloc(n, sizeof *t->grad, "staging");
+    const char *overlap = getenv("CLDP_OVERLAP");
+    t->overlap = !(overlap && (!strcmp(overlap, "off") || !strcmp(overlap, "0")));
     t->master = cldp_calloc(np, sizeof(float), "master parameters");
     t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");

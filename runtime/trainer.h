@@ -29,6 +29,7 @@ struct cldp_trainer {
     float **grad;                 /* (n) this step's gradient per device: its staging, or the
                                      mapped device buffer where the device shares host memory */
     int dirty;                    /* devices may not hold `master` (a broadcast failed) */
+    int overlap;                  /* stream gradients per layer during backward (non-shared memory) */
 
     /* the job in progress */
     job_kind job;
