@@ -473,6 +473,7 @@ int main(int argc, char **argv)
         printf("cldp-train: resumed from %s at epoch %llu, step %llu of %zu (step %zu of the run)\n", a.resume,
                (unsigned long long)rs.epoch, (unsigned long long)rs.step, steps_per_epoch, step);
     }
+    int exit_code = 0; /* 128 + the signal that stopped the run */
     const int first_ep = (int)rs.epoch;
     const size_t first_s = (size_t)rs.step;
     for (int ep = first_ep; ep <= a.epochs; ep++) {
@@ -530,7 +531,8 @@ int main(int argc, char **argv)
                        a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved",
                        a.checkpoint ? a.checkpoint : "", a.checkpoint ? "; continue with --resume and the same options" : "");
                 fflush(stdout);
-                return 128 + stop_signal;
+                exit_code = 128 + stop_signal;
+                goto stopped;
             }
         }
         double dt = now_s() - t0;
@@ -576,7 +578,8 @@ int main(int argc, char **argv)
             printf("cldp-train: %s after epoch %d; %s%s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", ep,
                    a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved", a.checkpoint ? a.checkpoint : "");
             fflush(stdout);
-            return 128 + stop_signal;
+            exit_code = 128 + stop_signal;
+            goto stopped;
         }
     }
 
@@ -603,6 +606,7 @@ int main(int argc, char **argv)
         printf("],\"param_checksum\":%u}\n", (unsigned)crc);
     }
     free(params);
+stopped: /* after a signal: the checkpoint is written, release everything as at a normal end */
     free(blob);
     free(dev_ms);
     free(dev_idle);
@@ -616,5 +620,5 @@ int main(int argc, char **argv)
     cldp_model_destroy(model);
     cldp_dataset_destroy(train);
     cldp_dataset_destroy(test);
-    return 0;
+    return exit_code;
 }
