@@ -39,15 +39,16 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * spread that noise alone gives the predicted gain, from each device's measured variance, so
  * noise does not read as a change of speed. After the first steps a re-split moves only DAMP of
  * the way to the proposal, so a change driven by noise stays small, while a real change of speed
- * (a device 3x slower) is followed within about twenty steps. The first LEARN measurements of a
+ * (a device becoming 3x slower) is followed within about twenty steps. Tuned on simulated
+ * devices with +-10..30% noise per step (the balancer's tests in tests/test_balance.c). The first LEARN measurements of a
  * device are averaged plainly (no clamp), and during the first LEARN steps a re-split needs no
  * patience and is not damped, so the initial split converges in a few steps. */
 #define CLDP_BALANCE_ALPHA 0.25     /* weight of a new measurement in the moving average */
-#define CLDP_BALANCE_CLAMP 1.5      /* a measurement is limited to [avg/CLAMP, avg*CLAMP] */
+#define CLDP_BALANCE_CLAMP 2.0      /* a measurement is limited to [avg/CLAMP, avg*CLAMP] */
 #define CLDP_BALANCE_THRESHOLD 0.05 /* re-split only when predicted step time drops > 5% */
 #define CLDP_BALANCE_NOISE_Z 2.0    /* ... and by more than this many noise deviations */
 #define CLDP_BALANCE_PATIENCE 3     /* ... on this many consecutive steps */
-#define CLDP_BALANCE_DAMP 0.5       /* fraction of the way a later re-split moves */
+#define CLDP_BALANCE_DAMP 0.7       /* fraction of the way a later re-split moves */
 #define CLDP_BALANCE_LEARN 3        /* measurements averaged plainly before the moving average */
 #define CLDP_BALANCE_ACQUIRE 12     /* steps the initial, undamped search may take at most */
 

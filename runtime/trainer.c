@@ -6,6 +6,7 @@
 #include "collective.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,7 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
  * never changes the bits. */
 static cldp_status job_update(cldp_trainer *t, size_t r)
 {
+    double t0 = cldp_now_ms();
     size_t b, e;
     cldp_chunk(t->model.nparams, t->n, r, &b, &e);
     cldp_tree_reduce(t->grad, t->n, b, e);
@@ -169,6 +171,23 @@ static cldp_status job_update(cldp_trainer *t, size_t r)
             p[i] -= lr * (m1[i] / c1) / (sqrtf(m2[i] / c2) + eps);
         }
     }
+
+    /* Broadcast, overlapped with the other workers' reduction: announce this chunk, then write
+     * every chunk to this worker's own device as soon as it is announced, its own first. The
+     * waits are short: every worker is inside this same job, and its update cannot fail. */
+    double t1 = cldp_now_ms();
+    t->stats[r].reduce_ms = t1 - t0;
+    const uint64_t seq = t->update_seq;
+    atomic_store(&t->chunk_ready[r], seq);
+    for (size_t k = 0; k < t->n; k++) {
+        size_t c = (r + k) % t->n, cb, ce;
+        while (atomic_load(&t->chunk_ready[c]) != seq) sched_yield();
+        cldp_chunk(t->model.nparams, t->n, c, &cb, &ce);
+        TRY(cldp_replica_write_params(t->reps[r], p, cb, ce));
+    }
+    /* every chunk is reduced now, so no worker reads this device's mapped gradient any more */
+    TRY(cldp_replica_unmap_grads(t->reps[r]));
+    t->stats[r].broadcast_ms = cldp_now_ms() - t1;
     return CLDP_OK;
 }
 
@@ -647,11 +666,16 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)t->t);
     t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)t->t);
     t->job = JOB_UPDATE;
-    TRY(cldp_pool_run(t->pool, run_job, t)); /* host-only work: cannot fail on a device */
-    for (size_t r = 0; r < t->n; r++) t->stats[r].reduce_ms = cldp_pool_job_ms(t->pool, r);
+    t->update_seq++;
     t->dirty = 1; /* until every device holds the new parameters */
-    TRY(rebroadcast_if_dirty(t));
-    for (size_t r = 0; r < t->n; r++) t->stats[r].broadcast_ms = cldp_pool_job_ms(t->pool, r);
+    cldp_status st = cldp_pool_run(t->pool, run_job, t);
+    if (st == CLDP_OK) {
+        t->dirty = 0;
+    } else {
+        /* Every chunk was updated (that part cannot fail); some device missed the broadcast. */
+        TRY(handle_failure(t, st));
+        TRY(rebroadcast_if_dirty(t));
+    }
     if (stats) {
         stats->skipped_total = t->skipped;
         stats->devices = t->n;

@@ -9,6 +9,8 @@
 #include "replica.h"
 #include "workers.h"
 
+#include <stdatomic.h>
+
 #define CLDP_MAX_DEVICES 64
 
 /* A worker only ever touches its own device's queue: some drivers (PoCL's basic device among
@@ -42,6 +44,8 @@ struct cldp_trainer {
     size_t batch_n;               /* samples in the step */
     float scale;
     double bc1, bc2;              /* Adam bias corrections of this step */
+    uint64_t update_seq;          /* counts update jobs */
+    _Atomic uint64_t chunk_ready[CLDP_MAX_DEVICES]; /* the update job that last finished a chunk */
     cldp_device_stats *stats;     /* (n) of the last step */
 
     /* failures */

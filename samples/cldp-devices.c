@@ -49,6 +49,8 @@ int main(int argc, char **argv)
         printf("        %u compute units, global memory %.1f MiB, max allocation %.1f MiB%s\n", d.compute_units,
                (double)d.global_mem_bytes / 1048576.0, (double)d.max_alloc_bytes / 1048576.0,
                d.host_unified_memory ? ", shares host memory" : "");
+        printf("        identity %s%s%s\n", d.identity, d.duplicates[0] ? "; also listed by another platform as " : "",
+               d.duplicates);
     }
     if (st != CLDP_OK) {
         fprintf(stderr, "cldp-devices: %s\n", cldp_last_error());

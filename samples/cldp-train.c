@@ -459,13 +459,17 @@ int main(int argc, char **argv)
     memcpy(rs.config, config, sizeof config);
     rs.epoch = 1;
     rs.ntr = ntr;
+    int exit_code = 0; /* 1 after a checkpoint failed, 128 + the signal that stopped the run */
     unsigned char *blob = NULL;
     if ((a.checkpoint || a.resume) && (ntr > UINT32_MAX || !(blob = malloc(sizeof rs + 4 * ntr)))) {
         fprintf(stderr, "cldp-train: cannot hold the run state of %zu samples for a checkpoint\n", ntr);
         return 1;
     }
     if (a.resume) {
-        if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) return 1;
+        if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) {
+            exit_code = 1;
+            goto release;
+        }
         rng = rs.rng;
         final_loss = rs.final_loss;
         test_acc = rs.test_acc;
@@ -473,7 +477,6 @@ int main(int argc, char **argv)
         printf("cldp-train: resumed from %s at epoch %llu, step %llu of %zu (step %zu of the run)\n", a.resume,
                (unsigned long long)rs.epoch, (unsigned long long)rs.step, steps_per_epoch, step);
     }
-    int exit_code = 0; /* 128 + the signal that stopped the run */
     const int first_ep = (int)rs.epoch;
     const size_t first_s = (size_t)rs.step;
     for (int ep = first_ep; ep <= a.epochs; ep++) {
@@ -522,7 +525,10 @@ int main(int argc, char **argv)
                 rs.ep_correct = ep_correct;
                 rs.final_loss = final_loss;
                 rs.test_acc = test_acc;
-                if (save_run(tr, a.checkpoint, &rs, order, blob)) return 1;
+                if (save_run(tr, a.checkpoint, &rs, order, blob)) {
+                    exit_code = 1;
+                    goto release;
+                }
             }
             if (stop_signal) {
                 if (tty) fprintf(stderr, "\n");
@@ -532,7 +538,7 @@ int main(int argc, char **argv)
                        a.checkpoint ? a.checkpoint : "", a.checkpoint ? "; continue with --resume and the same options" : "");
                 fflush(stdout);
                 exit_code = 128 + stop_signal;
-                goto stopped;
+                goto release;
             }
         }
         double dt = now_s() - t0;
@@ -570,7 +576,10 @@ int main(int argc, char **argv)
             rs.ntr = ntr;
             rs.final_loss = final_loss;
             rs.test_acc = test_acc;
-            if (save_run(tr, a.checkpoint, &rs, order, blob)) return 1;
+            if (save_run(tr, a.checkpoint, &rs, order, blob)) {
+                exit_code = 1;
+                goto release;
+            }
             if (!a.checkpoint_every) printf("          checkpoint written to %s\n", a.checkpoint);
         }
         fflush(stdout);
@@ -579,7 +588,7 @@ int main(int argc, char **argv)
                    a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved", a.checkpoint ? a.checkpoint : "");
             fflush(stdout);
             exit_code = 128 + stop_signal;
-            goto stopped;
+            goto release;
         }
     }
 
@@ -606,7 +615,7 @@ int main(int argc, char **argv)
         printf("],\"param_checksum\":%u}\n", (unsigned)crc);
     }
     free(params);
-stopped: /* after a signal: the checkpoint is written, release everything as at a normal end */
+release: /* also after a signal (its checkpoint written) or a checkpoint that failed */
     free(blob);
     free(dev_ms);
     free(dev_idle);

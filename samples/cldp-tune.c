@@ -34,10 +34,11 @@ typedef struct candidate {
     size_t v[16]; /* values in the order of direct_names / xgemm_names */
 } candidate;
 
-/* XgemmDirect sets: CLBlast's generic default, then the best ones clblast_tuner_xgemm_direct found
- * on PoCL (x86-64, one-core "basic" device) at 256x256x256, and neighbours of them. */
+/* XgemmDirect sets: CLBlast's generic default, then the best of a random sample that
+ * clblast_tuner_xgemm_direct measured on PoCL 3.1 (x86-64 "haswell" target, one-core "basic"
+ * device) at 256x256x256, and CLBlast's own default for Intel CPUs. */
 static const candidate direct_candidates[] = {
-    /*                                KWID MDIMAD MDIMCD NDIMBD NDIMCD PADA PADB VWMD VWND WGD */
+    /*                                       KWID MDIMAD MDIMCD NDIMBD NDIMCD PADA PADB VWMD VWND WGD */
     {"D0", "CLBlast generic default", {2, 8, 8, 8, 8, 1, 1, 1, 1, 16}},
     {"D1", "tuner, PoCL x86-64", {16, 16, 8, 8, 16, 0, 0, 4, 2, 64}},
     {"D2", "tuner, PoCL x86-64", {16, 16, 8, 16, 16, 0, 1, 4, 1, 64}},
@@ -50,12 +51,28 @@ static const candidate direct_candidates[] = {
     {"D9", "tuner, PoCL x86-64", {16, 8, 16, 8, 16, 0, 1, 1, 2, 64}},
     {"D10", "tuner, PoCL x86-64", {16, 8, 8, 8, 16, 1, 1, 2, 2, 64}},
     {"D11", "tuner, PoCL x86-64", {2, 8, 8, 8, 8, 1, 1, 2, 2, 32}},
+    {"D12", "CLBlast Intel CPU default", {2, 8, 8, 8, 8, 1, 1, 4, 4, 32}},
 };
 
-/* Xgemm sets: CLBlast's generic default, then the tuner's best on PoCL and neighbours. */
+/* Xgemm sets: CLBlast's generic default, the best of a random sample clblast_tuner_xgemm measured
+ * on the same device at 256x256x256, and CLBlast's Intel CPU default and two of its CPU entries
+ * that use the GEMMK=1 kernel. */
 static const candidate xgemm_candidates[] = {
-    /*                                GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN */
+    /*                                       GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN */
     {"X0", "CLBlast generic default", {0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2}},
+    {"X1", "tuner, PoCL x86-64", {0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 8, 4}},
+    {"X2", "tuner, PoCL x86-64", {0, 1, 16, 2, 16, 16, 64, 16, 8, 128, 0, 0, 0, 0, 4, 8}},
+    {"X3", "tuner, PoCL x86-64", {0, 1, 16, 2, 32, 8, 128, 8, 16, 32, 0, 0, 0, 0, 4, 1}},
+    {"X4", "tuner, PoCL x86-64", {0, 1, 32, 2, 8, 8, 64, 16, 8, 128, 0, 1, 0, 0, 8, 4}},
+    {"X5", "tuner, PoCL x86-64", {0, 1, 32, 2, 8, 16, 128, 8, 8, 32, 0, 1, 0, 1, 8, 4}},
+    {"X6", "tuner, PoCL x86-64", {0, 1, 32, 2, 16, 8, 128, 32, 16, 64, 1, 1, 0, 0, 8, 2}},
+    {"X7", "tuner, PoCL x86-64", {0, 1, 32, 2, 16, 8, 128, 8, 32, 128, 0, 0, 1, 0, 4, 1}},
+    {"X8", "tuner, PoCL x86-64", {0, 1, 32, 2, 16, 8, 64, 16, 8, 128, 0, 0, 1, 0, 4, 8}},
+    {"X9", "tuner, PoCL x86-64", {0, 1, 16, 2, 32, 32, 128, 16, 8, 64, 0, 0, 1, 1, 4, 4}},
+    {"X10", "tuner, PoCL x86-64", {0, 1, 32, 2, 8, 8, 64, 16, 16, 64, 1, 1, 0, 0, 4, 1}},
+    {"X11", "CLBlast Intel CPU default", {0, 1, 32, 2, 16, 16, 64, 8, 8, 64, 0, 0, 0, 0, 4, 4}},
+    {"X12", "CLBlast i5-4590S (GEMMK=1)", {1, 16, 1, 1, 2, 2, 64, 2, 2, 128, 0, 0, 0, 0, 8, 2}},
+    {"X13", "CLBlast E5-2630v4 (GEMMK=1)", {1, 1, 1, 1, 16, 16, 16, 8, 8, 64, 0, 0, 0, 0, 1, 1}},
 };
 
 #define NDIRECT (sizeof direct_candidates / sizeof *direct_candidates)

@@ -111,10 +111,17 @@ static int pump(child *c, double ms)
     return 0;
 }
 
-/* Reads until `needle` appears or the output ends; returns whether it appeared. */
+/* Reads until `needle` appears or the output ends (or 120 s pass: a hung child is killed and
+ * fails the test); returns whether it appeared. */
 static int wait_for(child *c, const char *needle)
 {
-    while (!strstr(c->out, needle) && c->fd >= 0) pump(c, 100);
+    double end = now_ms() + 120000;
+    while (!strstr(c->out, needle) && c->fd >= 0 && now_ms() < end) pump(c, 100);
+    if (!strstr(c->out, needle) && c->fd >= 0) {
+        fprintf(stderr, "FAIL cldp-train did not print \"%s\" within 120 s\n", needle);
+        test_failures++;
+        kill(c->pid, SIGKILL);
+    }
     return strstr(c->out, needle) != NULL;
 }
 
