@@ -243,7 +243,10 @@ typedef struct cldp_trainer cldp_trainer;
 
 /* Selects the devices, builds a replica of `model` on each (its own context, queue, kernels and
  * buffers), initialises the parameters from opts->seed and starts one worker thread per device.
- * The model description is copied; the caller may destroy it afterwards. */
+ * The model description is copied; the caller may destroy it afterwards. Before building
+ * anything it estimates each device's memory need (see device_memory_cap): a device the model
+ * cannot fit is CLDP_ERR_DEVICE_MEMORY naming it, the bytes needed and usable, and how to leave it
+ * out; a device that fits the model but not a whole shard computes it in micro-batches. */
 CLDP_API cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts,
                                          cldp_trainer **out);
 CLDP_API void cldp_trainer_destroy(cldp_trainer *trainer);

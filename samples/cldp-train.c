@@ -38,6 +38,8 @@ typedef struct args {
     const char *resume;        /* --resume: where to continue from */
     const char *split;         /* --split: weights per device, "auto" or "even" */
     int no_balance;            /* --no-balance: keep the split as it starts */
+    int drop;                  /* --on-failure drop */
+    float timeout_s;           /* --timeout: the watchdog */
 } args;
 
 static void usage(FILE *f)
@@ -72,6 +74,10 @@ static void usage(FILE *f)
             "                      'even', or 'auto' (default: $CLDP_SPLIT, else auto: start even, then\n"
             "                      size the shards by each device's measured speed so they finish together)\n"
             "  --no-balance        keep the starting split: no speed-aware re-sizing of the shards\n"
+            "  --on-failure WHAT   stop (default): a device error ends the run (after saving the\n"
+            "                      --checkpoint); drop: leave the failed device out and go on\n"
+            "  --timeout S         watchdog: a device silent for S seconds in a step has failed\n"
+            "                      (default 120; 0 turns it off)\n"
             "                      (the result is the same for any split, to float32 rounding)\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             no progress line during an epoch\n"
@@ -182,6 +188,12 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !*v;
         } else if (!strcmp(o, "--checkpoint-every")) {
             bad = parse_size(v, 1, SIZE_MAX, &a->checkpoint_every);
+        } else if (!strcmp(o, "--on-failure")) {
+            if (!strcmp(v, "stop")) a->drop = 0;
+            else if (!strcmp(v, "drop")) a->drop = 1;
+            else bad = 1;
+        } else if (!strcmp(o, "--timeout")) {
+            bad = parse_float(v, &a->timeout_s) || a->timeout_s < 0;
         } else if (!strcmp(o, "--split")) {
             a->split = v;
             bad = !*v;
@@ -350,7 +362,7 @@ static int load_run(cldp_trainer *tr, const char *path, const char *config, size
 int main(int argc, char **argv)
 {
     args a = {.epochs = 10, .batch = 128, .optimizer = CLDP_OPT_ADAM, .hidden = {256, 128}, .nhidden = 2,
-              .act = CLDP_ACT_RELU, .momentum = 0.9f, .seed = 1};
+              .act = CLDP_ACT_RELU, .momentum = 0.9f, .seed = 1, .timeout_s = 120};
     int pr = parse_args(argc, argv, &a);
     if (pr) return pr > 0 ? 0 : 2;
     double t_start = now_s();
@@ -413,7 +425,9 @@ int main(int argc, char **argv)
     o.weight_decay = a.weight_decay;
     o.seed = a.seed;
     o.split = a.split;
-    o.balance = !a.no_balance;
+    o.balance = a.no_balance ? 0 : -1; /* -1: balance only when the devices differ */
+    o.on_failure = a.drop ? CLDP_ON_FAILURE_DROP : CLDP_ON_FAILURE_STOP;
+    o.timeout_ms = a.timeout_s * 1000.0;
     cldp_trainer *tr = NULL;
     double t_create = now_s();
     /* SIGINT/SIGTERM are blocked while the trainer starts its worker threads, which inherit the
@@ -437,7 +451,11 @@ int main(int argc, char **argv)
     for (size_t r = 0; r < ndev; r++) {
         cldp_device_info d;
         cldp_trainer_device_info(tr, r, &d);
-        printf("  [%zu] %u:%u %s (%s)\n", r, d.platform_index, d.device_index, d.name, d.vendor);
+        size_t rows = 0;
+        cldp_trainer_device_rows(tr, r, &rows);
+        printf("  [%zu] %u:%u %s (%s)", r, d.platform_index, d.device_index, d.name, d.vendor);
+        if (rows < a.batch) printf(", memory for %zu rows at once: larger shards run as micro-batches", rows);
+        printf("\n");
     }
     fflush(stdout); /* a parent reading a pipe (test_kill_resume) learns that training starts */
 
@@ -502,7 +520,29 @@ int main(int argc, char **argv)
             float lr = (float)(a.lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)step / (double)total_steps)));
             cldp_trainer_set_learning_rate(tr, lr > 0 ? lr : 1e-12f);
             cldp_step_stats ss;
-            if (cldp_trainer_step(tr, xb, yb, nb, &ss) != CLDP_OK) return fail("training step");
+            if (cldp_trainer_step(tr, xb, yb, nb, &ss) != CLDP_OK) {
+                /* the trainer keeps the parameters from before the failed step: save those */
+                fprintf(stderr, "cldp-train: step %zu failed: %s\n", step + 1, cldp_last_error());
+                if (a.checkpoint) {
+                    rs.epoch = (uint64_t)ep;
+                    rs.step = s;
+                    rs.shuffled = 1;
+                    rs.rng = rng;
+                    rs.ep_loss = ep_loss;
+                    rs.ep_correct = ep_correct;
+                    rs.final_loss = final_loss;
+                    rs.test_acc = test_acc;
+                    if (save_run(tr, a.checkpoint, &rs, order, blob) == 0)
+                        fprintf(stderr, "cldp-train: the run up to the failed step is saved in %s; mend or leave out "
+                                        "the device (--devices), then continue with --resume %s\n", a.checkpoint, a.checkpoint);
+                }
+                exit_code = 1;
+                goto release;
+            }
+            if (ss.skipped || ss.devices < ndev) { /* a skipped update or a dropped device: say so */
+                fprintf(stderr, "\ncldp-train: %s\n", cldp_last_error());
+                ndev = ss.devices;
+            }
             ep_loss += ss.loss * (double)nb;
             ep_correct += ss.correct;
             ep_samples += (double)nb;
