@@ -5,6 +5,7 @@
 #include "cldp.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -71,8 +72,9 @@ static void usage(FILE *f)
             "                      final parameters equal an uninterrupted run's bit for bit\n"
             "  --split W,W,...     the share of the batch each device computes, as weights in device\n"
             "                      order (e.g. 3,1: rank 0 takes three quarters), kept as given; or\n"
-            "                      'even', or 'auto' (default: $CLDP_SPLIT, else auto: start even, then\n"
-            "                      size the shards by each device's measured speed so they finish together)\n"
+            "                      'even', or 'auto' (default: $CLDP_SPLIT, else auto: start even and,\n"
+            "                      when the devices differ, size the shards by each one's measured speed\n"
+            "                      so that they finish together)\n"
             "  --no-balance        keep the starting split: no speed-aware re-sizing of the shards\n"
             "  --on-failure WHAT   stop (default): a device error ends the run (after saving the\n"
             "                      --checkpoint); drop: leave the failed device out and go on\n"
@@ -104,7 +106,7 @@ static int parse_float(const char *s, float *out)
     errno = 0;
     if (!s || !*s) return -1;
     double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v)) return -1;
+    if (errno || *end || !isfinite(v) || fabs(v) > FLT_MAX) return -1; /* finite as a float too */
     *out = (float)v;
     return 0;
 }
@@ -138,7 +140,7 @@ static int parse_args(int argc, char **argv, args *a)
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
-        size_t tmp;
+        size_t tmp = 0; /* read below even when parsing it failed */
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             usage(stdout);
             return 1;

@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *names[] = {"cpu-haswell-AMD EPYC 7B13", "NVIDIA GeForce RTX 3090", "gfx1030", ""};
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
             int score = -2;
-            const cldp_tuning_entry *e = cldp_tuning_match(&f, names[i], "3.1+debian", &score);
-            EXPECT(e ? (score >= 0 && score <= 3 && e >= f.entries && e < f.entries + f.count) : score == -1);
+            const cldp_tuning_entry *e = cldp_tuning_match(&f, names[i], "3.1+debian", "OpenCL 3.0 PoCL 3.1", &score);
+            EXPECT(e ? (score >= 0 && score <= 7 && e >= f.entries && e < f.entries + f.count) : score == -1);
         }
     } else {
         EXPECT(st == CLDP_ERR_FORMAT || st == CLDP_ERR_HOST_MEMORY);
