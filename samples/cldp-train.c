@@ -308,6 +308,20 @@ static void run_config(char *out, size_t cap, const args *a, const char *source,
              (unsigned long long)a->seed);
 }
 
+/* Records a position inside epoch `ep`: `step` steps of it done, its shuffle made. */
+static void set_position(run_state *rs, int ep, size_t step, uint64_t rng, double ep_loss, size_t ep_correct,
+                         double final_loss, double test_acc)
+{
+    rs->epoch = (uint64_t)ep;
+    rs->step = step;
+    rs->shuffled = 1;
+    rs->rng = rng;
+    rs->ep_loss = ep_loss;
+    rs->ep_correct = ep_correct;
+    rs->final_loss = final_loss;
+    rs->test_acc = test_acc;
+}
+
 static int save_run(cldp_trainer *tr, const char *path, const run_state *rs, const size_t *order, unsigned char *blob)
 {
     memcpy(blob, rs, sizeof *rs);
@@ -526,14 +540,7 @@ int main(int argc, char **argv)
                 /* the trainer keeps the parameters from before the failed step: save those */
                 fprintf(stderr, "cldp-train: step %zu failed: %s\n", step + 1, cldp_last_error());
                 if (a.checkpoint) {
-                    rs.epoch = (uint64_t)ep;
-                    rs.step = s;
-                    rs.shuffled = 1;
-                    rs.rng = rng;
-                    rs.ep_loss = ep_loss;
-                    rs.ep_correct = ep_correct;
-                    rs.final_loss = final_loss;
-                    rs.test_acc = test_acc;
+                    set_position(&rs, ep, s, rng, ep_loss, ep_correct, final_loss, test_acc);
                     if (save_run(tr, a.checkpoint, &rs, order, blob) == 0)
                         fprintf(stderr, "cldp-train: the run up to the failed step is saved in %s; mend or leave out "
                                         "the device (--devices), then continue with --resume %s\n", a.checkpoint, a.checkpoint);
@@ -559,14 +566,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "\r  epoch %d: step %zu/%zu, loss %.4f ", ep, s + 1, steps_per_epoch, ep_loss / (double)(b0 + nb));
             int due = a.checkpoint_every && (step + 1) % a.checkpoint_every == 0;
             if (a.checkpoint && (due || stop_signal)) {
-                rs.epoch = (uint64_t)ep;
-                rs.step = s + 1;
-                rs.shuffled = 1;
-                rs.rng = rng;
-                rs.ep_loss = ep_loss;
-                rs.ep_correct = ep_correct;
-                rs.final_loss = final_loss;
-                rs.test_acc = test_acc;
+                set_position(&rs, ep, s + 1, rng, ep_loss, ep_correct, final_loss, test_acc);
                 if (save_run(tr, a.checkpoint, &rs, order, blob)) {
                     exit_code = 1;
                     goto release;
