@@ -7,6 +7,7 @@
 
 #include <clblast_c.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -82,6 +83,13 @@ static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
     return CLDP_OK;
 }
 
+/* Replicas alive in the process. CLBlast caches a program per (context, device, routine) and
+ * never lets go of it, which keeps every destroyed replica's context alive until exit: 3.5 MB of
+ * host memory per replica on PoCL, a whole driver context on a GPU, for each trainer created and
+ * destroyed. So the cache is emptied when the last replica goes; not at every replica, which would
+ * make the live ones recompile. */
+static _Atomic size_t live_replicas;
+
 void cldp_replica_destroy(cldp_replica *r)
 {
     if (!r) return;
@@ -104,6 +112,7 @@ void cldp_replica_destroy(cldp_replica *r)
     if (r->queue) clReleaseCommandQueue(r->queue);
     if (r->ctx) clReleaseContext(r->ctx);
     free(r);
+    if (atomic_fetch_sub(&live_replicas, 1) == 1) CLBlastClearCache();
 }
 
 static cldp_status make_row_buffers(cldp_replica *r);
@@ -141,25 +150,12 @@ static cldp_status replica_init(cldp_replica *r)
     r->local_size = local;
 
     TRY(make_buffer(r, m->nparams, "parameters", &r->params));
+    /* zeros until the first write, so the warm-up never computes on uninitialised memory
+     * (valgrind saw softmax_xent and act_backward branch on it) */
+    const float zero = 0.0f;
+    CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->params, &zero, sizeof zero, 0, m->nparams * sizeof(float), 0, NULL, NULL));
     TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
     return make_row_buffers(r);
-}
-
-/* The buffers whose size follows max_rows: the batch, activations, scratch. */
-static void release_row_buffers(cldp_replica *r)
-{
-    cl_mem *mems[] = {&r->x, &r->delta[0], &r->delta[1], &r->labels, &r->loss, &r->correct, &r->gemm_temp};
-    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
-        if (*mems[i]) {
-            clReleaseMemObject(*mems[i]);
-            *mems[i] = NULL;
-        }
-    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
-        if (r->act[l]) {
-            clReleaseMemObject(r->act[l]);
-            r->act[l] = NULL;
-        }
-    r->device_bytes = 2 * r->model->nparams * sizeof(float);
 }
 
 static cldp_status make_row_buffers(cldp_replica *r)
@@ -178,15 +174,6 @@ static cldp_status make_row_buffers(cldp_replica *r)
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_set_rows(cldp_replica *r, size_t max_rows)
-{
-    if (max_rows == r->max_rows) return CLDP_OK;
-    clFinish(r->queue);
-    release_row_buffers(r);
-    r->max_rows = max_rows;
-    return make_row_buffers(r);
-}
-
 cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
 {
     REQUIRE(dev && m && out && max_rows > 0, "cldp_replica_create: bad arguments");
@@ -194,6 +181,7 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     *out = NULL;
     cldp_replica *r = cldp_calloc(1, sizeof *r, "replica");
     if (!r) return CLDP_ERR_HOST_MEMORY;
+    atomic_fetch_add(&live_replicas, 1); /* before CLBlast first sees its context */
     r->dev = dev;
     r->model = m;
     r->max_rows = max_rows;

@@ -54,10 +54,6 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
                                 cldp_replica **out);
 void cldp_replica_destroy(cldp_replica *r);
 
-/* Re-sizes the row buffers (batch, activations, scratch) for shards of up to `max_rows`; the
- * parameters and gradients stay. On failure the replica must be destroyed. */
-cldp_status cldp_replica_set_rows(cldp_replica *r, size_t max_rows);
-
 /* Writes params[begin, end) to the device (blocking). */
 cldp_status cldp_replica_write_params(cldp_replica *r, const float *params, size_t begin, size_t end);
 /* Copies `rows` samples (and labels, unless NULL) to the device; non-blocking, ordered before

@@ -361,16 +361,6 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
     }
     t->epoch++;
     t->n = keep;
-    /* The survivors take larger shards: give them the buffers a run on them alone would have,
-     * so the redone step computes exactly what that run would. */
-    size_t rows = (t->opts.batch + keep - 1) / keep;
-    for (size_t r = 0; r < keep; r++) {
-        cldp_status rs = cldp_replica_set_rows(t->reps[r], rows);
-        if (rs != CLDP_OK) {
-            t->broken = 1;
-            return rs;
-        }
-    }
     t->pool = NULL;
     cldp_pool_destroy(old);
     cldp_status ps = cldp_pool_create(keep, &t->pool);
