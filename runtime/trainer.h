@@ -53,7 +53,8 @@ struct cldp_trainer {
     int *nonfinite;               /* (n) its staged gradient of this step holds NaN/Inf */
     int *inject_nan;              /* (n) test fault: put a NaN in its gradient this step */
     uint64_t skipped;             /* updates skipped for non-finite gradients */
-    unsigned long epoch;          /* bumped when devices are dropped: late workers discard */
+    _Atomic unsigned long epoch;  /* bumped when devices are dropped: late workers discard
+                                   * (atomic: an abandoned worker reads it while the caller bumps it) */
     int broken;                   /* a worker is stuck in a driver call: only destroy is safe */
     size_t abandoned;             /* workers given up after a watchdog timeout */
     struct { size_t rank; uint64_t step; cldp_fault_kind kind; double ms; } faults[8];

@@ -147,6 +147,7 @@ typedef struct parser {
     unsigned line;
     cldp_tuning_file *out;
     size_t capacity;
+    int have_driver, have_version; /* of the current entry */
 } parser;
 
 #define PFAIL(p, ...) parse_fail((p), __VA_ARGS__)
@@ -313,6 +314,7 @@ static cldp_status parse_line(parser *p, const char *b, const char *e)
         cur->line = p->line;
         strcpy(cur->driver, "*");
         strcpy(cur->version, "*");
+        p->have_driver = p->have_version = 0;
         if (copy_span(cur->device, sizeof cur->device, vb, ve) != 0) return PFAIL(p, "device name longer than %zu characters", sizeof cur->device - 1);
         f->count++;
         return CLDP_OK;
@@ -320,11 +322,13 @@ static cldp_status parse_line(parser *p, const char *b, const char *e)
     if (span_is(kb, ke, "note")) return CLDP_OK;
     if (!cur) return PFAIL(p, "\"%.*s\" before the first \"device = ...\" line", (int)(ke - kb), kb);
     if (span_is(kb, ke, "driver")) {
+        if (p->have_driver++) return PFAIL(p, "a second driver line for \"%s\"", cur->device);
         if (vb == ve) return PFAIL(p, "empty driver version (leave the line out to match any)");
         if (copy_span(cur->driver, sizeof cur->driver, vb, ve) != 0) return PFAIL(p, "driver version longer than %zu characters", sizeof cur->driver - 1);
         return CLDP_OK;
     }
     if (span_is(kb, ke, "version")) {
+        if (p->have_version++) return PFAIL(p, "a second version line for \"%s\"", cur->device);
         if (vb == ve) return PFAIL(p, "empty device version (leave the line out to match any)");
         if (copy_span(cur->version, sizeof cur->version, vb, ve) != 0) return PFAIL(p, "device version longer than %zu characters", sizeof cur->version - 1);
         return CLDP_OK;
@@ -348,7 +352,7 @@ cldp_status cldp_tuning_parse(const char *text, size_t len, const char *origin, 
     if (!text) text = ""; /* empty: NULL + 0 and memchr(NULL, ...) are undefined behaviour */
     memset(out, 0, sizeof *out);
     snprintf(out->origin, sizeof out->origin, "%s", origin ? origin : "tuning text");
-    parser p = {out->origin, 0, out, 0};
+    parser p = {out->origin, 0, out, 0, 0, 0};
     const char *c = text, *end = text + len;
     cldp_status st = CLDP_OK;
     if (len > 0 && memchr(text, 0, len)) {

@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_SHAPES 64
 #define MAX_DIM 65536
@@ -55,8 +58,9 @@ static const candidate direct_candidates[] = {
 };
 
 /* Xgemm sets: CLBlast's generic default, the best of a random sample clblast_tuner_xgemm measured
- * on the same device at 256x256x256, and CLBlast's Intel CPU default and two of its CPU entries
- * that use the GEMMK=1 kernel. */
+ * on the same device at 256x256x256, neighbours of the best of them, and CLBlast's default for
+ * Intel CPUs. (CLBlast's CPU entries with GEMMK=1 were tried too: on PoCL 3.1 with CLBlast 1.5.3
+ * they leave C unwritten, which the check against the reference catches.) */
 static const candidate xgemm_candidates[] = {
     /*                                       GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM STRN VWM VWN */
     {"X0", "CLBlast generic default", {0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2}},
@@ -71,8 +75,15 @@ static const candidate xgemm_candidates[] = {
     {"X9", "tuner, PoCL x86-64", {0, 1, 16, 2, 32, 32, 128, 16, 8, 64, 0, 0, 1, 1, 4, 4}},
     {"X10", "tuner, PoCL x86-64", {0, 1, 32, 2, 8, 8, 64, 16, 16, 64, 1, 1, 0, 0, 4, 1}},
     {"X11", "CLBlast Intel CPU default", {0, 1, 32, 2, 16, 16, 64, 8, 8, 64, 0, 0, 0, 0, 4, 4}},
-    {"X12", "CLBlast i5-4590S (GEMMK=1)", {1, 16, 1, 1, 2, 2, 64, 2, 2, 128, 0, 0, 0, 0, 8, 2}},
-    {"X13", "CLBlast E5-2630v4 (GEMMK=1)", {1, 1, 1, 1, 16, 16, 16, 8, 8, 64, 0, 0, 0, 0, 1, 1}},
+    {"X12", "X1 with MWG=64", {0, 1, 16, 2, 8, 8, 64, 32, 16, 128, 0, 0, 1, 1, 8, 4}},
+    {"X13", "X1 with NWG=64", {0, 1, 16, 2, 16, 8, 128, 16, 16, 64, 0, 0, 1, 1, 8, 4}},
+    {"X14", "X1 with VWM=4", {0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 4, 4}},
+    {"X15", "X1 with KWG=32", {0, 1, 32, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 8, 4}},
+    {"X16", "X1 with SA=SB=1", {0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 1, 1, 1, 1, 8, 4}},
+    {"X17", "X1 with STRM=STRN=0", {0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
+    {"X18", "X12 with STRM=STRN=0", {0, 1, 16, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
+    {"X19", "X17 with KWG=32", {0, 1, 32, 2, 16, 8, 128, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
+    {"X20", "X18 with KWG=32", {0, 1, 32, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
 };
 
 #define NDIRECT (sizeof direct_candidates / sizeof *direct_candidates)
@@ -169,6 +180,8 @@ typedef struct bench {
     cl_context ctx;
     cl_command_queue queue;
     cl_mem a, b, c;
+    cl_mem temp;          /* CLBlast's scratch, as the replica passes one; grown on demand */
+    size_t temp_bytes;
     float *ha, *hb, *hc;  /* host copies: random inputs, read-back results */
     double budget_ms;     /* time spent measuring one shape with one parameter set */
 } bench;
@@ -211,9 +224,28 @@ static void reference(const shape *s, const float *a, const float *b, double *re
 static CLBlastStatusCode run_gemm(bench *bb, const shape *s)
 {
     size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
-    return CLBlastSgemm(CLBlastLayoutRowMajor, s->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-                        s->tb ? CLBlastTransposeYes : CLBlastTransposeNo, s->m, s->n, s->k, 1.0f, bb->a, 0, lda,
-                        bb->b, 0, ldb, 0.0f, bb->c, 0, s->n, &bb->queue, NULL);
+    CLBlastTranspose ta = s->ta ? CLBlastTransposeYes : CLBlastTransposeNo, tb = s->tb ? CLBlastTransposeYes : CLBlastTransposeNo;
+    /* Like the replica: a scratch buffer of the size CLBlast asks for under the parameters in
+     * force, so that no call allocates its own. */
+    size_t need = 0;
+    CLBlastStatusCode st = CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, ta, tb, s->m, s->n, s->k, 0, lda, 0, ldb,
+                                                      0, s->n, &bb->queue, &need);
+    if (st != CLBlastSuccess) return st;
+    if (need > bb->temp_bytes) {
+        cl_int err;
+        if (bb->temp) clReleaseMemObject(bb->temp);
+        bb->temp = clCreateBuffer(bb->ctx, CL_MEM_READ_WRITE, need, NULL, &err);
+        bb->temp_bytes = err == CL_SUCCESS ? need : 0;
+        if (err != CL_SUCCESS) {
+            bb->temp = NULL;
+            return CLBlastTempBufferAllocFailure;
+        }
+    }
+    if (need == 0)
+        return CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, s->m, s->n, s->k, 1.0f, bb->a, 0, lda, bb->b, 0, ldb, 0.0f,
+                            bb->c, 0, s->n, &bb->queue, NULL);
+    return CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, s->m, s->n, s->k, 1.0f, bb->a, 0, lda, bb->b, 0,
+                                      ldb, 0.0f, bb->c, 0, s->n, &bb->queue, NULL, bb->temp);
 }
 
 /* One measurement: the first call (compiles, then checked against the reference), then batches of
@@ -236,7 +268,7 @@ static double measure(bench *bb, const shape *s, char *why, size_t why_size)
     }
     size_t worst = 0;
     double worst_excess = -INFINITY;
-    for (size_t i = 0; i < mn; i++) {
+    for (size_t i = 0; s->ref && i < mn; i++) {
         double excess = fabs((double)bb->hc[i] - s->ref[i]) - s->bound[i];
         if (isnan(bb->hc[i])) excess = INFINITY;
         if (excess > worst_excess) {
@@ -290,20 +322,22 @@ static CLBlastStatusCode set_threshold(cl_device_id dev, size_t t)
     return override(dev, "GemmRoutine", name, &t, 1);
 }
 
-/* Times every shape under the parameters in force now; times[s] < 0 marks a failure. */
-static int measure_all(bench *bb, shape *s, size_t ns, double *times, const char *label)
+/* Times every shape under the parameters in force now and keeps the smaller of that and what
+ * `best` holds: the machine may be shared, and the least disturbed of several passes is closest
+ * to what the kernels can do. On a failure best[0] becomes -1 and 0 is returned. */
+static int measure_min(bench *bb, shape *s, size_t ns, double *best, const char *label)
 {
-    int ok = 1;
     for (size_t i = 0; i < ns; i++) {
         char why[256] = "";
-        times[i] = measure(bb, &s[i], why, sizeof why);
-        if (times[i] < 0) {
+        double t = measure(bb, &s[i], why, sizeof why);
+        if (t < 0) {
             fprintf(stderr, "cldp-tune: %s on %zux%zux%zu: %s; leaving it out\n", label, s[i].m, s[i].n, s[i].k, why);
-            ok = 0;
-            break;
+            best[0] = -1;
+            return 0;
         }
+        if (t < best[i]) best[i] = t;
     }
-    return ok;
+    return 1;
 }
 
 static double total(const double *t, size_t n)
@@ -339,6 +373,7 @@ static double choose_threshold(const shape *s, size_t ns, const double *td, cons
             order[j - 1] = t;
         }
     double best = INFINITY;
+    *threshold = 0;
     for (size_t cut = 0; cut <= ns; cut++) { /* order[0, cut) direct, the rest indirect */
         size_t lo = cut == 0 ? 0 : icbrt(mnk_of(&s[order[cut - 1]])) + 1;         /* T³ > largest direct */
         size_t hi = cut == ns ? (size_t)-1 : icbrt(mnk_of(&s[order[cut]]));       /* T³ <= smallest indirect */
@@ -422,6 +457,11 @@ static int write_result(const char *path, const cldp_device_info *info, const ca
     }
     trimmed(name, sizeof name, info->name);
     trimmed(driver, sizeof driver, info->driver_version);
+    if (!name[0] || strpbrk(name, "*?") || strpbrk(driver, "*?")) { /* would not read back as this device */
+        fprintf(stderr, "cldp-tune: the device's name or driver cannot be written as an exact match; nothing written\n");
+        return -1;
+    }
+    if (!driver[0]) snprintf(driver, sizeof driver, "*");
     FILE *f = fopen(tmp, "w");
     if (!f) {
         fprintf(stderr, "cldp-tune: cannot write %s: %s\n", tmp, strerror(errno));
@@ -459,6 +499,7 @@ typedef struct options {
     const char *output;
     int dry_run;
     double budget_ms;
+    int passes;
 } options;
 
 static cl_device_id find_cl_device(const cldp_device_info *info)
@@ -482,18 +523,38 @@ static void print_times(const char *label, const char *origin, const shape *s, s
         return;
     }
     printf(" %9.3f ms  |", total(t, ns));
-    for (size_t i = 0; i < ns; i++) printf(" %6.1f", gflops(&s[i], t[i]));
+    for (size_t i = 0; i < ns; i++) printf(gflops(&s[i], t[i]) < 9.95 ? " %6.2f" : " %6.1f", gflops(&s[i], t[i]));
     printf("\n");
 }
 
-static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const options *o, const char *shapes_note)
+static void bench_close(bench *bb, shape *s, size_t ns)
 {
-    bench bb = {0};
-    bb.budget_ms = o->budget_ms;
-    printf("device %u:%u  %s  (driver %s)\n", info->platform_index, info->device_index, info->name, info->driver_version);
-    if (!(bb.dev = find_cl_device(info))) {
+    for (size_t i = 0; i < ns; i++) {
+        free(s[i].ref);
+        free(s[i].bound);
+        s[i].ref = s[i].bound = NULL;
+    }
+    free(bb->ha);
+    free(bb->hb);
+    free(bb->hc);
+    if (bb->a) clReleaseMemObject(bb->a);
+    if (bb->b) clReleaseMemObject(bb->b);
+    if (bb->c) clReleaseMemObject(bb->c);
+    if (bb->temp) clReleaseMemObject(bb->temp);
+    if (bb->queue) clReleaseCommandQueue(bb->queue);
+    if (bb->ctx) clReleaseContext(bb->ctx);
+    memset(bb, 0, sizeof *bb);
+}
+
+/* Context, queue, buffers with random inputs, and (with_reference) the host reference of every
+ * shape. Returns 0, or -1 with a message printed (call bench_close either way). */
+static int bench_open(bench *bb, const cldp_device_info *info, shape *s, size_t ns, double budget_ms, int with_reference)
+{
+    memset(bb, 0, sizeof *bb);
+    bb->budget_ms = budget_ms;
+    if (!(bb->dev = find_cl_device(info))) {
         fprintf(stderr, "cldp-tune: cannot find OpenCL device %u:%u again\n", info->platform_index, info->device_index);
-        return 1;
+        return -1;
     }
     size_t amax = 0, bmax = 0, cmax = 0;
     for (size_t i = 0; i < ns; i++) {
@@ -502,101 +563,238 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
         cmax = s[i].m * s[i].n > cmax ? s[i].m * s[i].n : cmax;
     }
     cl_int err;
-    int rc = 1;
-    bb.ctx = clCreateContext(NULL, 1, &bb.dev, NULL, NULL, &err);
-    if (err == CL_SUCCESS) bb.queue = clCreateCommandQueue(bb.ctx, bb.dev, 0, &err);
-    if (err == CL_SUCCESS) bb.a = clCreateBuffer(bb.ctx, CL_MEM_READ_WRITE, amax * sizeof(float), NULL, &err);
-    if (err == CL_SUCCESS) bb.b = clCreateBuffer(bb.ctx, CL_MEM_READ_WRITE, bmax * sizeof(float), NULL, &err);
-    if (err == CL_SUCCESS) bb.c = clCreateBuffer(bb.ctx, CL_MEM_READ_WRITE, cmax * sizeof(float), NULL, &err);
-    bb.ha = malloc(amax * sizeof(float));
-    bb.hb = malloc(bmax * sizeof(float));
-    bb.hc = malloc(cmax * sizeof(float));
-    double *times = malloc((NDIRECT + NXGEMM + 2) * ns * sizeof *times);
-    if (err != CL_SUCCESS || !bb.ha || !bb.hb || !bb.hc || !times) {
+    bb->ctx = clCreateContext(NULL, 1, &bb->dev, NULL, NULL, &err);
+    if (err == CL_SUCCESS) bb->queue = clCreateCommandQueue(bb->ctx, bb->dev, 0, &err);
+    if (err == CL_SUCCESS) bb->a = clCreateBuffer(bb->ctx, CL_MEM_READ_WRITE, amax * sizeof(float), NULL, &err);
+    if (err == CL_SUCCESS) bb->b = clCreateBuffer(bb->ctx, CL_MEM_READ_WRITE, bmax * sizeof(float), NULL, &err);
+    if (err == CL_SUCCESS) bb->c = clCreateBuffer(bb->ctx, CL_MEM_READ_WRITE, cmax * sizeof(float), NULL, &err);
+    bb->ha = malloc(amax * sizeof(float));
+    bb->hb = malloc(bmax * sizeof(float));
+    bb->hc = malloc(cmax * sizeof(float));
+    if (err != CL_SUCCESS || !bb->ha || !bb->hb || !bb->hc) {
         fprintf(stderr, "cldp-tune: cannot set up the device or host buffers (OpenCL error %d)\n", (int)err);
-        goto done;
+        return -1;
     }
-    for (size_t i = 0; i < amax; i++) bb.ha[i] = (float)uniform();
-    for (size_t i = 0; i < bmax; i++) bb.hb[i] = (float)uniform();
-    err = clEnqueueWriteBuffer(bb.queue, bb.a, CL_TRUE, 0, amax * sizeof(float), bb.ha, 0, NULL, NULL);
-    if (err == CL_SUCCESS) err = clEnqueueWriteBuffer(bb.queue, bb.b, CL_TRUE, 0, bmax * sizeof(float), bb.hb, 0, NULL, NULL);
+    for (size_t i = 0; i < amax; i++) bb->ha[i] = (float)uniform();
+    for (size_t i = 0; i < bmax; i++) bb->hb[i] = (float)uniform();
+    err = clEnqueueWriteBuffer(bb->queue, bb->a, CL_TRUE, 0, amax * sizeof(float), bb->ha, 0, NULL, NULL);
+    if (err == CL_SUCCESS) err = clEnqueueWriteBuffer(bb->queue, bb->b, CL_TRUE, 0, bmax * sizeof(float), bb->hb, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
         fprintf(stderr, "cldp-tune: writing the inputs failed (OpenCL error %d)\n", (int)err);
-        goto done;
+        return -1;
     }
-    for (size_t i = 0; i < ns; i++) {
+    for (size_t i = 0; with_reference && i < ns; i++) {
         s[i].ref = malloc(s[i].m * s[i].n * sizeof(double));
         s[i].bound = malloc(s[i].m * s[i].n * sizeof(double));
         if (!s[i].ref || !s[i].bound) {
             fprintf(stderr, "cldp-tune: out of host memory for the reference results\n");
-            goto done;
+            return -1;
         }
-        reference(&s[i], bb.ha, bb.hb, s[i].ref, s[i].bound);
+        reference(&s[i], bb->ha, bb->hb, s[i].ref, s[i].bound);
     }
+    return 0;
+}
 
-    printf("  GFLOP/s per shape:               total    |");
-    for (size_t i = 0; i < ns; i++) printf(" %zux%zux%zu%s", s[i].m, s[i].n, s[i].k, s[i].ta ? (s[i].tb ? ":tt" : ":tn") : (s[i].tb ? ":nt" : ":nn"));
-    printf("\n");
+/* ---- CLBlast's defaults, measured in a fresh process ------------------------------------- */
 
-    /* CLBlast's defaults first: nothing is overridden yet in this process. */
+static const char *self_path; /* this program, to start again for the defaults */
+
+/* Once this process has overridden a parameter it cannot measure CLBlast's defaults again, so
+ * each pass starts a copy of the program that measures them (--defaults-of) and keeps the smaller
+ * times; on a shared machine that spreads both over the same stretch of time. Returns 0 on
+ * success; on failure the in-process measurement of the defaults stands alone. */
+static int measure_defaults_child(const cldp_device_info *info, const shape *s, size_t ns, double budget_ms, double *t_def)
+{
+    char dev[32], budget[32], *list = malloc(ns * 64 + 1);
+    if (!list || !self_path) {
+        free(list);
+        return -1;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < ns; i++)
+        used += (size_t)sprintf(list + used, "%s%zux%zux%zu:%c%c", i ? "," : "", s[i].m, s[i].n, s[i].k, s[i].ta ? 't' : 'n', s[i].tb ? 't' : 'n');
+    snprintf(dev, sizeof dev, "%u:%u", info->platform_index, info->device_index);
+    snprintf(budget, sizeof budget, "%g", budget_ms);
+    int fds[2];
+    if (pipe(fds) != 0) {
+        free(list);
+        return -1;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        char *args[] = {(char *)self_path, "--defaults-of", dev, "--shapes", list, "--budget-ms", budget, NULL};
+        execv(self_path, args);
+        _exit(127);
+    }
+    free(list);
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return -1;
+    }
+    char out[4096];
+    size_t got = 0;
+    for (ssize_t r; got + 1 < sizeof out && (r = read(fds[0], out + got, sizeof out - 1 - got)) != 0;) {
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    out[got] = 0;
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+    const char *c = strstr(out, "defaults:");
+    if (!c) return -1;
+    c += strlen("defaults:");
+    double t[MAX_SHAPES];
+    for (size_t i = 0; i < ns; i++) {
+        char *e;
+        t[i] = strtod(c, &e);
+        if (e == c || !(t[i] > 0)) return -1;
+        c = e;
+    }
+    for (size_t i = 0; i < ns; i++) t_def[i] = t[i] < t_def[i] ? t[i] : t_def[i];
+    return 0;
+}
+
+/* The child's side: time the shapes with CLBlast's defaults and print the ms per call. */
+static int defaults_child(const char *dev_spec, shape *s, size_t ns, double budget_ms)
+{
+    size_t idx[64], n = 0;
+    cldp_device_info info;
+    if (cldp_device_select(dev_spec, idx, 64, &n) != CLDP_OK || n != 1 || cldp_device_get_info(idx[0], &info) != CLDP_OK) {
+        fprintf(stderr, "cldp-tune: --defaults-of %s: %s\n", dev_spec, cldp_last_error());
+        return 1;
+    }
+    bench bb;
+    int rc = 1;
+    if (bench_open(&bb, &info, s, ns, budget_ms, 0) == 0) {
+        double t[MAX_SHAPES];
+        for (size_t i = 0; i < ns; i++) t[i] = INFINITY;
+        if (measure_min(&bb, s, ns, t, "CLBlast defaults")) {
+            printf("defaults:");
+            for (size_t i = 0; i < ns; i++) printf(" %.9g", t[i]);
+            printf("\n");
+            rc = 0;
+        }
+    }
+    bench_close(&bb, s, ns);
+    return rc;
+}
+
+/* ---- tuning one device ------------------------------------------------------------------- */
+
+static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const options *o, const char *shapes_note)
+{
+    bench bb = {0};
+    int rc = 1;
+    printf("device %u:%u  %s  (driver %s)\n", info->platform_index, info->device_index, info->name, info->driver_version);
+    double *times = malloc((NDIRECT + NXGEMM + 2) * ns * sizeof *times);
+    if (!times || bench_open(&bb, info, s, ns, o->budget_ms, 1) != 0) goto done;
+
+    /* CLBlast's defaults first, all passes of them: once a parameter is overridden in this
+     * process there is no way back to the defaults. */
     double *t_def = times, *t_dir = times + ns, *t_x = times + (1 + NDIRECT) * ns;
-    if (!measure_all(&bb, s, ns, t_def, "CLBlast defaults")) {
+    for (size_t i = 0; i < (1 + NDIRECT + NXGEMM) * ns; i++) times[i] = INFINITY;
+    if (!measure_min(&bb, s, ns, t_def, "CLBlast defaults")) {
         fprintf(stderr, "cldp-tune: CLBlast fails with its own defaults on this device; nothing to compare against\n");
         goto done;
     }
-    print_times("def", "CLBlast defaults", s, ns, t_def);
+    int children_ok = 1;
 
     /* Every XgemmDirect set with all GEMMs sent to the direct kernel, then every Xgemm set with
      * all sent to the indirect one; the threshold between the two is chosen afterwards. */
-    size_t best_d = 0, best_x = 0;
-    double best_dt = INFINITY, best_xt = INFINITY;
-    CLBlastStatusCode cs = set_threshold(bb.dev, FORCE_DIRECT);
-    for (size_t c = 0; cs == CLBlastSuccess && c < NDIRECT; c++) {
-        double *t = t_dir + c * ns;
-        cs = override(bb.dev, "XgemmDirect", direct_names, direct_candidates[c].v, 10);
-        if (cs != CLBlastSuccess || !measure_all(&bb, s, ns, t, direct_candidates[c].label)) t[0] = -1;
-        print_times(direct_candidates[c].label, direct_candidates[c].origin, s, ns, t);
-        if (t[0] >= 0 && total(t, ns) < best_dt) {
-            best_dt = total(t, ns);
-            best_d = c;
+    size_t best_d = 0, best_x = 0, threshold = 0;
+    int any_d = 0, any_x = 0;
+    CLBlastStatusCode cs = CLBlastSuccess;
+    for (int pass = 0; cs == CLBlastSuccess && pass < o->passes; pass++) {
+        printf("  pass %d of %d over CLBlast's defaults, %zu XgemmDirect and %zu Xgemm sets...\n", pass + 1, o->passes,
+               NDIRECT, NXGEMM);
+        if (children_ok && measure_defaults_child(info, s, ns, o->budget_ms, t_def) != 0) {
+            fprintf(stderr, "cldp-tune: could not measure the defaults in a fresh process; using this one's first measurement\n");
+            children_ok = 0;
         }
-    }
-    if (cs == CLBlastSuccess) cs = set_threshold(bb.dev, FORCE_INDIRECT);
-    for (size_t c = 0; cs == CLBlastSuccess && c < NXGEMM; c++) {
-        double *t = t_x + c * ns;
-        cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[c].v, 16);
-        if (cs != CLBlastSuccess || !measure_all(&bb, s, ns, t, xgemm_candidates[c].label)) t[0] = -1;
-        print_times(xgemm_candidates[c].label, xgemm_candidates[c].origin, s, ns, t);
-        if (t[0] >= 0 && total(t, ns) < best_xt) {
-            best_xt = total(t, ns);
-            best_x = c;
+        cs = set_threshold(bb.dev, FORCE_DIRECT);
+        for (size_t c = 0; cs == CLBlastSuccess && c < NDIRECT; c++) {
+            double *t = t_dir + c * ns;
+            if (t[0] < 0) continue; /* failed in an earlier pass */
+            cs = override(bb.dev, "XgemmDirect", direct_names, direct_candidates[c].v, 10);
+            if (cs == CLBlastSuccess) measure_min(&bb, s, ns, t, direct_candidates[c].label);
+        }
+        if (cs == CLBlastSuccess) cs = set_threshold(bb.dev, FORCE_INDIRECT);
+        for (size_t c = 0; cs == CLBlastSuccess && c < NXGEMM; c++) {
+            double *t = t_x + c * ns;
+            if (t[0] < 0) continue;
+            cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[c].v, 16);
+            if (cs == CLBlastSuccess) measure_min(&bb, s, ns, t, xgemm_candidates[c].label);
         }
     }
     if (cs != CLBlastSuccess) {
         fprintf(stderr, "cldp-tune: CLBlastOverrideParameters failed with %d\n", (int)cs);
         goto done;
     }
-    if (best_dt == INFINITY || best_xt == INFINITY) {
+    printf("\n  shapes:");
+    for (size_t i = 0; i < ns; i++)
+        printf(" #%zu %zux%zux%zu:%c%c%s", i + 1, s[i].m, s[i].n, s[i].k, s[i].ta ? 't' : 'n', s[i].tb ? 't' : 'n', i + 1 < ns ? "," : "\n");
+    printf("  %-31s %12s  |", "GFLOP/s, best of the passes", "all shapes");
+    for (size_t i = 0; i < ns; i++) printf("    #%-2zu", i + 1);
+    printf("\n");
+    print_times("def", "CLBlast defaults", s, ns, t_def);
+    for (size_t c = 0; c < NDIRECT; c++) {
+        print_times(direct_candidates[c].label, direct_candidates[c].origin, s, ns, t_dir + c * ns);
+        any_d |= t_dir[c * ns] >= 0;
+    }
+    for (size_t c = 0; c < NXGEMM; c++) {
+        print_times(xgemm_candidates[c].label, xgemm_candidates[c].origin, s, ns, t_x + c * ns);
+        any_x |= t_x[c * ns] >= 0;
+    }
+    if (!any_d || !any_x) {
         fprintf(stderr, "cldp-tune: no candidate of one of the kernels works on this device; nothing written\n");
         goto done;
     }
 
-    /* The chosen set, measured again as a whole. */
-    size_t threshold = 0;
-    choose_threshold(s, ns, t_dir + best_d * ns, t_x + best_x * ns, &threshold);
+    /* The pair of sets and the threshold between them that give the shortest step: small GEMMs
+     * may want a different kernel than large ones. */
+    double best_total = INFINITY, best_rest = INFINITY;
+    for (size_t d = 0; d < NDIRECT; d++)
+        for (size_t x = 0; x < NXGEMM; x++) {
+            size_t t = 0;
+            if (t_dir[d * ns] < 0 || t_x[x * ns] < 0) continue;
+            double sum = choose_threshold(s, ns, t_dir + d * ns, t_x + x * ns, &t);
+            /* on a tie (e.g. every shape runs one kernel), the sets better on all shapes win */
+            double rest = total(t_dir + d * ns, ns) + total(t_x + x * ns, ns);
+            if (sum < best_total || (sum == best_total && rest < best_rest)) {
+                best_total = sum;
+                best_rest = rest;
+                best_d = d;
+                best_x = x;
+                threshold = t;
+            }
+        }
+
+    /* The chosen set, applied as a whole and measured once more (checking the threshold works as
+     * meant); each shape keeps the best time its kernel got with these parameters. */
+    unsigned long long t3 = (unsigned long long)threshold * threshold * threshold;
     double *t_tuned = malloc(ns * sizeof *t_tuned);
     if (!t_tuned) goto done;
+    for (size_t i = 0; i < ns; i++) t_tuned[i] = mnk_of(&s[i]) < t3 ? t_dir[best_d * ns + i] : t_x[best_x * ns + i];
     cs = override(bb.dev, "XgemmDirect", direct_names, direct_candidates[best_d].v, 10);
     if (cs == CLBlastSuccess) cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[best_x].v, 16);
     if (cs == CLBlastSuccess) cs = set_threshold(bb.dev, threshold);
-    if (cs != CLBlastSuccess || !measure_all(&bb, s, ns, t_tuned, "the chosen set")) {
+    if (cs != CLBlastSuccess || !measure_min(&bb, s, ns, t_tuned, "the chosen set")) {
         fprintf(stderr, "cldp-tune: the chosen set failed when measured again; nothing written\n");
         free(t_tuned);
         goto done;
     }
 
     double td = total(t_def, ns), tt = total(t_tuned, ns);
-    unsigned long long t3 = (unsigned long long)threshold * threshold * threshold;
     printf("\n  chosen: XgemmDirect %s, Xgemm %s, XGEMM_MIN_INDIRECT_SIZE=%zu (direct when m*n*k < %llu)\n",
            direct_candidates[best_d].label, xgemm_candidates[best_x].label, threshold, t3);
     printf("  %-24s %-8s %12s %12s %9s\n", "shape", "kernel", "default", "tuned", "speed-up");
@@ -641,19 +839,7 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
     }
 done:
     free(times);
-    for (size_t i = 0; i < ns; i++) {
-        free(s[i].ref);
-        free(s[i].bound);
-        s[i].ref = s[i].bound = NULL;
-    }
-    free(bb.ha);
-    free(bb.hb);
-    free(bb.hc);
-    if (bb.a) clReleaseMemObject(bb.a);
-    if (bb.b) clReleaseMemObject(bb.b);
-    if (bb.c) clReleaseMemObject(bb.c);
-    if (bb.queue) clReleaseCommandQueue(bb.queue);
-    if (bb.ctx) clReleaseContext(bb.ctx);
+    bench_close(&bb, s, ns);
     return rc;
 }
 
@@ -675,7 +861,9 @@ static void usage(FILE *f)
             "  --batch N        rows one device computes per step, its shard (default 64)\n"
             "  --shapes LIST    explicit GEMMs instead of --model: MxNxK[:ab],... with a, b = n or t\n"
             "                   saying whether op(A), op(B) is transposed (row-major; default nn)\n"
-            "  --budget-ms MS   time to measure one shape with one parameter set (default 150)\n"
+            "  --budget-ms MS   time to measure one shape with one parameter set (default 100)\n"
+            "  --passes N       measure everything N times and keep the best (default 2; more on a\n"
+            "                   busy machine)\n"
             "  --output FILE    write the result here instead of the user cache\n"
             "  --dry-run        measure and print only\n"
             "  --help           this text\n"
@@ -685,8 +873,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    options o = {NULL, {784, 256, 128, 10}, 4, 64, NULL, NULL, 0, 150};
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows as it happens, also through a pipe */
+    options o = {NULL, {784, 256, 128, 10}, 4, 64, NULL, NULL, 0, 100, 2};
     int model_given = 0, batch_given = 0;
+    const char *defaults_of = NULL;
+    self_path = access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : strchr(argv[0], '/') ? argv[0] : NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -706,8 +897,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--model")) { bad = parse_list(v, o.sizes, 32, &o.nsizes) != 0; model_given = 1; }
         else if (!strcmp(a, "--batch")) { bad = parse_size(v, &end, &o.rows) != 0 || *end; batch_given = 1; }
         else if (!strcmp(a, "--shapes")) o.shapes = v;
+        else if (!strcmp(a, "--defaults-of")) defaults_of = v; /* internal: see measure_defaults_child */
         else if (!strcmp(a, "--output")) o.output = v;
         else if (!strcmp(a, "--budget-ms")) { o.budget_ms = strtod(v, &end); bad = *end || !(o.budget_ms >= 1 && o.budget_ms <= 60000); }
+        else if (!strcmp(a, "--passes")) { size_t p; bad = parse_size(v, &end, &p) != 0 || *end || p > 100; o.passes = (int)p; }
         else {
             fprintf(stderr, "cldp-tune: unknown option '%s' (try --help)\n", a);
             return 2;
@@ -743,6 +936,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "cldp-tune: shape %zux%zux%zu is too large to tune with\n", shapes[i].m, shapes[i].n, shapes[i].k);
             return 2;
         }
+
+    if (defaults_of) return defaults_child(defaults_of, shapes, ns, o.budget_ms);
 
     size_t idx[64], nsel = 0;
     cldp_status st = cldp_device_select(o.devices ? o.devices : "all", idx, 64, &nsel);

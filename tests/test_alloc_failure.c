@@ -2,8 +2,9 @@
  * N = 0, 1, 2, ... until creation succeeds, the N-th host allocation (cldp_malloc/calloc/realloc,
  * zlib's state, a worker thread) and then the N-th device allocation (clCreateContext,
  * clCreateCommandQueue, clCreateBuffer) fails during trainer, dataset, collective, pool and model
- * creation. Each attempt must return CLDP_ERR_HOST_MEMORY or CLDP_ERR_DEVICE_MEMORY with a message,
- * leave *out NULL, and leave nothing behind: OpenCL objects are counted here (the test interposes the
+ * creation, and while a checkpoint loads. Each attempt must return CLDP_ERR_HOST_MEMORY or
+ * CLDP_ERR_DEVICE_MEMORY with a message, leave *out NULL (a checkpoint load: the trainer as it
+ * was), and leave nothing behind: OpenCL objects are counted here (the test interposes the
  * create/retain/release calls), host memory is checked by LeakSanitizer in the sanitizer build
  * (.ci/sanitizers) and by valgrind by hand. Creation succeeding while a failure was injected would
  * mean an out-of-memory error was swallowed, which is a failure too. */
@@ -16,16 +17,19 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- counting the OpenCL objects cldp (and this test) create ------------------------------
  * The library is linked statically into this executable, so its OpenCL calls resolve to the
  * definitions below, which forward to the ICD loader (RTLD_NEXT). Objects are tracked with their
- * reference count when created from this executable; CLBlast (a shared library) keeps programs,
- * kernels and scratch buffers of its own, which are its business and are not counted. */
+ * reference count, apart by creator: this executable (cldp, the test) or another library (CLBlast,
+ * whose programs, kernels and scratch buffers live in its own caches; while any trainer lives they
+ * are its business, but once the last is destroyed none may remain, or they would keep the
+ * destroyed replicas' contexts alive). */
 
 enum { MAX_TRACKED = 8192 };
-static struct { void *h; long refs; } tracked[MAX_TRACKED];
+static struct { void *h; long refs; int ours; } tracked[MAX_TRACKED];
 static size_t ntracked;
 static int tracking_broken; /* table full, or an unknown handle released below zero */
 static pthread_mutex_t track_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -39,11 +43,13 @@ static int from_this_exe(void *ret)
 
 static void track_new(void *h, void *ret)
 {
-    if (!h || !from_this_exe(ret)) return;
+    if (!h) return;
+    int ours = from_this_exe(ret);
     pthread_mutex_lock(&track_mu);
     if (ntracked == MAX_TRACKED) tracking_broken = 1;
     else {
         tracked[ntracked].h = h;
+        tracked[ntracked].ours = ours;
         tracked[ntracked++].refs = 1;
     }
     pthread_mutex_unlock(&track_mu);
@@ -60,13 +66,16 @@ static void track_ref(void *h, long delta)
     pthread_mutex_unlock(&track_mu);
 }
 
-static size_t live_objects(void)
+/* Live objects created by this executable (ours = 1) or by other libraries (ours = 0). */
+static size_t live_by(int ours)
 {
+    size_t n = 0;
     pthread_mutex_lock(&track_mu);
-    size_t n = ntracked;
+    for (size_t i = 0; i < ntracked; i++) n += tracked[i].ours == ours;
     pthread_mutex_unlock(&track_mu);
     return n;
 }
+static size_t live_objects(void) { return live_by(1); }
 
 #define REAL(name) static __typeof__(name) *real_##name; if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
 
@@ -254,6 +263,8 @@ static cldp_status make_from_files(void *arg, void **out)
     return cldp_dataset_load_idx(paths[0], paths[1], (cldp_dataset **)out);
 }
 
+static cldp_status make_fashion_mnist(void *arg, void **out) { return cldp_dataset_load_fashion_mnist(arg, 0, (cldp_dataset **)out); }
+
 typedef struct coll_arg {
     cl_command_queue q[2];
     size_t n;
@@ -270,6 +281,41 @@ static void free_pool(void *p) { cldp_pool_destroy(p); }
 
 static cldp_status make_model(void *arg, void **out) { return cldp_model_create(5, (cldp_model **)out); }
 static void free_model(void *m) { cldp_model_destroy(m); }
+
+/* Loading a checkpoint with the N-th host allocation failing: a clean status, and a trainer left
+ * exactly as it was (the API promises a refused file changes nothing); returns the allocations. */
+static long sweep_checkpoint_load(cldp_trainer *t, const char *path, size_t np)
+{
+    float *before = malloc(np * sizeof(float)), *now = malloc(np * sizeof(float));
+    CHECK_OK(cldp_trainer_get_params(t, before, np));
+    long n = 0;
+    for (; n < 1000; n++) {
+        cldp_set_last_error("");
+        atomic_store(&cldp_test_alloc_fail_after, n);
+        cldp_status st = cldp_trainer_load_checkpoint(t, path, NULL, 0, NULL);
+        long left = atomic_exchange(&cldp_test_alloc_fail_after, -1);
+        if (st == CLDP_OK) {
+            if (left < 0) {
+                fprintf(stderr, "FAIL checkpoint load: host allocation %ld failed but the load succeeded (\"%s\")\n", n, cldp_last_error());
+                test_failures++;
+            }
+            break;
+        }
+        CHECK_OK(cldp_trainer_get_params(t, now, np));
+        if (left >= 0 || st != CLDP_ERR_HOST_MEMORY || !*cldp_last_error() || memcmp(before, now, np * sizeof(float)) != 0) {
+            fprintf(stderr, "FAIL checkpoint load: host allocation %ld -> %s (injection %s), parameters %s: \"%s\"\n", n,
+                    cldp_status_string(st), left < 0 ? "consumed" : "not reached",
+                    memcmp(before, now, np * sizeof(float)) ? "changed" : "unchanged", cldp_last_error());
+            test_failures++;
+            break;
+        }
+    }
+    CHECK(live_objects() > 0); /* the trainer is alive: sanity of the count */
+    printf("checkpoint load: %ld host allocations, each failed once: clean status, message, trainer unchanged\n", n);
+    free(before);
+    free(now);
+    return n;
+}
 
 /* Writes the embedded test split's first `n` samples as raw IDX files (so the file reader, not
  * only the gzip path, is swept). */
@@ -328,6 +374,21 @@ int main(void)
     }
     remove(img_path);
     remove(lab_path);
+    /* Fashion-MNIST's layout in a directory (raw content under the .gz names: the loader looks at
+     * the bytes, not the name) */
+    char dir[64], t10k_img[128], t10k_lab[128];
+    snprintf(dir, sizeof dir, "/tmp/cldp-allocfail-%ld", (long)getpid());
+    snprintf(t10k_img, sizeof t10k_img, "%s/t10k-images-idx3-ubyte.gz", dir);
+    snprintf(t10k_lab, sizeof t10k_lab, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    if (mkdir(dir, 0700) == 0 && write_idx_files(t10k_img, t10k_lab, 20) == 0) {
+        host_total += sweep("Fashion-MNIST directory load", "host", &cldp_test_alloc_fail_after, make_fashion_mnist, free_dataset, dir, 1000);
+    } else {
+        fprintf(stderr, "FAIL: could not write %s\n", t10k_img);
+        test_failures++;
+    }
+    remove(t10k_img);
+    remove(t10k_lab);
+    rmdir(dir);
 
     /* the collective on the test's own context and queues (created before arming) */
     const cldp_dev *devs;
@@ -358,7 +419,8 @@ int main(void)
     host_total += sweep("trainer create", "host", &cldp_test_alloc_fail_after, make_trainer, free_trainer, m, 1000);
     dev_total += sweep("trainer create", "device", &cldp_test_device_alloc_fail_after, make_trainer, free_trainer, m, 1000);
 
-    /* after all that, a trainer still trains */
+    /* after all that, a trainer still trains; and loading a checkpoint into it survives running
+     * out of memory at any of its allocations */
     cldp_trainer *t = NULL;
     CHECK_OK(make_trainer(m, (void **)&t));
     if (t) {
@@ -370,10 +432,22 @@ int main(void)
         cldp_step_stats s;
         CHECK_OK(cldp_trainer_step(t, x, y, 12, &s));
         CHECK(isfinite(s.loss) && s.samples == 12);
+        char ckpt[64];
+        snprintf(ckpt, sizeof ckpt, "/tmp/cldp-allocfail-%ld.ckpt", (long)getpid());
+        CHECK_OK(cldp_trainer_save_checkpoint(t, ckpt, NULL, 0));
+        CHECK_OK(cldp_trainer_step(t, x, y, 12, &s)); /* now the trainer differs from the file */
+        host_total += sweep_checkpoint_load(t, ckpt, cldp_model_param_count(m));
+        remove(ckpt);
         cldp_trainer_destroy(t);
     }
     cldp_model_destroy(m);
     CHECK(live_objects() == 0);
+    /* CLBlast's programs of the destroyed contexts are gone too (cldp empties its cache when the
+     * last replica goes), so no context outlives its trainer */
+    if (live_by(0) != 0) {
+        fprintf(stderr, "FAIL: %zu OpenCL objects made by CLBlast are still alive after the last trainer was destroyed\n", live_by(0));
+        test_failures++;
+    }
     CHECK(!tracking_broken);
     printf("test_alloc_failure: %ld host and %ld device allocation failures injected, each ended cleanly\n", host_total, dev_total);
     return test_finish("test_alloc_failure");

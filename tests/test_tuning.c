@@ -77,6 +77,8 @@ static const bad_case bad_cases[] = {
     {"device = a\nfrobnicate = 1\n", 2, "unknown key"},
     {"device = a\njust some words\n", 2, "key = value"},
     {"device = a\nversion = \n", 2, "empty device version"},
+    {"device = a\ndriver = 1\ndriver = 2\n", 3, "second driver"},
+    {"device = a\nversion = 1\nversion = 2\n", 3, "second version"},
     {"device = \nXgemm/32 = GEMMK=0\n", 1, "empty device"},
     {"device = a\ndriver =\n", 2, "empty driver"},
     {"device = a\n" XG "\n", 2, "lacks parameter MWG"},

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make-seeds.sh — writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/): small
 # valid inputs in each target's framing (see the comment at the top of each fuzz_*.c). The files
-# are committed; rerun this after changing a framing. Needs bash, gzip and head only.
+# are committed; rerun this after changing a framing. Needs bash, gzip and head only; given the fuzz
+# build directory (make-seeds.sh build-fuzz), it also rewrites fuzz_checkpoint's seeds, which are
+# real checkpoints the library writes (that takes an OpenCL device, e.g. PoCL).
+# Usage: tests/fuzz/make-seeds.sh [FUZZ_BUILD_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -63,6 +66,18 @@ printf '\003\076all' >"$d/sixty-four-cap63"
 printf '\003\077pthread' >"$d/sixty-four-name"
 printf '\202\077' >"$d/mixed-null"
 
+# ---- fuzz_split: <devices - 1><le16 batch><spec>
+d=$c/fuzz_split
+rm -rf "$d" && mkdir -p "$d"
+printf '\001\200\000%s' "3,1" >"$d/two-3-1"
+printf '\001\200\000%s' "0.75, 0.25" >"$d/two-fractions"
+printf '\002\377\000%s' "1,0,2" >"$d/three-with-zero"
+printf '\003\000\001%s' "auto" >"$d/auto"
+printf '\003\000\001%s' "even" >"$d/even"
+printf '\000\001\000%s' "" >"$d/empty"
+printf '\007\145\000%s' "1,1,1,1,1,1,1,1e-3" >"$d/eight"
+printf '\001\012\000%s' "3,-1" >"$d/negative"
+
 # ---- fuzz_train_args: arguments separated by newlines
 d=$c/fuzz_train_args
 rm -rf "$d" && mkdir -p "$d"
@@ -95,5 +110,12 @@ Padtranspose/32 = PADTRA_PAD=1 PADTRA_TILE=16 PADTRA_WPT=2
 device = NVIDIA GeForce RTX 3090
 Xgemm/32 = GEMMK=1 KREG=4 KWG=1 KWI=1 MDIMA=8 MDIMC=8 MWG=32 NDIMB=8 NDIMC=8 NWG=64 SA=0 SB=0 STRM=0 STRN=0 VWM=4 VWN=4
 TXT
+# ---- fuzz_checkpoint: checkpoints of the target's model, written by the library itself
+if [ $# -ge 1 ]; then
+    d=$c/fuzz_checkpoint
+    rm -rf "$d" && mkdir -p "$d"
+    POCL_DEVICES=${POCL_DEVICES:-basic} CLDP_FUZZ_WRITE_SEEDS=$d "$1/tests/fuzz/fuzz_checkpoint"
+fi
+
 echo "seeds written under $c:"
 for t in "$c"/*; do echo "  $(basename "$t"): $(ls "$t" | wc -l) files, $(cat "$t"/* | wc -c) bytes"; done
