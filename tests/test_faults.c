@@ -122,10 +122,15 @@ int main(void)
     stop_case(m, "1:2:write", CLDP_ERR_OPENCL);
     drop_case(m, "2:3:gemm", 0);
     drop_case(m, "2:3:read", 0);
-    drop_case(m, "2:3:stall:60000", 300); /* a stall that never ends within the test */
+    /* Stalls leave a worker abandoned inside its job. ThreadSanitizer rightly reports that worker's
+     * reads of the step's fields against the next step's writes (no synchronisation is possible
+     * with a thread stuck in a driver call), so its CI stage sets CLDP_TEST_SKIP_STALLS. */
+    int stalls = !getenv("CLDP_TEST_SKIP_STALLS");
+    if (!stalls) printf("  SKIP the stall cases (CLDP_TEST_SKIP_STALLS is set)\n");
+    if (stalls) drop_case(m, "2:3:stall:60000", 300); /* a stall that never ends within the test */
 
     /* a stall under "stop": a timeout, not a hang; afterwards only reading and destroying */
-    {
+    if (stalls) {
         cldp_trainer *t = make(m, "all", "0:1:stall:60000", CLDP_ON_FAILURE_STOP, 300);
         if (t) {
             step_ok(t, 0);
