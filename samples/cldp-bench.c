@@ -552,7 +552,8 @@ int main(int argc, char **argv)
         one_full = median(a, 3);
         one_half = median(b, 3);
         two_full = median(c, 3);
-        double thr1w = (double)half / one_half, thr2 = (double)o.batch / two_full, thr1s = (double)o.batch / one_full;
+        double thr1w = (double)half / one_half * 1e3, thr2 = (double)o.batch / two_full * 1e3,
+               thr1s = (double)o.batch / one_full * 1e3; /* samples/s */
         printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s\n");
         printf("   weak   (%zu per device): 1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.85x)\n",
                half, thr1w, thr2, thr2 / thr1w, 50.0 * thr2 / thr1w);

@@ -54,7 +54,7 @@ static const candidate direct_candidates[] = {
     {"D9", "tuner, PoCL x86-64", {16, 8, 16, 8, 16, 0, 1, 1, 2, 64}},
     {"D10", "tuner, PoCL x86-64", {16, 8, 8, 8, 16, 1, 1, 2, 2, 64}},
     {"D11", "tuner, PoCL x86-64", {2, 8, 8, 8, 8, 1, 1, 2, 2, 32}},
-    {"D12", "CLBlast Intel CPU default", {2, 8, 8, 8, 8, 1, 1, 4, 4, 32}},
+    {"D12", "CLBlast Intel CPU; built-in", {2, 8, 8, 8, 8, 1, 1, 4, 4, 32}},
 };
 
 /* Xgemm sets: CLBlast's generic default, the best of a random sample clblast_tuner_xgemm measured
@@ -83,7 +83,7 @@ static const candidate xgemm_candidates[] = {
     {"X17", "X1 with STRM=STRN=0", {0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
     {"X18", "X12 with STRM=STRN=0", {0, 1, 16, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
     {"X19", "X17 with KWG=32", {0, 1, 32, 2, 16, 8, 128, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
-    {"X20", "X18 with KWG=32", {0, 1, 32, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
+    {"X20", "X18, KWG=32; built-in", {0, 1, 32, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
 };
 
 #define NDIRECT (sizeof direct_candidates / sizeof *direct_candidates)
