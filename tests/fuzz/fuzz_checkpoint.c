@@ -8,22 +8,13 @@
  * every byte offset, by tests/test_checkpoint.c). Seeds: real checkpoints of the model below, which
  * this program writes with the library when run as CLDP_FUZZ_WRITE_SEEDS=DIR fuzz_checkpoint (that
  * needs an OpenCL device; tests/fuzz/make-seeds.sh BUILD_DIR does it). */
-#include "../../runtime/checkpoint.c"
+#include "../../runtime/checkpoint.c" /* first: it sets _POSIX_C_SOURCE before any system header */
+#include "fuzz.h"
 
 #include <stdint.h>
 
-#define EXPECT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_checkpoint: expectation failed: %s (%s:%d)\n", #cond,        \
-                    __FILE__, __LINE__);                                                       \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static cldp_trainer fake; /* validate reads fake.model only */
 
 /* The model of every seed: 5 inputs, 4 ReLU, 3 logits (39 parameters). */

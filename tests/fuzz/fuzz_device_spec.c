@@ -5,6 +5,7 @@
  * platforms with a repeated name; 64 PoCL devices, the most a trainer takes); byte 1 the capacity
  * of the result array (1 + byte mod 80, so both sides of the 64-device limit); the rest, up to a
  * NUL, is the spec. Seeds (tests/fuzz/corpus/fuzz_device_spec) are real specs behind two bytes. */
+#include "fuzz.h"
 #include "devices.h"
 
 #include <stdint.h>
@@ -12,14 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPECT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_device_spec: expectation failed: %s (%s:%d)\n", #cond,       \
-                    __FILE__, __LINE__);                                                       \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 #define MAX_DEVS 64
 
@@ -41,8 +34,6 @@ static void add(int list, cldp_device_type type, unsigned plat, unsigned dev, co
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;

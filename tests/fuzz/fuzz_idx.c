@@ -5,6 +5,7 @@
  * file (raw IDX or gzip); the rest is the label file. An L beyond the input takes all of it. Each
  * part is copied to a buffer of exactly its size, so reading past one is caught by ASan rather
  * than landing in the other. tests/fuzz/make-seeds.sh writes the seed corpus in this framing. */
+#include "fuzz.h"
 #include "cldp.h"
 
 #include <stdint.h>
@@ -13,18 +14,8 @@
 #include <string.h>
 
 /* A broken promise of the API: stop with a message, so libFuzzer saves the input. */
-#define EXPECT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_idx: expectation failed: %s (%s:%d)\n", #cond, __FILE__,     \
-                    __LINE__);                                                                 \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 static int is_gzip(const uint8_t *p, size_t n) { return n >= 2 && p[0] == 0x1f && p[1] == 0x8b; }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -3,6 +3,7 @@
  *
  * Input framing: byte 0 gives the number of devices (1 + byte mod 64); bytes 1-2, little-endian,
  * the batch to split; the rest, up to a NUL, is the spec. Seeds: tests/fuzz/corpus/fuzz_split. */
+#include "fuzz.h"
 #include "balance.h"
 
 #include <math.h>
@@ -11,16 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPECT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_split: expectation failed: %s (%s:%d)\n", #cond, __FILE__,   \
-                    __LINE__);                                                                 \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -16,6 +16,7 @@ static FILE *sample_out; /* /dev/null, for everything the sample prints */
 #define stderr sample_out
 #define main cldp_train_main
 #include "../../samples/cldp-train.c"
+#include "fuzz.h"
 #undef main
 #undef stdout
 #undef stderr
@@ -24,20 +25,10 @@ static FILE *sample_out; /* /dev/null, for everything the sample prints */
 
 #include <stdint.h>
 
-#define EXPECT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_train_args: expectation failed: %s (%s:%d)\n", #cond,        \
-                    __FILE__, __LINE__);                                                       \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
 
 #define MAX_ARGS 64
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;

@@ -1,6 +1,7 @@
 /* fuzz_tuning.c — libFuzzer target for the CLBlast tuning file parser (runtime/tuning.c: files
  * named by CLDP_TUNING_FILE or written to the user's cache by cldp-tune), and for matching its
  * entries against device names. The input is the file's text, as is. */
+#include "fuzz.h"
 #include "tuning.h"
 
 #include <stdint.h>
@@ -8,16 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXPECT(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_tuning: expectation failed: %s (%s:%d)\n", #cond, __FILE__,  \
-                    __LINE__);                                                                 \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
