@@ -10,7 +10,7 @@
  *                                          and '?' any one character
  *     driver = 3.1+debian                  optional: the CL_DRIVER_VERSION, exactly or a pattern
  *                                          (default '*')
- *     version = *PoCL*x86_64*              optional: the CL_DEVICE_VERSION, exactly or a pattern
+ *     version = *HSTR: *x86_64*            optional: the CL_DEVICE_VERSION, exactly or a pattern
  *                                          (default '*'); PoCL names its target there, e.g.
  *                                          "OpenCL 3.0 PoCL HSTR: basic-x86_64-pc-linux-gnu-haswell"
  *     note = measured by cldp-tune, ...    optional free text, ignored
@@ -31,10 +31,14 @@
  *   3. the results built into the library (runtime/data/tuning-builtin.txt).
  * Within a source the most specific matching entry wins: an exact device name beats a pattern,
  * then an exact driver, then an exact device version; then the earlier entry (files of the cache
- * directory are read in name order). Blanks around the device's strings are ignored. A file that does not exist is skipped; one that cannot be parsed is an error
- * naming the file and line. The environment variable CLDP_TUNING=off (or 0) disables all of this,
- * e.g. to compare against CLBlast's defaults; CLDP_TUNING=verbose also prints to stderr which
- * parameters each device got. */
+ * directory are read in name order). Blanks around the device's strings are ignored. A file that
+ * does not exist is skipped (except CLDP_TUNING_FILE: a typo there is an error); one that cannot be
+ * parsed is an error naming the file and line, and so is a set the device cannot run (work-group
+ * size, local memory). The environment variable CLDP_TUNING=off (or 0) disables all of this, e.g.
+ * to compare against CLBlast's defaults (in a separate process: CLBlast keeps what was applied for
+ * the life of the process); CLDP_TUNING=verbose also prints to stderr which parameters each device
+ * got. Applying never changes results beyond float32 rounding: the parameters only choose how
+ * CLBlast tiles the same GEMM. */
 #ifndef CLDP_TUNING_H
 #define CLDP_TUNING_H
 

@@ -868,6 +868,10 @@ static void usage(FILE *f)
             "  --dry-run        measure and print only\n"
             "  --help           this text\n"
             "\n"
+            "The first run on new shapes takes minutes: PoCL compiles each candidate for each shape\n"
+            "(and keeps the result in ~/.cache/pocl). The parameters are CLBlast's, so they apply\n"
+            "to every program of this user that runs cldp on a device of that name and driver.\n"
+            "\n"
             "Example: cldp-tune --devices basic --model 784,1024,1024,10 --batch 256\n");
 }
 
