@@ -10,6 +10,12 @@
  * sums. */
 void cldp_tree_reduce(float *const *bufs, size_t n, size_t begin, size_t end);
 
+/* The same sums, bit for bit, without writing the sources: src[0..n)[0, len) summed in
+ * cldp_tree_reduce's tree. Returns the sum: src[0] itself when n == 1, else inside `scratch`,
+ * which must hold (n + 1) / 2 * len floats. Meant for blocks small enough to stay in cache, so
+ * each source is read from memory once and nothing is written back to it. */
+const float *cldp_tree_sum(const float *const *src, size_t n, size_t len, float *scratch);
+
 /* The chunk of a `count`-element vector that worker `rank` of `n` owns: [*begin, *end). Chunk
  * edges are multiples of 16 floats (a 64-byte cache line) so workers never share a line. */
 void cldp_chunk(size_t count, size_t n, size_t rank, size_t *begin, size_t *end);

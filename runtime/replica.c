@@ -93,14 +93,20 @@ static _Atomic size_t live_replicas;
 void cldp_replica_destroy(cldp_replica *r)
 {
     if (!r) return;
-    if (r->grads_map) cldp_replica_unmap_grads(r);
+    cldp_replica_release_grads(r);
     if (r->queue) clFinish(r->queue);
     if (r->xfer) {
         clFinish(r->xfer);
         clReleaseCommandQueue(r->xfer);
     }
+    if (r->stage_buf) {
+        if (r->stage) clEnqueueUnmapMemObject(r->queue, r->stage_buf, r->stage, 0, NULL, NULL);
+        clFinish(r->queue);
+    } else {
+        free(r->stage);
+    }
     cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
-                      &r->loss, &r->correct, &r->gemm_temp};
+                      &r->loss, &r->correct, &r->gemm_temp, &r->stage_buf};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (*mems[i]) clReleaseMemObject(*mems[i]);
     for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
@@ -116,6 +122,30 @@ void cldp_replica_destroy(cldp_replica *r)
 }
 
 static cldp_status make_row_buffers(cldp_replica *r);
+
+/* Host memory the gradients are copied into, where they are copied at all: pinned (mapped for the
+ * replica's life) unless CLDP_STAGING=copy asks for plain memory. A driver that cannot pin that
+ * much gets plain memory instead: slower transfers, same results. */
+static cldp_status make_staging(cldp_replica *r)
+{
+    size_t bytes = (r->model->nparams ? r->model->nparams : 1) * sizeof(float);
+    if (r->staging == CLDP_STAGING_PINNED) {
+        cl_int err = CL_OUT_OF_RESOURCES;
+        if (!cldp_test_device_alloc_fails())
+            r->stage_buf = clCreateBuffer(r->ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &err);
+        if (err == CL_SUCCESS)
+            r->stage = clEnqueueMapBuffer(r->queue, r->stage_buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL,
+                                          NULL, &err);
+        if (err == CL_SUCCESS && r->stage) return CLDP_OK;
+        r->stage = NULL;
+        if (r->stage_buf) clReleaseMemObject(r->stage_buf);
+        r->stage_buf = NULL;
+        r->staging = CLDP_STAGING_HOST;
+    }
+    if (r->staging == CLDP_STAGING_HOST && !(r->stage = cldp_malloc(bytes, "gradient staging")))
+        return CLDP_ERR_HOST_MEMORY;
+    return CLDP_OK;
+}
 
 static cldp_status replica_init(cldp_replica *r)
 {
@@ -155,6 +185,7 @@ static cldp_status replica_init(cldp_replica *r)
     const float zero = 0.0f;
     CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->params, &zero, sizeof zero, 0, m->nparams * sizeof(float), 0, NULL, NULL));
     TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
+    TRY(make_staging(r));
     return make_row_buffers(r);
 }
 
@@ -186,10 +217,14 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     r->model = m;
     r->max_rows = max_rows;
     snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
-    /* CLDP_STAGING=copy keeps the copying path, to measure what zero-copy saves */
-    const char *staging = getenv("CLDP_STAGING");
-    r->zero_copy = dev->info.host_unified_memory && !(staging && !strcmp(staging, "copy"));
+    const char *staging = getenv("CLDP_STAGING"), *overlap = getenv("CLDP_OVERLAP");
+    if (staging && !strcmp(staging, "copy")) r->staging = CLDP_STAGING_HOST;
+    else if (staging && !strcmp(staging, "pinned")) r->staging = CLDP_STAGING_PINNED;
+    else r->staging = dev->info.host_unified_memory ? CLDP_STAGING_ZERO_COPY : CLDP_STAGING_PINNED;
+    r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY;
+    r->overlap = !(overlap && (!strcmp(overlap, "off") || !strcmp(overlap, "0")));
     cldp_status st = replica_init(r);
+    r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY; /* pinned may have fallen back to host */
     if (st != CLDP_OK) {
         cldp_replica_destroy(r);
         return st;
@@ -244,10 +279,21 @@ static cldp_status gemm(cldp_replica *r, const char *what, CLBlastTranspose ta, 
 
 cldp_status cldp_replica_write_params(cldp_replica *r, const float *p, size_t begin, size_t end)
 {
+    return cldp_replica_write_params_async(r, p, begin, end, CL_TRUE);
+}
+
+cldp_status cldp_replica_finish(cldp_replica *r)
+{
+    CL_CHECK(r->name, clFinish(r->queue));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *p, size_t begin, size_t end, int blocking)
+{
     if (end <= begin) return CLDP_OK;
     int inj = fault_fires(r, CLDP_FAULT_WRITE);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
-                     : clEnqueueWriteBuffer(r->queue, r->params, CL_TRUE, begin * sizeof(float),
+                     : clEnqueueWriteBuffer(r->queue, r->params, blocking ? CL_TRUE : CL_FALSE, begin * sizeof(float),
                                             (end - begin) * sizeof(float), p + begin, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueWriteBuffer(parameters) failed with %s%s", r->name,
@@ -308,11 +354,12 @@ cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
     return rows ? loss_kernel(r, rows, 1.0f) : CLDP_OK;
 }
 
-/* Starts copying layer L's finished gradient (W then b, contiguous) to dst on the transfer
- * queue, after a marker on the compute queue: the copy overlaps the backward of the layers
- * below it wherever the device can copy and compute at once. */
-static cldp_status stream_layer(cldp_replica *r, const cldp_layer_desc *L, float *dst)
+/* Starts copying layer l's finished gradient (W then b, contiguous) to the staging on the
+ * transfer queue, after a marker on the compute queue: the copy overlaps the backward of the
+ * layers below it wherever the device can copy and compute at once. */
+static cldp_status stream_layer(cldp_replica *r, size_t l)
 {
+    const cldp_layer_desc *L = &r->model->layers[l];
     if (!r->xfer) {
         cl_int err;
         r->xfer = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
@@ -326,7 +373,7 @@ static cldp_status stream_layer(cldp_replica *r, const cldp_layer_desc *L, float
     int inj = fault_fires(r, CLDP_FAULT_READ);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
                      : clEnqueueReadBuffer(r->xfer, r->grads, CL_FALSE, first * sizeof(float), count * sizeof(float),
-                                           dst + first, 1, &done, NULL);
+                                           r->stage + first, 1, &done, &r->layer_ev[l]);
     clReleaseEvent(done);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients of a layer) failed with %s%s", r->name,
@@ -335,18 +382,72 @@ static cldp_status stream_layer(cldp_replica *r, const cldp_layer_desc *L, float
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_wait_grads(cldp_replica *r)
-{
-    if (r->xfer) CL_CHECK(r->name, clFinish(r->xfer));
-    return CLDP_OK;
-}
+static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accumulate, int stream);
 
 cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate)
 {
-    return cldp_replica_backward_stream(r, rows, scale, accumulate, NULL);
+    return backward(r, rows, scale, accumulate, 0);
 }
 
-cldp_status cldp_replica_backward_stream(cldp_replica *r, size_t rows, float scale, int accumulate, float *dst)
+cldp_status cldp_replica_backward_deliver(cldp_replica *r, size_t rows, float scale, int accumulate)
+{
+    TRY(cldp_replica_release_grads(r));
+    r->streamed = !r->zero_copy && r->overlap && rows > 0;
+    return backward(r, rows, scale, accumulate, r->streamed);
+}
+
+cldp_status cldp_replica_deliver_zero(cldp_replica *r)
+{
+    TRY(cldp_replica_release_grads(r));
+    const float zero = 0.0f;
+    CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->grads, &zero, sizeof zero, 0, r->model->nparams * sizeof(float), 0, NULL, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_layer_grads(cldp_replica *r, size_t l, const float **grads)
+{
+    const cldp_layer_desc *L = &r->model->layers[l];
+    if (r->streamed) {
+        if (r->layer_ev[l]) {
+            cl_int err = clWaitForEvents(1, &r->layer_ev[l]);
+            clReleaseEvent(r->layer_ev[l]);
+            r->layer_ev[l] = NULL;
+            if (err != CL_SUCCESS)
+                return cldp_fail(CLDP_ERR_OPENCL, "%s: copying the gradients of layer %zu failed with %s", r->name, l + 1,
+                                 cldp_cl_error_name(err));
+        }
+        *grads = r->stage + L->w_off;
+        return CLDP_OK;
+    }
+    /* not streamed: the whole vector arrives at once, on the first request */
+    if (!r->ready) {
+        float *mapped;
+        if (r->zero_copy) TRY(cldp_replica_map_grads(r, &mapped));
+        else TRY(cldp_replica_read_grads(r, r->stage));
+        r->ready = 1;
+    }
+    *grads = (r->zero_copy ? r->grads_map : r->stage) + L->w_off;
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_release_grads(cldp_replica *r)
+{
+    cl_int err = CL_SUCCESS;
+    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
+        if (r->layer_ev[l]) { /* a pass that failed half-way: let its copies land first */
+            cl_int e = clWaitForEvents(1, &r->layer_ev[l]);
+            if (err == CL_SUCCESS) err = e;
+            clReleaseEvent(r->layer_ev[l]);
+            r->layer_ev[l] = NULL;
+        }
+    r->streamed = r->ready = 0;
+    TRY(cldp_replica_unmap_grads(r));
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: an earlier gradient copy failed with %s", r->name, cldp_cl_error_name(err));
+    return CLDP_OK;
+}
+
+static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accumulate, int stream)
 {
     const cldp_model *m = r->model;
     if (rows == 0) return CLDP_OK;
@@ -368,7 +469,7 @@ cldp_status cldp_replica_backward_stream(cldp_replica *r, size_t rows, float sca
         ARG(r->k_bias_grad, 4, boff);
         ARG(r->k_bias_grad, 5, acc);
         TRY(launch(r, r->k_bias_grad, "bias_grad", L->out));
-        if (dst) TRY(stream_layer(r, L, dst));
+        if (stream) TRY(stream_layer(r, l));
         if (l == 0) break;
         TRY(gemm(r, "backward dX = dY·W", CLBlastTransposeNo, CLBlastTransposeNo, rows, L->in, L->out,
                  r->delta[cur], 0, L->out, r->params, L->w_off, L->in, 0.0f, r->delta[1 - cur], 0, L->in));

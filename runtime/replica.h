@@ -18,6 +18,18 @@ typedef enum cldp_fault_kind {
     CLDP_FAULT_NAN     /* the trainer puts a NaN in this device's staged gradient */
 } cldp_fault_kind;
 
+/* How a replica's gradients reach the host (CLDP_STAGING picks one, for comparisons):
+ *   ZERO_COPY  the device shares host memory (CL_DEVICE_HOST_UNIFIED_MEMORY): map the gradient
+ *              buffer, no copy at all. The default there.
+ *   PINNED     read into a CL_MEM_ALLOC_HOST_PTR buffer mapped once for the replica's life, which
+ *              drivers of discrete devices can DMA into directly. The default elsewhere
+ *              (CLDP_STAGING=pinned forces it on any device).
+ *   HOST       read into plain malloc'd memory, which the driver stages through its own pinned
+ *              bounce buffer (CLDP_STAGING=copy: the path the other two replaced).
+ * Copying replicas also stream: each layer's gradient starts its copy on a second queue as soon
+ * as backward has finished it (CLDP_OVERLAP=off: one copy at the end). */
+typedef enum cldp_staging { CLDP_STAGING_ZERO_COPY, CLDP_STAGING_PINNED, CLDP_STAGING_HOST } cldp_staging;
+
 typedef struct cldp_replica {
     const cldp_dev *dev;
     const cldp_model *model; /* borrowed; outlives the replica */
@@ -40,8 +52,15 @@ typedef struct cldp_replica {
     cl_mem gemm_temp;        /* CLBlast scratch, sized for the largest GEMM; NULL if none needed */
     size_t gemm_temp_bytes;
     size_t device_bytes;     /* everything above, as allocated */
-    int zero_copy;           /* the device shares host memory: map the gradients, don't copy */
+    cldp_staging staging;    /* how the gradients reach the host */
+    int zero_copy;           /* staging == CLDP_STAGING_ZERO_COPY */
+    int overlap;             /* copying staging: each layer's gradient leaves during backward */
+    cl_mem stage_buf;        /* pinned staging: a CL_MEM_ALLOC_HOST_PTR buffer, mapped for life */
+    float *stage;            /* (nparams) copying staging: stage_buf's mapping, or malloc'd */
     float *grads_map;        /* (nparams) the mapped gradients while mapped, else NULL */
+    int streamed;            /* the last backward started a copy per layer (layer_ev) */
+    int ready;               /* every layer's gradient of the last backward is on the host */
+    cl_event layer_ev[CLDP_MAX_LAYERS]; /* each layer's copy in flight, or NULL */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -56,6 +75,10 @@ void cldp_replica_destroy(cldp_replica *r);
 
 /* Writes params[begin, end) to the device (blocking). */
 cldp_status cldp_replica_write_params(cldp_replica *r, const float *params, size_t begin, size_t end);
+/* The same; when not blocking, params[begin, end) must stay unchanged until cldp_replica_finish. */
+cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *params, size_t begin, size_t end, int blocking);
+/* Waits for every command of the replica's queue. */
+cldp_status cldp_replica_finish(cldp_replica *r);
 /* Copies `rows` samples (and labels, unless NULL) to the device; non-blocking, ordered before
  * the following commands on the replica's in-order queue. The host memory must stay valid until
  * the next blocking call. */
@@ -65,11 +88,19 @@ cldp_status cldp_replica_forward(cldp_replica *r, size_t rows);
 /* Loss of the last forward and its backward pass: grads = (or += when accumulate) the gradient
  * of sum(loss) * scale. Needs the labels loaded. */
 cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate);
-/* The same, and each layer's gradient, once complete, starts its copy to dst (nparams floats)
- * on a second queue, overlapping the backward of the layers below. dst is complete after
- * cldp_replica_wait_grads. */
-cldp_status cldp_replica_backward_stream(cldp_replica *r, size_t rows, float scale, int accumulate, float *dst);
-cldp_status cldp_replica_wait_grads(cldp_replica *r);
+/* The same, and the gradient then goes to the host (see cldp_staging): on a streaming replica
+ * each layer's copy starts as soon as backward has finished that layer, overlapping the layers
+ * below. Collect it layer by layer with cldp_replica_layer_grads. */
+cldp_status cldp_replica_backward_deliver(cldp_replica *r, size_t rows, float scale, int accumulate);
+/* Sets the gradient to zero and delivers it as cldp_replica_backward_deliver does (a device with
+ * an empty shard still takes part in the reduction). */
+cldp_status cldp_replica_deliver_zero(cldp_replica *r);
+/* Blocks until layer l's gradient (its weights then its biases, model.h's layout) of the last
+ * delivering pass is on the host and returns where: *grads points at the layer's first element.
+ * Valid until cldp_replica_release_grads, which must come before the next pass. */
+cldp_status cldp_replica_layer_grads(cldp_replica *r, size_t l, const float **grads);
+/* Ends host access to the delivered gradient (unmaps it where it was mapped). */
+cldp_status cldp_replica_release_grads(cldp_replica *r);
 /* Loss of the last forward without backward (evaluation). */
 cldp_status cldp_replica_loss(cldp_replica *r, size_t rows);
 /* Reads the per-sample losses and correct flags of `rows` samples; adds their sums (blocking). */

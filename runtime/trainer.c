@@ -95,24 +95,87 @@ static int all_finite(const float *g, size_t n)
     return acc == 0.0f;
 }
 
+static size_t layer_floats(const cldp_layer_desc *L) { return L->in * L->out + L->out; }
+
+#define SUM_BLOCK 256 /* floats per block of the fused pass: every source's block stays in L1 */
+
+/* Piece (l, c): sums worker c's chunk of layer l over every device's delivered gradient in the
+ * fixed tree (cldp_tree_sum: the bits of cldp_tree_reduce, the sources only read) and applies
+ * the optimizer to it, reading the parameters and moments and writing the next ones. Each byte
+ * is read once. Returns 0 when a sum is NaN or Inf. */
+static int do_piece(cldp_trainer *t, size_t l, size_t c)
+{
+    const cldp_layer_desc *L = &t->model.layers[l];
+    size_t pb, pe;
+    cldp_chunk(layer_floats(L), t->n, c, &pb, &pe);
+    float scratch[(CLDP_MAX_DEVICES + 1) / 2 * SUM_BLOCK];
+    const float *src[CLDP_MAX_DEVICES];
+    const float lr = t->opts.learning_rate, wd = t->opts.weight_decay, mu = t->opts.momentum;
+    const float b1 = t->opts.beta1, b2 = t->opts.beta2, eps = t->opts.epsilon;
+    const float c1 = (float)t->bc1, c2 = (float)t->bc2;
+    const int sgd = t->opts.optimizer == CLDP_OPT_SGD;
+    float finite = 0.0f;
+    for (size_t blk = pb; blk < pe; blk += SUM_BLOCK) {
+        size_t len = pe - blk < SUM_BLOCK ? pe - blk : SUM_BLOCK, at = L->w_off + blk;
+        for (size_t d = 0; d < t->n; d++) src[d] = t->lgrad[d][l] + blk;
+        const float *g = cldp_tree_sum(src, t->n, len, scratch);
+        const float *p = t->master + at, *m1 = t->opt_m + at, *m2 = t->opt_v + at;
+        float *np = t->next_master + at, *nm1 = t->next_m + at, *nm2 = t->next_v + at;
+        if (sgd) {
+            for (size_t i = 0; i < len; i++) {
+                float gi = g[i] + wd * p[i];
+                finite += g[i] * 0.0f;
+                nm1[i] = mu * m1[i] + gi;
+                np[i] = p[i] - lr * nm1[i];
+            }
+        } else {
+            for (size_t i = 0; i < len; i++) {
+                float gi = g[i] + wd * p[i];
+                finite += g[i] * 0.0f;
+                nm1[i] = b1 * m1[i] + (1.0f - b1) * gi;
+                nm2[i] = b2 * m2[i] + (1.0f - b2) * gi * gi;
+                np[i] = p[i] - lr * (nm1[i] / c1) / (sqrtf(nm2[i] / c2) + eps);
+            }
+        }
+    }
+    return finite == 0.0f;
+}
+
+/* Does worker r's pieces of this attempt that are not done yet, layers in backward order. With
+ * `all` false, only those of layers every device has delivered already, and never waits: a
+ * worker never blocks on another device inside the train job, so a failed or stuck device
+ * cannot hold the others (the watchdog then names only the one that is stuck). */
+static void do_pieces(cldp_trainer *t, size_t r, uint64_t attempt, unsigned long epoch, int all)
+{
+    for (size_t l = t->model.nlayers; l-- > 0;) {
+        if (atomic_load(&t->piece_done[l][r]) == attempt) continue;
+        int ready = 1;
+        for (size_t d = 0; d < t->n && ready && !all; d++) ready = atomic_load(&t->delivered[d][l]) == attempt;
+        if (!ready) continue;
+        if (epoch != atomic_load(&t->epoch)) return; /* abandoned: touch nothing more */
+        if (!do_piece(t, l, r)) t->piece_nonfinite[r] = 1;
+        atomic_store(&t->piece_done[l][r], attempt);
+    }
+}
+
 static cldp_status job_train(cldp_trainer *t, size_t r)
 {
-    unsigned long epoch = t->epoch;
+    const unsigned long epoch = t->epoch;
+    const uint64_t attempt = t->attempt;
     cldp_replica *rep = t->reps[r];
-    float *stage = t->stage[r];
-    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs, np = t->model.nparams;
+    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs;
     double loss = 0, t0 = cldp_now_ms();
-    size_t correct = 0;
-    TRY(cldp_replica_unmap_grads(rep)); /* left mapped by a step that failed half-way */
-    /* Devices that do not share host memory copy their gradients layer by layer while backward
-     * goes on (CLDP_OVERLAP=off: one copy at the end, the path this replaced). */
-    int stream = !rep->zero_copy && t->overlap;
+    size_t correct = 0, last_rows = 0;
+    t->piece_nonfinite[r] = t->nonfinite[r] = 0;
+    t->early_ms[r] = 0;
+    TRY(cldp_replica_release_grads(rep)); /* left mapped by a step that failed half-way */
     if (len == 0) {
-        memset(stage, 0, np * sizeof(float));
+        TRY(cldp_replica_deliver_zero(rep));
     } else {
         /* A shard larger than the replica's buffers (sized by the device's memory) runs as
          * near-equal micro-batches whose gradients accumulate on the device; each is scaled by
-         * 1/batch like the whole shard, so the sum is the undivided shard's to rounding. */
+         * 1/batch like the whole shard, so the sum is the undivided shard's to rounding. The
+         * last one delivers the gradient to the host, layer by layer where the replica streams. */
         size_t parts = (len + rep->max_rows - 1) / rep->max_rows;
         for (size_t k = 0; k < parts; k++) {
             size_t b, rows;
@@ -120,73 +183,69 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
             if (epoch != t->epoch) return CLDP_OK; /* abandoned after a timeout: touch nothing more */
             TRY(cldp_replica_load(rep, t->x + (off + b) * in, t->labels + off + b, rows));
             TRY(cldp_replica_forward(rep, rows));
-            /* the last micro-batch streams each finished layer's gradient to the host */
-            TRY(cldp_replica_backward_stream(rep, rows, t->scale, k > 0, k + 1 == parts && stream ? stage : NULL));
-            TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
+            if (k + 1 < parts) {
+                TRY(cldp_replica_backward(rep, rows, t->scale, k > 0));
+                TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
+            } else {
+                TRY(cldp_replica_backward_deliver(rep, rows, t->scale, k > 0));
+                last_rows = rows;
+            }
         }
-        if (rep->zero_copy) TRY(cldp_replica_map_grads(rep, &stage));
-        else if (stream) TRY(cldp_replica_wait_grads(rep));
-        else TRY(cldp_replica_read_grads(rep, stage));
-        test_slowdown(t->slowdown[t->origin[r]], t0);
     }
+    /* Collect the layers as they land, top first (backward's order), and sum each one's pieces
+     * as soon as every device has it. */
+    for (size_t l = t->model.nlayers; l-- > 0;) {
+        const float *g;
+        TRY(cldp_replica_layer_grads(rep, l, &g));
+        if (epoch != atomic_load(&t->epoch)) return CLDP_OK;
+        if (t->inject_nan[r] && l + 1 == t->model.nlayers) {
+            t->inject_nan[r] = 0;
+            ((float *)g)[0] = NAN; /* host memory the replica handed out for reading and writing */
+        }
+        t->lgrad[r][l] = g;
+        atomic_store(&t->delivered[r][l], attempt);
+        double s0 = cldp_now_ms();
+        do_pieces(t, r, attempt, epoch, 0);
+        t->early_ms[r] += cldp_now_ms() - s0;
+    }
+    if (last_rows) TRY(cldp_replica_read_loss(rep, last_rows, &loss, &correct));
+    if (len) test_slowdown(t->slowdown[t->origin[r]], t0);
     if (epoch != t->epoch) return CLDP_OK; /* this device was dropped while we were stuck */
-    if (t->inject_nan[r]) {
-        t->inject_nan[r] = 0;
-        stage[0] = NAN;
-    }
-    t->grad[r] = stage;
-    t->nonfinite[r] = !all_finite(stage, np);
     t->loss_sum[r] = loss;
     t->correct[r] = correct;
     t->train_end[r] = cldp_now_ms();
     return CLDP_OK;
 }
 
-/* Reduces this worker's chunk over all staged gradients and updates those parameters. The
- * chunks are disjoint, and each element's tree order is fixed, so the split between workers
- * never changes the bits. */
+/* The rest of the reduction, then the broadcast: worker r does its pieces not done during the
+ * train job (every device has delivered now), then writes every piece to its own device as soon
+ * as the piece is done, its own first, overlapped with the other workers' pieces. The waits are
+ * short: every worker is inside this same job, and a piece cannot fail. */
 static cldp_status job_update(cldp_trainer *t, size_t r)
 {
+    const uint64_t attempt = t->attempt;
     double t0 = cldp_now_ms();
-    size_t b, e;
-    cldp_chunk(t->model.nparams, t->n, r, &b, &e);
-    cldp_tree_reduce(t->grad, t->n, b, e);
-    const float *g = t->grad[0];
-    float *p = t->master, *m1 = t->opt_m, *m2 = t->opt_v;
-    const float lr = t->opts.learning_rate, wd = t->opts.weight_decay;
-    if (t->opts.optimizer == CLDP_OPT_SGD) {
-        const float mu = t->opts.momentum;
-        for (size_t i = b; i < e; i++) {
-            float gi = g[i] + wd * p[i];
-            m1[i] = mu * m1[i] + gi;
-            p[i] -= lr * m1[i];
-        }
-    } else {
-        const float b1 = t->opts.beta1, b2 = t->opts.beta2, eps = t->opts.epsilon;
-        const float c1 = (float)t->bc1, c2 = (float)t->bc2;
-        for (size_t i = b; i < e; i++) {
-            float gi = g[i] + wd * p[i];
-            m1[i] = b1 * m1[i] + (1.0f - b1) * gi;
-            m2[i] = b2 * m2[i] + (1.0f - b2) * gi * gi;
-            p[i] -= lr * (m1[i] / c1) / (sqrtf(m2[i] / c2) + eps);
-        }
-    }
-
-    /* Broadcast, overlapped with the other workers' reduction: announce this chunk, then write
-     * every chunk to this worker's own device as soon as it is announced, its own first. The
-     * waits are short: every worker is inside this same job, and its update cannot fail. */
+    do_pieces(t, r, attempt, t->epoch, 1);
     double t1 = cldp_now_ms();
-    t->stats[r].reduce_ms = t1 - t0;
-    const uint64_t seq = t->update_seq;
-    atomic_store(&t->chunk_ready[r], seq);
-    for (size_t k = 0; k < t->n; k++) {
-        size_t c = (r + k) % t->n, cb, ce;
-        while (atomic_load(&t->chunk_ready[c]) != seq) sched_yield();
-        cldp_chunk(t->model.nparams, t->n, c, &cb, &ce);
-        TRY(cldp_replica_write_params(t->reps[r], p, cb, ce));
+    t->stats[r].reduce_ms = t->early_ms[r] + (t1 - t0);
+    int nonfinite = 0;
+    for (size_t l = t->model.nlayers; l-- > 0;) {
+        const cldp_layer_desc *L = &t->model.layers[l];
+        for (size_t k = 0; k < t->n; k++) {
+            size_t c = (r + k) % t->n, pb, pe;
+            while (atomic_load(&t->piece_done[l][c]) != attempt) sched_yield();
+            nonfinite |= t->piece_nonfinite[c];
+            cldp_chunk(layer_floats(L), t->n, c, &pb, &pe);
+            TRY(cldp_replica_write_params_async(t->reps[r], t->next_master, L->w_off + pb, L->w_off + pe, 0));
+        }
     }
-    /* every chunk is reduced now, so no worker reads this device's mapped gradient any more */
-    TRY(cldp_replica_unmap_grads(t->reps[r]));
+    /* Every piece is done, so no worker reads this device's gradient any more. Where some sum
+     * was not finite, say whether this device's gradient is why, before letting it go. */
+    if (nonfinite)
+        for (size_t l = 0; l < t->model.nlayers && !t->nonfinite[r]; l++)
+            t->nonfinite[r] = !all_finite(t->lgrad[r][l], layer_floats(&t->model.layers[l]));
+    TRY(cldp_replica_release_grads(t->reps[r]));
+    TRY(cldp_replica_finish(t->reps[r]));
     t->stats[r].broadcast_ms = cldp_now_ms() - t1;
     return CLDP_OK;
 }
@@ -221,7 +280,7 @@ static cldp_status run_job(void *ctx, size_t r)
     case JOB_TRAIN: return job_train(t, r);
     case JOB_UPDATE: return job_update(t, r);
     case JOB_BROADCAST:
-        TRY(cldp_replica_unmap_grads(t->reps[r]));
+        TRY(cldp_replica_release_grads(t->reps[r]));
         return cldp_replica_write_params(t->reps[r], t->master, 0, t->model.nparams);
     case JOB_EVAL:
     case JOB_PREDICT: return job_infer(t, r);
@@ -341,8 +400,8 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
     }
 
     /* Drop: keep the survivors in rank order, so the reduction tree over them is the one a run
-     * on the survivors alone would use. A stuck worker may still use its replica and staging,
-     * so those are left allocated (a bounded leak rather than a crash). */
+     * on the survivors alone would use. A stuck worker may still use its replica, so that is
+     * left allocated (a bounded leak rather than a crash). */
     cldp_pool *old = t->pool;
     size_t keep = 0;
     for (size_t r = 0; r < t->n; r++) {
@@ -350,13 +409,11 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
         if (s == CLDP_OK) {
             t->devs[keep] = t->devs[r];
             t->reps[keep] = t->reps[r];
-            t->stage[keep] = t->stage[r];
             t->origin[keep] = t->origin[r];
             t->stats[keep] = t->stats[r];
             keep++;
         } else if (s != CLDP_ERR_TIMEOUT) {
             cldp_replica_destroy(t->reps[r]);
-            free(t->stage[r]);
         }
     }
     t->epoch++;
@@ -437,17 +494,21 @@ void cldp_trainer_destroy(cldp_trainer *t)
     /* A worker that timed out may still wake up inside its job and read the trainer: leave the
      * whole trainer to it (a bounded leak) rather than risk a use after free. */
     if (t->abandoned) return;
-    for (size_t r = 0; r < t->n; r++) {
+    for (size_t r = 0; r < t->n; r++)
         if (t->reps) cldp_replica_destroy(t->reps[r]);
-        if (t->stage) free(t->stage[r]);
-    }
     free(t->reps);
-    free(t->stage);
-    free(t->grad);
     free(t->devs);
     free(t->master);
     free(t->opt_m);
     free(t->opt_v);
+    free(t->next_master);
+    free(t->next_m);
+    free(t->next_v);
+    free(t->lgrad);
+    free(t->delivered);
+    free(t->piece_done);
+    free(t->piece_nonfinite);
+    free(t->early_ms);
     free(t->shard_off);
     free(t->shard_len);
     free(t->loss_sum);
@@ -490,13 +551,17 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     cldp_status st = CLDP_ERR_HOST_MEMORY;
     t->devs = cldp_calloc(n, sizeof *t->devs, "device list");
     t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
-    t->stage = cldp_calloc(n, sizeof *t->stage, "staging");
-    t->grad = cldp_calloc(n, sizeof *t->grad, "staging");
-    const char *overlap = getenv("CLDP_OVERLAP");
-    t->overlap = !(overlap && (!strcmp(overlap, "off") || !strcmp(overlap, "0")));
     t->master = cldp_calloc(np, sizeof(float), "master parameters");
     t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->next_master = cldp_calloc(np, sizeof(float), "master parameters");
+    t->next_m = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->next_v = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->lgrad = cldp_calloc(n, sizeof *t->lgrad, "gradient pointers");
+    t->delivered = cldp_calloc(n, sizeof *t->delivered, "reduction marks");
+    t->piece_done = cldp_calloc(model->nlayers, sizeof *t->piece_done, "reduction marks");
+    t->piece_nonfinite = cldp_calloc(n, sizeof *t->piece_nonfinite, "flags");
+    t->early_ms = cldp_calloc(n, sizeof *t->early_ms, "timings");
     t->shard_off = cldp_calloc(n, sizeof(size_t), "shards");
     t->shard_len = cldp_calloc(n, sizeof(size_t), "shards");
     t->loss_sum = cldp_calloc(n, sizeof(double), "losses");
@@ -505,18 +570,14 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
     t->nonfinite = cldp_calloc(n, sizeof *t->nonfinite, "flags");
     t->inject_nan = cldp_calloc(n, sizeof *t->inject_nan, "flags");
-    if (!t->devs || !t->reps || !t->stage || !t->grad || !t->master || !t->opt_m || !t->opt_v || !t->shard_off ||
-        !t->shard_len || !t->loss_sum || !t->correct || !t->stats || !t->origin || !t->nonfinite || !t->inject_nan)
+    if (!t->devs || !t->reps || !t->master || !t->opt_m || !t->opt_v || !t->next_master || !t->next_m ||
+        !t->next_v || !t->lgrad || !t->delivered || !t->piece_done || !t->piece_nonfinite || !t->early_ms ||
+        !t->shard_off || !t->shard_len || !t->loss_sum || !t->correct || !t->stats || !t->origin || !t->nonfinite ||
+        !t->inject_nan)
         goto fail;
     for (size_t r = 0; r < n; r++) t->origin[r] = r;
     if ((st = parse_faults(t, opts->fault ? opts->fault : getenv("CLDP_FAULT"))) != CLDP_OK) goto fail;
-    for (size_t r = 0; r < n; r++) {
-        t->devs[r] = &all[idx[r]];
-        if (!(t->stage[r] = cldp_malloc(np * sizeof(float), "gradient staging"))) {
-            st = CLDP_ERR_HOST_MEMORY; /* st holds parse_faults' CLDP_OK here */
-            goto fail;
-        }
-    }
+    for (size_t r = 0; r < n; r++) t->devs[r] = &all[idx[r]];
     /* Each replica holds as many rows as a shard may have (the whole batch, with balancing)
      * or as its memory allows; larger shards run as micro-batches. */
     size_t max_rows[CLDP_MAX_DEVICES];
@@ -576,9 +637,10 @@ static cldp_status rebroadcast_if_dirty(cldp_trainer *t)
     return CLDP_OK;
 }
 
-/* Splits the step's batch over the devices now present. */
+/* Splits the step's batch over the devices now present; a new attempt at the step. */
 static void shard_step(cldp_trainer *t)
 {
+    t->attempt++;
     split_batch(t, t->batch_n);
     memset(t->loss_sum, 0, t->n * sizeof(double));
     memset(t->correct, 0, t->n * sizeof(size_t));
@@ -608,20 +670,22 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     t->labels = labels;
     t->batch_n = n;
     t->scale = 1.0f / (float)n;
+    /* the update's constants: pieces are updated during the train job already */
+    t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)(t->t + 1));
+    t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)(t->t + 1));
     shard_step(t);
     TRY(run_with_policy(t, JOB_TRAIN, shard_step));
     double loss = 0, last_end = 0;
     size_t correct = 0;
-    int nonfinite = 0;
     for (size_t r = 0; r < t->n; r++) last_end = fmax(last_end, t->train_end[r]);
     for (size_t r = 0; r < t->n; r++) {
         t->stats[r].shard = t->shard_len[r];
-        t->stats[r].compute_ms = cldp_pool_job_ms(t->pool, r);
+        /* the device's part alone: the pieces summed while waiting for it are not its speed */
+        t->stats[r].compute_ms = cldp_pool_job_ms(t->pool, r) - t->early_ms[r];
         t->stats[r].idle_ms = last_end - t->train_end[r]; /* waiting for the slowest device */
         t->stats[r].reduce_ms = t->stats[r].broadcast_ms = 0;
         loss += t->loss_sum[r];
         correct += t->correct[r];
-        nonfinite |= t->nonfinite[r];
     }
     {
         double ms[CLDP_MAX_DEVICES];
@@ -636,36 +700,47 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
         stats->devices = t->n;
     }
 
+    /* The rest of the reduction and the broadcast. Devices receive the new parameters before the
+     * step is known to commit, so from here until it does they may not hold `master`. */
+    t->job = JOB_UPDATE;
+    t->dirty = 1;
+    cldp_status st = cldp_pool_run(t->pool, run_job, t);
+    if (st != CLDP_OK) {
+        /* Only a write can fail here, after every piece is done: under the stop policy the step
+         * does not commit; under drop the survivors get the new parameters below. */
+        TRY(handle_failure(t, st));
+    }
+    int nonfinite = 0;
+    for (size_t r = 0; r < t->n; r++) nonfinite |= t->piece_nonfinite[r];
     if (nonfinite) {
-        /* NaN or Inf in a staged gradient would reach the sum: skip the update entirely. */
+        /* NaN or Inf in the summed gradient: skip the update entirely (the next step, or any
+         * other use of the devices, first writes the unchanged parameters back to them). */
         size_t bad = 0;
-        while (!t->nonfinite[bad]) bad++;
+        while (bad < t->n && !t->nonfinite[bad]) bad++;
         t->skipped++;
         if (stats) {
             stats->skipped = 1;
             stats->skipped_total = t->skipped;
             stats->step_ms = cldp_now_ms() - t0;
         }
-        cldp_status ns = cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the gradient from %s holds NaN or Inf; the update was "
-                                                       "skipped (%llu skipped so far)",
-                                   (unsigned long long)t->t, t->reps[bad]->name, (unsigned long long)t->skipped);
+        cldp_status ns =
+            bad < t->n
+                ? cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the gradient from %s holds NaN or Inf; the update was "
+                                                "skipped (%llu skipped so far)",
+                            (unsigned long long)t->t, t->reps[bad]->name, (unsigned long long)t->skipped)
+                : cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the sum of the devices' gradients overflowed to Inf; the "
+                                                "update was skipped (%llu skipped so far); lower the learning rate",
+                            (unsigned long long)t->t, (unsigned long long)t->skipped);
         return t->opts.on_nonfinite == CLDP_ON_NONFINITE_STOP ? ns : CLDP_OK;
     }
-
+    /* commit */
+    float *swap;
+    swap = t->master, t->master = t->next_master, t->next_master = swap;
+    swap = t->opt_m, t->opt_m = t->next_m, t->next_m = swap;
+    swap = t->opt_v, t->opt_v = t->next_v, t->next_v = swap;
     t->t++;
-    t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)t->t);
-    t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)t->t);
-    t->job = JOB_UPDATE;
-    t->update_seq++;
-    t->dirty = 1; /* until every device holds the new parameters */
-    cldp_status st = cldp_pool_run(t->pool, run_job, t);
-    if (st == CLDP_OK) {
-        t->dirty = 0;
-    } else {
-        /* Every chunk was updated (that part cannot fail); some device missed the broadcast. */
-        TRY(handle_failure(t, st));
-        TRY(rebroadcast_if_dirty(t));
-    }
+    if (st == CLDP_OK) t->dirty = 0;
+    else TRY(rebroadcast_if_dirty(t));
     if (stats) {
         stats->skipped_total = t->skipped;
         stats->devices = t->n;

@@ -26,12 +26,12 @@ struct cldp_trainer {
     cldp_pool *pool;
     float *master;                /* (nparams) master parameters */
     float *opt_m, *opt_v;         /* (nparams) momentum / Adam moments */
+    float *next_master, *next_m, *next_v; /* (nparams) the step's results; swapped with the three
+                                     above when the step commits, so a step that fails or is
+                                     skipped leaves them as they were */
     uint64_t t;                   /* optimizer steps taken */
-    float **stage;                /* (n, nparams) host staging of each device's gradient */
-    float **grad;                 /* (n) this step's gradient per device: its staging, or the
-                                     mapped device buffer where the device shares host memory */
-    int dirty;                    /* devices may not hold `master` (a broadcast failed) */
-    int overlap;                  /* stream gradients per layer during backward (non-shared memory) */
+    int dirty;                    /* devices may not hold `master` (a broadcast failed, or a step
+                                     that did not commit wrote some of its results) */
 
     /* the job in progress */
     job_kind job;
@@ -44,13 +44,22 @@ struct cldp_trainer {
     size_t batch_n;               /* samples in the step */
     float scale;
     double bc1, bc2;              /* Adam bias corrections of this step */
-    uint64_t update_seq;          /* counts update jobs */
-    _Atomic uint64_t chunk_ready[CLDP_MAX_DEVICES]; /* the update job that last finished a chunk */
+    /* The reduction works in pieces: piece (l, c) is worker c's chunk of layer l's gradient
+     * (cldp_chunk over the layer). Worker c sums it over every device in the fixed tree and
+     * updates those parameters as soon as every device has delivered layer l, during the train
+     * job if it can, else in the update job. Marks hold the attempt they belong to, so a failed
+     * attempt's marks never count in the next. */
+    uint64_t attempt;             /* counts train jobs started, retries included */
+    const float *(*lgrad)[CLDP_MAX_LAYERS]; /* (n) where device r's layer-l gradient is on the host */
+    _Atomic uint64_t (*delivered)[CLDP_MAX_LAYERS]; /* (n) attempt in which device r delivered layer l */
+    _Atomic uint64_t (*piece_done)[CLDP_MAX_DEVICES]; /* (nlayers) attempt in which piece (l, c) was done */
+    int *piece_nonfinite;         /* (n) worker c's pieces of this attempt met a non-finite sum */
+    double *early_ms;             /* (n) time worker r spent on pieces during the train job */
     cldp_device_stats *stats;     /* (n) of the last step */
 
     /* failures */
     size_t *origin;               /* (n) each device's rank at creation (faults name those) */
-    int *nonfinite;               /* (n) its staged gradient of this step holds NaN/Inf */
+    int *nonfinite;               /* (n) its delivered gradient of this step holds NaN/Inf */
     int *inject_nan;              /* (n) test fault: put a NaN in its gradient this step */
     uint64_t skipped;             /* updates skipped for non-finite gradients */
     _Atomic unsigned long epoch;  /* bumped when devices are dropped: late workers discard

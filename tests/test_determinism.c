@@ -1,7 +1,7 @@
 /* test_determinism — the same run twice gives bitwise-identical parameters, even with workers
- * delayed at random before each part of a step; and the public collective gives bitwise-identical
+ * delayed at random before each part of a step; the public collective gives bitwise-identical
  * sums (equal to the fixed host tree, and to a double sum within 4·eps·sum|x|) whatever order
- * its workers arrive in. */
+ * its workers arrive in; and the trainer's out-of-place tree sum has the in-place tree's bits. */
 #define _POSIX_C_SOURCE 200809L
 #undef NDEBUG
 #include "collective.h"
@@ -45,6 +45,50 @@ static uint32_t train_crc(const float *x, const int32_t *y, int steps)
     cldp_trainer_destroy(t);
     cldp_model_destroy(m);
     return crc;
+}
+
+/* The trainer's out-of-place tree sum gives cldp_tree_reduce's bits for every device count and
+ * block length, and leaves its sources as they were. */
+static void test_tree_sum(void)
+{
+    enum { MAXN = 9, MAXLEN = 300 };
+    static const size_t lens[] = {1, 7, 16, 256, MAXLEN};
+    float *src[MAXN], *tree[MAXN], *copy[MAXN];
+    float *scratch = malloc((MAXN + 1) / 2 * MAXLEN * sizeof(float));
+    for (int r = 0; r < MAXN; r++) {
+        src[r] = malloc(MAXLEN * sizeof(float));
+        tree[r] = malloc(MAXLEN * sizeof(float));
+        copy[r] = malloc(MAXLEN * sizeof(float));
+    }
+    int checked = 0;
+    for (size_t n = 1; n <= MAXN; n++)
+        for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+            size_t len = lens[k];
+            for (size_t r = 0; r < n; r++) {
+                for (size_t i = 0; i < len; i++) src[r][i] = (float)(test_uniform(-1, 1) * pow(10.0, test_uniform(-4, 4)));
+                memcpy(tree[r], src[r], len * sizeof(float));
+                memcpy(copy[r], src[r], len * sizeof(float));
+            }
+            cldp_tree_reduce(tree, n, 0, len);
+            const float *sum = cldp_tree_sum((const float *const *)src, n, len, scratch);
+            if (memcmp(sum, tree[0], len * sizeof(float)) != 0) {
+                fprintf(stderr, "FAIL tree sum of %zu sources x %zu floats differs from cldp_tree_reduce's bits\n", n, len);
+                test_failures++;
+            }
+            for (size_t r = 0; r < n; r++)
+                if (memcmp(src[r], copy[r], len * sizeof(float)) != 0) {
+                    fprintf(stderr, "FAIL tree sum of %zu sources wrote to source %zu\n", n, r);
+                    test_failures++;
+                }
+            checked++;
+        }
+    printf("  tree sum: %d device counts x block lengths equal to the in-place tree, bit for bit\n", checked);
+    for (int r = 0; r < MAXN; r++) {
+        free(src[r]);
+        free(tree[r]);
+        free(copy[r]);
+    }
+    free(scratch);
 }
 
 static void test_collective(void)
@@ -156,6 +200,7 @@ int main(void)
     printf("  parameter CRC32: %08x, with random delays %08x and %08x\n", a, b, c);
     CHECK(a == b && b == c);
     test_collective();
+    test_tree_sum();
     cldp_pool_test_delay = NULL;
     free(x);
     free(y);

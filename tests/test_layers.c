@@ -1,6 +1,8 @@
 /* test_layers — every kernel and every layer's forward and backward on a real OpenCL device,
  * against the double-precision reference of reference.h, on random shapes including 1, 7, 33
- * and 129. Tolerances: |x - ref| <= atol + rtol·|ref| with the values stated at each check. */
+ * and 129, and the gradient's delivery to the host in every staging mode. Tolerances:
+ * |x - ref| <= atol + rtol·|ref| with the values stated at each check. */
+#define _POSIX_C_SOURCE 200809L
 #undef NDEBUG
 #include "replica.h"
 #include "reference.h"
@@ -19,6 +21,64 @@ static void poison(cldp_replica *r, cl_mem buf, size_t floats)
     for (size_t i = 0; i < floats; i++) nan[i] = NAN;
     clEnqueueWriteBuffer(r->queue, buf, CL_TRUE, 0, floats * sizeof(float), nan, 0, NULL, NULL);
     free(nan);
+}
+
+/* Delivery of the gradient to the host, layer by layer, in every staging mode a device can take
+ * (forced on PoCL through CLDP_STAGING / CLDP_OVERLAP): each layer's values against the double
+ * reference g, and a zero delivery. */
+static void check_delivery(const cldp_dev *dev, const cldp_model *m, const float *p, const float *x, const int32_t *y,
+                           size_t rows, double scale, const double *g)
+{
+    static const struct { const char *staging, *overlap; cldp_staging want; int streams; } modes[] = {
+        {"pinned", "on", CLDP_STAGING_PINNED, 1},
+        {"pinned", "off", CLDP_STAGING_PINNED, 0},
+        {"copy", "on", CLDP_STAGING_HOST, 1},
+        {"copy", "off", CLDP_STAGING_HOST, 0},
+        {"auto", "on", CLDP_STAGING_ZERO_COPY, 0},
+    };
+    for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) {
+        setenv("CLDP_STAGING", modes[k].staging, 1);
+        setenv("CLDP_OVERLAP", modes[k].overlap, 1);
+        cldp_replica *r = NULL;
+        CHECK_OK(cldp_replica_create(dev, m, rows, &r));
+        unsetenv("CLDP_STAGING");
+        unsetenv("CLDP_OVERLAP");
+        if (!r) return;
+        cldp_staging want = modes[k].want;
+        if (want == CLDP_STAGING_ZERO_COPY && !dev->info.host_unified_memory) want = CLDP_STAGING_PINNED;
+        CHECK(r->staging == want);
+        CHECK(want != CLDP_STAGING_PINNED || (r->stage_buf && r->stage));
+        CHECK_OK(cldp_replica_write_params(r, p, 0, m->nparams));
+        poison(r, r->grads, m->nparams);
+        CHECK_OK(cldp_replica_load(r, x, y, rows));
+        CHECK_OK(cldp_replica_forward(r, rows));
+        CHECK_OK(cldp_replica_backward_deliver(r, rows, (float)scale, 0));
+        CHECK(r->streamed == (modes[k].streams && want != CLDP_STAGING_ZERO_COPY));
+        for (size_t l = m->nlayers; l-- > 0;) {
+            const cldp_layer_desc *L = &m->layers[l];
+            const float *got = NULL;
+            CHECK_OK(cldp_replica_layer_grads(r, l, &got));
+            if (!got) continue;
+            char what[96];
+            snprintf(what, sizeof what, "layer %zu gradient delivered (staging %s, overlap %s)", l, modes[k].staging,
+                     modes[k].overlap);
+            test_close(what, got, g + L->w_off, L->in * L->out + L->out, 2e-6, 1e-3);
+        }
+        CHECK_OK(cldp_replica_deliver_zero(r));
+        for (size_t l = 0; l < m->nlayers; l++) {
+            const float *got = NULL;
+            CHECK_OK(cldp_replica_layer_grads(r, l, &got));
+            for (size_t i = 0; got && i < m->layers[l].in * m->layers[l].out + m->layers[l].out; i++)
+                if (got[i] != 0.0f) {
+                    fprintf(stderr, "FAIL zero delivery, staging %s: layer %zu element %zu is %g\n", modes[k].staging, l, i,
+                            (double)got[i]);
+                    test_failures++;
+                    break;
+                }
+        }
+        CHECK_OK(cldp_replica_release_grads(r));
+        cldp_replica_destroy(r);
+    }
 }
 
 static void run_case(const cldp_dev *dev, const layer_case *c)
@@ -87,6 +147,7 @@ static void run_case(const cldp_dev *dev, const layer_case *c)
     CHECK_OK(cldp_replica_read_grads(r, got));
     snprintf(what, sizeof what, "backward gradients (GEMMs, bias_grad, act_backward)");
     test_close(what, got, g, np, 2e-6, 1e-3);
+    check_delivery(dev, m, p, x, y, rows, scale, g);
     double loss_sum = 0;
     size_t ncorrect = 0, ref_correct = 0;
     CHECK_OK(cldp_replica_read_loss(r, rows, &loss_sum, &ncorrect));
