@@ -204,9 +204,11 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
         }
         t->lgrad[r][l] = g;
         atomic_store(&t->delivered[r][l], attempt);
-        double s0 = cldp_now_ms();
-        do_pieces(t, r, attempt, epoch, 0);
-        t->early_ms[r] += cldp_now_ms() - s0;
+        if (t->early) {
+            double s0 = cldp_now_ms();
+            do_pieces(t, r, attempt, epoch, 0);
+            t->early_ms[r] += cldp_now_ms() - s0;
+        }
     }
     if (last_rows) TRY(cldp_replica_read_loss(rep, last_rows, &loss, &correct));
     if (len) test_slowdown(t->slowdown[t->origin[r]], t0);
@@ -554,6 +556,8 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->master = cldp_calloc(np, sizeof(float), "master parameters");
     t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");
+    const char *early = getenv("CLDP_EARLY_REDUCE");
+    t->early = !(early && (!strcmp(early, "off") || !strcmp(early, "0")));
     t->next_master = cldp_calloc(np, sizeof(float), "master parameters");
     t->next_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->next_v = cldp_calloc(np, sizeof(float), "optimizer state");

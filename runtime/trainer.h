@@ -50,6 +50,8 @@ struct cldp_trainer {
      * job if it can, else in the update job. Marks hold the attempt they belong to, so a failed
      * attempt's marks never count in the next. */
     uint64_t attempt;             /* counts train jobs started, retries included */
+    int early;                    /* pieces may be done during the train job (CLDP_EARLY_REDUCE=off:
+                                     all in the update job, the order this replaced) */
     const float *(*lgrad)[CLDP_MAX_LAYERS]; /* (n) where device r's layer-l gradient is on the host */
     _Atomic uint64_t (*delivered)[CLDP_MAX_LAYERS]; /* (n) attempt in which device r delivered layer l */
     _Atomic uint64_t (*piece_done)[CLDP_MAX_DEVICES]; /* (nlayers) attempt in which piece (l, c) was done */

@@ -164,6 +164,105 @@ static double direct_step_ms(const cldp_model *m, const data *d, size_t batch, i
     return med;
 }
 
+/* A trainer made with some environment variables set for its creation only (the staging and
+ * reduction switches are read when the trainer is built). */
+static cldp_trainer *make_trainer_env(const cldp_model *m, const char *devices, size_t batch, const char *split,
+                                      const char *const *env)
+{
+    for (size_t i = 0; env && env[i]; i += 2) setenv(env[i], env[i + 1], 1);
+    cldp_trainer *t = make_trainer(m, devices, batch, split);
+    for (size_t i = 0; env && env[i]; i += 2) unsetenv(env[i]);
+    return t;
+}
+
+static void bench_overhead(const opts *o, FILE *js, const cldp_model *m, const data *d)
+{
+    /* the default (zero-copy on a device that shares host memory), then the paths a discrete
+     * device takes, forced here: pinned staging streamed per layer, plain memory streamed per
+     * layer (what pinned replaced), plain memory copied once at the end (what streaming replaced) */
+    static const char *const pinned[] = {"CLDP_STAGING", "pinned", NULL};
+    static const char *const host[] = {"CLDP_STAGING", "copy", NULL};
+    static const char *const host_end[] = {"CLDP_STAGING", "copy", "CLDP_OVERLAP", "off", NULL};
+    cldp_trainer *t[4] = {make_trainer(m, "0:0", o->batch, NULL), make_trainer_env(m, "0:0", o->batch, NULL, pinned),
+                          make_trainer_env(m, "0:0", o->batch, NULL, host),
+                          make_trainer_env(m, "0:0", o->batch, NULL, host_end)};
+    double ms[5][3];
+    for (int k = 0; k < 3; k++) { /* interleaved, so drift hits all alike */
+        for (int i = 0; i < 4; i++) ms[i][k] = time_steps(t[i], d, o->batch, o->steps);
+        ms[4][k] = direct_step_ms(m, d, o->batch, o->steps);
+    }
+    double med[5];
+    for (int i = 0; i < 5; i++) med[i] = median(ms[i], 3);
+    for (int i = 0; i < 4; i++) cldp_trainer_destroy(t[i]);
+    printf("\n1. overhead: one device, cldp step vs the same calls issued directly\n");
+    printf("   cldp %.1f ms/step, direct %.1f ms/step, ratio %.3f (target <= 1.05)\n", med[0], med[4], med[0] / med[4]);
+    printf("   staging, ms/step (ratio to the default %s):\n", "zero-copy");
+    printf("     pinned, per layer during backward   %7.1f (%.3f)\n", med[1], med[1] / med[0]);
+    printf("     malloc'd, per layer during backward %7.1f (%.3f)   pinned / malloc'd %.3f\n", med[2], med[2] / med[0],
+           med[1] / med[2]);
+    printf("     malloc'd, once at the end            %7.1f (%.3f)   per layer / once %.3f\n", med[3], med[3] / med[0],
+           med[2] / med[3]);
+    fprintf(js, "\"overhead\":{\"cldp_ms\":%.2f,\"direct_ms\":%.2f,\"ratio\":%.4f,\"pinned_overlap_ms\":%.2f,"
+                "\"copy_overlap_ms\":%.2f,\"copy_end_ms\":%.2f},",
+            med[0], med[4], med[0] / med[4], med[1], med[2], med[3]);
+}
+
+/* Two trainers stepping at once on their own threads: each one's median ms/step. */
+typedef struct { cldp_trainer *t; const data *d; size_t batch; int steps; double ms; pthread_barrier_t *go; } pair_run;
+static void *pair_main(void *a)
+{
+    pair_run *p = a;
+    pthread_barrier_wait(p->go);
+    p->ms = time_steps(p->t, p->d, p->batch, p->steps);
+    return NULL;
+}
+
+static void bench_scaling(const opts *o, FILE *js, const cldp_model *m, const data *d)
+{
+    static const char *const late[] = {"CLDP_EARLY_REDUCE", "off", NULL};
+    size_t half = o->batch / 2;
+    cldp_trainer *t1 = make_trainer(m, "0:0", o->batch, "even"), *t1b = make_trainer(m, "0:1", o->batch, "even");
+    cldp_trainer *t2 = make_trainer(m, "0:0,0:1", o->batch, "even");
+    cldp_trainer *t2late = make_trainer_env(m, "0:0,0:1", o->batch, "even", late);
+    double a[3], b[3], c[3], e[3], pair[3];
+    for (int k = 0; k < 3; k++) {
+        a[k] = time_steps(t1, d, o->batch, o->steps);
+        b[k] = time_steps(t1, d, half, o->steps);
+        c[k] = time_steps(t2, d, o->batch, o->steps);
+        e[k] = time_steps(t2late, d, o->batch, o->steps);
+        /* the machine's own ceiling: two independent one-device trainers at once, nothing shared
+         * between them in cldp (no reduction, no broadcast), each on half the batch */
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        pair_run pr[2] = {{t1, d, half, o->steps, 0, &go}, {t1b, d, half, o->steps, 0, &go}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, pair_main, &pr[i]);
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        pair[k] = (double)half / pr[0].ms * 1e3 + (double)half / pr[1].ms * 1e3; /* samples/s, both */
+    }
+    double one_full = median(a, 3), one_half = median(b, 3), two_full = median(c, 3), two_late = median(e, 3);
+    double thr1w = (double)half / one_half * 1e3, thr2 = (double)o->batch / two_full * 1e3,
+           thr1s = (double)o->batch / one_full * 1e3, thr_pair = median(pair, 3); /* samples/s */
+    printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s\n");
+    printf("   weak   (%zu per device): 1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.85x)\n",
+           half, thr1w, thr2, thr2 / thr1w, 50.0 * thr2 / thr1w);
+    printf("   strong (global %zu):     1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.7x)\n",
+           o->batch, thr1s, thr2, thr2 / thr1s, 50.0 * thr2 / thr1s);
+    printf("   ceiling: two independent 1-device trainers at once, %zu each: %7.0f, %.2fx one alone;\n"
+           "   cldp's 2 devices reach %.0f%% of that (the rest is the reduction and broadcast)\n",
+           half, thr_pair, thr_pair / thr1w, 100.0 * thr2 / thr_pair);
+    printf("   reduction per layer during backward vs all after it: %.1f vs %.1f ms/step, ratio %.3f\n", two_full,
+           two_late, two_full / two_late);
+    fprintf(js, "\"scaling\":{\"weak_speedup\":%.3f,\"strong_speedup\":%.3f,\"one_device_sps\":%.1f,\"two_devices_sps\":%.1f,"
+                "\"pair_ceiling_sps\":%.1f,\"ceiling_speedup\":%.3f,\"late_reduce_ms\":%.2f,\"early_reduce_ms\":%.2f},",
+            thr2 / thr1w, thr2 / thr1s, thr1s, thr2, thr_pair, thr_pair / thr1w, two_late, two_full);
+    cldp_trainer_destroy(t1);
+    cldp_trainer_destroy(t1b);
+    cldp_trainer_destroy(t2);
+    cldp_trainer_destroy(t2late);
+}
+
 /* ---- 3. all-reduce ---------------------------------------------------------------------- */
 
 /* memcpy bandwidth (bytes copied per second) with `threads` copies running at once. */
@@ -512,58 +611,8 @@ int main(int argc, char **argv)
     data d = make_data(4 * o.batch, 784, 10);
     cldp_model *m = bench_model(o.hidden);
 
-    if (!only || !strcmp(only, "overhead")) {
-        cldp_trainer *t = make_trainer(m, "0:0", o.batch, NULL);
-        setenv("CLDP_STAGING", "copy", 1); /* the path zero-copy staging replaced */
-        cldp_trainer *tc = make_trainer(m, "0:0", o.batch, NULL);
-        setenv("CLDP_OVERLAP", "off", 1); /* and the single copy at the end that streaming replaced */
-        cldp_trainer *tn = make_trainer(m, "0:0", o.batch, NULL);
-        unsetenv("CLDP_STAGING");
-        unsetenv("CLDP_OVERLAP");
-        double a[3], b[3], c[3], e[3];
-        for (int k = 0; k < 3; k++) { /* interleaved, so drift hits all alike */
-            a[k] = time_steps(t, &d, o.batch, o.steps);
-            b[k] = direct_step_ms(m, &d, o.batch, o.steps);
-            c[k] = time_steps(tc, &d, o.batch, o.steps);
-            e[k] = time_steps(tn, &d, o.batch, o.steps);
-        }
-        cldp_trainer_destroy(t);
-        cldp_trainer_destroy(tc);
-        cldp_trainer_destroy(tn);
-        double ta = median(a, 3), tb = median(b, 3), tc_ms = median(c, 3), tn_ms = median(e, 3);
-        printf("\n1. overhead: one device, cldp step vs the same calls issued directly\n");
-        printf("   cldp %.1f ms/step, direct %.1f ms/step, ratio %.3f (target <= 1.05)\n", ta, tb, ta / tb);
-        printf("   staging: mapped (zero-copy) %.1f ms/step; copied per layer during backward %.1f; copied once at the\n"
-               "   end %.1f; ratios to zero-copy %.3f and %.3f\n", ta, tc_ms, tn_ms, tc_ms / ta, tn_ms / ta);
-        fprintf(js, "\"overhead\":{\"cldp_ms\":%.2f,\"direct_ms\":%.2f,\"ratio\":%.4f,\"copy_overlap_ms\":%.2f,"
-                    "\"copy_end_ms\":%.2f},", ta, tb, ta / tb, tc_ms, tn_ms);
-    }
-    if ((!only || !strcmp(only, "scaling")) && ndev >= 2) {
-        size_t half = o.batch / 2;
-        cldp_trainer *t1 = make_trainer(m, "0:0", o.batch, "even");
-        cldp_trainer *t2 = make_trainer(m, "0:0,0:1", o.batch, "even");
-        double one_full = 0, one_half = 0, two_full = 0;
-        double a[3], b[3], c[3];
-        for (int k = 0; k < 3; k++) {
-            a[k] = time_steps(t1, &d, o.batch, o.steps);
-            b[k] = time_steps(t1, &d, half, o.steps);
-            c[k] = time_steps(t2, &d, o.batch, o.steps);
-        }
-        one_full = median(a, 3);
-        one_half = median(b, 3);
-        two_full = median(c, 3);
-        double thr1w = (double)half / one_half * 1e3, thr2 = (double)o.batch / two_full * 1e3,
-               thr1s = (double)o.batch / one_full * 1e3; /* samples/s */
-        printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s\n");
-        printf("   weak   (%zu per device): 1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.85x)\n",
-               half, thr1w, thr2, thr2 / thr1w, 50.0 * thr2 / thr1w);
-        printf("   strong (global %zu):     1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.7x)\n",
-               o.batch, thr1s, thr2, thr2 / thr1s, 50.0 * thr2 / thr1s);
-        fprintf(js, "\"scaling\":{\"weak_speedup\":%.3f,\"strong_speedup\":%.3f,\"one_device_sps\":%.1f,\"two_devices_sps\":%.1f},",
-                thr2 / thr1w, thr2 / thr1s, thr1s, thr2);
-        cldp_trainer_destroy(t1);
-        cldp_trainer_destroy(t2);
-    }
+    if (!only || !strcmp(only, "overhead")) bench_overhead(&o, js, m, &d);
+    if ((!only || !strcmp(only, "scaling")) && ndev >= 2) bench_scaling(&o, js, m, &d);
     if (!only || !strcmp(only, "allreduce")) bench_allreduce(&o, js);
     if (!only || !strcmp(only, "gemm")) bench_gemm(&o, js);
     if (!only || !strcmp(only, "start")) bench_start(&o, js);
