@@ -98,16 +98,34 @@ static int all_finite(const float *g, size_t n)
 static size_t layer_floats(const cldp_layer_desc *L) { return L->in * L->out + L->out; }
 
 #define SUM_BLOCK 256 /* floats per block of the fused pass: every source's block stays in L1 */
+#define CLDP_PIECE_FLOATS 32768 /* a piece: 128 KiB of parameters, small enough to share out */
 
-/* Piece (l, c): sums worker c's chunk of layer l over every device's delivered gradient in the
- * fixed tree (cldp_tree_sum: the bits of cldp_tree_reduce, the sources only read) and applies
- * the optimizer to it, reading the parameters and moments and writing the next ones. Each byte
- * is read once. Returns 0 when a sum is NaN or Inf. */
-static int do_piece(cldp_trainer *t, size_t l, size_t c)
+/* Cuts the model into pieces, layers top first (see trainer.h). */
+static cldp_status make_pieces(cldp_trainer *t)
 {
-    const cldp_layer_desc *L = &t->model.layers[l];
-    size_t pb, pe;
-    cldp_chunk(layer_floats(L), t->n, c, &pb, &pe);
+    size_t count = 0;
+    for (size_t l = 0; l < t->model.nlayers; l++)
+        count += (layer_floats(&t->model.layers[l]) + CLDP_PIECE_FLOATS - 1) / CLDP_PIECE_FLOATS;
+    t->pieces = cldp_calloc(count, sizeof *t->pieces, "reduction pieces");
+    t->piece_claim = cldp_calloc(count, sizeof *t->piece_claim, "reduction marks");
+    t->piece_done = cldp_calloc(count, sizeof *t->piece_done, "reduction marks");
+    t->piece_bad = cldp_calloc(count, sizeof *t->piece_bad, "reduction flags");
+    if (!t->pieces || !t->piece_claim || !t->piece_done || !t->piece_bad) return CLDP_ERR_HOST_MEMORY;
+    for (size_t l = t->model.nlayers; l-- > 0;) {
+        size_t len = layer_floats(&t->model.layers[l]);
+        for (size_t b = 0; b < len; b += CLDP_PIECE_FLOATS)
+            t->pieces[t->npieces++] = (struct piece){l, b, len - b < CLDP_PIECE_FLOATS ? len : b + CLDP_PIECE_FLOATS};
+    }
+    return CLDP_OK;
+}
+
+/* Piece p: sums its range over every device's delivered gradient in the fixed tree
+ * (cldp_tree_sum: the bits of cldp_tree_reduce, the sources only read) and applies the
+ * optimizer to it, reading the parameters and moments and writing the next ones. Each byte is
+ * read once. Returns 0 when a sum is NaN or Inf. */
+static int do_piece(cldp_trainer *t, const struct piece *pc)
+{
+    const cldp_layer_desc *L = &t->model.layers[pc->layer];
     float scratch[(CLDP_MAX_DEVICES + 1) / 2 * SUM_BLOCK];
     const float *src[CLDP_MAX_DEVICES];
     const float lr = t->opts.learning_rate, wd = t->opts.weight_decay, mu = t->opts.momentum;
@@ -115,9 +133,9 @@ static int do_piece(cldp_trainer *t, size_t l, size_t c)
     const float c1 = (float)t->bc1, c2 = (float)t->bc2;
     const int sgd = t->opts.optimizer == CLDP_OPT_SGD;
     float finite = 0.0f;
-    for (size_t blk = pb; blk < pe; blk += SUM_BLOCK) {
-        size_t len = pe - blk < SUM_BLOCK ? pe - blk : SUM_BLOCK, at = L->w_off + blk;
-        for (size_t d = 0; d < t->n; d++) src[d] = t->lgrad[d][l] + blk;
+    for (size_t blk = pc->begin; blk < pc->end; blk += SUM_BLOCK) {
+        size_t len = pc->end - blk < SUM_BLOCK ? pc->end - blk : SUM_BLOCK, at = L->w_off + blk;
+        for (size_t d = 0; d < t->n; d++) src[d] = t->lgrad[d][pc->layer] + blk;
         const float *g = cldp_tree_sum(src, t->n, len, scratch);
         const float *p = t->master + at, *m1 = t->opt_m + at, *m2 = t->opt_v + at;
         float *np = t->next_master + at, *nm1 = t->next_m + at, *nm2 = t->next_v + at;
@@ -141,20 +159,23 @@ static int do_piece(cldp_trainer *t, size_t l, size_t c)
     return finite == 0.0f;
 }
 
-/* Does worker r's pieces of this attempt that are not done yet, layers in backward order. With
- * `all` false, only those of layers every device has delivered already, and never waits: a
- * worker never blocks on another device inside the train job, so a failed or stuck device
- * cannot hold the others (the watchdog then names only the one that is stuck). */
-static void do_pieces(cldp_trainer *t, size_t r, uint64_t attempt, unsigned long epoch, int all)
+/* Claims and does the pieces of this attempt nobody has claimed yet, in order. With `all` false
+ * (inside the train job) only pieces of layers every device has delivered, and it never waits:
+ * a worker never blocks on another device there, so a failed or stuck device holds no one else
+ * (the watchdog then names only the one that is stuck). */
+static void do_pieces(cldp_trainer *t, uint64_t attempt, unsigned long epoch, int all)
 {
-    for (size_t l = t->model.nlayers; l-- > 0;) {
-        if (atomic_load(&t->piece_done[l][r]) == attempt) continue;
+    for (size_t p = 0; p < t->npieces; p++) {
+        uint64_t seen = atomic_load(&t->piece_claim[p]);
+        if (seen == attempt) continue;
+        size_t l = t->pieces[p].layer;
         int ready = 1;
         for (size_t d = 0; d < t->n && ready && !all; d++) ready = atomic_load(&t->delivered[d][l]) == attempt;
         if (!ready) continue;
         if (epoch != atomic_load(&t->epoch)) return; /* abandoned: touch nothing more */
-        if (!do_piece(t, l, r)) t->piece_nonfinite[r] = 1;
-        atomic_store(&t->piece_done[l][r], attempt);
+        if (!atomic_compare_exchange_strong(&t->piece_claim[p], &seen, attempt)) continue; /* another worker's */
+        t->piece_bad[p] = !do_piece(t, &t->pieces[p]);
+        atomic_store(&t->piece_done[p], attempt);
     }
 }
 
@@ -166,7 +187,7 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
     size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs;
     double loss = 0, t0 = cldp_now_ms();
     size_t correct = 0, last_rows = 0;
-    t->piece_nonfinite[r] = t->nonfinite[r] = 0;
+    t->nonfinite[r] = 0;
     t->early_ms[r] = 0;
     TRY(cldp_replica_release_grads(rep)); /* left mapped by a step that failed half-way */
     if (len == 0) {
@@ -192,8 +213,9 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
             }
         }
     }
-    /* Collect the layers as they land, top first (backward's order), and sum each one's pieces
-     * as soon as every device has it. */
+    /* Collect the layers as they land, top first (backward's order). While this device still
+     * computes lower layers, this worker sums the pieces every device has delivered already; once
+     * its device is done it leaves the rest to the update job, where all workers share it. */
     for (size_t l = t->model.nlayers; l-- > 0;) {
         const float *g;
         TRY(cldp_replica_layer_grads(rep, l, &g));
@@ -204,9 +226,9 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
         }
         t->lgrad[r][l] = g;
         atomic_store(&t->delivered[r][l], attempt);
-        if (t->early) {
+        if (t->early && rep->streamed && l > 0) {
             double s0 = cldp_now_ms();
-            do_pieces(t, r, attempt, epoch, 0);
+            do_pieces(t, attempt, epoch, 0);
             t->early_ms[r] += cldp_now_ms() - s0;
         }
     }
@@ -219,27 +241,24 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
     return CLDP_OK;
 }
 
-/* The rest of the reduction, then the broadcast: worker r does its pieces not done during the
- * train job (every device has delivered now), then writes every piece to its own device as soon
- * as the piece is done, its own first, overlapped with the other workers' pieces. The waits are
- * short: every worker is inside this same job, and a piece cannot fail. */
+/* The rest of the reduction, then the broadcast: the workers share the pieces not done during
+ * the train job (every device has delivered now); then each writes every piece to its own device
+ * as soon as the piece is done, overlapped with the others' last pieces. The waits are short:
+ * every worker is inside this same job, and a piece cannot fail. */
 static cldp_status job_update(cldp_trainer *t, size_t r)
 {
     const uint64_t attempt = t->attempt;
     double t0 = cldp_now_ms();
-    do_pieces(t, r, attempt, t->epoch, 1);
+    do_pieces(t, attempt, t->epoch, 1);
     double t1 = cldp_now_ms();
     t->stats[r].reduce_ms = t->early_ms[r] + (t1 - t0);
     int nonfinite = 0;
-    for (size_t l = t->model.nlayers; l-- > 0;) {
-        const cldp_layer_desc *L = &t->model.layers[l];
-        for (size_t k = 0; k < t->n; k++) {
-            size_t c = (r + k) % t->n, pb, pe;
-            while (atomic_load(&t->piece_done[l][c]) != attempt) sched_yield();
-            nonfinite |= t->piece_nonfinite[c];
-            cldp_chunk(layer_floats(L), t->n, c, &pb, &pe);
-            TRY(cldp_replica_write_params_async(t->reps[r], t->next_master, L->w_off + pb, L->w_off + pe, 0));
-        }
+    for (size_t p = 0; p < t->npieces; p++) {
+        const struct piece *pc = &t->pieces[p];
+        size_t w = t->model.layers[pc->layer].w_off;
+        while (atomic_load(&t->piece_done[p]) != attempt) sched_yield();
+        nonfinite |= t->piece_bad[p];
+        TRY(cldp_replica_write_params_async(t->reps[r], t->next_master, w + pc->begin, w + pc->end, 0));
     }
     /* Every piece is done, so no worker reads this device's gradient any more. Where some sum
      * was not finite, say whether this device's gradient is why, before letting it go. */
@@ -508,8 +527,10 @@ void cldp_trainer_destroy(cldp_trainer *t)
     free(t->next_v);
     free(t->lgrad);
     free(t->delivered);
+    free(t->pieces);
+    free(t->piece_claim);
     free(t->piece_done);
-    free(t->piece_nonfinite);
+    free(t->piece_bad);
     free(t->early_ms);
     free(t->shard_off);
     free(t->shard_len);
@@ -563,8 +584,6 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->next_v = cldp_calloc(np, sizeof(float), "optimizer state");
     t->lgrad = cldp_calloc(n, sizeof *t->lgrad, "gradient pointers");
     t->delivered = cldp_calloc(n, sizeof *t->delivered, "reduction marks");
-    t->piece_done = cldp_calloc(model->nlayers, sizeof *t->piece_done, "reduction marks");
-    t->piece_nonfinite = cldp_calloc(n, sizeof *t->piece_nonfinite, "flags");
     t->early_ms = cldp_calloc(n, sizeof *t->early_ms, "timings");
     t->shard_off = cldp_calloc(n, sizeof(size_t), "shards");
     t->shard_len = cldp_calloc(n, sizeof(size_t), "shards");
@@ -575,11 +594,12 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->nonfinite = cldp_calloc(n, sizeof *t->nonfinite, "flags");
     t->inject_nan = cldp_calloc(n, sizeof *t->inject_nan, "flags");
     if (!t->devs || !t->reps || !t->master || !t->opt_m || !t->opt_v || !t->next_master || !t->next_m ||
-        !t->next_v || !t->lgrad || !t->delivered || !t->piece_done || !t->piece_nonfinite || !t->early_ms ||
+        !t->next_v || !t->lgrad || !t->delivered || !t->early_ms ||
         !t->shard_off || !t->shard_len || !t->loss_sum || !t->correct || !t->stats || !t->origin || !t->nonfinite ||
         !t->inject_nan)
         goto fail;
     for (size_t r = 0; r < n; r++) t->origin[r] = r;
+    if ((st = make_pieces(t)) != CLDP_OK) goto fail;
     if ((st = parse_faults(t, opts->fault ? opts->fault : getenv("CLDP_FAULT"))) != CLDP_OK) goto fail;
     for (size_t r = 0; r < n; r++) t->devs[r] = &all[idx[r]];
     /* Each replica holds as many rows as a shard may have (the whole batch, with balancing)
@@ -715,7 +735,7 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
         TRY(handle_failure(t, st));
     }
     int nonfinite = 0;
-    for (size_t r = 0; r < t->n; r++) nonfinite |= t->piece_nonfinite[r];
+    for (size_t p = 0; p < t->npieces; p++) nonfinite |= t->piece_bad[p];
     if (nonfinite) {
         /* NaN or Inf in the summed gradient: skip the update entirely (the next step, or any
          * other use of the devices, first writes the unchanged parameters back to them). */

@@ -44,18 +44,22 @@ struct cldp_trainer {
     size_t batch_n;               /* samples in the step */
     float scale;
     double bc1, bc2;              /* Adam bias corrections of this step */
-    /* The reduction works in pieces: piece (l, c) is worker c's chunk of layer l's gradient
-     * (cldp_chunk over the layer). Worker c sums it over every device in the fixed tree and
-     * updates those parameters as soon as every device has delivered layer l, during the train
-     * job if it can, else in the update job. Marks hold the attempt they belong to, so a failed
-     * attempt's marks never count in the next. */
+    /* The reduction works in pieces: fixed ranges of one layer's parameters (the model's layers
+     * top first, as backward delivers them, each cut every CLDP_PIECE_FLOATS). Any worker may
+     * claim a piece: it sums that range over every device in the fixed tree and updates those
+     * parameters, so who does a piece never changes its bits. A piece can be done once every
+     * device has delivered its layer: during the train job by a worker whose own device is still
+     * computing lower layers, else in the update job, shared by all workers. Marks hold the
+     * attempt they belong to, so a failed attempt's marks never count in the next. */
     uint64_t attempt;             /* counts train jobs started, retries included */
     int early;                    /* pieces may be done during the train job (CLDP_EARLY_REDUCE=off:
                                      all in the update job, the order this replaced) */
     const float *(*lgrad)[CLDP_MAX_LAYERS]; /* (n) where device r's layer-l gradient is on the host */
     _Atomic uint64_t (*delivered)[CLDP_MAX_LAYERS]; /* (n) attempt in which device r delivered layer l */
-    _Atomic uint64_t (*piece_done)[CLDP_MAX_DEVICES]; /* (nlayers) attempt in which piece (l, c) was done */
-    int *piece_nonfinite;         /* (n) worker c's pieces of this attempt met a non-finite sum */
+    size_t npieces;
+    struct piece { size_t layer, begin, end; } *pieces; /* (npieces) [begin, end) within the layer */
+    _Atomic uint64_t *piece_claim, *piece_done; /* (npieces) attempt that claimed / finished it */
+    int *piece_bad;               /* (npieces) its sum held NaN or Inf (valid once done) */
     double *early_ms;             /* (n) time worker r spent on pieces during the train job */
     cldp_device_stats *stats;     /* (n) of the last step */
 

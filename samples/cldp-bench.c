@@ -219,17 +219,22 @@ static void *pair_main(void *a)
 
 static void bench_scaling(const opts *o, FILE *js, const cldp_model *m, const data *d)
 {
-    static const char *const late[] = {"CLDP_EARLY_REDUCE", "off", NULL};
+    /* the summing of a layer while lower layers still compute needs per-layer delivery, which
+     * zero-copy devices do not use: compare it on the pinned, streamed path a discrete GPU takes */
+    static const char *const early[] = {"CLDP_STAGING", "pinned", NULL};
+    static const char *const late[] = {"CLDP_STAGING", "pinned", "CLDP_EARLY_REDUCE", "off", NULL};
     size_t half = o->batch / 2;
     cldp_trainer *t1 = make_trainer(m, "0:0", o->batch, "even"), *t1b = make_trainer(m, "0:1", o->batch, "even");
     cldp_trainer *t2 = make_trainer(m, "0:0,0:1", o->batch, "even");
+    cldp_trainer *t2early = make_trainer_env(m, "0:0,0:1", o->batch, "even", early);
     cldp_trainer *t2late = make_trainer_env(m, "0:0,0:1", o->batch, "even", late);
-    double a[3], b[3], c[3], e[3], pair[3];
+    double a[3], b[3], c[3], e[3], f[3], pair[3];
     for (int k = 0; k < 3; k++) {
         a[k] = time_steps(t1, d, o->batch, o->steps);
         b[k] = time_steps(t1, d, half, o->steps);
         c[k] = time_steps(t2, d, o->batch, o->steps);
         e[k] = time_steps(t2late, d, o->batch, o->steps);
+        f[k] = time_steps(t2early, d, o->batch, o->steps);
         /* the machine's own ceiling: two independent one-device trainers at once, nothing shared
          * between them in cldp (no reduction, no broadcast), each on half the batch */
         pthread_barrier_t go;
@@ -241,7 +246,8 @@ static void bench_scaling(const opts *o, FILE *js, const cldp_model *m, const da
         pthread_barrier_destroy(&go);
         pair[k] = (double)half / pr[0].ms * 1e3 + (double)half / pr[1].ms * 1e3; /* samples/s, both */
     }
-    double one_full = median(a, 3), one_half = median(b, 3), two_full = median(c, 3), two_late = median(e, 3);
+    double one_full = median(a, 3), one_half = median(b, 3), two_full = median(c, 3), two_late = median(e, 3),
+           two_early = median(f, 3);
     double thr1w = (double)half / one_half * 1e3, thr2 = (double)o->batch / two_full * 1e3,
            thr1s = (double)o->batch / one_full * 1e3, thr_pair = median(pair, 3); /* samples/s */
     printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s\n");
@@ -252,14 +258,15 @@ static void bench_scaling(const opts *o, FILE *js, const cldp_model *m, const da
     printf("   ceiling: two independent 1-device trainers at once, %zu each: %7.0f, %.2fx one alone;\n"
            "   cldp's 2 devices reach %.0f%% of that (the rest is the reduction and broadcast)\n",
            half, thr_pair, thr_pair / thr1w, 100.0 * thr2 / thr_pair);
-    printf("   reduction per layer during backward vs all after it: %.1f vs %.1f ms/step, ratio %.3f\n", two_full,
-           two_late, two_full / two_late);
+    printf("   pinned staging, reduction per layer during backward vs all after it: %.1f vs %.1f ms/step, ratio %.3f\n",
+           two_early, two_late, two_early / two_late);
     fprintf(js, "\"scaling\":{\"weak_speedup\":%.3f,\"strong_speedup\":%.3f,\"one_device_sps\":%.1f,\"two_devices_sps\":%.1f,"
                 "\"pair_ceiling_sps\":%.1f,\"ceiling_speedup\":%.3f,\"late_reduce_ms\":%.2f,\"early_reduce_ms\":%.2f},",
-            thr2 / thr1w, thr2 / thr1s, thr1s, thr2, thr_pair, thr_pair / thr1w, two_late, two_full);
+            thr2 / thr1w, thr2 / thr1s, thr1s, thr2, thr_pair, thr_pair / thr1w, two_late, two_early);
     cldp_trainer_destroy(t1);
     cldp_trainer_destroy(t1b);
     cldp_trainer_destroy(t2);
+    cldp_trainer_destroy(t2early);
     cldp_trainer_destroy(t2late);
 }
 
@@ -364,11 +371,39 @@ static void bench_allreduce(const opts *o, FILE *js)
 
 /* ---- 4. GEMM ---------------------------------------------------------------------------- */
 
-typedef struct shape { size_t m, n, k; const char *what; } shape;
+/* The GEMMs of one training step of a replica of the bench's model at `shard` rows, with the
+ * transposes runtime/replica.c passes (row-major): forward X·Wᵀ (nt), backward dW = dYᵀ·X (tn) and
+ * dX = dY·W (nn, not for the first layer); then a square 512 for reference. */
+typedef struct shape { size_t m, n, k; int ta, tb; const char *what; } shape;
 
-/* GFLOP/s of CLBlast SGEMM on device 0 for each shape; tuning applied unless CLDP_TUNING=off. */
-static void probe_gemm(const shape *sh, int nsh)
+#define GEMM_MAX_SHAPES 10
+
+static int gemm_shapes(size_t shard, size_t h, shape *sh)
 {
+    const size_t sizes[4] = {784, h, h, 10};
+    static const char *const fwd[3] = {"forward layer 1", "forward layer 2", "forward layer 3"},
+                             *const dw[3] = {"dW layer 1", "dW layer 2", "dW layer 3"},
+                             *const dx[3] = {"", "dX layer 2", "dX layer 3"};
+    int n = 0;
+    for (int l = 0; l < 3; l++) {
+        size_t in = sizes[l], out = sizes[l + 1];
+        sh[n++] = (shape){shard, out, in, 0, 1, fwd[l]};
+        sh[n++] = (shape){out, in, shard, 1, 0, dw[l]};
+        if (l > 0) sh[n++] = (shape){shard, in, out, 0, 0, dx[l]};
+    }
+    sh[n++] = (shape){512, 512, 512, 0, 1, "square 512"};
+    return n;
+}
+
+static double shape_flop(const shape *s) { return 2.0 * (double)s->m * (double)s->n * (double)s->k; }
+
+/* Child process: ms per call of CLBlast SGEMM on device 0 for each shape, the best of the calls
+ * made in about `budget_ms` (at least 3, after one that compiles); tuning applied unless
+ * CLDP_TUNING=off. Like the replica it passes a scratch buffer of the size CLBlast asks for. */
+static void probe_gemm(size_t shard, size_t h, double budget_ms)
+{
+    shape sh[GEMM_MAX_SHAPES];
+    int nsh = gemm_shapes(shard, h, sh);
     const cldp_dev *devs;
     size_t ndev;
     if (cldp_devices(&devs, &ndev) != CLDP_OK) die("devices");
@@ -378,23 +413,31 @@ static void probe_gemm(const shape *sh, int nsh)
     if (cldp_tuning_apply(devs[0].id, devs[0].info.name, devs[0].info.driver_version, devs[0].info.name) != CLDP_OK)
         die("tuning");
     for (int i = 0; i < nsh; i++) {
-        size_t m = sh[i].m, n = sh[i].n, k = sh[i].k;
+        size_t m = sh[i].m, n = sh[i].n, k = sh[i].k, lda = sh[i].ta ? m : k, ldb = sh[i].tb ? k : n, need = 0;
+        CLBlastTranspose ta = sh[i].ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                         tb = sh[i].tb ? CLBlastTransposeYes : CLBlastTransposeNo;
         cl_mem a = clCreateBuffer(ctx, CL_MEM_READ_WRITE, m * k * 4, NULL, &err);
         cl_mem b = clCreateBuffer(ctx, CL_MEM_READ_WRITE, k * n * 4, NULL, &err);
-        cl_mem c = clCreateBuffer(ctx, CL_MEM_READ_WRITE, m * n * 4, NULL, &err);
-        float zero = 0.25f;
-        clEnqueueFillBuffer(q, a, &zero, 4, 0, m * k * 4, 0, NULL, NULL);
-        clEnqueueFillBuffer(q, b, &zero, 4, 0, k * n * 4, 0, NULL, NULL);
-        double ms[5];
-        for (int r = -1; r < 5; r++) {
+        cl_mem c = clCreateBuffer(ctx, CL_MEM_READ_WRITE, m * n * 4, NULL, &err), temp = NULL;
+        float fill = 0.25f;
+        clEnqueueFillBuffer(q, a, &fill, 4, 0, m * k * 4, 0, NULL, NULL);
+        clEnqueueFillBuffer(q, b, &fill, 4, 0, k * n * 4, 0, NULL, NULL);
+        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, ta, tb, m, n, k, 0, lda, 0, ldb, 0, n, &q, &need);
+        if (need) temp = clCreateBuffer(ctx, CL_MEM_READ_WRITE, need, NULL, &err);
+        double best = INFINITY, start = now_ms();
+        for (int r = -1; r < 3 || (r < 50 && now_ms() - start < budget_ms); r++) {
             double t0 = now_ms();
-            if (CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, m, n, k, 1.0f, a, 0, k, b, 0, k,
-                             0.0f, c, 0, n, &q, NULL) != CLBlastSuccess)
-                die("gemm");
+            CLBlastStatusCode st =
+                temp ? CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, 0, lda, b, 0, ldb,
+                                                  0.0f, c, 0, n, &q, NULL, temp)
+                     : CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, 0, lda, b, 0, ldb, 0.0f, c, 0, n, &q, NULL);
+            if (st != CLBlastSuccess) die("gemm");
             clFinish(q);
-            if (r >= 0) ms[r] = now_ms() - t0;
+            if (r < 0) start = now_ms(); /* the first call compiles */
+            else if (now_ms() - t0 < best) best = now_ms() - t0;
         }
-        printf("%.3f\n", 2.0 * (double)m * (double)n * (double)k / (median(ms, 5) * 1e6));
+        printf("%.6f\n", best);
+        if (temp) clReleaseMemObject(temp);
         clReleaseMemObject(a);
         clReleaseMemObject(b);
         clReleaseMemObject(c);
@@ -417,54 +460,129 @@ static int run_child(const char *env, const char *args, double *out, int nout)
     return pclose(p) == 0 && got == nout ? 0 : -1;
 }
 
+#ifdef CLDP_HAVE_CBLAS
+/* The CPU BLAS on the same shapes in this process, the best call in about `budget_ms` each. */
+static void blas_ms(const shape *sh, int nsh, double budget_ms, double *out)
+{
+    for (int i = 0; i < nsh; i++) {
+        size_t m = sh[i].m, n = sh[i].n, k = sh[i].k;
+        int lda = (int)(sh[i].ta ? m : k), ldb = (int)(sh[i].tb ? k : n);
+        float *a = malloc(m * k * 4), *b = malloc(k * n * 4), *c = malloc(m * n * 4);
+        if (!a || !b || !c) die("out of host memory");
+        for (size_t j = 0; j < m * k; j++) a[j] = frand();
+        for (size_t j = 0; j < k * n; j++) b[j] = frand();
+        double best = INFINITY, start = now_ms();
+        for (int r = -1; r < 3 || (r < 50 && now_ms() - start < budget_ms); r++) {
+            double t0 = now_ms();
+            cblas_sgemm(CblasRowMajor, sh[i].ta ? CblasTrans : CblasNoTrans, sh[i].tb ? CblasTrans : CblasNoTrans,
+                        (int)m, (int)n, (int)k, 1.0f, a, lda, b, ldb, 0.0f, c, (int)n);
+            if (r < 0) start = now_ms();
+            else if (now_ms() - t0 < best) best = now_ms() - t0;
+        }
+        out[i] = best;
+        free(a);
+        free(b);
+        free(c);
+    }
+}
+#endif
+
+/* Tuned and default CLBlast each run in a fresh child (CLBlast keeps applied parameters for the
+ * life of a process), the CPU BLAS in this one; the three alternate, in a rotating order, for
+ * several rounds, so that the load of a shared machine falls on all of them alike. Each round gives
+ * each of them its best call per shape; the table shows the median over rounds of those bests and
+ * the medians of the per-round ratios, and says how far the rounds spread. */
 static void bench_gemm(const opts *o, FILE *js)
 {
     size_t shard = o->batch / 2, h = o->hidden;
-    shape sh[] = {
-        {shard, h, 784, "forward layer 1 (shard x hidden x 784)"},
-        {shard, h, h, "forward layer 2 (shard x hidden x hidden)"},
-        {h, h, shard, "dW layer 2 (hidden x hidden x shard)"},
-        {512, 512, 512, "square 512"},
-    };
-    int nsh = 4;
-    char args[64];
-    snprintf(args, sizeof args, "--probe-gemm %zu %zu", shard, h);
-    double tuned[4], def[4];
-    printf("\n4. gemm: CLBlast SGEMM GFLOP/s on device 0, tuned vs default parameters, CPU BLAS on one core\n");
-    if (run_child("POCL_DEVICES=basic CLDP_TUNING=on", args, tuned, nsh) || run_child("POCL_DEVICES=basic CLDP_TUNING=off", args, def, nsh)) {
-        printf("   (the GEMM probe failed; skipped)\n");
-        return;
-    }
-    printf("   %-44s %8s %8s %8s %9s %9s\n", "shape", "tuned", "default", "blas", "tuned/def", "tuned/blas");
-    fprintf(js, "\"gemm\":[");
-    for (int i = 0; i < nsh; i++) {
-        double blas = 0;
+    shape sh[GEMM_MAX_SHAPES];
+    int nsh = gemm_shapes(shard, h, sh);
+    int rounds = o->quick ? 3 : 7;
+    double budget = o->quick ? 60 : 150;
+    char args[96];
+    snprintf(args, sizeof args, "--probe-gemm %zu %zu %.0f", shard, h, budget);
+    /* [round][shape] ms per call; [3] tuned, default, blas */
+    double t[3][9][GEMM_MAX_SHAPES];
+    int have_blas = 0;
 #ifdef CLDP_HAVE_CBLAS
-        {
-            size_t m = sh[i].m, n = sh[i].n, k = sh[i].k;
-            float *a = malloc(m * k * 4), *b = malloc(k * n * 4), *c = malloc(m * n * 4);
-            for (size_t j = 0; j < m * k; j++) a[j] = frand();
-            for (size_t j = 0; j < k * n; j++) b[j] = frand();
-            double ms[5];
-            for (int r = -1; r < 5; r++) {
-                double t0 = now_ms();
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k, 0.0f, c, (int)n);
-                if (r >= 0) ms[r] = now_ms() - t0;
-            }
-            blas = 2.0 * (double)m * (double)n * (double)k / (median(ms, 5) * 1e6);
-            free(a);
-            free(b);
-            free(c);
-        }
+    have_blas = 1;
 #endif
-        printf("   %-44s %8.1f %8.1f %8.1f %9.2f %9.2f\n", sh[i].what, tuned[i], def[i], blas, tuned[i] / def[i],
-               blas > 0 ? tuned[i] / blas : 0.0);
-        fprintf(js, "%s{\"shape\":\"%zux%zux%zu\",\"tuned_gflops\":%.2f,\"default_gflops\":%.2f,\"blas_gflops\":%.2f}",
-                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, tuned[i], def[i], blas);
+    printf("\n4. gemm: CLBlast SGEMM GFLOP/s on device 0, tuned vs default parameters, CPU BLAS on one core\n");
+    printf("   the GEMMs of one step of a replica at %zu rows (batch %zu on 2 devices), transposes as in the replica\n",
+           shard, o->batch);
+    for (int r = 0; r < rounds; r++) {
+        for (int j = 0; j < 3; j++) {
+            int which = (r + j) % 3; /* rotate who goes first */
+            int fail = 0;
+            if (which == 0) fail = run_child("POCL_DEVICES=basic CLDP_TUNING=on", args, t[0][r], nsh);
+            else if (which == 1) fail = run_child("POCL_DEVICES=basic CLDP_TUNING=off", args, t[1][r], nsh);
+#ifdef CLDP_HAVE_CBLAS
+            else blas_ms(sh, nsh, budget, t[2][r]);
+#endif
+            if (fail) {
+                printf("   (the GEMM probe failed; skipped)\n");
+                return;
+            }
+        }
     }
-    fprintf(js, "],");
+    const char *core = "";
+#if defined(CLDP_HAVE_CBLAS) && defined(OPENBLAS_VERSION)
+    core = openblas_get_corename();
+#endif
+    printf("   %d rounds; each figure the median of the rounds' bests, spread = (max - min) / median over rounds\n", rounds);
+    printf("   %-26s %-5s %7s %6s %7s %6s %7s %6s %9s %10s\n", "shape (m x n x k)", "op", "tuned", "spread", "default",
+           "spread", "blas", "spread", "tuned/def", "tuned/blas");
+    fprintf(js, "\"gemm\":[");
+    double pass[3] = {0, 0, 0}, pass_r[3][9];
+    memset(pass_r, 0, sizeof pass_r);
+    for (int i = 0; i < nsh; i++) {
+        double gf[3], spread[3], ratio_def[9], ratio_blas[9], v[9];
+        for (int w = 0; w < 3; w++) {
+            double lo = INFINITY, hi = 0;
+            for (int r = 0; r < rounds; r++) {
+                v[r] = shape_flop(&sh[i]) / (t[w][r][i] * 1e6);
+                lo = v[r] < lo ? v[r] : lo;
+                hi = v[r] > hi ? v[r] : hi;
+                if (i < nsh - 1) pass_r[w][r] += t[w][r][i]; /* the square is not part of a step */
+            }
+            gf[w] = median(v, rounds);
+            spread[w] = (hi - lo) / gf[w];
+            if (w == 2 && !have_blas) gf[w] = spread[w] = 0;
+        }
+        for (int r = 0; r < rounds; r++) {
+            ratio_def[r] = t[1][r][i] / t[0][r][i];
+            ratio_blas[r] = have_blas ? t[2][r][i] / t[0][r][i] : 0;
+        }
+        double rd = median(ratio_def, rounds), rb = median(ratio_blas, rounds);
+        char name[48];
+        snprintf(name, sizeof name, "%s %zux%zux%zu", sh[i].what, sh[i].m, sh[i].n, sh[i].k);
+        const char *op = sh[i].ta ? (sh[i].tb ? "tt" : "tn") : (sh[i].tb ? "nt" : "nn");
+        printf("   %-26s %-5s %7.1f %5.0f%% %7.1f %5.0f%% %7.1f %5.0f%% %9.2f %10.2f\n", name, op, gf[0], 100 * spread[0],
+               gf[1], 100 * spread[1], gf[2], 100 * spread[2], rd, rb);
+        fprintf(js, "%s{\"shape\":\"%zux%zux%zu\",\"op\":\"%s\",\"what\":\"%s\",\"tuned_gflops\":%.2f,\"default_gflops\":%.2f,"
+                    "\"blas_gflops\":%.2f,\"tuned_vs_default\":%.3f,\"tuned_vs_blas\":%.3f,\"spread\":[%.3f,%.3f,%.3f]}",
+                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, op, sh[i].what, gf[0], gf[1], gf[2], rd, rb, spread[0],
+                spread[1], spread[2]);
+    }
+    /* One step's GEMMs together: the figure training feels. */
+    double rd[9], rb[9];
+    for (int r = 0; r < rounds; r++) {
+        rd[r] = pass_r[1][r] / pass_r[0][r];
+        rb[r] = have_blas ? pass_r[2][r] / pass_r[0][r] : 0;
+    }
+    for (int w = 0; w < 3; w++) pass[w] = median(pass_r[w], rounds);
+    double prd = median(rd, rounds), prb = median(rb, rounds);
+    printf("   one step's GEMMs (all but the square): tuned %.1f ms, default %.1f ms, blas %.1f ms; tuned/def %.2f (target >= 3),"
+           " tuned/blas %.2f (target >= 0.8)\n", pass[0], pass[1], have_blas ? pass[2] : 0.0, prd, prb);
+    fprintf(js, "],\"gemm_step\":{\"tuned_ms\":%.3f,\"default_ms\":%.3f,\"blas_ms\":%.3f,\"tuned_vs_default\":%.3f,"
+                "\"tuned_vs_blas\":%.3f,\"rounds\":%d,\"blas_core\":\"%s\"},", pass[0], pass[1], have_blas ? pass[2] : 0.0,
+            prd, prb, rounds, core);
 #ifndef CLDP_HAVE_CBLAS
     printf("   (no CPU BLAS was found at build time: install libopenblas-dev for the blas column)\n");
+#else
+    if (core[0]) printf("   blas: %s, kernels for \"%s\"%s\n", OPENBLAS_VERSION, core,
+                        strcmp(core, "Prescott") ? "" : " (SSE3 only: this OpenBLAS does not know the CPU; "
+                                                        "OPENBLAS_CORETYPE=SkylakeX or Haswell picks its wider kernels)");
 #endif
 }
 
@@ -569,10 +687,8 @@ int main(int argc, char **argv)
     opts o = {.hidden = 1024, .batch = 512, .steps = 10};
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--probe-gemm") && i + 2 < argc) {
-            size_t shard = strtoul(argv[i + 1], NULL, 10), h = strtoul(argv[i + 2], NULL, 10);
-            shape sh[] = {{shard, h, 784, ""}, {shard, h, h, ""}, {h, h, shard, ""}, {512, 512, 512, ""}};
-            probe_gemm(sh, 4);
+        if (!strcmp(argv[i], "--probe-gemm") && i + 3 < argc) {
+            probe_gemm(strtoul(argv[i + 1], NULL, 10), strtoul(argv[i + 2], NULL, 10), strtod(argv[i + 3], NULL));
             return 0;
         } else if (!strcmp(argv[i], "--probe-start") && i + 2 < argc) {
             probe_start(strtoul(argv[i + 1], NULL, 10), strtoul(argv[i + 2], NULL, 10));
