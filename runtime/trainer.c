@@ -86,6 +86,130 @@ static void test_slowdown(double factor, double since_ms)
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
+/* ---- runs ------------------------------------------------------------------------------ */
+
+/* One run of a job on the pool: what its workers read, copied when the run is made and never
+ * written by the caller while a worker may still hold it, and what each worker reports. A worker
+ * abandoned after a watchdog timeout keeps its run (the trainer leaks the run rather than free it
+ * under the worker), so when it wakes up it reads and writes that run only. The trainer's shared
+ * state (the next parameters) it reaches only between enter() and leave(). */
+typedef struct run {
+    cldp_trainer *t;
+    job_kind job;
+    unsigned long epoch;          /* the trainer's epoch when the run was made */
+    const float *x;
+    const int32_t *labels;
+    float *probs;
+    float scale;                  /* 1/batch */
+    double bc1, bc2;              /* Adam bias corrections of this step */
+    const float *params;          /* JOB_BROADCAST: what to write */
+    size_t n;
+    cldp_replica *reps[CLDP_MAX_DEVICES];
+    size_t shard_off[CLDP_MAX_DEVICES], shard_len[CLDP_MAX_DEVICES];
+    double slowdown[CLDP_MAX_DEVICES];
+    int inject_nan[CLDP_MAX_DEVICES];
+    /* reported, one slot per worker */
+    double loss_sum[CLDP_MAX_DEVICES], train_end[CLDP_MAX_DEVICES], early_ms[CLDP_MAX_DEVICES];
+    double reduce_ms[CLDP_MAX_DEVICES], broadcast_ms[CLDP_MAX_DEVICES];
+    size_t correct[CLDP_MAX_DEVICES];
+    int nonfinite[CLDP_MAX_DEVICES]; /* the device's delivered gradient holds NaN/Inf */
+    /* the reduction: where device r's layer-l gradient is on the host, [r * nlayers + l] */
+    const float **lgrad;
+    _Atomic int *delivered;
+    _Atomic int *claimed, *done;  /* (npieces) */
+    int *bad;                     /* (npieces) the piece's sum held NaN or Inf (valid once done) */
+    size_t cells;                 /* lgrad and delivered hold this many */
+} run;
+
+static void run_destroy(run *j)
+{
+    if (!j) return;
+    free(j->lgrad);
+    free((void *)j->delivered);
+    free((void *)j->claimed);
+    free((void *)j->done);
+    free(j->bad);
+    free(j);
+}
+
+/* A run for the devices now present: the trainer's spare one (kept from the last run, so steps
+ * allocate nothing), or a new one. */
+static run *run_new(cldp_trainer *t, job_kind kind)
+{
+    size_t cells = t->n * t->model.nlayers, np = t->npieces;
+    run *j = t->spare;
+    t->spare = NULL;
+    if (j && j->cells >= cells) {
+        const float **lgrad = j->lgrad;
+        _Atomic int *delivered = j->delivered, *claimed = j->claimed, *done = j->done;
+        int *bad = j->bad;
+        size_t have = j->cells;
+        memset(j, 0, sizeof *j);
+        j->lgrad = lgrad, j->delivered = delivered, j->claimed = claimed, j->done = done, j->bad = bad;
+        j->cells = have;
+        memset(j->lgrad, 0, have * sizeof *j->lgrad);
+        memset((void *)j->delivered, 0, have * sizeof *j->delivered);
+        memset((void *)j->claimed, 0, np * sizeof *j->claimed);
+        memset((void *)j->done, 0, np * sizeof *j->done);
+        memset(j->bad, 0, np * sizeof *j->bad);
+    } else {
+        run_destroy(j);
+        j = cldp_calloc(1, sizeof *j, "job");
+        if (!j) return NULL;
+        j->cells = cells;
+        j->lgrad = cldp_calloc(cells, sizeof *j->lgrad, "job");
+        j->delivered = cldp_calloc(cells, sizeof *j->delivered, "job");
+        j->claimed = cldp_calloc(np, sizeof *j->claimed, "job");
+        j->done = cldp_calloc(np, sizeof *j->done, "job");
+        j->bad = cldp_calloc(np, sizeof *j->bad, "job");
+        if (!j->lgrad || !j->delivered || !j->claimed || !j->done || !j->bad) {
+            run_destroy(j);
+            return NULL;
+        }
+    }
+    j->t = t;
+    j->job = kind;
+    j->epoch = atomic_load(&t->epoch);
+    j->n = t->n;
+    for (size_t r = 0; r < t->n; r++) {
+        j->reps[r] = t->reps[r];
+        j->slowdown[r] = t->slowdown[t->origin[r]];
+        j->inject_nan[r] = t->inject_nan[r];
+        t->inject_nan[r] = 0; /* a test fault fires once */
+    }
+    j->params = t->master;
+    return j;
+}
+
+/* Done with a run: it becomes the trainer's spare, unless a worker was abandoned in it; then
+ * that worker may still use it, and it is left to it (a bounded leak). */
+static void run_free(run *j, int abandoned)
+{
+    if (!j || abandoned) return;
+    cldp_trainer *t = j->t;
+    if (!t->spare) t->spare = j;
+    else run_destroy(j);
+}
+
+/* A section that writes the trainer's shared state. Returns 0, entering nothing, when the run
+ * was abandoned. Whoever abandons a run bumps the epoch and then waits for the sections in
+ * flight to end (quiesce), so an abandoned worker that wakes up later writes nothing the trainer
+ * still uses. Sections are short and never wait on a device. */
+static int enter(const run *j)
+{
+    atomic_fetch_add(&j->t->inflight, 1);
+    if (atomic_load(&j->t->epoch) == j->epoch) return 1;
+    atomic_fetch_sub(&j->t->inflight, 1);
+    return 0;
+}
+static void leave(const run *j) { atomic_fetch_sub(&j->t->inflight, 1); }
+
+static void abandon_runs(cldp_trainer *t)
+{
+    atomic_fetch_add(&t->epoch, 1);
+    while (atomic_load(&t->inflight)) sched_yield();
+}
+
 /* ---- worker jobs ----------------------------------------------------------------------- */
 
 static int all_finite(const float *g, size_t n)
@@ -107,10 +231,7 @@ static cldp_status make_pieces(cldp_trainer *t)
     for (size_t l = 0; l < t->model.nlayers; l++)
         count += (layer_floats(&t->model.layers[l]) + CLDP_PIECE_FLOATS - 1) / CLDP_PIECE_FLOATS;
     t->pieces = cldp_calloc(count, sizeof *t->pieces, "reduction pieces");
-    t->piece_claim = cldp_calloc(count, sizeof *t->piece_claim, "reduction marks");
-    t->piece_done = cldp_calloc(count, sizeof *t->piece_done, "reduction marks");
-    t->piece_bad = cldp_calloc(count, sizeof *t->piece_bad, "reduction flags");
-    if (!t->pieces || !t->piece_claim || !t->piece_done || !t->piece_bad) return CLDP_ERR_HOST_MEMORY;
+    if (!t->pieces) return CLDP_ERR_HOST_MEMORY;
     for (size_t l = t->model.nlayers; l-- > 0;) {
         size_t len = layer_floats(&t->model.layers[l]);
         for (size_t b = 0; b < len; b += CLDP_PIECE_FLOATS)
@@ -123,20 +244,21 @@ static cldp_status make_pieces(cldp_trainer *t)
  * (cldp_tree_sum: the bits of cldp_tree_reduce, the sources only read) and applies the
  * optimizer to it, reading the parameters and moments and writing the next ones. Each byte is
  * read once. Returns 0 when a sum is NaN or Inf. */
-static int do_piece(cldp_trainer *t, const struct piece *pc)
+static int do_piece(const run *j, const struct piece *pc)
 {
+    const cldp_trainer *t = j->t;
     const cldp_layer_desc *L = &t->model.layers[pc->layer];
     float scratch[(CLDP_MAX_DEVICES + 1) / 2 * SUM_BLOCK];
     const float *src[CLDP_MAX_DEVICES];
     const float lr = t->opts.learning_rate, wd = t->opts.weight_decay, mu = t->opts.momentum;
     const float b1 = t->opts.beta1, b2 = t->opts.beta2, eps = t->opts.epsilon;
-    const float c1 = (float)t->bc1, c2 = (float)t->bc2;
+    const float c1 = (float)j->bc1, c2 = (float)j->bc2;
     const int sgd = t->opts.optimizer == CLDP_OPT_SGD;
     float finite = 0.0f;
     for (size_t blk = pc->begin; blk < pc->end; blk += SUM_BLOCK) {
         size_t len = pc->end - blk < SUM_BLOCK ? pc->end - blk : SUM_BLOCK, at = L->w_off + blk;
-        for (size_t d = 0; d < t->n; d++) src[d] = t->lgrad[d][pc->layer] + blk;
-        const float *g = cldp_tree_sum(src, t->n, len, scratch);
+        for (size_t d = 0; d < j->n; d++) src[d] = j->lgrad[d * t->model.nlayers + pc->layer] + blk;
+        const float *g = cldp_tree_sum(src, j->n, len, scratch);
         const float *p = t->master + at, *m1 = t->opt_m + at, *m2 = t->opt_v + at;
         float *np = t->next_master + at, *nm1 = t->next_m + at, *nm2 = t->next_v + at;
         if (sgd) {
@@ -159,36 +281,36 @@ static int do_piece(cldp_trainer *t, const struct piece *pc)
     return finite == 0.0f;
 }
 
-/* Claims and does the pieces of this attempt nobody has claimed yet, in order. With `all` false
- * (inside the train job) only pieces of layers every device has delivered, and it never waits:
- * a worker never blocks on another device there, so a failed or stuck device holds no one else
- * (the watchdog then names only the one that is stuck). */
-static void do_pieces(cldp_trainer *t, uint64_t attempt, unsigned long epoch, int all)
+/* Claims and does the run's pieces nobody has claimed yet, in order. With `all` false (inside
+ * the train job) only pieces of layers every device has delivered, and it never waits: a worker
+ * never blocks on another device there, so a failed or stuck device holds no one else (the
+ * watchdog then names only the one that is stuck). */
+static void do_pieces(run *j, int all)
 {
+    const cldp_trainer *t = j->t;
     for (size_t p = 0; p < t->npieces; p++) {
-        uint64_t seen = atomic_load(&t->piece_claim[p]);
-        if (seen == attempt) continue;
+        if (atomic_load(&j->claimed[p])) continue;
         size_t l = t->pieces[p].layer;
         int ready = 1;
-        for (size_t d = 0; d < t->n && ready && !all; d++) ready = atomic_load(&t->delivered[d][l]) == attempt;
+        for (size_t d = 0; d < j->n && ready && !all; d++) ready = atomic_load(&j->delivered[d * t->model.nlayers + l]);
         if (!ready) continue;
-        if (epoch != atomic_load(&t->epoch)) return; /* abandoned: touch nothing more */
-        if (!atomic_compare_exchange_strong(&t->piece_claim[p], &seen, attempt)) continue; /* another worker's */
-        t->piece_bad[p] = !do_piece(t, &t->pieces[p]);
-        atomic_store(&t->piece_done[p], attempt);
+        int free_piece = 0;
+        if (!atomic_compare_exchange_strong(&j->claimed[p], &free_piece, 1)) continue; /* another worker's */
+        if (!enter(j)) return; /* abandoned: touch nothing more */
+        j->bad[p] = !do_piece(j, &t->pieces[p]);
+        leave(j);
+        atomic_store(&j->done[p], 1);
     }
 }
 
-static cldp_status job_train(cldp_trainer *t, size_t r)
+static cldp_status job_train(run *j, size_t r)
 {
-    const unsigned long epoch = t->epoch;
-    const uint64_t attempt = t->attempt;
-    cldp_replica *rep = t->reps[r];
-    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs;
+    const cldp_trainer *t = j->t;
+    const size_t nl = t->model.nlayers;
+    cldp_replica *rep = j->reps[r];
+    size_t len = j->shard_len[r], off = j->shard_off[r], in = t->model.inputs;
     double loss = 0, t0 = cldp_now_ms();
     size_t correct = 0, last_rows = 0;
-    t->nonfinite[r] = 0;
-    t->early_ms[r] = 0;
     TRY(cldp_replica_release_grads(rep)); /* left mapped by a step that failed half-way */
     if (len == 0) {
         TRY(cldp_replica_deliver_zero(rep));
@@ -201,14 +323,14 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
         for (size_t k = 0; k < parts; k++) {
             size_t b, rows;
             micro_batch(len, parts, k, &b, &rows);
-            if (epoch != t->epoch) return CLDP_OK; /* abandoned after a timeout: touch nothing more */
-            TRY(cldp_replica_load(rep, t->x + (off + b) * in, t->labels + off + b, rows));
+            if (j->epoch != atomic_load(&t->epoch)) return CLDP_OK; /* abandoned: stop early */
+            TRY(cldp_replica_load(rep, j->x + (off + b) * in, j->labels + off + b, rows));
             TRY(cldp_replica_forward(rep, rows));
             if (k + 1 < parts) {
-                TRY(cldp_replica_backward(rep, rows, t->scale, k > 0));
+                TRY(cldp_replica_backward(rep, rows, j->scale, k > 0));
                 TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
             } else {
-                TRY(cldp_replica_backward_deliver(rep, rows, t->scale, k > 0));
+                TRY(cldp_replica_backward_deliver(rep, rows, j->scale, k > 0));
                 last_rows = rows;
             }
         }
@@ -216,28 +338,23 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
     /* Collect the layers as they land, top first (backward's order). While this device still
      * computes lower layers, this worker sums the pieces every device has delivered already; once
      * its device is done it leaves the rest to the update job, where all workers share it. */
-    for (size_t l = t->model.nlayers; l-- > 0;) {
+    for (size_t l = nl; l-- > 0;) {
         const float *g;
         TRY(cldp_replica_layer_grads(rep, l, &g));
-        if (epoch != atomic_load(&t->epoch)) return CLDP_OK;
-        if (t->inject_nan[r] && l + 1 == t->model.nlayers) {
-            t->inject_nan[r] = 0;
-            ((float *)g)[0] = NAN; /* host memory the replica handed out for reading and writing */
-        }
-        t->lgrad[r][l] = g;
-        atomic_store(&t->delivered[r][l], attempt);
+        if (j->inject_nan[r] && l + 1 == nl) ((float *)g)[0] = NAN; /* host memory handed out for writing */
+        j->lgrad[r * nl + l] = g;
+        atomic_store(&j->delivered[r * nl + l], 1);
         if (t->early && rep->streamed && l > 0) {
             double s0 = cldp_now_ms();
-            do_pieces(t, attempt, epoch, 0);
-            t->early_ms[r] += cldp_now_ms() - s0;
+            do_pieces(j, 0);
+            j->early_ms[r] += cldp_now_ms() - s0;
         }
     }
     if (last_rows) TRY(cldp_replica_read_loss(rep, last_rows, &loss, &correct));
-    if (len) test_slowdown(t->slowdown[t->origin[r]], t0);
-    if (epoch != t->epoch) return CLDP_OK; /* this device was dropped while we were stuck */
-    t->loss_sum[r] = loss;
-    t->correct[r] = correct;
-    t->train_end[r] = cldp_now_ms();
+    if (len) test_slowdown(j->slowdown[r], t0);
+    j->loss_sum[r] = loss;
+    j->correct[r] = correct;
+    j->train_end[r] = cldp_now_ms();
     return CLDP_OK;
 }
 
@@ -245,75 +362,69 @@ static cldp_status job_train(cldp_trainer *t, size_t r)
  * the train job (every device has delivered now); then each writes every piece to its own device
  * as soon as the piece is done, overlapped with the others' last pieces. The waits are short:
  * every worker is inside this same job, and a piece cannot fail. */
-static cldp_status job_update(cldp_trainer *t, size_t r)
+static cldp_status job_update(run *j, size_t r)
 {
-    const uint64_t attempt = t->attempt;
+    const cldp_trainer *t = j->t;
+    cldp_replica *rep = j->reps[r];
     double t0 = cldp_now_ms();
-    do_pieces(t, attempt, t->epoch, 1);
+    do_pieces(j, 1);
     double t1 = cldp_now_ms();
-    t->stats[r].reduce_ms = t->early_ms[r] + (t1 - t0);
+    j->reduce_ms[r] = j->early_ms[r] + (t1 - t0);
     int nonfinite = 0;
     for (size_t p = 0; p < t->npieces; p++) {
         const struct piece *pc = &t->pieces[p];
         size_t w = t->model.layers[pc->layer].w_off;
-        while (atomic_load(&t->piece_done[p]) != attempt) sched_yield();
-        nonfinite |= t->piece_bad[p];
-        TRY(cldp_replica_write_params_async(t->reps[r], t->next_master, w + pc->begin, w + pc->end, 0));
+        while (!atomic_load(&j->done[p])) sched_yield();
+        nonfinite |= j->bad[p];
+        TRY(cldp_replica_write_params_async(rep, t->next_master, w + pc->begin, w + pc->end, 0));
     }
     /* Every piece is done, so no worker reads this device's gradient any more. Where some sum
      * was not finite, say whether this device's gradient is why, before letting it go. */
-    if (nonfinite)
-        for (size_t l = 0; l < t->model.nlayers && !t->nonfinite[r]; l++)
-            t->nonfinite[r] = !all_finite(t->lgrad[r][l], layer_floats(&t->model.layers[l]));
-    TRY(cldp_replica_release_grads(t->reps[r]));
-    TRY(cldp_replica_finish(t->reps[r]));
-    t->stats[r].broadcast_ms = cldp_now_ms() - t1;
+    for (size_t l = 0; nonfinite && l < t->model.nlayers && !j->nonfinite[r]; l++)
+        j->nonfinite[r] = !all_finite(j->lgrad[r * t->model.nlayers + l], layer_floats(&t->model.layers[l]));
+    TRY(cldp_replica_release_grads(rep));
+    TRY(cldp_replica_finish(rep));
+    j->broadcast_ms[r] = cldp_now_ms() - t1;
     return CLDP_OK;
 }
 
-static cldp_status job_infer(cldp_trainer *t, size_t r)
+static cldp_status job_infer(run *j, size_t r)
 {
-    cldp_replica *rep = t->reps[r];
-    size_t len = t->shard_len[r], off = t->shard_off[r], in = t->model.inputs, outputs = cldp_model_outputs(&t->model);
+    const cldp_trainer *t = j->t;
+    cldp_replica *rep = j->reps[r];
+    size_t len = j->shard_len[r], off = j->shard_off[r], in = t->model.inputs, outputs = cldp_model_outputs(&t->model);
     double loss = 0;
     size_t correct = 0;
     for (size_t done = 0; done < len;) {
         size_t rows = len - done < rep->max_rows ? len - done : rep->max_rows, at = off + done;
-        TRY(cldp_replica_load(rep, t->x + at * in, t->job == JOB_EVAL ? t->labels + at : NULL, rows));
+        TRY(cldp_replica_load(rep, j->x + at * in, j->job == JOB_EVAL ? j->labels + at : NULL, rows));
         TRY(cldp_replica_forward(rep, rows));
-        if (t->job == JOB_PREDICT) {
-            TRY(cldp_replica_probs(rep, rows, t->probs + at * outputs));
+        if (j->job == JOB_PREDICT) {
+            TRY(cldp_replica_probs(rep, rows, j->probs + at * outputs));
         } else {
             TRY(cldp_replica_loss(rep, rows));
             TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
         }
         done += rows;
     }
-    t->loss_sum[r] = loss;
-    t->correct[r] = correct;
+    j->loss_sum[r] = loss;
+    j->correct[r] = correct;
     return CLDP_OK;
 }
 
 static cldp_status run_job(void *ctx, size_t r)
 {
-    cldp_trainer *t = ctx;
-    switch (t->job) {
-    case JOB_TRAIN: return job_train(t, r);
-    case JOB_UPDATE: return job_update(t, r);
+    run *j = ctx;
+    switch (j->job) {
+    case JOB_TRAIN: return job_train(j, r);
+    case JOB_UPDATE: return job_update(j, r);
     case JOB_BROADCAST:
-        TRY(cldp_replica_release_grads(t->reps[r]));
-        return cldp_replica_write_params(t->reps[r], t->master, 0, t->model.nparams);
+        TRY(cldp_replica_release_grads(j->reps[r]));
+        return cldp_replica_write_params(j->reps[r], j->params, 0, j->t->model.nparams);
     case JOB_EVAL:
-    case JOB_PREDICT: return job_infer(t, r);
+    case JOB_PREDICT: return job_infer(j, r);
     }
     return CLDP_OK;
-}
-
-/* Every worker writes the master parameters to its own device. */
-static cldp_status broadcast(cldp_trainer *t)
-{
-    t->job = JOB_BROADCAST;
-    return cldp_pool_run(t->pool, run_job, t);
 }
 
 static cldp_status rebroadcast_if_dirty(cldp_trainer *t);
@@ -410,7 +521,7 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
     if (t->opts.on_failure == CLDP_ON_FAILURE_STOP || failed == t->n) {
         if (timed_out) {
             t->broken = 1;
-            t->epoch++; /* the stuck worker stops at its next check */
+            abandon_runs(t); /* the stuck worker stops at its next check */
         }
         return cldp_fail(st, "%s; %s", msg,
                          failed == t->n && t->opts.on_failure == CLDP_ON_FAILURE_DROP
@@ -431,13 +542,12 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
             t->devs[keep] = t->devs[r];
             t->reps[keep] = t->reps[r];
             t->origin[keep] = t->origin[r];
-            t->stats[keep] = t->stats[r];
             keep++;
         } else if (s != CLDP_ERR_TIMEOUT) {
             cldp_replica_destroy(t->reps[r]);
         }
     }
-    t->epoch++;
+    abandon_runs(t);
     t->n = keep;
     t->pool = NULL;
     cldp_pool_destroy(old);
@@ -453,19 +563,37 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
 }
 
 /* Runs a job on every worker; under the drop policy, failed devices are removed and `redo`
- * is called (to re-split the work) before running again on the survivors. */
-static cldp_status run_with_policy(cldp_trainer *t, job_kind kind, void (*redo)(cldp_trainer *t))
+ * is called (to re-split the work) before running again on the survivors. `prepare` fills the
+ * run's inputs from the trainer. On success *out is the finished run (the caller frees it). */
+static cldp_status run_with_policy(cldp_trainer *t, job_kind kind, void (*redo)(cldp_trainer *t),
+                                   void (*prepare)(cldp_trainer *t, run *j), run **out)
 {
     for (;;) {
-        t->job = kind;
-        cldp_status st = cldp_pool_run(t->pool, run_job, t);
-        if (st == CLDP_OK) return CLDP_OK;
-        if (t->broken || cldp_pool_status(t->pool, 0) == CLDP_ERR_STATE) return st;
-        TRY(handle_failure(t, st));
+        run *j = run_new(t, kind);
+        if (!j) return CLDP_ERR_HOST_MEMORY;
+        if (prepare) prepare(t, j);
+        cldp_status st = cldp_pool_run(t->pool, run_job, j);
+        if (st == CLDP_OK) {
+            if (out) *out = j;
+            else run_free(j, 0);
+            return CLDP_OK;
+        }
+        int abandoned = 0;
+        for (size_t r = 0; r < t->n; r++) abandoned |= cldp_pool_status(t->pool, r) == CLDP_ERR_TIMEOUT;
+        if (t->broken || cldp_pool_status(t->pool, 0) == CLDP_ERR_STATE) {
+            run_free(j, abandoned);
+            return st;
+        }
+        st = handle_failure(t, st);
+        run_free(j, abandoned);
+        TRY(st);
         if (kind != JOB_BROADCAST) TRY(rebroadcast_if_dirty(t)); /* a broadcast simply runs again */
         if (redo) redo(t);
     }
 }
+
+/* Every worker writes the master parameters to its own device. */
+static cldp_status broadcast(cldp_trainer *t) { return run_with_policy(t, JOB_BROADCAST, NULL, NULL, NULL); }
 
 /* ---- creation -------------------------------------------------------------------------- */
 
@@ -525,24 +653,15 @@ void cldp_trainer_destroy(cldp_trainer *t)
     free(t->next_master);
     free(t->next_m);
     free(t->next_v);
-    free(t->lgrad);
-    free(t->delivered);
+    run_destroy(t->spare);
     free(t->pieces);
-    free(t->piece_claim);
-    free(t->piece_done);
-    free(t->piece_bad);
-    free(t->early_ms);
     free(t->shard_off);
     free(t->shard_len);
-    free(t->loss_sum);
-    free(t->correct);
     free(t->stats);
     free(t->origin);
-    free(t->nonfinite);
     free(t->inject_nan);
     free(t->bal);
     free(t->slowdown);
-    free(t->train_end);
     free(t);
 }
 
@@ -582,21 +701,13 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->next_master = cldp_calloc(np, sizeof(float), "master parameters");
     t->next_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->next_v = cldp_calloc(np, sizeof(float), "optimizer state");
-    t->lgrad = cldp_calloc(n, sizeof *t->lgrad, "gradient pointers");
-    t->delivered = cldp_calloc(n, sizeof *t->delivered, "reduction marks");
-    t->early_ms = cldp_calloc(n, sizeof *t->early_ms, "timings");
     t->shard_off = cldp_calloc(n, sizeof(size_t), "shards");
     t->shard_len = cldp_calloc(n, sizeof(size_t), "shards");
-    t->loss_sum = cldp_calloc(n, sizeof(double), "losses");
-    t->correct = cldp_calloc(n, sizeof(size_t), "counts");
     t->stats = cldp_calloc(n, sizeof *t->stats, "statistics");
     t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
-    t->nonfinite = cldp_calloc(n, sizeof *t->nonfinite, "flags");
     t->inject_nan = cldp_calloc(n, sizeof *t->inject_nan, "flags");
     if (!t->devs || !t->reps || !t->master || !t->opt_m || !t->opt_v || !t->next_master || !t->next_m ||
-        !t->next_v || !t->lgrad || !t->delivered || !t->early_ms ||
-        !t->shard_off || !t->shard_len || !t->loss_sum || !t->correct || !t->stats || !t->origin || !t->nonfinite ||
-        !t->inject_nan)
+        !t->next_v || !t->shard_off || !t->shard_len || !t->stats || !t->origin || !t->inject_nan)
         goto fail;
     for (size_t r = 0; r < n; r++) t->origin[r] = r;
     if ((st = make_pieces(t)) != CLDP_OK) goto fail;
@@ -607,8 +718,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     size_t max_rows[CLDP_MAX_DEVICES];
     t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
     t->slowdown = cldp_calloc(n, sizeof *t->slowdown, "slowdown factors");
-    t->train_end = cldp_calloc(n, sizeof *t->train_end, "timings");
-    if (!t->bal || !t->slowdown || !t->train_end) {
+    if (!t->bal || !t->slowdown) {
         st = CLDP_ERR_HOST_MEMORY;
         goto fail;
     }
@@ -656,18 +766,24 @@ static cldp_status check_batch(const cldp_trainer *t, const float *x, const int3
 static cldp_status rebroadcast_if_dirty(cldp_trainer *t)
 {
     if (!t->dirty) return CLDP_OK;
-    TRY(run_with_policy(t, JOB_BROADCAST, NULL));
+    TRY(broadcast(t));
     t->dirty = 0;
     return CLDP_OK;
 }
 
-/* Splits the step's batch over the devices now present; a new attempt at the step. */
-static void shard_step(cldp_trainer *t)
+/* Splits the step's batch over the devices now present. */
+static void shard_step(cldp_trainer *t) { split_batch(t, t->batch_n); }
+
+/* The step's inputs, into a run (made again for every attempt). */
+static void prepare_step(cldp_trainer *t, run *j)
 {
-    t->attempt++;
-    split_batch(t, t->batch_n);
-    memset(t->loss_sum, 0, t->n * sizeof(double));
-    memset(t->correct, 0, t->n * sizeof(size_t));
+    j->x = t->x;
+    j->labels = t->labels;
+    j->scale = 1.0f / (float)t->batch_n;
+    j->bc1 = 1.0 - pow((double)t->opts.beta1, (double)(t->t + 1));
+    j->bc2 = 1.0 - pow((double)t->opts.beta2, (double)(t->t + 1));
+    memcpy(j->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
+    memcpy(j->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
 }
 
 static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats);
@@ -693,23 +809,20 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     t->x = x;
     t->labels = labels;
     t->batch_n = n;
-    t->scale = 1.0f / (float)n;
-    /* the update's constants: pieces are updated during the train job already */
-    t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)(t->t + 1));
-    t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)(t->t + 1));
     shard_step(t);
-    TRY(run_with_policy(t, JOB_TRAIN, shard_step));
+    run *j = NULL;
+    TRY(run_with_policy(t, JOB_TRAIN, shard_step, prepare_step, &j));
     double loss = 0, last_end = 0;
     size_t correct = 0;
-    for (size_t r = 0; r < t->n; r++) last_end = fmax(last_end, t->train_end[r]);
+    for (size_t r = 0; r < t->n; r++) last_end = fmax(last_end, j->train_end[r]);
     for (size_t r = 0; r < t->n; r++) {
         t->stats[r].shard = t->shard_len[r];
         /* the device's part alone: the pieces summed while waiting for it are not its speed */
-        t->stats[r].compute_ms = cldp_pool_job_ms(t->pool, r) - t->early_ms[r];
-        t->stats[r].idle_ms = last_end - t->train_end[r]; /* waiting for the slowest device */
+        t->stats[r].compute_ms = cldp_pool_job_ms(t->pool, r) - j->early_ms[r];
+        t->stats[r].idle_ms = last_end - j->train_end[r]; /* waiting for the slowest device */
         t->stats[r].reduce_ms = t->stats[r].broadcast_ms = 0;
-        loss += t->loss_sum[r];
-        correct += t->correct[r];
+        loss += j->loss_sum[r];
+        correct += j->correct[r];
     }
     {
         double ms[CLDP_MAX_DEVICES];
@@ -724,23 +837,37 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
         stats->devices = t->n;
     }
 
-    /* The rest of the reduction and the broadcast. Devices receive the new parameters before the
-     * step is known to commit, so from here until it does they may not hold `master`. */
-    t->job = JOB_UPDATE;
+    /* The rest of the reduction and the broadcast, on the same run. Devices receive the new
+     * parameters before the step is known to commit, so until it does they may not hold
+     * `master`. */
+    j->job = JOB_UPDATE;
     t->dirty = 1;
-    cldp_status st = cldp_pool_run(t->pool, run_job, t);
+    cldp_status st = cldp_pool_run(t->pool, run_job, j);
+    int nonfinite = 0;
+    size_t bad = j->n;
+    for (size_t p = 0; p < t->npieces; p++) nonfinite |= j->bad[p];
+    for (size_t r = j->n; r-- > 0;)
+        if (j->nonfinite[r]) bad = r;
+    char bad_name[192] = "";
+    if (bad < j->n) snprintf(bad_name, sizeof bad_name, "%s", j->reps[bad]->name);
     if (st != CLDP_OK) {
         /* Only a write can fail here, after every piece is done: under the stop policy the step
          * does not commit; under drop the survivors get the new parameters below. */
-        TRY(handle_failure(t, st));
+        int abandoned = 0;
+        for (size_t r = 0; r < t->n; r++) abandoned |= cldp_pool_status(t->pool, r) == CLDP_ERR_TIMEOUT;
+        st = handle_failure(t, st);
+        run_free(j, abandoned);
+        TRY(st);
+    } else {
+        for (size_t r = 0; r < t->n; r++) {
+            t->stats[r].reduce_ms = j->reduce_ms[r];
+            t->stats[r].broadcast_ms = j->broadcast_ms[r];
+        }
+        run_free(j, 0);
     }
-    int nonfinite = 0;
-    for (size_t p = 0; p < t->npieces; p++) nonfinite |= t->piece_bad[p];
     if (nonfinite) {
         /* NaN or Inf in the summed gradient: skip the update entirely (the next step, or any
          * other use of the devices, first writes the unchanged parameters back to them). */
-        size_t bad = 0;
-        while (bad < t->n && !t->nonfinite[bad]) bad++;
         t->skipped++;
         if (stats) {
             stats->skipped = 1;
@@ -748,10 +875,10 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
             stats->step_ms = cldp_now_ms() - t0;
         }
         cldp_status ns =
-            bad < t->n
+            *bad_name
                 ? cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the gradient from %s holds NaN or Inf; the update was "
                                                 "skipped (%llu skipped so far)",
-                            (unsigned long long)t->t, t->reps[bad]->name, (unsigned long long)t->skipped)
+                            (unsigned long long)t->t, bad_name, (unsigned long long)t->skipped)
                 : cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the sum of the devices' gradients overflowed to Inf; the "
                                                 "update was skipped (%llu skipped so far); lower the learning rate",
                             (unsigned long long)t->t, (unsigned long long)t->skipped);
@@ -773,11 +900,15 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     return CLDP_OK;
 }
 
-static void shard_infer(cldp_trainer *t)
+static void shard_infer(cldp_trainer *t) { split_batch(t, t->batch_n); }
+
+static void prepare_infer(cldp_trainer *t, run *j)
 {
-    split_batch(t, t->batch_n);
-    memset(t->loss_sum, 0, t->n * sizeof(double));
-    memset(t->correct, 0, t->n * sizeof(size_t));
+    j->x = t->x;
+    j->labels = t->labels;
+    j->probs = t->probs;
+    memcpy(j->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
+    memcpy(j->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
 }
 
 /* Runs an inference job over n samples in chunks of the trainer's batch. */
@@ -796,11 +927,13 @@ static cldp_status infer(cldp_trainer *t, job_kind kind, const float *x, const i
         t->x = x + done * t->model.inputs;
         t->labels = labels ? labels + done : NULL;
         t->probs = probs ? probs + done * outputs : NULL;
-        TRY(run_with_policy(t, kind, shard_infer));
-        for (size_t r = 0; r < t->n; r++) {
-            ls += t->loss_sum[r];
-            cs += t->correct[r];
+        run *j = NULL;
+        TRY(run_with_policy(t, kind, shard_infer, prepare_infer, &j));
+        for (size_t r = 0; r < j->n; r++) {
+            ls += j->loss_sum[r];
+            cs += j->correct[r];
         }
+        run_free(j, 0);
         done += t->batch_n;
     }
     if (loss) *loss = ls / (double)n;

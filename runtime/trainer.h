@@ -33,43 +33,33 @@ struct cldp_trainer {
     int dirty;                    /* devices may not hold `master` (a broadcast failed, or a step
                                      that did not commit wrote some of its results) */
 
-    /* the job in progress */
-    job_kind job;
+    /* the step or inference call in progress (the caller's side; workers get a copy in a run) */
     const float *x;
     const int32_t *labels;
     float *probs;
     size_t *shard_off, *shard_len; /* (n) */
-    double *loss_sum;             /* (n) */
-    size_t *correct;              /* (n) */
     size_t batch_n;               /* samples in the step */
-    float scale;
-    double bc1, bc2;              /* Adam bias corrections of this step */
     /* The reduction works in pieces: fixed ranges of one layer's parameters (the model's layers
-     * top first, as backward delivers them, each cut every CLDP_PIECE_FLOATS). Any worker may
-     * claim a piece: it sums that range over every device in the fixed tree and updates those
+     * top first, as backward delivers them, each cut every 32 Ki floats). Any worker may claim a
+     * piece: it sums that range over every device in the fixed tree and updates those
      * parameters, so who does a piece never changes its bits. A piece can be done once every
      * device has delivered its layer: during the train job by a worker whose own device is still
-     * computing lower layers, else in the update job, shared by all workers. Marks hold the
-     * attempt they belong to, so a failed attempt's marks never count in the next. */
-    uint64_t attempt;             /* counts train jobs started, retries included */
-    int early;                    /* pieces may be done during the train job (CLDP_EARLY_REDUCE=off:
-                                     all in the update job, the order this replaced) */
-    const float *(*lgrad)[CLDP_MAX_LAYERS]; /* (n) where device r's layer-l gradient is on the host */
-    _Atomic uint64_t (*delivered)[CLDP_MAX_LAYERS]; /* (n) attempt in which device r delivered layer l */
+     * computing lower layers, else in the update job, shared by all workers (trainer.c). */
     size_t npieces;
     struct piece { size_t layer, begin, end; } *pieces; /* (npieces) [begin, end) within the layer */
-    _Atomic uint64_t *piece_claim, *piece_done; /* (npieces) attempt that claimed / finished it */
-    int *piece_bad;               /* (npieces) its sum held NaN or Inf (valid once done) */
-    double *early_ms;             /* (n) time worker r spent on pieces during the train job */
+    struct run *spare;            /* the last finished run, reused by the next (trainer.c) */
+    int early;                    /* pieces may be done during the train job (CLDP_EARLY_REDUCE=off:
+                                     all in the update job, the order this replaced) */
     cldp_device_stats *stats;     /* (n) of the last step */
 
     /* failures */
     size_t *origin;               /* (n) each device's rank at creation (faults name those) */
-    int *nonfinite;               /* (n) its delivered gradient of this step holds NaN/Inf */
     int *inject_nan;              /* (n) test fault: put a NaN in its gradient this step */
     uint64_t skipped;             /* updates skipped for non-finite gradients */
-    _Atomic unsigned long epoch;  /* bumped when devices are dropped: late workers discard
-                                   * (atomic: an abandoned worker reads it while the caller bumps it) */
+    _Atomic unsigned long epoch;  /* bumped when a run is abandoned after a watchdog timeout:
+                                   * its late workers then stop (atomic: they read it while the
+                                   * caller bumps it) */
+    _Atomic size_t inflight;      /* workers inside a section that writes shared state */
     int broken;                   /* a worker is stuck in a driver call: only destroy is safe */
     size_t abandoned;             /* workers given up after a watchdog timeout */
     struct { size_t rank; uint64_t step; cldp_fault_kind kind; double ms; } faults[8];
@@ -79,7 +69,6 @@ struct cldp_trainer {
      * no bookkeeping here */
     cldp_balancer *bal;           /* the split's weights and each device's measured speed */
     double *slowdown;             /* (n at creation) test-only compute-time factor, 1 = none */
-    double *train_end;            /* (n) when each worker finished its part of the step (ms) */
 };
 
 #endif
