@@ -416,14 +416,15 @@ cldp_status cldp_tuning_load(const char *path, cldp_tuning_file *out, int *found
 
 /* ---- matching ---------------------------------------------------------------------------- */
 
-int cldp_tuning_pattern_match(const char *pat, const char *s)
+/* One alternative: the pattern is [pat, end). */
+static int match_one(const char *pat, const char *end, const char *s)
 {
     const char *star = NULL, *resume = NULL;
     while (*s) {
-        if (*pat == '*') {
+        if (pat < end && *pat == '*') {
             star = pat++;
             resume = s;
-        } else if (*pat == '?' || *pat == *s) {
+        } else if (pat < end && (*pat == '?' || *pat == *s)) {
             pat++;
             s++;
         } else if (star) { /* let the last '*' swallow one more character */
@@ -433,11 +434,22 @@ int cldp_tuning_pattern_match(const char *pat, const char *s)
             return 0;
         }
     }
-    while (*pat == '*') pat++;
-    return *pat == 0;
+    while (pat < end && *pat == '*') pat++;
+    return pat == end;
 }
 
-static int is_pattern(const char *s) { return strpbrk(s, "*?") != NULL; }
+int cldp_tuning_pattern_match(const char *pat, const char *s)
+{
+    for (;;) {
+        const char *bar = strchr(pat, '|');
+        const char *end = bar ? bar : pat + strlen(pat);
+        if (match_one(pat, end, s)) return 1;
+        if (!bar) return 0;
+        pat = bar + 1;
+    }
+}
+
+static int is_pattern(const char *s) { return strpbrk(s, "*?|") != NULL; }
 
 /* Copies s without surrounding blanks (some drivers pad their names; the parser trims values). */
 static void copy_trimmed(char *dst, size_t cap, const char *s)

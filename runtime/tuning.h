@@ -6,8 +6,9 @@
  * ignored; spaces around '=' and at the ends of a line do not matter):
  *
  *     device = basic-haswell-AMD EPYC      starts an entry: the CL_DEVICE_NAME it is for, exactly,
- *                                          or a pattern where '*' matches any run of characters
- *                                          and '?' any one character
+ *                                          or a pattern where '*' matches any run of characters,
+ *                                          '?' any one character, and '|' separates alternatives
+ *                                          (e.g. "basic-*|cpu-minimal-*")
  *     driver = 3.1+debian                  optional: the CL_DRIVER_VERSION, exactly or a pattern
  *                                          (default '*')
  *     version = *HSTR: *x86_64*            optional: the CL_DEVICE_VERSION, exactly or a pattern
@@ -82,7 +83,8 @@ cldp_status cldp_tuning_load(const char *path, cldp_tuning_file *out, int *found
 
 void cldp_tuning_file_free(cldp_tuning_file *f);
 
-/* '*' matches any run of characters (also none), '?' any one; everything else itself. */
+/* '*' matches any run of characters (also none), '?' any one; '|' separates alternatives, any of
+ * which may match; everything else matches itself. */
 int cldp_tuning_pattern_match(const char *pattern, const char *text);
 
 /* The best entry of `f` for a device (NULL if none matches); *score (may be NULL) receives how

@@ -530,7 +530,7 @@ static void bench_gemm(const opts *o, FILE *js)
     core = openblas_get_corename();
 #endif
     printf("   %d rounds; each figure the median of the rounds' bests, spread = (max - min) / median over rounds\n", rounds);
-    printf("   %-26s %-5s %7s %6s %7s %6s %7s %6s %9s %10s\n", "shape (m x n x k)", "op", "tuned", "spread", "default",
+    printf("   %-30s %-3s %7s %6s %7s %6s %7s %6s %9s %10s\n", "shape (m x n x k)", "op", "tuned", "spread", "default",
            "spread", "blas", "spread", "tuned/def", "tuned/blas");
     fprintf(js, "\"gemm\":[");
     double pass[3] = {0, 0, 0}, pass_r[3][9];
@@ -557,7 +557,7 @@ static void bench_gemm(const opts *o, FILE *js)
         char name[48];
         snprintf(name, sizeof name, "%s %zux%zux%zu", sh[i].what, sh[i].m, sh[i].n, sh[i].k);
         const char *op = sh[i].ta ? (sh[i].tb ? "tt" : "tn") : (sh[i].tb ? "nt" : "nn");
-        printf("   %-26s %-5s %7.1f %5.0f%% %7.1f %5.0f%% %7.1f %5.0f%% %9.2f %10.2f\n", name, op, gf[0], 100 * spread[0],
+        printf("   %-30s %-3s %7.1f %5.0f%% %7.1f %5.0f%% %7.1f %5.0f%% %9.2f %10.2f\n", name, op, gf[0], 100 * spread[0],
                gf[1], 100 * spread[1], gf[2], 100 * spread[2], rd, rb);
         fprintf(js, "%s{\"shape\":\"%zux%zux%zu\",\"op\":\"%s\",\"what\":\"%s\",\"tuned_gflops\":%.2f,\"default_gflops\":%.2f,"
                     "\"blas_gflops\":%.2f,\"tuned_vs_default\":%.3f,\"tuned_vs_blas\":%.3f,\"spread\":[%.3f,%.3f,%.3f]}",
@@ -580,7 +580,7 @@ static void bench_gemm(const opts *o, FILE *js)
 #ifndef CLDP_HAVE_CBLAS
     printf("   (no CPU BLAS was found at build time: install libopenblas-dev for the blas column)\n");
 #else
-    if (core[0]) printf("   blas: %s, kernels for \"%s\"%s\n", OPENBLAS_VERSION, core,
+    if (core[0]) printf("   blas: OpenBLAS with its kernels for \"%s\"%s\n", core,
                         strcmp(core, "Prescott") ? "" : " (SSE3 only: this OpenBLAS does not know the CPU; "
                                                         "OPENBLAS_CORETYPE=SkylakeX or Haswell picks its wider kernels)");
 #endif

@@ -195,6 +195,17 @@ static void test_patterns(void)
     CHECK(cldp_tuning_pattern_match("3.?+debian", "3.1+debian"));
     CHECK(!cldp_tuning_pattern_match("3.?+debian", "3.10+debian"));
     CHECK(cldp_tuning_pattern_match("**x**", "x"));
+    /* '|' separates alternatives */
+    CHECK(cldp_tuning_pattern_match("a|b", "a"));
+    CHECK(cldp_tuning_pattern_match("a|b", "b"));
+    CHECK(!cldp_tuning_pattern_match("a|b", "ab"));
+    CHECK(!cldp_tuning_pattern_match("a|b", "a|b"));
+    CHECK(cldp_tuning_pattern_match("basic-*|cpu-minimal-*", "cpu-minimal-znver4-AMD"));
+    CHECK(!cldp_tuning_pattern_match("basic-*|cpu-minimal-*", "pthread-znver4-AMD"));
+    CHECK(cldp_tuning_pattern_match("*-skylake-avx512|*rapids", "basic-x86_64-pc-linux-gnu-sapphirerapids"));
+    CHECK(!cldp_tuning_pattern_match("*-skylake-avx512|*rapids", "basic-x86_64-pc-linux-gnu-skylake"));
+    CHECK(cldp_tuning_pattern_match("x|", "") && cldp_tuning_pattern_match("|x", ""));
+    CHECK(!cldp_tuning_pattern_match("x|y", ""));
 }
 
 static void test_match(void)
@@ -271,6 +282,31 @@ static void test_sources(void)
     cldp_tuning_file_free(&f);
     CHECK_OK(cldp_tuning_lookup("basic-skylake-Intel(R) Core(TM) i7", "1.8", "OpenCL 1.2 pocl HSTR: basic-x86_64-unknown-linux-gnu-skylake", &f, &e));
     CHECK(e != NULL);
+    unsigned generic_line = e ? e->line : 0;
+    cldp_tuning_file_free(&f);
+    /* AVX-512 targets get their own set, ahead of the generic x86-64 one; AVX2 ones and AMD's
+     * AVX-512 (znver4, not measured) keep the generic set. */
+    static const char *const avx512[][2] = {
+        {"basic-skylake-avx512-Intel(R) Xeon(R) Processor", "OpenCL 3.0 PoCL HSTR: basic-x86_64-pc-linux-gnu-skylake-avx512"},
+        {"basic-cascadelake-Intel(R) Xeon(R) Gold", "OpenCL 3.0 PoCL HSTR: basic-x86_64-pc-linux-gnu-cascadelake"},
+        {"cpu-minimal-sapphirerapids-Intel(R) Xeon(R)", "OpenCL 3.0 PoCL HSTR: cpu-minimal-x86_64-pc-linux-gnu-sapphirerapids"},
+    };
+    unsigned avx512_line = 0;
+    for (size_t i = 0; i < sizeof avx512 / sizeof *avx512; i++) {
+        CHECK_OK(cldp_tuning_lookup(avx512[i][0], "3.1+debian", avx512[i][1], &f, &e));
+        CHECK(e != NULL && e->line != generic_line && (i == 0 || e->line == avx512_line));
+        if (e && i == 0) avx512_line = e->line;
+        cldp_tuning_file_free(&f);
+    }
+    CHECK_OK(cldp_tuning_lookup("basic-haswell-AMD EPYC", "3.1+debian", POCL_VERSION, &f, &e));
+    CHECK(e != NULL && e->line == generic_line);
+    cldp_tuning_file_free(&f);
+    CHECK_OK(cldp_tuning_lookup("basic-znver4-AMD EPYC", "3.1+debian", "OpenCL 3.0 PoCL HSTR: basic-x86_64-pc-linux-gnu-znver4", &f, &e));
+    CHECK(e != NULL && e->line == generic_line);
+    cldp_tuning_file_free(&f);
+    CHECK_OK(cldp_tuning_lookup("pthread-skylake-avx512-Intel(R) Xeon(R)", "3.1+debian",
+                                "OpenCL 3.0 PoCL HSTR: pthread-x86_64-pc-linux-gnu-skylake-avx512", &f, &e));
+    CHECK(e == NULL);
     cldp_tuning_file_free(&f);
     CHECK_OK(cldp_tuning_lookup("pthread-haswell-AMD EPYC", "3.1+debian", "OpenCL 3.0 PoCL HSTR: pthread-x86_64-pc-linux-gnu-haswell", &f, &e));
     CHECK(e == NULL);
