@@ -386,6 +386,7 @@ CLDP_API cldp_status cldp_trainer_load_checkpoint(cldp_trainer *trainer, const c
  * collective enqueues on the given queues, so in-order queues need nothing more). */
 typedef struct cldp_collective cldp_collective;
 
+/* n: 1 to 64 ranks. */
 CLDP_API cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, size_t count,
                                             cldp_collective **out);
 CLDP_API void cldp_collective_destroy(cldp_collective *coll);

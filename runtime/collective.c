@@ -53,6 +53,9 @@ const float *cldp_tree_sum(const float *const *src, size_t n, size_t len, float 
 
 /* ---- the public collective ------------------------------------------------------------- */
 
+#define COLL_MAX_RANKS 64 /* ranks of one collective */
+#define COLL_BLOCK 256    /* floats per block of the reduction: every rank's block stays in L1 */
+
 typedef enum { OP_READ, OP_REDUCE, OP_WRITE } coll_op;
 
 struct cldp_collective {
@@ -88,6 +91,7 @@ cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, siz
     *out = NULL;
     REQUIRE(queues, "cldp_collective_create: queues is NULL");
     REQUIRE(n > 0 && count > 0, "cldp_collective_create: n (%zu) and count (%zu) must be > 0", n, count);
+    REQUIRE(n <= COLL_MAX_RANKS, "cldp_collective_create: %zu ranks, at most %d are supported", n, COLL_MAX_RANKS);
     size_t bytes;
     REQUIRE(cldp_mul_size(count, sizeof(float), &bytes) == 0, "cldp_collective_create: count %zu overflows", count);
     for (size_t r = 0; r < n; r++) REQUIRE(queues[r], "cldp_collective_create: queue %zu is NULL", r);
@@ -131,11 +135,22 @@ static cldp_status coll_job(void *ctx, size_t r)
         CL_CHECK(who, clEnqueueReadBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, c->stage[r], 0, NULL, NULL));
         return CLDP_OK;
     case OP_REDUCE: {
+        /* block by block, out of place: each staged vector is read once, and the scaled sum is
+         * written once, into rank 0's staging (the bits of cldp_tree_reduce, then the scale) */
         size_t b, e;
         cldp_chunk(c->count, c->n, r, &b, &e);
-        cldp_tree_reduce(c->stage, c->n, b, e);
-        if (c->scale != 1.0f)
-            for (size_t i = b; i < e; i++) c->stage[0][i] *= c->scale;
+        float scratch[(COLL_MAX_RANKS + 1) / 2 * COLL_BLOCK];
+        const float *src[COLL_MAX_RANKS];
+        for (size_t blk = b; blk < e; blk += COLL_BLOCK) {
+            size_t len = e - blk < COLL_BLOCK ? e - blk : COLL_BLOCK;
+            for (size_t k = 0; k < c->n; k++) src[k] = c->stage[k] + blk;
+            const float *sum = cldp_tree_sum(src, c->n, len, scratch);
+            float *out = c->stage[0] + blk;
+            if (c->scale != 1.0f)
+                for (size_t i = 0; i < len; i++) out[i] = sum[i] * c->scale;
+            else if (sum != out)
+                memcpy(out, sum, len * sizeof(float));
+        }
         return CLDP_OK;
     }
     case OP_WRITE: {
