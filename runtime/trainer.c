@@ -119,7 +119,16 @@ typedef struct run {
     _Atomic int *claimed, *done;  /* (npieces) */
     int *bad;                     /* (npieces) the piece's sum held NaN or Inf (valid once done) */
     size_t cells;                 /* lgrad and delivered hold this many */
+    /* Hand-over of a worker the caller gave up on after a watchdog timeout (see hand_over):
+     * whichever of the two marks state[r] second does the clean-up. */
+    _Atomic int state[CLDP_MAX_DEVICES]; /* RUN_WORKING, RUN_FINISHED or RUN_ABANDONED */
+    int owns_replica[CLDP_MAX_DEVICES]; /* the device was dropped: its replica is the worker's */
+    _Atomic size_t holders;       /* abandoned workers still using this run */
 } run;
+
+enum { RUN_WORKING, RUN_FINISHED, RUN_ABANDONED };
+
+static void trainer_release(cldp_trainer *t);
 
 static void run_destroy(run *j)
 {
@@ -181,11 +190,11 @@ static run *run_new(cldp_trainer *t, job_kind kind)
     return j;
 }
 
-/* Done with a run: it becomes the trainer's spare, unless a worker was abandoned in it; then
- * that worker may still use it, and it is left to it (a bounded leak). */
-static void run_free(run *j, int abandoned)
+/* Done with a run: it becomes the trainer's spare (a run a worker was abandoned in goes through
+ * hand_over instead). */
+static void run_free(run *j)
 {
-    if (!j || abandoned) return;
+    if (!j) return;
     cldp_trainer *t = j->t;
     if (!t->spare) t->spare = j;
     else run_destroy(j);
@@ -412,9 +421,8 @@ static cldp_status job_infer(run *j, size_t r)
     return CLDP_OK;
 }
 
-static cldp_status run_job(void *ctx, size_t r)
+static cldp_status dispatch(run *j, size_t r)
 {
-    run *j = ctx;
     switch (j->job) {
     case JOB_TRAIN: return job_train(j, r);
     case JOB_UPDATE: return job_update(j, r);
@@ -425,6 +433,42 @@ static cldp_status run_job(void *ctx, size_t r)
     case JOB_PREDICT: return job_infer(j, r);
     }
     return CLDP_OK;
+}
+
+/* A worker's part of a run. A worker the caller has given up on (it came back after the
+ * watchdog fired) cleans up what was left to it: its replica if the device was dropped, the run
+ * when it is the last one using it, the trainer when that was destroyed meanwhile. */
+static cldp_status run_job(void *ctx, size_t r)
+{
+    run *j = ctx;
+    cldp_status st = dispatch(j, r);
+    if (atomic_exchange(&j->state[r], RUN_FINISHED) == RUN_ABANDONED) {
+        cldp_trainer *t = j->t;
+        if (j->owns_replica[r]) cldp_replica_destroy(j->reps[r]);
+        if (atomic_fetch_sub(&j->holders, 1) == 1) run_destroy(j);
+        trainer_release(t);
+    }
+    return st;
+}
+
+/* After a run in which the ranks marked in `timed_out` (k of them) missed the watchdog: each of
+ * those workers either finished meanwhile (then the caller cleans up after it) or is given the
+ * run, a reference to the trainer, and its replica if its device was dropped, to clean up when
+ * it comes back (run_job). The caller keeps a hold on the run until every rank is settled, so the
+ * run is freed exactly once, by whoever lets go last. */
+static void hand_over(cldp_trainer *t, run *j, const int *timed_out, size_t k)
+{
+    atomic_fetch_add(&j->holders, k + 1);
+    atomic_fetch_add(&t->refs, k);
+    size_t undo = 1;
+    for (size_t r = 0; r < j->n; r++) {
+        if (!timed_out[r]) continue;
+        if (atomic_exchange(&j->state[r], RUN_ABANDONED) != RUN_FINISHED) continue; /* the worker's now */
+        undo++;
+        atomic_fetch_sub(&t->refs, 1);
+        if (j->owns_replica[r]) cldp_replica_destroy(j->reps[r]);
+    }
+    if (atomic_fetch_sub(&j->holders, undo) == undo) run_free(j);
 }
 
 static cldp_status rebroadcast_if_dirty(cldp_trainer *t);
@@ -497,7 +541,7 @@ static void disarm_faults(cldp_trainer *t)
 /* After a job failed on some workers: names the failure, then applies the policy. Returns
  * CLDP_OK when the failed devices were dropped and the caller should redo its work on the
  * others; otherwise the failure's status (its message set). */
-static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
+static cldp_status handle_failure(cldp_trainer *t, cldp_status st, run *j)
 {
     char msg[2048];
     size_t failed = 0, first = t->n;
@@ -517,7 +561,6 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
         snprintf(msg, sizeof msg, "step %llu: %s", (unsigned long long)t->t, cldp_pool_error(t->pool, first));
     st = cldp_pool_status(t->pool, first);
 
-    if (timed_out) t->abandoned++;
     if (t->opts.on_failure == CLDP_ON_FAILURE_STOP || failed == t->n) {
         if (timed_out) {
             t->broken = 1;
@@ -532,8 +575,8 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
     }
 
     /* Drop: keep the survivors in rank order, so the reduction tree over them is the one a run
-     * on the survivors alone would use. A stuck worker may still use its replica, so that is
-     * left allocated (a bounded leak rather than a crash). */
+     * on the survivors alone would use. A stuck worker may still use its replica: it is left to
+     * that worker (hand_over). */
     cldp_pool *old = t->pool;
     size_t keep = 0;
     for (size_t r = 0; r < t->n; r++) {
@@ -545,6 +588,8 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
             keep++;
         } else if (s != CLDP_ERR_TIMEOUT) {
             cldp_replica_destroy(t->reps[r]);
+        } else {
+            j->owns_replica[r] = 1; /* still in use by its stuck worker: see hand_over */
         }
     }
     abandon_runs(t);
@@ -562,6 +607,19 @@ static cldp_status handle_failure(cldp_trainer *t, cldp_status st)
     return CLDP_OK;
 }
 
+/* A run failed: applies the policy (handle_failure), then settles the run with the workers that
+ * missed the watchdog, if any. */
+static cldp_status settle_failure(cldp_trainer *t, cldp_status st, run *j)
+{
+    int timed_out[CLDP_MAX_DEVICES];
+    size_t k = 0;
+    for (size_t r = 0; r < j->n; r++) k += (size_t)(timed_out[r] = cldp_pool_status(t->pool, r) == CLDP_ERR_TIMEOUT);
+    st = handle_failure(t, st, j);
+    if (k) hand_over(t, j, timed_out, k);
+    else run_free(j);
+    return st;
+}
+
 /* Runs a job on every worker; under the drop policy, failed devices are removed and `redo`
  * is called (to re-split the work) before running again on the survivors. `prepare` fills the
  * run's inputs from the trainer. On success *out is the finished run (the caller frees it). */
@@ -575,17 +633,14 @@ static cldp_status run_with_policy(cldp_trainer *t, job_kind kind, void (*redo)(
         cldp_status st = cldp_pool_run(t->pool, run_job, j);
         if (st == CLDP_OK) {
             if (out) *out = j;
-            else run_free(j, 0);
+            else run_free(j);
             return CLDP_OK;
         }
-        int abandoned = 0;
-        for (size_t r = 0; r < t->n; r++) abandoned |= cldp_pool_status(t->pool, r) == CLDP_ERR_TIMEOUT;
-        if (t->broken || cldp_pool_status(t->pool, 0) == CLDP_ERR_STATE) {
-            run_free(j, abandoned);
+        if (t->broken || st == CLDP_ERR_STATE) { /* the pool refused: no worker saw this run */
+            run_free(j);
             return st;
         }
-        st = handle_failure(t, st);
-        run_free(j, abandoned);
+        st = settle_failure(t, st, j);
         TRY(st);
         if (kind != JOB_BROADCAST) TRY(rebroadcast_if_dirty(t)); /* a broadcast simply runs again */
         if (redo) redo(t);
@@ -636,13 +691,11 @@ static cldp_status check_options(const cldp_trainer_options *o)
     return CLDP_OK;
 }
 
-void cldp_trainer_destroy(cldp_trainer *t)
+/* Drops a reference to the trainer: the caller's (destroy) or an abandoned worker's. The last
+ * one frees it, on whichever thread that is. */
+static void trainer_release(cldp_trainer *t)
 {
-    if (!t) return;
-    cldp_pool_destroy(t->pool);
-    /* A worker that timed out may still wake up inside its job and read the trainer: leave the
-     * whole trainer to it (a bounded leak) rather than risk a use after free. */
-    if (t->abandoned) return;
+    if (atomic_fetch_sub(&t->refs, 1) != 1) return;
     for (size_t r = 0; r < t->n; r++)
         if (t->reps) cldp_replica_destroy(t->reps[r]);
     free(t->reps);
@@ -665,6 +718,16 @@ void cldp_trainer_destroy(cldp_trainer *t)
     free(t);
 }
 
+void cldp_trainer_destroy(cldp_trainer *t)
+{
+    if (!t) return;
+    /* a worker still stuck in a driver call is detached here; it frees the trainer when it comes
+     * back, if it is the last to let go (run_job) */
+    cldp_pool_destroy(t->pool);
+    t->pool = NULL;
+    trainer_release(t);
+}
+
 cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts, cldp_trainer **out)
 {
     REQUIRE(out, "cldp_trainer_create: out is NULL");
@@ -684,6 +747,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
 
     cldp_trainer *t = cldp_calloc(1, sizeof *t, "trainer");
     if (!t) return CLDP_ERR_HOST_MEMORY;
+    atomic_init(&t->refs, 1);
     t->model = *model;
     t->opts = *opts;
     t->opts.devices = NULL; /* the caller's string need not outlive the call */
@@ -853,17 +917,13 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     if (st != CLDP_OK) {
         /* Only a write can fail here, after every piece is done: under the stop policy the step
          * does not commit; under drop the survivors get the new parameters below. */
-        int abandoned = 0;
-        for (size_t r = 0; r < t->n; r++) abandoned |= cldp_pool_status(t->pool, r) == CLDP_ERR_TIMEOUT;
-        st = handle_failure(t, st);
-        run_free(j, abandoned);
-        TRY(st);
+        TRY(settle_failure(t, st, j));
     } else {
         for (size_t r = 0; r < t->n; r++) {
             t->stats[r].reduce_ms = j->reduce_ms[r];
             t->stats[r].broadcast_ms = j->broadcast_ms[r];
         }
-        run_free(j, 0);
+        run_free(j);
     }
     if (nonfinite) {
         /* NaN or Inf in the summed gradient: skip the update entirely (the next step, or any
@@ -933,7 +993,7 @@ static cldp_status infer(cldp_trainer *t, job_kind kind, const float *x, const i
             ls += j->loss_sum[r];
             cs += j->correct[r];
         }
-        run_free(j, 0);
+        run_free(j);
         done += t->batch_n;
     }
     if (loss) *loss = ls / (double)n;

@@ -61,7 +61,7 @@ struct cldp_trainer {
                                    * caller bumps it) */
     _Atomic size_t inflight;      /* workers inside a section that writes shared state */
     int broken;                   /* a worker is stuck in a driver call: only destroy is safe */
-    size_t abandoned;             /* workers given up after a watchdog timeout */
+    _Atomic size_t refs;          /* the caller's, and one per abandoned worker still out */
     struct { size_t rank; uint64_t step; cldp_fault_kind kind; double ms; } faults[8];
     size_t nfaults;
 

@@ -17,6 +17,7 @@ typedef struct worker {
     struct cldp_pool *pool;
     size_t rank;
     int busy;                /* inside a job */
+    int detached;            /* destroy left it inside its job; it frees the pool if last out */
     unsigned long done_gen;  /* last generation it finished */
     cldp_status status;
     double job_ms;
@@ -31,6 +32,7 @@ struct cldp_pool {
     pthread_cond_t done_cv; /* a worker finished its part */
     unsigned long generation;
     int stop;
+    size_t orphans;         /* detached workers not yet out (only after destroy) */
     double timeout_ms;
     cldp_job_fn fn;
     void *ctx;
@@ -61,6 +63,7 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&p->mu);
         w->busy = 0;
+        if (w->detached) break; /* the pool was destroyed while this worker was stuck */
         if (seen == p->generation && w->status != CLDP_ERR_TIMEOUT) { /* not a late return */
             w->job_ms = ms;
             w->status = st;
@@ -69,7 +72,15 @@ static void *worker_main(void *arg)
             pthread_cond_signal(&p->done_cv);
         }
     }
+    int last = w->detached && --p->orphans == 0;
     pthread_mutex_unlock(&p->mu);
+    if (last) { /* destroy left the pool to its stuck workers: the last one out frees it */
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->wake);
+        pthread_cond_destroy(&p->done_cv);
+        free(p->w);
+        free(p);
+    }
     return NULL;
 }
 
@@ -108,16 +119,21 @@ void cldp_pool_destroy(cldp_pool *p)
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
-    int leaked = 0;
+    size_t orphans = 0;
     for (size_t r = 0; r < p->n; r++)
         if (p->w[r].busy) {
             pthread_detach(p->w[r].thread); /* stuck in a driver call: cannot be joined */
-            leaked = 1;
+            p->w[r].detached = 1;
+            orphans++;
         }
+    p->orphans = orphans + 1; /* and this call's own hold, while it joins the others */
     pthread_mutex_unlock(&p->mu);
     for (size_t r = 0; r < p->n; r++)
-        if (!p->w[r].busy) pthread_join(p->w[r].thread, NULL);
-    if (leaked) return; /* the stuck threads still reference the pool */
+        if (!p->w[r].detached) pthread_join(p->w[r].thread, NULL);
+    pthread_mutex_lock(&p->mu);
+    int last = --p->orphans == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (!last) return; /* stuck threads still use the pool: the last one out frees it */
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done_cv);

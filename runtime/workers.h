@@ -14,7 +14,8 @@ typedef cldp_status (*cldp_job_fn)(void *ctx, size_t rank);
 
 cldp_status cldp_pool_create(size_t n, cldp_pool **out);
 /* Joins the threads. A worker still stuck in a job (after a timeout) cannot be joined: it is
- * detached and the pool's memory is left to it (a deliberate, bounded leak rather than a hang). */
+ * detached, and the last such worker to come back frees the pool (one that never comes back
+ * keeps it: a bounded leak rather than a hang). */
 void cldp_pool_destroy(cldp_pool *pool);
 size_t cldp_pool_size(const cldp_pool *pool);
 
