@@ -307,6 +307,51 @@ static double memcpy_bw(size_t floats, int threads)
     return (double)threads * (double)floats * sizeof(float) / (best * 1e-3);
 }
 
+/* The host pass of a training step on one thread, two ways, ms: the in-place tree then a
+ * separate SGD pass (the order cldp had before), and the fused pass the trainer runs now
+ * (cldp_tree_sum block by block, the update in the same block; see runtime/trainer.c). */
+static void host_pass_ms(size_t n, size_t count, double *unfused, double *fused)
+{
+    enum { BLOCK = 256 };
+    float *g[3], *p = malloc(count * sizeof(float)), *m = calloc(count, sizeof(float));
+    float *np = malloc(count * sizeof(float)), *nm = malloc(count * sizeof(float));
+    for (size_t r = 0; r < n; r++) {
+        g[r] = malloc(count * sizeof(float));
+        for (size_t i = 0; i < count; i++) g[r][i] = frand();
+    }
+    for (size_t i = 0; i < count; i++) p[i] = frand();
+    float scratch[2 * BLOCK];
+    double a[5], b[5];
+    for (int k = 0; k < 5; k++) {
+        double t0 = now_ms();
+        cldp_tree_reduce(g, n, 0, count);
+        for (size_t i = 0; i < count; i++) {
+            m[i] = 0.9f * m[i] + g[0][i];
+            p[i] -= 0.01f * m[i];
+        }
+        double t1 = now_ms();
+        for (size_t blk = 0; blk < count; blk += BLOCK) {
+            size_t len = count - blk < BLOCK ? count - blk : BLOCK;
+            const float *src[3];
+            for (size_t r = 0; r < n; r++) src[r] = g[r] + blk;
+            const float *restrict sum = cldp_tree_sum(src, n, len, scratch);
+            const float *restrict pp = p + blk, *restrict mm = m + blk;
+            float *restrict npp = np + blk, *restrict nmm = nm + blk;
+            for (size_t i = 0; i < len; i++) {
+                nmm[i] = 0.9f * mm[i] + sum[i];
+                npp[i] = pp[i] - 0.01f * nmm[i];
+            }
+        }
+        double t2 = now_ms();
+        a[k] = t1 - t0;
+        b[k] = t2 - t1;
+    }
+    *unfused = median(a, 5);
+    *fused = median(b, 5);
+    for (size_t r = 0; r < n; r++) free(g[r]);
+    free(p), free(m), free(np), free(nm);
+}
+
 static void bench_allreduce(const opts *o, FILE *js)
 {
     const cldp_dev *devs;
@@ -366,6 +411,17 @@ static void bench_allreduce(const opts *o, FILE *js)
             clReleaseContext(ctx[r]);
         }
     }
+    fprintf(js, "],\"host_pass\":[");
+    printf("   host pass of a step on one thread: sum over devices + SGD update, in-place tree then update\n"
+           "   (before) vs the fused block pass the trainer runs (each gradient byte read once)\n");
+    for (size_t n = 2; n <= 3; n++)
+        for (size_t mib = 16; mib <= 64; mib *= 4) {
+            double before, fused;
+            host_pass_ms(n, (mib << 20) / sizeof(float), &before, &fused);
+            printf("   %zu devices %3zu MiB: %7.2f ms vs %7.2f ms, ratio %.2f\n", n, mib, before, fused, before / fused);
+            fprintf(js, "%s{\"devices\":%zu,\"mib\":%zu,\"unfused_ms\":%.3f,\"fused_ms\":%.3f}", n == 2 && mib == 16 ? "" : ",",
+                    n, mib, before, fused);
+        }
     fprintf(js, "],");
 }
 
