@@ -90,9 +90,9 @@ static void test_slowdown(double factor, double since_ms)
 
 /* One run of a job on the pool: what its workers read, copied when the run is made and never
  * written by the caller while a worker may still hold it, and what each worker reports. A worker
- * abandoned after a watchdog timeout keeps its run (the trainer leaks the run rather than free it
- * under the worker), so when it wakes up it reads and writes that run only. The trainer's shared
- * state (the next parameters) it reaches only between enter() and leave(). */
+ * abandoned after a watchdog timeout keeps its run (hand_over), so when it comes back it reads
+ * and writes that run only; the trainer's shared state (the next parameters) it reaches only
+ * between enter() and leave(), which let it in only while the run is current. */
 typedef struct run {
     cldp_trainer *t;
     job_kind job;
