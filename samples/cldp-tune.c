@@ -1,5 +1,6 @@
 /* cldp-tune — measures CLBlast SGEMM on the GEMMs a cldp replica really runs, with CLBlast's
- * default parameters and with a small search over candidate kernel parameters, checks every
+ * default parameters and with a fixed list of candidate kernel parameters (and, with --search, sets
+ * near the fastest of them), checks every
  * candidate against a double-precision host reference, prints GFLOP/s, and stores the best set in
  * the user's tuning cache, where the library picks it up for that device (format: runtime/tuning.h).
  * Uses cldp.h for devices, OpenCL and CLBlast directly for the rest. */
@@ -84,10 +85,80 @@ static const candidate xgemm_candidates[] = {
     {"X18", "X12 with STRM=STRN=0", {0, 1, 16, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
     {"X19", "X17 with KWG=32", {0, 1, 32, 2, 16, 8, 128, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
     {"X20", "X18, KWG=32; built-in", {0, 1, 32, 2, 8, 8, 64, 32, 16, 128, 0, 0, 0, 0, 8, 4}},
+    /* PoCL 3.1, "skylake-avx512" target: the best of clblast_tuner_xgemm's sample at 256x1024x1024
+     * and its neighbours, then the same with local memory, the fastest there (tuning-builtin.txt) */
+    {"X21", "tuner+search, avx512", {0, 1, 32, 2, 8, 8, 64, 8, 8, 128, 0, 0, 1, 0, 8, 16}},
+    {"X22", "X21, KWG=64 SA=SB=1", {0, 1, 64, 2, 8, 8, 64, 8, 8, 128, 1, 1, 1, 0, 8, 16}},
 };
 
 #define NDIRECT (sizeof direct_candidates / sizeof *direct_candidates)
 #define NXGEMM (sizeof xgemm_candidates / sizeof *xgemm_candidates)
+
+/* ---- the local search (--search) ---------------------------------------------------------- */
+
+static double uniform(void); /* below: deterministic, in [-1, 1) */
+
+enum { GEMMK, KREG, KWG, KWI, MDIMA, MDIMC, MWG, NDIMB, NDIMC, NWG, SA, SB, STRM, STRN, VWM, VWN };
+
+/* Values the search may give each Xgemm parameter (GEMMK=1 is left out: see above). */
+static const size_t search_values[16][6] = {
+    [GEMMK] = {0}, [KREG] = {1}, [KWG] = {16, 32, 64, 128}, [KWI] = {2, 8},
+    [MDIMA] = {4, 8, 16, 32}, [MDIMC] = {4, 8, 16, 32}, [MWG] = {16, 32, 64, 128, 256},
+    [NDIMB] = {4, 8, 16, 32}, [NDIMC] = {4, 8, 16, 32}, [NWG] = {16, 32, 64, 128, 256},
+    [SA] = {0, 1}, [SB] = {0, 1}, [STRM] = {0, 1}, [STRN] = {0, 1}, [VWM] = {1, 2, 4, 8, 16}, [VWN] = {1, 2, 4, 8, 16},
+};
+
+/* CLBlast's constraints on how the work-items of a group load the A tile (a = 1) or the B tile. */
+static int xgemm_loads_ok(const size_t *v, int a)
+{
+    size_t wg = v[MDIMC] * v[NDIMC], dim = a ? v[MDIMA] : v[NDIMB];
+    return wg % dim == 0 && v[KWG] % (wg / dim) == 0 && (a ? v[MWG] % (dim * v[VWM]) : v[NWG] % (dim * v[VWN])) == 0;
+}
+
+/* CLBlast's constraints on an Xgemm set, the device's work-group and local-memory limits, and at
+ * most 256 accumulators per work-item (more only spills on the devices tried). */
+static int xgemm_valid(const size_t *v, size_t max_wg, size_t local_bytes)
+{
+    size_t wg = v[MDIMC] * v[NDIMC];
+    if (!wg || v[KWG] % v[KWI] || v[MWG] % (v[MDIMC] * v[VWM]) || v[NWG] % (v[NDIMC] * v[VWN]) ||
+        !xgemm_loads_ok(v, 1) || !xgemm_loads_ok(v, 0))
+        return 0;
+    size_t local = 4 * (v[SA] * v[KWG] * v[MWG] + v[SB] * v[KWG] * v[NWG]);
+    return wg <= max_wg && local <= local_bytes && (v[MWG] / v[MDIMC]) * (v[NWG] / v[NDIMC]) <= 256;
+}
+
+/* A new valid set: `from` with one or two parameters changed (MDIMA and NDIMB, which only shape
+ * how the tiles are loaded, are then adjusted to fit where needed).
+ * Returns 0 when 200 tries found nothing new. */
+static int xgemm_neighbour(const size_t *from, const candidate *seen, size_t nseen, size_t max_wg, size_t local_bytes,
+                           size_t *out, char *what, size_t what_size)
+{
+    for (int attempt = 0; attempt < 200; attempt++) {
+        size_t v[16];
+        memcpy(v, from, sizeof v);
+        int changes = uniform() < -0.33 ? 2 : 1, n = 0; /* one in three changes two */
+        what[0] = 0;
+        for (int c = 0; c < changes; c++) {
+            int p;
+            size_t nv = 0;
+            do p = (int)((uniform() + 1.0) * 8.0) % 16; /* uniform() is in [-1, 1) */
+            while (search_values[p][1] == 0);
+            while (nv < 6 && search_values[p][nv]) nv++;
+            if (p == SA || p == SB || p == STRM || p == STRN) nv = 2; /* 0 ends the list above */
+            v[p] = search_values[p][(size_t)((uniform() + 1.0) * 0.5 * (double)nv) % nv];
+            if ((size_t)n < what_size) n += snprintf(what + n, what_size - (size_t)n, "%s%s=%zu", c ? " " : "", xgemm_names[p], v[p]);
+        }
+        for (size_t i = 0; i < 4 && !xgemm_loads_ok(v, 1); i++) v[MDIMA] = search_values[MDIMA][i];
+        for (size_t i = 0; i < 4 && !xgemm_loads_ok(v, 0); i++) v[NDIMB] = search_values[NDIMB][i];
+        if (!xgemm_valid(v, max_wg, local_bytes)) continue;
+        int dup = 0;
+        for (size_t i = 0; i < nseen && !dup; i++) dup = !memcmp(seen[i].v, v, sizeof v);
+        if (dup) continue;
+        memcpy(out, v, sizeof v);
+        return 1;
+    }
+    return 0;
+}
 
 /* ---- shapes ------------------------------------------------------------------------------ */
 
@@ -457,7 +528,7 @@ static int write_result(const char *path, const cldp_device_info *info, const ca
     }
     trimmed(name, sizeof name, info->name);
     trimmed(driver, sizeof driver, info->driver_version);
-    if (!name[0] || strpbrk(name, "*?") || strpbrk(driver, "*?")) { /* would not read back as this device */
+    if (!name[0] || strpbrk(name, "*?|") || strpbrk(driver, "*?|")) { /* would not read back as this device */
         fprintf(stderr, "cldp-tune: the device's name or driver cannot be written as an exact match; nothing written\n");
         return -1;
     }
@@ -500,6 +571,7 @@ typedef struct options {
     int dry_run;
     double budget_ms;
     int passes;
+    int search;         /* --search: neighbours of the fastest Xgemm set to try */
 } options;
 
 static cl_device_id find_cl_device(const cldp_device_info *info)
@@ -696,13 +768,18 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
     bench bb = {0};
     int rc = 1;
     printf("device %u:%u  %s  (driver %s)\n", info->platform_index, info->device_index, info->name, info->driver_version);
-    double *times = malloc((NDIRECT + NXGEMM + 2) * ns * sizeof *times);
-    if (!times || bench_open(&bb, info, s, ns, o->budget_ms, 1) != 0) goto done;
+    /* the Xgemm sets: the fixed ones, then room for what --search adds */
+    size_t nx = NXGEMM, nx_cap = NXGEMM + (size_t)o->search;
+    candidate *xc = malloc(nx_cap * sizeof *xc);
+    char (*xlabel)[2][40] = calloc(nx_cap, sizeof *xlabel);
+    double *times = malloc((NDIRECT + nx_cap + 2) * ns * sizeof *times);
+    if (!xc || !xlabel || !times || bench_open(&bb, info, s, ns, o->budget_ms, 1) != 0) goto done;
+    memcpy(xc, xgemm_candidates, sizeof xgemm_candidates);
 
     /* CLBlast's defaults first, all passes of them: once a parameter is overridden in this
      * process there is no way back to the defaults. */
     double *t_def = times, *t_dir = times + ns, *t_x = times + (1 + NDIRECT) * ns;
-    for (size_t i = 0; i < (1 + NDIRECT + NXGEMM) * ns; i++) times[i] = INFINITY;
+    for (size_t i = 0; i < (1 + NDIRECT + nx_cap) * ns; i++) times[i] = INFINITY;
     if (!measure_min(&bb, s, ns, t_def, "CLBlast defaults")) {
         fprintf(stderr, "cldp-tune: CLBlast fails with its own defaults on this device; nothing to compare against\n");
         goto done;
@@ -732,9 +809,35 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
         for (size_t c = 0; cs == CLBlastSuccess && c < NXGEMM; c++) {
             double *t = t_x + c * ns;
             if (t[0] < 0) continue;
-            cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[c].v, 16);
-            if (cs == CLBlastSuccess) measure_min(&bb, s, ns, t, xgemm_candidates[c].label);
+            cs = override(bb.dev, "Xgemm", xgemm_names, xc[c].v, 16);
+            if (cs == CLBlastSuccess) measure_min(&bb, s, ns, t, xc[c].label);
         }
+    }
+    /* --search: each step changes one or two parameters of the fastest Xgemm set so far (all
+     * GEMMs still sent to the indirect kernel) and measures the result as the fixed sets were. */
+    size_t max_wg = 0;
+    cl_ulong local_mem = 0;
+    clGetDeviceInfo(bb.dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL);
+    clGetDeviceInfo(bb.dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_mem, &local_mem, NULL);
+    if (o->search) printf("  searching %d neighbours of the fastest Xgemm set...\n", o->search);
+    for (int step = 0; cs == CLBlastSuccess && step < o->search; step++) {
+        size_t from = 0;
+        for (size_t c = 1; c < nx; c++)
+            if (t_x[c * ns] >= 0 && (t_x[from * ns] < 0 || total(t_x + c * ns, ns) < total(t_x + from * ns, ns))) from = c;
+        if (t_x[from * ns] < 0) break;
+        char what[64];
+        if (!xgemm_neighbour(xc[from].v, xc, nx, max_wg, (size_t)local_mem, xc[nx].v, what, sizeof what)) break;
+        snprintf(xlabel[nx][0], sizeof xlabel[nx][0], "S%d", step + 1);
+        snprintf(xlabel[nx][1], sizeof xlabel[nx][1], "%s, %s", xc[from].label, what);
+        xc[nx].label = xlabel[nx][0];
+        xc[nx].origin = xlabel[nx][1];
+        double *t = t_x + nx * ns;
+        cs = override(bb.dev, "Xgemm", xgemm_names, xc[nx].v, 16);
+        for (int pass = 0; cs == CLBlastSuccess && pass < o->passes && t[0] >= 0; pass++)
+            measure_min(&bb, s, ns, t, xc[nx].label);
+        if (t[0] >= 0)
+            printf("  %-4s %-34s %9.3f ms (from %.3f)\n", xc[nx].label, xc[nx].origin, total(t, ns), total(t_x + from * ns, ns));
+        nx++;
     }
     if (cs != CLBlastSuccess) {
         fprintf(stderr, "cldp-tune: CLBlastOverrideParameters failed with %d\n", (int)cs);
@@ -751,8 +854,8 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
         print_times(direct_candidates[c].label, direct_candidates[c].origin, s, ns, t_dir + c * ns);
         any_d |= t_dir[c * ns] >= 0;
     }
-    for (size_t c = 0; c < NXGEMM; c++) {
-        print_times(xgemm_candidates[c].label, xgemm_candidates[c].origin, s, ns, t_x + c * ns);
+    for (size_t c = 0; c < nx; c++) {
+        print_times(xc[c].label, xc[c].origin, s, ns, t_x + c * ns);
         any_x |= t_x[c * ns] >= 0;
     }
     if (!any_d || !any_x) {
@@ -764,7 +867,7 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
      * may want a different kernel than large ones. */
     double best_total = INFINITY, best_rest = INFINITY;
     for (size_t d = 0; d < NDIRECT; d++)
-        for (size_t x = 0; x < NXGEMM; x++) {
+        for (size_t x = 0; x < nx; x++) {
             size_t t = 0;
             if (t_dir[d * ns] < 0 || t_x[x * ns] < 0) continue;
             double sum = choose_threshold(s, ns, t_dir + d * ns, t_x + x * ns, &t);
@@ -786,7 +889,7 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
     if (!t_tuned) goto done;
     for (size_t i = 0; i < ns; i++) t_tuned[i] = mnk_of(&s[i]) < t3 ? t_dir[best_d * ns + i] : t_x[best_x * ns + i];
     cs = override(bb.dev, "XgemmDirect", direct_names, direct_candidates[best_d].v, 10);
-    if (cs == CLBlastSuccess) cs = override(bb.dev, "Xgemm", xgemm_names, xgemm_candidates[best_x].v, 16);
+    if (cs == CLBlastSuccess) cs = override(bb.dev, "Xgemm", xgemm_names, xc[best_x].v, 16);
     if (cs == CLBlastSuccess) cs = set_threshold(bb.dev, threshold);
     if (cs != CLBlastSuccess || !measure_min(&bb, s, ns, t_tuned, "the chosen set")) {
         fprintf(stderr, "cldp-tune: the chosen set failed when measured again; nothing written\n");
@@ -796,7 +899,7 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
 
     double td = total(t_def, ns), tt = total(t_tuned, ns);
     printf("\n  chosen: XgemmDirect %s, Xgemm %s, XGEMM_MIN_INDIRECT_SIZE=%zu (direct when m*n*k < %llu)\n",
-           direct_candidates[best_d].label, xgemm_candidates[best_x].label, threshold, t3);
+           direct_candidates[best_d].label, xc[best_x].label, threshold, t3);
     printf("  %-24s %-8s %12s %12s %9s\n", "shape", "kernel", "default", "tuned", "speed-up");
     for (size_t i = 0; i < ns; i++) {
         char name[64];
@@ -831,7 +934,7 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
             snprintf(fname, sizeof fname, "%s--%s.txt", n1, n2);
             snprintf(path, sizeof path, "%s/%s", dir, fname);
         }
-        if (write_result(path, info, &direct_candidates[best_d], &xgemm_candidates[best_x], threshold, shapes_note, td, tt) != 0)
+        if (write_result(path, info, &direct_candidates[best_d], &xc[best_x], threshold, shapes_note, td, tt) != 0)
             goto done;
         printf("  written to %s\n  cldp applies it to every \"%s\" device from now on (CLDP_TUNING=off to compare)\n",
                path, info->name);
@@ -839,6 +942,8 @@ static int tune_device(const cldp_device_info *info, shape *s, size_t ns, const 
     }
 done:
     free(times);
+    free(xc);
+    free(xlabel);
     bench_close(&bb, s, ns);
     return rc;
 }
@@ -864,6 +969,8 @@ static void usage(FILE *f)
             "  --budget-ms MS   time to measure one shape with one parameter set (default 100)\n"
             "  --passes N       measure everything N times and keep the best (default 2; more on a\n"
             "                   busy machine)\n"
+            "  --search N       then try N sets near the fastest Xgemm set, one or two parameters\n"
+            "                   changed at a time (default 0; each new set compiles, ~20 s on PoCL)\n"
             "  --output FILE    write the result here instead of the user cache\n"
             "  --dry-run        measure and print only\n"
             "  --help           this text\n"
@@ -878,7 +985,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows as it happens, also through a pipe */
-    options o = {NULL, {784, 256, 128, 10}, 4, 64, NULL, NULL, 0, 100, 2};
+    options o = {NULL, {784, 256, 128, 10}, 4, 64, NULL, NULL, 0, 100, 2, 0};
     int model_given = 0, batch_given = 0;
     const char *defaults_of = NULL;
     self_path = access("/proc/self/exe", X_OK) == 0 ? "/proc/self/exe" : strchr(argv[0], '/') ? argv[0] : NULL;
@@ -905,6 +1012,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--output")) o.output = v;
         else if (!strcmp(a, "--budget-ms")) { o.budget_ms = strtod(v, &end); bad = *end || !(o.budget_ms >= 1 && o.budget_ms <= 60000); }
         else if (!strcmp(a, "--passes")) { size_t p; bad = parse_size(v, &end, &p) != 0 || *end || p > 100; o.passes = (int)p; }
+        else if (!strcmp(a, "--search")) { size_t p; bad = parse_size(v, &end, &p) != 0 || *end || p > 1000; o.search = (int)p; }
         else {
             fprintf(stderr, "cldp-tune: unknown option '%s' (try --help)\n", a);
             return 2;
