@@ -546,8 +546,8 @@ static void blas_ms(const shape *sh, int nsh, double budget_ms, double *out)
 /* Tuned and default CLBlast each run in a fresh child (CLBlast keeps applied parameters for the
  * life of a process), the CPU BLAS in this one; the three alternate, in a rotating order, for
  * several rounds, so that the load of a shared machine falls on all of them alike. Each round gives
- * each of them its best call per shape; the table shows the median over rounds of those bests and
- * the medians of the per-round ratios, and says how far the rounds spread. */
+ * each of them its best call per shape; the table shows the best of those over the rounds (the
+ * least disturbed, closest to what each can do) and how far the rounds spread. */
 static void bench_gemm(const opts *o, FILE *js)
 {
     size_t shard = o->batch / 2, h = o->hidden;
@@ -585,54 +585,57 @@ static void bench_gemm(const opts *o, FILE *js)
 #if defined(CLDP_HAVE_CBLAS) && defined(OPENBLAS_VERSION)
     core = openblas_get_corename();
 #endif
-    printf("   %d rounds; each figure the median of the rounds' bests, spread = (max - min) / median over rounds\n", rounds);
+    printf("   %d rounds; each figure the best of the rounds' bests, spread = (best - worst) / best over rounds\n", rounds);
     printf("   %-30s %-3s %7s %6s %7s %6s %7s %6s %9s %10s\n", "shape (m x n x k)", "op", "tuned", "spread", "default",
            "spread", "blas", "spread", "tuned/def", "tuned/blas");
     fprintf(js, "\"gemm\":[");
-    double pass[3] = {0, 0, 0}, pass_r[3][9];
-    memset(pass_r, 0, sizeof pass_r);
+    double step[3] = {0, 0, 0}, step_r[3][9]; /* ms: sum of the shapes' best calls; the same per round */
+    memset(step_r, 0, sizeof step_r);
     for (int i = 0; i < nsh; i++) {
-        double gf[3], spread[3], ratio_def[9], ratio_blas[9], v[9];
+        double best[3], spread[3], med[3], v[9];
         for (int w = 0; w < 3; w++) {
             double lo = INFINITY, hi = 0;
             for (int r = 0; r < rounds; r++) {
                 v[r] = shape_flop(&sh[i]) / (t[w][r][i] * 1e6);
                 lo = v[r] < lo ? v[r] : lo;
                 hi = v[r] > hi ? v[r] : hi;
-                if (i < nsh - 1) pass_r[w][r] += t[w][r][i]; /* the square is not part of a step */
+                if (i < nsh - 1) step_r[w][r] += t[w][r][i]; /* the square is not part of a step */
             }
-            gf[w] = median(v, rounds);
-            spread[w] = (hi - lo) / gf[w];
-            if (w == 2 && !have_blas) gf[w] = spread[w] = 0;
+            best[w] = hi;
+            spread[w] = (hi - lo) / hi;
+            med[w] = median(v, rounds);
+            if (i < nsh - 1) step[w] += shape_flop(&sh[i]) / (hi * 1e6);
+            if (w == 2 && !have_blas) best[w] = spread[w] = med[w] = 0;
         }
-        for (int r = 0; r < rounds; r++) {
-            ratio_def[r] = t[1][r][i] / t[0][r][i];
-            ratio_blas[r] = have_blas ? t[2][r][i] / t[0][r][i] : 0;
-        }
-        double rd = median(ratio_def, rounds), rb = median(ratio_blas, rounds);
+        double rd = best[0] / best[1], rb = have_blas ? best[0] / best[2] : 0;
         char name[48];
         snprintf(name, sizeof name, "%s %zux%zux%zu", sh[i].what, sh[i].m, sh[i].n, sh[i].k);
         const char *op = sh[i].ta ? (sh[i].tb ? "tt" : "tn") : (sh[i].tb ? "nt" : "nn");
-        printf("   %-30s %-3s %7.1f %5.0f%% %7.1f %5.0f%% %7.1f %5.0f%% %9.2f %10.2f\n", name, op, gf[0], 100 * spread[0],
-               gf[1], 100 * spread[1], gf[2], 100 * spread[2], rd, rb);
+        printf("   %-30s %-3s %7.1f %5.0f%% %7.1f %5.0f%% %7.1f %5.0f%% %9.2f %10.2f\n", name, op, best[0], 100 * spread[0],
+               best[1], 100 * spread[1], best[2], 100 * spread[2], rd, rb);
         fprintf(js, "%s{\"shape\":\"%zux%zux%zu\",\"op\":\"%s\",\"what\":\"%s\",\"tuned_gflops\":%.2f,\"default_gflops\":%.2f,"
-                    "\"blas_gflops\":%.2f,\"tuned_vs_default\":%.3f,\"tuned_vs_blas\":%.3f,\"spread\":[%.3f,%.3f,%.3f]}",
-                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, op, sh[i].what, gf[0], gf[1], gf[2], rd, rb, spread[0],
-                spread[1], spread[2]);
+                    "\"blas_gflops\":%.2f,\"tuned_vs_default\":%.3f,\"tuned_vs_blas\":%.3f,\"spread\":[%.3f,%.3f,%.3f],"
+                    "\"median_gflops\":[%.2f,%.2f,%.2f]}",
+                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, op, sh[i].what, best[0], best[1], best[2], rd, rb, spread[0],
+                spread[1], spread[2], med[0], med[1], med[2]);
     }
-    /* One step's GEMMs together: the figure training feels. */
+    /* One step's GEMMs together, the figure training feels: from the best calls, and as the median
+     * of each round's own ratio (pairs measured seconds apart), which should agree when the load
+     * was fair to all. */
     double rd[9], rb[9];
     for (int r = 0; r < rounds; r++) {
-        rd[r] = pass_r[1][r] / pass_r[0][r];
-        rb[r] = have_blas ? pass_r[2][r] / pass_r[0][r] : 0;
+        rd[r] = step_r[1][r] / step_r[0][r];
+        rb[r] = have_blas ? step_r[2][r] / step_r[0][r] : 0;
     }
-    for (int w = 0; w < 3; w++) pass[w] = median(pass_r[w], rounds);
-    double prd = median(rd, rounds), prb = median(rb, rounds);
-    printf("   one step's GEMMs (all but the square): tuned %.1f ms, default %.1f ms, blas %.1f ms; tuned/def %.2f (target >= 3),"
-           " tuned/blas %.2f (target >= 0.8)\n", pass[0], pass[1], have_blas ? pass[2] : 0.0, prd, prb);
+    double mrd = median(rd, rounds), mrb = median(rb, rounds);
+    if (!have_blas) step[2] = 0;
+    printf("   one step's GEMMs (all but the square), best calls: tuned %.1f ms, default %.1f ms, blas %.1f ms\n"
+           "     tuned/def %.2f (target >= 3), tuned/blas %.2f (target >= 0.8); median of the rounds' own ratios %.2f and %.2f\n",
+           step[0], step[1], step[2], step[1] / step[0], have_blas ? step[2] / step[0] : 0.0, mrd, mrb);
     fprintf(js, "],\"gemm_step\":{\"tuned_ms\":%.3f,\"default_ms\":%.3f,\"blas_ms\":%.3f,\"tuned_vs_default\":%.3f,"
-                "\"tuned_vs_blas\":%.3f,\"rounds\":%d,\"blas_core\":\"%s\"},", pass[0], pass[1], have_blas ? pass[2] : 0.0,
-            prd, prb, rounds, core);
+                "\"tuned_vs_blas\":%.3f,\"round_median_tuned_vs_default\":%.3f,\"round_median_tuned_vs_blas\":%.3f,"
+                "\"rounds\":%d,\"blas_core\":\"%s\"},",
+            step[0], step[1], step[2], step[1] / step[0], have_blas ? step[2] / step[0] : 0.0, mrd, mrb, rounds, core);
 #ifndef CLDP_HAVE_CBLAS
     printf("   (no CPU BLAS was found at build time: install libopenblas-dev for the blas column)\n");
 #else
