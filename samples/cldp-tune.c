@@ -1,8 +1,8 @@
 /* cldp-tune — measures CLBlast SGEMM on the GEMMs a cldp replica really runs, with CLBlast's
- * default parameters and with a fixed list of candidate kernel parameters (and, with --search, sets
- * near the fastest of them), checks every
- * candidate against a double-precision host reference, prints GFLOP/s, and stores the best set in
- * the user's tuning cache, where the library picks it up for that device (format: runtime/tuning.h).
+ * default parameters and with a fixed list of candidate kernel parameters (with --search also sets
+ * near the fastest of them), checks every candidate against a double-precision host reference,
+ * prints GFLOP/s, and stores the best set in the user's tuning cache, where the library picks it
+ * up for that device (format: runtime/tuning.h).
  * Uses cldp.h for devices, OpenCL and CLBlast directly for the rest. */
 #define _POSIX_C_SOURCE 200809L
 #include "cldp.h"
