@@ -127,41 +127,65 @@ typedef struct opts {
 
 /* The same step with no runtime: one replica, its GEMMs and kernels, the gradient read, a host
  * SGD update and the parameter write, called in a plain loop on this thread. */
-static double direct_step_ms(const cldp_model *m, const data *d, size_t batch, int steps)
+typedef struct direct {
+    cldp_replica *r;
+    float *p, *g, *v;
+    size_t np, batch;
+    const data *d;
+    int step;
+} direct;
+
+static void direct_init(direct *dr, const cldp_model *m, const data *d, size_t batch)
 {
     const cldp_dev *devs;
     size_t n;
     if (cldp_devices(&devs, &n) != CLDP_OK) die("devices");
-    cldp_replica *r;
-    if (cldp_replica_create(&devs[0], m, batch, &r) != CLDP_OK || cldp_replica_warm_up(r) != CLDP_OK) die("replica");
-    size_t np = cldp_model_param_count(m);
-    float *p = malloc(np * sizeof(float)), *g = malloc(np * sizeof(float)), *v = calloc(np, sizeof(float));
-    cldp_model_init_params(m, 1, p, np);
-    cldp_replica_write_params(r, p, 0, np);
-    double *ms = malloc((size_t)steps * sizeof(double));
-    for (int s = -2; s < steps; s++) {
-        size_t at = ((size_t)(s + 2) * batch) % (d->n - batch + 1);
-        double t0 = now_ms(), loss = 0;
-        size_t correct = 0;
-        if (cldp_replica_load(r, d->x + at * d->in, d->y + at, batch) || cldp_replica_forward(r, batch) ||
-            cldp_replica_backward(r, batch, 1.0f / (float)batch, 0) || cldp_replica_read_loss(r, batch, &loss, &correct))
-            die("direct step");
-        float *gp = g; /* the gradient where it is cheapest to read, as the trainer does */
-        if (r->zero_copy ? cldp_replica_map_grads(r, &gp) : cldp_replica_read_grads(r, g)) die("direct gradients");
-        for (size_t i = 0; i < np; i++) {
-            v[i] = 0.9f * v[i] + gp[i];
-            p[i] -= 0.01f * v[i];
-        }
-        if (cldp_replica_unmap_grads(r) || cldp_replica_write_params(r, p, 0, np)) die("direct write");
-        if (s >= 0) ms[s] = now_ms() - t0;
+    if (cldp_replica_create(&devs[0], m, batch, &dr->r) != CLDP_OK || cldp_replica_warm_up(dr->r) != CLDP_OK) die("replica");
+    dr->np = cldp_model_param_count(m);
+    dr->p = malloc(dr->np * sizeof(float));
+    dr->g = malloc(dr->np * sizeof(float));
+    dr->v = calloc(dr->np, sizeof(float));
+    dr->batch = batch;
+    dr->d = d;
+    dr->step = 0;
+    cldp_model_init_params(m, 1, dr->p, dr->np);
+    cldp_replica_write_params(dr->r, dr->p, 0, dr->np);
+}
+
+static double direct_step(direct *dr)
+{
+    cldp_replica *r = dr->r;
+    size_t batch = dr->batch, at = ((size_t)dr->step++ * batch) % (dr->d->n - batch + 1);
+    double t0 = now_ms(), loss = 0;
+    size_t correct = 0;
+    if (cldp_replica_load(r, dr->d->x + at * dr->d->in, dr->d->y + at, batch) || cldp_replica_forward(r, batch) ||
+        cldp_replica_backward(r, batch, 1.0f / (float)batch, 0) || cldp_replica_read_loss(r, batch, &loss, &correct))
+        die("direct step");
+    float *gp = dr->g; /* the gradient where it is cheapest to read, as the trainer does */
+    if (r->zero_copy ? cldp_replica_map_grads(r, &gp) : cldp_replica_read_grads(r, dr->g)) die("direct gradients");
+    for (size_t i = 0; i < dr->np; i++) {
+        dr->v[i] = 0.9f * dr->v[i] + gp[i];
+        dr->p[i] -= 0.01f * dr->v[i];
     }
-    double med = median(ms, steps);
-    free(ms);
-    free(p);
-    free(g);
-    free(v);
-    cldp_replica_destroy(r);
-    return med;
+    if (cldp_replica_unmap_grads(r) || cldp_replica_write_params(r, dr->p, 0, dr->np)) die("direct write");
+    return now_ms() - t0;
+}
+
+static void direct_free(direct *dr)
+{
+    cldp_replica_destroy(dr->r);
+    free(dr->p);
+    free(dr->g);
+    free(dr->v);
+}
+
+/* One step of a trainer, ms. */
+static double one_step(cldp_trainer *t, const data *d, size_t batch, int *counter)
+{
+    size_t at = ((size_t)(*counter)++ * batch) % (d->n - batch + 1);
+    double t0 = now_ms();
+    if (cldp_trainer_step(t, d->x + at * d->in, d->y + at, batch, NULL) != CLDP_OK) die("step");
+    return now_ms() - t0;
 }
 
 /* A trainer made with some environment variables set for its creation only (the staging and
@@ -186,17 +210,26 @@ static void bench_overhead(const opts *o, FILE *js, const cldp_model *m, const d
     cldp_trainer *t[4] = {make_trainer(m, "0:0", o->batch, NULL), make_trainer_env(m, "0:0", o->batch, NULL, pinned),
                           make_trainer_env(m, "0:0", o->batch, NULL, host),
                           make_trainer_env(m, "0:0", o->batch, NULL, host_end)};
-    double ms[5][3];
-    for (int k = 0; k < 3; k++) { /* interleaved, so drift hits all alike */
-        for (int i = 0; i < 4; i++) ms[i][k] = time_steps(t[i], d, o->batch, o->steps);
-        ms[4][k] = direct_step_ms(m, d, o->batch, o->steps);
+    direct dr;
+    direct_init(&dr, m, d, o->batch);
+    /* The machine's speed drifts over seconds here, so the five alternate step by step, and each
+     * figure is the median of its steps. */
+    enum { MAXS = 64 };
+    int steps = 3 * o->steps < MAXS ? 3 * o->steps : MAXS, counter[4] = {0, 0, 0, 0};
+    double ms[5][MAXS];
+    for (int i = 0; i < 4; i++) one_step(t[i], d, o->batch, &counter[i]); /* unmeasured */
+    direct_step(&dr);
+    for (int k = 0; k < steps; k++) {
+        for (int i = 0; i < 4; i++) ms[i][k] = one_step(t[i], d, o->batch, &counter[i]);
+        ms[4][k] = direct_step(&dr);
     }
     double med[5];
-    for (int i = 0; i < 5; i++) med[i] = median(ms[i], 3);
+    for (int i = 0; i < 5; i++) med[i] = median(ms[i], steps);
     for (int i = 0; i < 4; i++) cldp_trainer_destroy(t[i]);
-    printf("\n1. overhead: one device, cldp step vs the same calls issued directly\n");
+    direct_free(&dr);
+    printf("\n1. overhead: one device, cldp step vs the same calls issued directly (%d alternating steps, medians)\n", steps);
     printf("   cldp %.1f ms/step, direct %.1f ms/step, ratio %.3f (target <= 1.05)\n", med[0], med[4], med[0] / med[4]);
-    printf("   staging, ms/step (ratio to the default %s):\n", "zero-copy");
+    printf("   staging, ms/step (ratio to the default, zero-copy):\n");
     printf("     pinned, per layer during backward   %7.1f (%.3f)\n", med[1], med[1] / med[0]);
     printf("     malloc'd, per layer during backward %7.1f (%.3f)   pinned / malloc'd %.3f\n", med[2], med[2] / med[0],
            med[1] / med[2]);
@@ -228,29 +261,33 @@ static void bench_scaling(const opts *o, FILE *js, const cldp_model *m, const da
     cldp_trainer *t2 = make_trainer(m, "0:0,0:1", o->batch, "even");
     cldp_trainer *t2early = make_trainer_env(m, "0:0,0:1", o->batch, "even", early);
     cldp_trainer *t2late = make_trainer_env(m, "0:0,0:1", o->batch, "even", late);
-    double a[3], b[3], c[3], e[3], f[3], pair[3];
-    for (int k = 0; k < 3; k++) {
-        a[k] = time_steps(t1, d, o->batch, o->steps);
-        b[k] = time_steps(t1, d, half, o->steps);
-        c[k] = time_steps(t2, d, o->batch, o->steps);
-        e[k] = time_steps(t2late, d, o->batch, o->steps);
-        f[k] = time_steps(t2early, d, o->batch, o->steps);
+    /* step by step, alternating, and medians: the machine's speed drifts over seconds */
+    enum { MAXS = 64 };
+    int steps = 3 * o->steps < MAXS ? 3 * o->steps : MAXS, n1 = 0, n2 = 0, n3 = 0, n4 = 0;
+    double a[MAXS], b[MAXS], c[MAXS], e[MAXS], f[MAXS], pair[MAXS];
+    one_step(t2, d, o->batch, &n2), one_step(t2late, d, o->batch, &n3), one_step(t2early, d, o->batch, &n4);
+    for (int k = 0; k < steps; k++) {
+        a[k] = one_step(t1, d, o->batch, &n1);
+        b[k] = one_step(t1, d, half, &n1);
+        c[k] = one_step(t2, d, o->batch, &n2);
+        e[k] = one_step(t2late, d, o->batch, &n3);
+        f[k] = one_step(t2early, d, o->batch, &n4);
         /* the machine's own ceiling: two independent one-device trainers at once, nothing shared
          * between them in cldp (no reduction, no broadcast), each on half the batch */
         pthread_barrier_t go;
         pthread_barrier_init(&go, NULL, 2);
-        pair_run pr[2] = {{t1, d, half, o->steps, 0, &go}, {t1b, d, half, o->steps, 0, &go}};
+        pair_run pr[2] = {{t1, d, half, 1, 0, &go}, {t1b, d, half, 1, 0, &go}};
         pthread_t th[2];
         for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, pair_main, &pr[i]);
         for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
         pthread_barrier_destroy(&go);
         pair[k] = (double)half / pr[0].ms * 1e3 + (double)half / pr[1].ms * 1e3; /* samples/s, both */
     }
-    double one_full = median(a, 3), one_half = median(b, 3), two_full = median(c, 3), two_late = median(e, 3),
-           two_early = median(f, 3);
+    double one_full = median(a, steps), one_half = median(b, steps), two_full = median(c, steps),
+           two_late = median(e, steps), two_early = median(f, steps);
     double thr1w = (double)half / one_half * 1e3, thr2 = (double)o->batch / two_full * 1e3,
-           thr1s = (double)o->batch / one_full * 1e3, thr_pair = median(pair, 3); /* samples/s */
-    printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s\n");
+           thr1s = (double)o->batch / one_full * 1e3, thr_pair = median(pair, steps); /* samples/s */
+    printf("\n2. scaling: 1 vs 2 devices, throughput in samples/s (%d alternating steps each, medians)\n", steps);
     printf("   weak   (%zu per device): 1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.85x)\n",
            half, thr1w, thr2, thr2 / thr1w, 50.0 * thr2 / thr1w);
     printf("   strong (global %zu):     1 device %7.0f, 2 devices %7.0f, speed-up %.2fx, efficiency %.0f%% (target >= 1.7x)\n",
