@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 #include "collective.h"
+#include "optim.h"
 
 #include <math.h>
 #include <sched.h>
@@ -230,7 +231,7 @@ static int all_finite(const float *g, size_t n)
 
 static size_t layer_floats(const cldp_layer_desc *L) { return L->in * L->out + L->out; }
 
-#define SUM_BLOCK 256 /* floats per block of the fused pass: every source's block stays in L1 */
+#define SUM_BLOCK CLDP_UPDATE_BLOCK /* floats per block of the fused pass: every source's block stays in L1 */
 #define CLDP_PIECE_FLOATS 32768 /* a piece: 128 KiB of parameters, small enough to share out */
 
 /* Cuts the model into pieces, layers top first (see trainer.h). */
@@ -259,35 +260,19 @@ static int do_piece(const run *j, const struct piece *pc)
     const cldp_layer_desc *L = &t->model.layers[pc->layer];
     float scratch[(CLDP_MAX_DEVICES + 1) / 2 * SUM_BLOCK];
     const float *src[CLDP_MAX_DEVICES];
-    const float lr = t->opts.learning_rate, wd = t->opts.weight_decay, mu = t->opts.momentum;
-    const float b1 = t->opts.beta1, b2 = t->opts.beta2, eps = t->opts.epsilon;
-    const float c1 = (float)j->bc1, c2 = (float)j->bc2;
-    const int sgd = t->opts.optimizer == CLDP_OPT_SGD;
-    float finite = 0.0f;
+    const cldp_update u = {t->opts.optimizer == CLDP_OPT_SGD, t->opts.learning_rate, t->opts.weight_decay,
+                           t->opts.momentum, t->opts.beta1, t->opts.beta2, t->opts.epsilon,
+                           (float)j->bc1, (float)j->bc2};
+    int bad = 0;
     for (size_t blk = pc->begin; blk < pc->end; blk += SUM_BLOCK) {
         size_t len = pc->end - blk < SUM_BLOCK ? pc->end - blk : SUM_BLOCK, at = L->w_off + blk;
         for (size_t d = 0; d < j->n; d++) src[d] = j->lgrad[d * t->model.nlayers + pc->layer] + blk;
         const float *g = cldp_tree_sum(src, j->n, len, scratch);
-        const float *p = t->master + at, *m1 = t->opt_m + at, *m2 = t->opt_v + at;
-        float *np = t->next_master + at, *nm1 = t->next_m + at, *nm2 = t->next_v + at;
-        if (sgd) {
-            for (size_t i = 0; i < len; i++) {
-                float gi = g[i] + wd * p[i];
-                finite += g[i] * 0.0f;
-                nm1[i] = mu * m1[i] + gi;
-                np[i] = p[i] - lr * nm1[i];
-            }
-        } else {
-            for (size_t i = 0; i < len; i++) {
-                float gi = g[i] + wd * p[i];
-                finite += g[i] * 0.0f;
-                nm1[i] = b1 * m1[i] + (1.0f - b1) * gi;
-                nm2[i] = b2 * m2[i] + (1.0f - b2) * gi * gi;
-                np[i] = p[i] - lr * (nm1[i] / c1) / (sqrtf(nm2[i] / c2) + eps);
-            }
-        }
+        bad |= cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
+                                 t->next_m + at, t->next_v + at, len);
     }
-    return finite == 0.0f;
+    cldp_update_fence(); /* before the piece is announced done */
+    return !bad;
 }
 
 /* Claims and does the run's pieces nobody has claimed yet, in order. With `all` false (inside

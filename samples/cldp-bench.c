@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cldp.h"
 #include "collective.h"
+#include "optim.h"
 #include "devices.h"
 #include "replica.h"
 #include "tuning.h"
@@ -346,10 +347,11 @@ static double memcpy_bw(size_t floats, int threads)
 
 /* The host pass of a training step on one thread, two ways, ms: the in-place tree then a
  * separate SGD pass (the order cldp had before), and the fused pass the trainer runs now
- * (cldp_tree_sum block by block, the update in the same block; see runtime/trainer.c). */
+ * (cldp_tree_sum block by block, the library's cldp_update_block on the same block, as
+ * runtime/trainer.c does). */
 static void host_pass_ms(size_t n, size_t count, double *unfused, double *fused)
 {
-    enum { BLOCK = 256 };
+    enum { BLOCK = CLDP_UPDATE_BLOCK };
     float *g[3], *p = malloc(count * sizeof(float)), *m = calloc(count, sizeof(float));
     float *np = malloc(count * sizeof(float)), *nm = malloc(count * sizeof(float));
     for (size_t r = 0; r < n; r++) {
@@ -358,6 +360,7 @@ static void host_pass_ms(size_t n, size_t count, double *unfused, double *fused)
     }
     for (size_t i = 0; i < count; i++) p[i] = frand();
     float scratch[2 * BLOCK];
+    const cldp_update u = {.sgd = 1, .lr = 0.01f, .mu = 0.9f};
     double a[5], b[5];
     for (int k = 0; k < 5; k++) {
         double t0 = now_ms();
@@ -371,14 +374,10 @@ static void host_pass_ms(size_t n, size_t count, double *unfused, double *fused)
             size_t len = count - blk < BLOCK ? count - blk : BLOCK;
             const float *src[3];
             for (size_t r = 0; r < n; r++) src[r] = g[r] + blk;
-            const float *restrict sum = cldp_tree_sum(src, n, len, scratch);
-            const float *restrict pp = p + blk, *restrict mm = m + blk;
-            float *restrict npp = np + blk, *restrict nmm = nm + blk;
-            for (size_t i = 0; i < len; i++) {
-                nmm[i] = 0.9f * mm[i] + sum[i];
-                npp[i] = pp[i] - 0.01f * nmm[i];
-            }
+            const float *sum = cldp_tree_sum(src, n, len, scratch);
+            cldp_update_block(&u, sum, p + blk, m + blk, NULL, np + blk, nm + blk, NULL, len);
         }
+        cldp_update_fence();
         double t2 = now_ms();
         a[k] = t1 - t0;
         b[k] = t2 - t1;
