@@ -49,7 +49,7 @@ extern "C" {
 #endif
 
 #define CLDP_VERSION_MAJOR 0
-#define CLDP_VERSION_MINOR 1
+#define CLDP_VERSION_MINOR 2
 #define CLDP_VERSION_PATCH 0
 #define CLDP_VERSION_NUMBER (CLDP_VERSION_MAJOR * 10000 + CLDP_VERSION_MINOR * 100 + CLDP_VERSION_PATCH)
 
@@ -183,7 +183,10 @@ typedef enum cldp_nonfinite_policy {
 } cldp_nonfinite_policy;
 
 typedef struct cldp_trainer_options {
-    size_t struct_size;     /* set by cldp_trainer_options_init; lets the struct grow safely */
+    /* Set by cldp_trainer_options_init to sizeof the struct the caller was built with: a caller
+     * built against an older cldp passes its smaller struct, and the fields it lacks (those
+     * after on_nonfinite) take their defaults. */
+    size_t struct_size;
     const char *devices;    /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
     size_t batch;           /* largest global batch a step may get (buffers are sized for it) */
     cldp_optimizer optimizer;
@@ -196,11 +199,6 @@ typedef struct cldp_trainer_options {
                                with CLDP_ERR_TIMEOUT (0: no limit) */
     cldp_failure_policy on_failure;
     cldp_nonfinite_policy on_nonfinite;
-    /* Test-only fault injection, through the same code paths a real error takes:
-     * "RANK:STEP:KIND[:MS]" (several separated by ','), RANK the device's rank at creation, STEP
-     * the 0-based step, KIND gemm | kernel | read | write | stall (sleeps MS, default 5000, inside
-     * a GEMM) | nan (a NaN in that device's gradient). NULL: the CLDP_FAULT environment variable. */
-    const char *fault;
     /* How the batch is divided between the devices (ranks in selection order):
      *   NULL: the CLDP_SPLIT environment variable, else "auto";
      *   "auto": start even, then size the shards by each device's measured speed (see balance);
@@ -220,23 +218,18 @@ typedef struct cldp_trainer_options {
      * identical devices keep the same split and therefore bitwise-identical results. A split
      * that follows measured speed follows timing, and the bits follow the split. */
     int balance;
-    /* Test-only: caps the memory each device may use, in bytes (0: no cap; also the
-     * CLDP_DEVICE_MEMORY_CAP environment variable, bytes or with a K/M/G suffix, used when this
-     * is 0). Before building replicas the trainer estimates each device's need (parameters,
-     * gradients, activations per sample of its shard, CLBlast scratch, staging) against
-     * min(CL_DEVICE_GLOBAL_MEM_SIZE less a sixteenth, cap) and CL_DEVICE_MAX_MEM_ALLOC_SIZE: a
-     * shard whose activations do not fit runs as micro-batches; a model that does not fit at all
-     * is refused with CLDP_ERR_DEVICE_MEMORY. The cap lets tests drive both paths on any device. */
-    uint64_t device_memory_cap;
 } cldp_trainer_options;
 
 /* Fills the defaults: devices NULL, batch 128, Adam, lr 1e-3, momentum 0.9, weight decay 0,
  * betas 0.9/0.999, epsilon 1e-8, seed 1, watchdog 120 s, stop on device failure, skip
- * non-finite updates, no fault, split NULL (CLDP_SPLIT, else auto), balance -1 (auto), no memory cap.
+ * non-finite updates, split NULL (CLDP_SPLIT, else auto), balance -1 (auto).
  *
- * Test-only environment: CLDP_TEST_SLOWDOWN="RANK:FACTOR[,...]" (e.g. "1:3") makes that rank's
- * worker sleep after its compute so its part of a training step takes FACTOR times as long —
- * a stand-in for a slower GPU on machines that have only identical devices. */
+ * Before building anything, cldp_trainer_create estimates each device's memory need
+ * (parameters, gradients, activations per sample of its shard, CLBlast scratch, staging) against
+ * CL_DEVICE_GLOBAL_MEM_SIZE less a sixteenth and CL_DEVICE_MAX_MEM_ALLOC_SIZE; devices that share
+ * host memory (CPUs through PoCL, integrated GPUs) are budgeted together against the host's
+ * available memory. A shard whose activations do not fit runs as micro-batches; a model that
+ * does not fit at all is refused with CLDP_ERR_DEVICE_MEMORY. */
 CLDP_API void cldp_trainer_options_init(cldp_trainer_options *opts);
 
 typedef struct cldp_trainer cldp_trainer;
@@ -244,7 +237,7 @@ typedef struct cldp_trainer cldp_trainer;
 /* Selects the devices, builds a replica of `model` on each (its own context, queue, kernels and
  * buffers), initialises the parameters from opts->seed and starts one worker thread per device.
  * The model description is copied; the caller may destroy it afterwards. Before building
- * anything it estimates each device's memory need (see device_memory_cap): a device the model
+ * anything it estimates each device's memory need (see cldp_trainer_options_init): a device the model
  * cannot fit is CLDP_ERR_DEVICE_MEMORY naming it, the bytes needed and usable, and how to leave it
  * out; a device that fits the model but not a whole shard computes it in micro-batches. */
 CLDP_API cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts,
@@ -264,6 +257,15 @@ typedef struct cldp_device_stats {
     double idle_ms;         /* time it waited for the slowest device */
 } cldp_device_stats;
 
+/* A device the drop policy removed: its rank at creation, and why. */
+typedef struct cldp_drop {
+    size_t rank;            /* the device's rank when the trainer was created */
+    cldp_status status;     /* what ended it: CLDP_ERR_TIMEOUT, CLDP_ERR_OPENCL, ... */
+    char reason[256];       /* the failure's message, naming the device (truncated) */
+} cldp_drop;
+
+#define CLDP_MAX_DROPS 4    /* drops one cldp_step_stats reports (`dropped` counts them all) */
+
 typedef struct cldp_step_stats {
     double loss;            /* mean cross-entropy over the batch, before the update */
     size_t correct;         /* samples whose arg-max logit was the label, before the update */
@@ -272,17 +274,22 @@ typedef struct cldp_step_stats {
     int skipped;            /* 1 when the update was skipped for a NaN/Inf gradient */
     uint64_t skipped_total; /* such steps since the trainer was created */
     size_t devices;         /* devices in use after the step (fewer after a drop) */
+    size_t dropped;         /* devices the drop policy removed during this step */
+    cldp_drop drops[CLDP_MAX_DROPS]; /* the first CLDP_MAX_DROPS of them */
 } cldp_step_stats;
 
 /* One training step on a host batch of n samples (1 <= n <= opts.batch): x is n x inputs floats,
- * row-major; labels are n classes in [0, outputs). The batch is split over the devices, the
+ * row-major, all finite (a NaN or Inf is CLDP_ERR_NONFINITE naming the row, before anything
+ * runs); labels are n classes in [0, outputs). The batch is split over the devices, the
  * gradient averaged over all n samples, the parameters updated and broadcast. Blocks until done.
  * `stats` may be NULL. After a failed step the parameters are those before the step (when only
  * the broadcast failed, the update is kept on the host and re-sent by the next call).
  * A device error (or a watchdog timeout) on any worker fails the step on every worker; with
  * CLDP_ON_FAILURE_DROP the failed devices are removed and the step is redone on the others
- * (cldp_trainer_device_count shrinks). After a timeout under CLDP_ON_FAILURE_STOP the trainer
- * can only be destroyed. A NaN or Inf in the gradient skips the update (see on_nonfinite). */
+ * (cldp_trainer_device_count shrinks; stats->drops says which and why). After a timeout under
+ * CLDP_ON_FAILURE_STOP the trainer can only be destroyed. A NaN or Inf in the gradient, or an
+ * update that would make a parameter NaN or Inf, skips the update (see on_nonfinite): non-finite
+ * parameters are never committed. */
 CLDP_API cldp_status cldp_trainer_step(cldp_trainer *trainer, const float *x,
                                        const int32_t *labels, size_t n, cldp_step_stats *stats);
 
@@ -316,12 +323,14 @@ CLDP_API cldp_status cldp_trainer_device_rows(const cldp_trainer *trainer, size_
                                               size_t *rows);
 
 /* Mean loss and number correct over n samples, computed data-parallel over the devices in
- * chunks of at most opts.batch. Parameters are not changed. */
+ * chunks of at most opts.batch. Parameters are not changed. Inputs must be finite (else
+ * CLDP_ERR_NONFINITE naming the row). */
 CLDP_API cldp_status cldp_trainer_evaluate(cldp_trainer *trainer, const float *x,
                                            const int32_t *labels, size_t n, double *loss,
                                            size_t *correct);
 
-/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs). */
+/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs). Inputs
+ * must be finite (else CLDP_ERR_NONFINITE naming the row). */
 CLDP_API cldp_status cldp_trainer_predict(cldp_trainer *trainer, const float *x, size_t n,
                                           float *probs);
 
@@ -351,8 +360,7 @@ CLDP_API cldp_status cldp_trainer_set_params(cldp_trainer *trainer, const float 
  * stored as is; the library does not interpret it. The trainer is not changed. Returns
  * CLDP_ERR_IO, naming the file, when the file cannot be written (the temporary file is removed),
  * CLDP_ERR_NONFINITE when a parameter is NaN or Inf (such a run cannot be resumed).
- * Test hook: with CLDP_TEST_CHECKPOINT_DELAY_MS set, it sleeps that long between the fsync and the
- * rename, to widen the window for kill tests. Blocks; the trainer must not be in use by another
+ * (Test hook: CLDP_TEST_CHECKPOINT_DELAY_MS, see cldp_test_control.) Blocks; the trainer must not be in use by another
  * thread. */
 CLDP_API cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *trainer, const char *path,
                                                   const void *user, size_t user_len);
@@ -426,6 +434,45 @@ CLDP_API const int32_t *cldp_dataset_labels(const cldp_dataset *ds); /* count */
 
 /* CRC-32 (zlib's) of `len` bytes, e.g. of a parameter vector, to compare runs. */
 CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
+
+/* ---- test control: NOT for use by applications ------------------------------------------
+ *
+ * One fenced door for the test suite's hooks, in the manner of sqlite3_test_control: fault
+ * injection, memory caps, slowdowns, allocation failures, worker delays. Nothing here is stable
+ * API; operations may change or go away in any release. A library built with CLDP_TEST_HOOKS=OFF
+ * answers every operation with CLDP_ERR_STATE, and its hot paths carry no hook at all.
+ *
+ *   CLDP_TEST_CONFIG (const char *name, const char *value): sets one of cldp's environment
+ *     settings as if the variable held `value` (NULL: unset), validated the same way; the
+ *     environment itself is read once per process. Besides the documented variables
+ *     (README.md, "Environment"), the test-only ones:
+ *       CLDP_FAULT "RANK:STEP:KIND[:MS],...": faults armed in trainers created afterwards. RANK is
+ *         the device's rank at creation, STEP the 0-based step; KIND gemm | kernel | read | write
+ *         (an error from that call) | nan (a NaN in that device's gradient) | stall (the worker
+ *         sleeps MS, default 5000, inside a GEMM of the step) | stall_write (inside a parameter
+ *         write) | stall_reduce (in the host reduction and update) | stall_eval | stall_predict
+ *         (inside a GEMM of an evaluation or prediction made when the trainer is at STEP).
+ *       CLDP_DEVICE_MEMORY_CAP bytes (K/M/G suffixes): the memory each device may use.
+ *       CLDP_TEST_SLOWDOWN "RANK:FACTOR,...": that rank's worker sleeps after its compute so its
+ *         part of a step takes FACTOR times as long (a stand-in for a slower GPU).
+ *       CLDP_TEST_CHECKPOINT_DELAY_MS: a save sleeps that long between its fsync and its rename.
+ *   CLDP_TEST_FAULT (cldp_trainer *trainer, const char *spec): arms faults (CLDP_FAULT's syntax)
+ *     on an existing trainer, replacing those it had.
+ *   CLDP_TEST_HOST_ALLOC_FAIL (long n), CLDP_TEST_DEVICE_ALLOC_FAIL (long n): the n-th host
+ *     allocation (cldp's mallocs, zlib's, worker threads) or device allocation (contexts,
+ *     queues, replica buffers) from now fails as if memory ran out; -1 injects nothing.
+ *   CLDP_TEST_WORKER_DELAY (void (*fn)(size_t rank)): every worker calls fn before its part of
+ *     a run (NULL: none), so tests can shuffle arrival order.
+ */
+typedef enum cldp_test_op {
+    CLDP_TEST_CONFIG = 1,
+    CLDP_TEST_FAULT = 2,
+    CLDP_TEST_HOST_ALLOC_FAIL = 3,
+    CLDP_TEST_DEVICE_ALLOC_FAIL = 4,
+    CLDP_TEST_WORKER_DELAY = 5
+} cldp_test_op;
+
+CLDP_API cldp_status cldp_test_control(cldp_test_op op, ...);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,9 @@
  * an application's own per-device cl_mem buffers (read to host staging, reduce, write back). */
 #define _POSIX_C_SOURCE 200809L
 #include "collective.h"
-#include "workers.h"
+#include "reducer.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <stdio.h>
@@ -53,18 +55,20 @@ const float *cldp_tree_sum(const float *const *src, size_t n, size_t len, float 
 
 /* ---- the public collective ------------------------------------------------------------- */
 
-#define COLL_MAX_RANKS 64 /* ranks of one collective */
-#define COLL_BLOCK 256    /* floats per block of the reduction: every rank's block stays in L1 */
-
-typedef enum { OP_READ, OP_REDUCE, OP_WRITE } coll_op;
+/* Each call is one supervised run: every worker reads its rank's buffer into host staging and
+ * delivers it to the piecewise reducer (reducer.h), the workers share the pieces, and each
+ * writes the result back to its own buffer as soon as every piece is done. The sum is written in
+ * place into rank 0's staging, piece by piece (a piece reads only its own range). */
 
 struct cldp_collective {
     size_t n, count;
     cl_command_queue *queues; /* (n) retained */
     float **stage;            /* (n, count) host staging, one vector per rank */
     cldp_pool *pool;
+    cldp_reducer *reducer;    /* one segment: the whole vector */
+    char names[CLDP_MAX_RANKS][32];
+    const char *name_ptr[CLDP_MAX_RANKS];
     /* the call in progress */
-    coll_op op;
     const cl_mem *buffers;
     size_t offset, root;
     float scale;
@@ -75,6 +79,7 @@ void cldp_collective_destroy(cldp_collective *c)
 {
     if (!c) return;
     cldp_pool_destroy(c->pool);
+    cldp_reducer_destroy(c->reducer);
     for (size_t r = 0; r < c->n; r++) {
         if (c->queues && c->queues[r]) clReleaseCommandQueue(c->queues[r]);
         if (c->stage) free(c->stage[r]);
@@ -91,7 +96,7 @@ cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, siz
     *out = NULL;
     REQUIRE(queues, "cldp_collective_create: queues is NULL");
     REQUIRE(n > 0 && count > 0, "cldp_collective_create: n (%zu) and count (%zu) must be > 0", n, count);
-    REQUIRE(n <= COLL_MAX_RANKS, "cldp_collective_create: %zu ranks, at most %d are supported", n, COLL_MAX_RANKS);
+    REQUIRE(n <= CLDP_MAX_RANKS, "cldp_collective_create: %zu ranks, at most %d are supported", n, CLDP_MAX_RANKS);
     size_t bytes;
     REQUIRE(cldp_mul_size(count, sizeof(float), &bytes) == 0, "cldp_collective_create: count %zu overflows", count);
     for (size_t r = 0; r < n; r++) REQUIRE(queues[r], "cldp_collective_create: queue %zu is NULL", r);
@@ -101,65 +106,66 @@ cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, siz
     c->count = count;
     c->queues = cldp_calloc(n, sizeof *c->queues, "collective queues");
     c->stage = cldp_calloc(n, sizeof *c->stage, "collective staging");
-    if (!c->queues || !c->stage) goto oom;
+    cldp_status st = CLDP_ERR_HOST_MEMORY;
+    if (!c->queues || !c->stage) goto fail;
     for (size_t r = 0; r < n; r++) {
+        snprintf(c->names[r], sizeof c->names[r], "collective rank %zu", r);
+        c->name_ptr[r] = c->names[r];
         c->stage[r] = cldp_malloc(bytes, "collective staging");
-        if (!c->stage[r]) goto oom;
+        if (!c->stage[r]) goto fail;
         if (clRetainCommandQueue(queues[r]) != CL_SUCCESS) {
-            cldp_collective_destroy(c);
-            return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_collective_create: queue %zu is not a valid command queue", r);
+            st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_collective_create: queue %zu is not a valid command queue", r);
+            goto fail;
         }
         c->queues[r] = queues[r];
     }
-    cldp_status st = cldp_pool_create(n, &c->pool);
-    if (st != CLDP_OK) {
-        cldp_collective_destroy(c);
-        return st;
-    }
+    if ((st = cldp_reducer_create(&count, 1, n, &c->reducer)) != CLDP_OK) goto fail;
+    if ((st = cldp_pool_create(n, &c->pool)) != CLDP_OK) goto fail;
     *out = c;
     return CLDP_OK;
-oom:
-    cldp_collective_destroy(c);
-    return CLDP_ERR_HOST_MEMORY;
+fail:
+    {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", cldp_last_error());
+        cldp_collective_destroy(c);
+        cldp_set_last_error(msg);
+    }
+    return st;
 }
 
-static cldp_status coll_job(void *ctx, size_t r)
+/* The scaled sum of a block, into rank 0's staging (its range is read by this piece only). */
+static int store_block(void *ctx, size_t at, const float *sum, size_t len)
 {
     cldp_collective *c = ctx;
-    char who[32];
-    snprintf(who, sizeof who, "collective rank %zu", r);
+    float *out = c->stage[0] + at;
+    if (c->scale != 1.0f)
+        for (size_t i = 0; i < len; i++) out[i] = sum[i] * c->scale;
+    else if (sum != out)
+        memcpy(out, sum, len * sizeof(float));
+    return 0;
+}
+
+static cldp_status coll_job(cldp_run *run, void *ctx, size_t r)
+{
+    cldp_collective *c = ctx;
     size_t bytes = c->count * sizeof(float), off = c->offset * sizeof(float);
-    switch (c->op) {
-    case OP_READ:
-        if (c->broadcast && r != c->root) return CLDP_OK;
-        CL_CHECK(who, clEnqueueReadBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, c->stage[r], 0, NULL, NULL));
-        return CLDP_OK;
-    case OP_REDUCE: {
-        /* block by block, out of place: each staged vector is read once, and the scaled sum is
-         * written once, into rank 0's staging (the bits of cldp_tree_reduce, then the scale) */
-        size_t b, e;
-        cldp_chunk(c->count, c->n, r, &b, &e);
-        float scratch[(COLL_MAX_RANKS + 1) / 2 * COLL_BLOCK];
-        const float *src[COLL_MAX_RANKS];
-        for (size_t blk = b; blk < e; blk += COLL_BLOCK) {
-            size_t len = e - blk < COLL_BLOCK ? e - blk : COLL_BLOCK;
-            for (size_t k = 0; k < c->n; k++) src[k] = c->stage[k] + blk;
-            const float *sum = cldp_tree_sum(src, c->n, len, scratch);
-            float *out = c->stage[0] + blk;
-            if (c->scale != 1.0f)
-                for (size_t i = 0; i < len; i++) out[i] = sum[i] * c->scale;
-            else if (sum != out)
-                memcpy(out, sum, len * sizeof(float));
+    if (c->broadcast) {
+        /* the root's buffer reaches the host first; the others wait for it, then write it */
+        if (r == c->root) {
+            CL_CHECK(c->names[r], clEnqueueReadBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, c->stage[r], 0, NULL, NULL));
+            cldp_reducer_deliver(c->reducer, run, r, 0, c->stage[r]);
+            return CLDP_OK;
         }
+        if (!cldp_reducer_wait_delivered(c->reducer, run, c->root, 0)) return CLDP_OK; /* cancelled */
+        CL_CHECK(c->names[r], clEnqueueWriteBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, c->stage[c->root], 0, NULL, NULL));
         return CLDP_OK;
     }
-    case OP_WRITE: {
-        const float *src = c->stage[c->broadcast ? c->root : 0];
-        if (c->broadcast && r == c->root) return CLDP_OK;
-        CL_CHECK(who, clEnqueueWriteBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, src, 0, NULL, NULL));
-        return CLDP_OK;
-    }
-    }
+    CL_CHECK(c->names[r], clEnqueueReadBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, c->stage[r], 0, NULL, NULL));
+    if (!cldp_reducer_deliver(c->reducer, run, r, 0, c->stage[r]) || !cldp_reducer_work(c->reducer, run, 1))
+        return CLDP_OK; /* cancelled */
+    for (size_t p = 0; p < cldp_reducer_pieces(c->reducer); p++)
+        if (!cldp_reducer_wait(c->reducer, run, p)) return CLDP_OK;
+    CL_CHECK(c->names[r], clEnqueueWriteBuffer(c->queues[r], c->buffers[r], CL_TRUE, off, bytes, c->stage[0], 0, NULL, NULL));
     return CLDP_OK;
 }
 
@@ -178,19 +184,25 @@ static cldp_status check_buffers(cldp_collective *c, const cl_mem *buffers, size
     return CLDP_OK;
 }
 
+static cldp_status coll_run(cldp_collective *c, const char *phase)
+{
+    cldp_reducer_reset(c->reducer, c->n, store_block, NULL, c);
+    const cldp_run_desc d = {coll_job, c, NULL, phase, c->name_ptr, 0};
+    cldp_run *run;
+    cldp_status st = cldp_pool_run(c->pool, &d, &run);
+    cldp_run_release(run);
+    return st;
+}
+
 cldp_status cldp_collective_allreduce(cldp_collective *c, const cl_mem *buffers, size_t offset, float scale)
 {
     TRY(check_buffers(c, buffers, offset));
+    REQUIRE(isfinite(scale), "cldp_collective_allreduce: scale %g is not finite", (double)scale);
     c->buffers = buffers;
     c->offset = offset;
     c->scale = scale;
     c->broadcast = 0;
-    c->op = OP_READ;
-    TRY(cldp_pool_run(c->pool, coll_job, c));
-    c->op = OP_REDUCE;
-    TRY(cldp_pool_run(c->pool, coll_job, c));
-    c->op = OP_WRITE;
-    return cldp_pool_run(c->pool, coll_job, c);
+    return coll_run(c, "an all-reduce");
 }
 
 cldp_status cldp_collective_broadcast(cldp_collective *c, const cl_mem *buffers, size_t offset, size_t root)
@@ -201,8 +213,5 @@ cldp_status cldp_collective_broadcast(cldp_collective *c, const cl_mem *buffers,
     c->offset = offset;
     c->root = root;
     c->broadcast = 1;
-    c->op = OP_READ;
-    TRY(cldp_pool_run(c->pool, coll_job, c));
-    c->op = OP_WRITE;
-    return cldp_pool_run(c->pool, coll_job, c);
+    return coll_run(c, "a broadcast");
 }

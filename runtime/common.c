@@ -2,6 +2,7 @@
  * timing and checked allocation (with its failure injection for tests) shared by every layer. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
+#include "testhooks.h"
 
 #include <clblast_c.h>
 #include <stdatomic.h>
@@ -138,8 +139,8 @@ static int injected(_Atomic long *counter)
     return 0;
 }
 
-int cldp_test_host_alloc_fails(void) { return injected(&cldp_test_alloc_fail_after); }
-int cldp_test_device_alloc_fails(void) { return injected(&cldp_test_device_alloc_fail_after); }
+int cldp_test_host_alloc_fails(void) { return CLDP_TEST_ARMED() && injected(&cldp_test_alloc_fail_after); }
+int cldp_test_device_alloc_fails(void) { return CLDP_TEST_ARMED() && injected(&cldp_test_device_alloc_fail_after); }
 
 void *cldp_malloc(size_t bytes, const char *what)
 {

@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most ranks (devices, workers) one trainer, collective or server drives. */
+#define CLDP_MAX_RANKS 64
+
 /* Records a formatted message as the calling thread's last error and returns `status`.
  * The message should say what failed and what to do about it. */
 cldp_status cldp_fail(cldp_status status, const char *fmt, ...)

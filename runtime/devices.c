@@ -1,6 +1,7 @@
 /* devices.c — every device of every platform the ICD loader reports, their facts, and the
  * selection spec (CLDP_DEVICES) that picks which of them train. */
 #define _POSIX_C_SOURCE 200809L
+#include "config.h"
 #include "devices.h"
 
 #include <ctype.h>
@@ -214,8 +215,9 @@ static cldp_status discover(void)
         free(ids);
     }
     {
-        const char *dd = getenv("CLDP_DEDUPE"); /* "0": list every platform's entry of a device */
-        if (dd && !strcmp(dd, "0")) {
+        const cldp_config *cfg;
+        cldp_config_get(&cfg); /* a bad value is reported by the calls that select devices */
+        if (!cfg->dedupe) { /* CLDP_DEDUPE=off: list every platform's entry of a device */
             for (size_t i = 0; i < g_ndev; i++)
                 format_identity(&g_devs[i].ident, g_devs[i].info.identity, sizeof g_devs[i].info.identity);
         } else {
@@ -413,6 +415,8 @@ cldp_status cldp_device_select(const char *spec, size_t *indices, size_t capacit
     const cldp_dev *d = NULL;
     size_t n = 0;
     TRY(cldp_devices(&d, &n));
-    if (!spec || !*spec) spec = getenv("CLDP_DEVICES");
+    const cldp_config *cfg;
+    TRY(cldp_config_get(&cfg));
+    if (!spec || !*spec) spec = cfg->devices;
     return cldp_select_from(d, n, spec, indices, capacity, count);
 }

@@ -4,9 +4,11 @@
  * does not check out (size, key, checksum, or the driver refusing the binary) is rebuilt. */
 #define _POSIX_C_SOURCE 200809L
 #include "program.h"
+#include "config.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +61,28 @@ static uint64_t cache_key(cl_device_id dev, const char *source, const char *opti
     return h;
 }
 
+/* CLDP_CACHE_DIR that cannot hold the cache (a file, a read-only directory): said once per
+ * process, on stderr, since the run itself goes on (uncached) and there is no call to fail. */
+static void warn_cache_dir(const char *dir)
+{
+    static _Atomic int warned;
+    struct stat st;
+    int bad = stat(dir, &st) == 0 ? !S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0 : 0;
+    if (bad && !atomic_exchange(&warned, 1))
+        fprintf(stderr, "cldp: CLDP_CACHE_DIR=%s is %s: compiled kernels are not cached; point it at a writable "
+                        "directory, or set CLDP_KERNEL_CACHE=off\n",
+                dir, S_ISDIR(st.st_mode) ? "not writable" : "not a directory");
+}
+
 static int cache_dir(char *buf, size_t cap)
 {
-    const char *off = getenv("CLDP_KERNEL_CACHE");
-    if (off && (!strcmp(off, "off") || !strcmp(off, "0"))) return -1;
-    const char *dir = getenv("CLDP_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    const cldp_config *cfg;
+    cldp_config_get(&cfg); /* a bad variable fails the caller's create, not the cache */
+    if (!cfg->kernel_cache) return -1;
+    const char *dir = cfg->cache_dir, *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int n;
-    if (dir && *dir) n = snprintf(buf, cap, "%s", dir);
+    if (*dir) warn_cache_dir(dir);
+    if (*dir) n = snprintf(buf, cap, "%s", dir);
     else if (xdg && *xdg) n = snprintf(buf, cap, "%s/cldp/kernels", xdg);
     else if (home && *home) n = snprintf(buf, cap, "%s/.cache/cldp/kernels", home);
     else return -1;

@@ -2,7 +2,9 @@
  * backward passes (y = x·Wᵀ + b; dW = dYᵀ·X; dX = dY·W) through CLBlast and cl/layers.cl. */
 #define _POSIX_C_SOURCE 200809L
 #include "replica.h"
+#include "config.h"
 #include "program.h"
+#include "testhooks.h"
 #include "tuning.h"
 
 #include <clblast_c.h>
@@ -18,12 +20,19 @@ extern const unsigned char cldp_cl_layers[];
 /* Fires an armed fault of `kind` once: returns 1 when the caller must fail as if its call had. */
 static int fault_fires(cldp_replica *r, cldp_fault_kind kind)
 {
-    if (r->fault != kind) return 0;
+    if (!CLDP_TEST_ARMED() || r->fault != kind) return 0;
     r->fault = CLDP_FAULT_NONE;
     return 1;
 }
 
 static const char *injected(int yes) { return yes ? " [injected fault]" : ""; }
+
+/* An injected stall: the worker sleeps as it would inside a driver call that hangs. */
+static void stall(const cldp_replica *r)
+{
+    struct timespec ts = {(time_t)(r->stall_ms / 1000), (long)(fmod(r->stall_ms, 1000.0) * 1e6)};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
 
 /* ---- creation -------------------------------------------------------------------------- */
 
@@ -117,6 +126,8 @@ void cldp_replica_destroy(cldp_replica *r)
     if (r->program) clReleaseProgram(r->program);
     if (r->queue) clReleaseCommandQueue(r->queue);
     if (r->ctx) clReleaseContext(r->ctx);
+    free(r->loss_host);
+    free(r->correct_host);
     free(r);
     if (atomic_fetch_sub(&live_replicas, 1) == 1) CLBlastClearCache();
 }
@@ -217,13 +228,17 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     r->model = m;
     r->max_rows = max_rows;
     snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
-    const char *staging = getenv("CLDP_STAGING"), *overlap = getenv("CLDP_OVERLAP");
-    if (staging && !strcmp(staging, "copy")) r->staging = CLDP_STAGING_HOST;
-    else if (staging && !strcmp(staging, "pinned")) r->staging = CLDP_STAGING_PINNED;
+    const cldp_config *cfg;
+    cldp_status st = cldp_config_get(&cfg);
+    if (cfg->staging == CLDP_CFG_STAGING_COPY) r->staging = CLDP_STAGING_HOST;
+    else if (cfg->staging == CLDP_CFG_STAGING_PINNED) r->staging = CLDP_STAGING_PINNED;
     else r->staging = dev->info.host_unified_memory ? CLDP_STAGING_ZERO_COPY : CLDP_STAGING_PINNED;
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY;
-    r->overlap = !(overlap && (!strcmp(overlap, "off") || !strcmp(overlap, "0")));
-    cldp_status st = replica_init(r);
+    r->overlap = cfg->overlap;
+    r->loss_host = cldp_calloc(max_rows, sizeof *r->loss_host, "losses");
+    r->correct_host = cldp_calloc(max_rows, sizeof *r->correct_host, "correct flags");
+    if (st == CLDP_OK && (!r->loss_host || !r->correct_host)) st = CLDP_ERR_HOST_MEMORY;
+    if (st == CLDP_OK) st = replica_init(r);
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY; /* pinned may have fallen back to host */
     if (st != CLDP_OK) {
         cldp_replica_destroy(r);
@@ -257,10 +272,7 @@ static cldp_status gemm(cldp_replica *r, const char *what, CLBlastTranspose ta, 
                         size_t m, size_t n, size_t k, cl_mem a, size_t a_off, size_t lda,
                         cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc)
 {
-    if (fault_fires(r, CLDP_FAULT_STALL)) {
-        struct timespec ts = {(time_t)(r->stall_ms / 1000), (long)(fmod(r->stall_ms, 1000.0) * 1e6)};
-        nanosleep(&ts, NULL);
-    }
+    if (fault_fires(r, CLDP_FAULT_STALL)) stall(r);
     CLBlastStatusCode st;
     int inj = fault_fires(r, CLDP_FAULT_GEMM);
     if (inj)
@@ -291,6 +303,7 @@ cldp_status cldp_replica_finish(cldp_replica *r)
 cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *p, size_t begin, size_t end, int blocking)
 {
     if (end <= begin) return CLDP_OK;
+    if (fault_fires(r, CLDP_FAULT_STALL_WRITE)) stall(r);
     int inj = fault_fires(r, CLDP_FAULT_WRITE);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
                      : clEnqueueWriteBuffer(r->queue, r->params, blocking ? CL_TRUE : CL_FALSE, begin * sizeof(float),
@@ -490,29 +503,22 @@ static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accum
 cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_sum, size_t *correct)
 {
     if (rows == 0) return CLDP_OK;
-    float *loss = cldp_malloc(rows * sizeof(float), "losses");
-    int32_t *ok = cldp_malloc(rows * sizeof(int32_t), "correct flags");
-    cldp_status st = CLDP_ERR_HOST_MEMORY;
-    if (loss && ok) {
-        cl_int err = clEnqueueReadBuffer(r->queue, r->loss, CL_FALSE, 0, rows * sizeof(float), loss, 0, NULL, NULL);
-        if (err == CL_SUCCESS) err = clEnqueueReadBuffer(r->queue, r->correct, CL_TRUE, 0, rows * sizeof(int32_t), ok, 0, NULL, NULL);
-        if (err != CL_SUCCESS) {
-            st = cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(losses) failed with %s", r->name, cldp_cl_error_name(err));
-        } else {
-            double s = 0;
-            size_t c = 0;
-            for (size_t i = 0; i < rows; i++) {
-                s += loss[i];
-                c += ok[i] != 0;
-            }
-            *loss_sum += s;
-            *correct += c;
-            st = CLDP_OK;
-        }
+    REQUIRE(rows <= r->max_rows, "%s: cldp_replica_read_loss: %zu rows, the replica holds %zu", r->name, rows, r->max_rows);
+    float *loss = r->loss_host;
+    int32_t *ok = r->correct_host;
+    cl_int err = clEnqueueReadBuffer(r->queue, r->loss, CL_FALSE, 0, rows * sizeof(float), loss, 0, NULL, NULL);
+    if (err == CL_SUCCESS) err = clEnqueueReadBuffer(r->queue, r->correct, CL_TRUE, 0, rows * sizeof(int32_t), ok, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(losses) failed with %s", r->name, cldp_cl_error_name(err));
+    double sum = 0;
+    size_t c = 0;
+    for (size_t i = 0; i < rows; i++) {
+        sum += loss[i];
+        c += ok[i] != 0;
     }
-    free(loss);
-    free(ok);
-    return st;
+    *loss_sum += sum;
+    *correct += c;
+    return CLDP_OK;
 }
 
 cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst)

@@ -15,7 +15,8 @@ typedef enum cldp_fault_kind {
     CLDP_FAULT_READ,   /* reading the gradients returns CL_OUT_OF_RESOURCES */
     CLDP_FAULT_WRITE,  /* writing the parameters returns CL_OUT_OF_RESOURCES */
     CLDP_FAULT_STALL,  /* the worker sleeps stall_ms inside a GEMM (a hung driver call) */
-    CLDP_FAULT_NAN     /* the trainer puts a NaN in this device's staged gradient */
+    CLDP_FAULT_NAN,    /* the trainer puts a NaN in this device's staged gradient */
+    CLDP_FAULT_STALL_WRITE /* the worker sleeps stall_ms inside a parameter write */
 } cldp_fault_kind;
 
 /* How a replica's gradients reach the host (CLDP_STAGING picks one, for comparisons):
@@ -61,6 +62,8 @@ typedef struct cldp_replica {
     int streamed;            /* the last backward started a copy per layer (layer_ev) */
     int ready;               /* every layer's gradient of the last backward is on the host */
     cl_event layer_ev[CLDP_MAX_LAYERS]; /* each layer's copy in flight, or NULL */
+    float *loss_host;        /* (max_rows) read_loss's landing place, so a step allocates nothing */
+    int32_t *correct_host;   /* (max_rows) */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;

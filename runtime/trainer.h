@@ -1,21 +1,60 @@
-/* trainer.h — the trainer's state, shared by the files that implement it (trainer.c: create,
- * step, evaluate; and the features built on it). Internal; the public API is include/cldp.h. */
+/* trainer.h — the trainer's state, shared by the files that implement it: trainer.c (create, the
+ * step, parameters), phase.c (a phase of work on every device under the failure policy),
+ * infer.c (evaluation and prediction) and faults.c (test-only fault injection). Internal; the
+ * public API is include/cldp.h. */
 #ifndef CLDP_TRAINER_H
 #define CLDP_TRAINER_H
 
 #include "balance.h"
 #include "devices.h"
 #include "model.h"
+#include "reducer.h"
 #include "replica.h"
 #include "workers.h"
 
 #include <stdatomic.h>
 
-#define CLDP_MAX_DEVICES 64
+#define CLDP_MAX_DEVICES CLDP_MAX_RANKS
+#define CLDP_MAX_FAULTS 8
 
-/* A worker only ever touches its own device's queue: some drivers (PoCL's basic device among
- * them) deadlock when two host threads drive one queue at once. */
-typedef enum { JOB_TRAIN, JOB_UPDATE, JOB_BROADCAST, JOB_EVAL, JOB_PREDICT } job_kind;
+/* The phases of the trainer's work. A worker only ever touches its own device's queue: some
+ * drivers (PoCL's basic device among them) deadlock when two host threads drive one queue. */
+typedef enum {
+    PHASE_TRAIN,     /* forward and backward of the shard, gradients to the host, early pieces */
+    PHASE_UPDATE,    /* the remaining pieces (sum, update), then the new parameters to the device */
+    PHASE_BROADCAST, /* the master parameters to every device */
+    PHASE_EVAL,
+    PHASE_PREDICT,
+    PHASE_COUNT
+} phase_kind;
+
+/* What one run of a phase reads and reports: made for each run (from a spare, so a step
+ * allocates nothing), never written by the caller while the run's workers may hold it, and kept
+ * alive by the run until its last worker has left (workers.h). It holds a reference to the
+ * trainer, so nothing the late worker can reach through it is freed under it either. */
+typedef struct phase {
+    struct cldp_trainer *t;
+    phase_kind kind;
+    size_t n;
+    cldp_replica *reps[CLDP_MAX_DEVICES];
+    const char *names[CLDP_MAX_DEVICES];
+    const float *x;
+    const int32_t *labels;
+    float *probs;
+    float scale;                  /* 1/batch */
+    size_t shard_off[CLDP_MAX_DEVICES], shard_len[CLDP_MAX_DEVICES];
+    double slowdown[CLDP_MAX_DEVICES];
+    int inject_nan[CLDP_MAX_DEVICES];
+    double stall_reduce_ms[CLDP_MAX_DEVICES]; /* test fault: sleep before the update's pieces */
+    /* reported, one slot per worker */
+    double loss_sum[CLDP_MAX_DEVICES], train_end[CLDP_MAX_DEVICES], early_ms[CLDP_MAX_DEVICES];
+    double reduce_ms[CLDP_MAX_DEVICES], broadcast_ms[CLDP_MAX_DEVICES];
+    size_t correct[CLDP_MAX_DEVICES];
+    int nonfinite[CLDP_MAX_DEVICES]; /* the device's delivered gradient holds NaN/Inf */
+} phase;
+
+/* Codes the fused update's block callback records against a piece (reducer.h). */
+enum { CODE_GRAD_NONFINITE = 1, CODE_UPDATE_NONFINITE = 2 };
 
 struct cldp_trainer {
     cldp_model model;             /* our own copy */
@@ -32,43 +71,72 @@ struct cldp_trainer {
     uint64_t t;                   /* optimizer steps taken */
     int dirty;                    /* devices may not hold `master` (a broadcast failed, or a step
                                      that did not commit wrote some of its results) */
+    cldp_reducer *reducer;        /* the layers' pieces, top layer first */
+    int early;                    /* pieces may be done during the train phase */
+    double bc1, bc2;              /* Adam bias corrections of the step in progress */
+    cldp_device_stats *stats;     /* (n) of the last step */
+    phase *spare;                 /* a phase context kept for the next run */
 
-    /* the step or inference call in progress (the caller's side; workers get a copy in a run) */
+    /* the call in progress (the caller's side; workers get a copy in their phase) */
     const float *x;
     const int32_t *labels;
     float *probs;
     size_t *shard_off, *shard_len; /* (n) */
-    size_t batch_n;               /* samples in the step */
-    /* The reduction works in pieces: fixed ranges of one layer's parameters (the model's layers
-     * top first, as backward delivers them, each cut every 32 Ki floats). Any worker may claim a
-     * piece: it sums that range over every device in the fixed tree and updates those
-     * parameters, so who does a piece never changes its bits. A piece can be done once every
-     * device has delivered its layer: during the train job by a worker whose own device is still
-     * computing lower layers, else in the update job, shared by all workers (trainer.c). */
-    size_t npieces;
-    struct piece { size_t layer, begin, end; } *pieces; /* (npieces) [begin, end) within the layer */
-    struct run *spare;            /* the last finished run, reused by the next (trainer.c) */
-    int early;                    /* pieces may be done during the train job (CLDP_EARLY_REDUCE=off:
-                                     all in the update job, the order this replaced) */
-    cldp_device_stats *stats;     /* (n) of the last step */
+    size_t batch_n;
 
     /* failures */
-    size_t *origin;               /* (n) each device's rank at creation (faults name those) */
-    int *inject_nan;              /* (n) test fault: put a NaN in its gradient this step */
-    uint64_t skipped;             /* updates skipped for non-finite gradients */
-    _Atomic unsigned long epoch;  /* bumped when a run is abandoned after a watchdog timeout:
-                                   * its late workers then stop (atomic: they read it while the
-                                   * caller bumps it) */
-    _Atomic size_t inflight;      /* workers inside a section that writes shared state */
+    size_t *origin;               /* (n) each device's rank at creation (faults and drops name those) */
+    uint64_t skipped;             /* updates skipped for non-finite values */
     int broken;                   /* a worker is stuck in a driver call: only destroy is safe */
-    _Atomic size_t refs;          /* the caller's, and one per abandoned worker still out */
-    struct { size_t rank; uint64_t step; cldp_fault_kind kind; double ms; } faults[8];
+    _Atomic size_t refs;          /* the caller's, and one per phase a run still holds */
+    cldp_replica **graveyard;     /* (ngrave) replicas of dropped devices whose worker was stuck:
+                                     freed with the trainer, when no worker can use them */
+    size_t ngrave;
+    cldp_drop drops[CLDP_MAX_DROPS]; /* devices dropped in the step (or call) in progress */
+    size_t ndrops;
+    struct fault { size_t rank; uint64_t step; int kind; double ms; } faults[CLDP_MAX_FAULTS];
     size_t nfaults;
+    int inject_nan[CLDP_MAX_DEVICES];       /* armed for the next train phase */
+    double stall_reduce_ms[CLDP_MAX_DEVICES];
 
-    /* sharding (balance.c); indexed by a device's rank at creation (origin), so a drop needs
-     * no bookkeeping here */
-    cldp_balancer *bal;           /* the split's weights and each device's measured speed */
+    /* sharding (balance.c); indexed by a device's rank at creation (origin) */
+    cldp_balancer *bal;
     double *slowdown;             /* (n at creation) test-only compute-time factor, 1 = none */
 };
+
+/* ---- phase.c ---- */
+/* cldp_phase_once's answer when the failed devices were dropped and the work should be redone. */
+#define CLDP_PHASE_RETRY ((cldp_status)-1)
+/* One attempt of a phase: on failure applies the policy (CLDP_PHASE_RETRY after a drop). */
+cldp_status cldp_phase_once(struct cldp_trainer *t, phase_kind kind, void (*prepare)(struct cldp_trainer *t, phase *ph),
+                            cldp_run **out, phase **ph);
+/* Runs a phase on every device under the failure policy: `prepare` fills the phase's inputs for
+ * each attempt; under CLDP_ON_FAILURE_DROP the failed devices are removed (and recorded in
+ * t->drops), `redo` re-splits the work, and the phase runs again on the survivors. On success
+ * *out is the finished run (hand it back with cldp_run_release) and *ph its phase. */
+cldp_status cldp_phase_run(struct cldp_trainer *t, phase_kind kind, void (*redo)(struct cldp_trainer *t),
+                           void (*prepare)(struct cldp_trainer *t, phase *ph), cldp_run **out, phase **ph);
+/* The trainer's job for every phase (trainer.c and infer.c provide the parts). */
+cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t rank);
+cldp_status cldp_phase_infer(cldp_run *run, phase *ph, size_t rank);
+cldp_status cldp_step_job(cldp_run *run, phase *ph, size_t rank);
+/* Checks a call's inputs: x non-NULL and finite (else CLDP_ERR_NONFINITE naming the row),
+ * 1 <= n <= limit, labels (if not NULL) within the classes. `who` prefixes messages. */
+cldp_status cldp_trainer_check_inputs(const struct cldp_trainer *t, const float *x, const int32_t *labels, size_t n,
+                                      size_t limit, const char *who);
+/* Every worker writes the master parameters to its device. */
+cldp_status cldp_trainer_broadcast(struct cldp_trainer *t);
+cldp_status cldp_trainer_rebroadcast_if_dirty(struct cldp_trainer *t);
+/* Drops a reference; the last one frees the trainer, on whichever thread that is. */
+void cldp_trainer_release(struct cldp_trainer *t);
+
+/* Shards of `total` samples for the devices present (balance.c's split). */
+void cldp_trainer_split(struct cldp_trainer *t, size_t total);
+
+/* ---- faults.c (test only) ---- */
+cldp_status cldp_faults_parse(struct cldp_trainer *t, const char *spec);
+/* Arms the faults of `kind`'s phase due at this step on the devices they name; each fires once. */
+void cldp_faults_arm(struct cldp_trainer *t, phase_kind which);
+void cldp_faults_disarm(struct cldp_trainer *t);
 
 #endif

@@ -1,6 +1,7 @@
 /* tuning.c — per-device CLBlast tuning: the text format of tuning.h, its sources (CLDP_TUNING_FILE,
  * the user's cache, the built-in results), matching an entry to a device, and applying it. */
 #define _POSIX_C_SOURCE 200809L
+#include "config.h"
 #include "tuning.h"
 
 #include <clblast_c.h>
@@ -565,8 +566,10 @@ cldp_status cldp_tuning_lookup(const char *name, const char *driver, const char 
     memset(file, 0, sizeof *file);
     *entry = NULL;
 
-    const char *env = getenv("CLDP_TUNING_FILE");
-    if (env && env[0]) {
+    const cldp_config *cfg;
+    TRY(cldp_config_get(&cfg));
+    const char *env = cfg->tuning_file;
+    if (env[0]) {
         int found = 0;
         TRY(cldp_tuning_load(env, file, &found));
         if (!found)
@@ -631,14 +634,10 @@ cldp_status cldp_tuning_apply(cl_device_id dev, const char *name, const char *dr
 {
     REQUIRE(dev && name && driver, "cldp_tuning_apply: bad arguments");
     if (!label) label = name;
-    const char *mode = getenv("CLDP_TUNING");
-    int verbose = 0;
-    if (mode && mode[0]) {
-        if (strcmp(mode, "off") == 0 || strcmp(mode, "0") == 0) return CLDP_OK;
-        verbose = strcmp(mode, "verbose") == 0;
-        if (!verbose && strcmp(mode, "on") != 0 && strcmp(mode, "1") != 0)
-            return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "CLDP_TUNING=%s: use on (the default), off or verbose", mode);
-    }
+    const cldp_config *cfg;
+    TRY(cldp_config_get(&cfg));
+    if (cfg->tuning == CLDP_CFG_TUNING_OFF) return CLDP_OK;
+    int verbose = cfg->tuning == CLDP_CFG_TUNING_VERBOSE;
     char version[256] = "";
     cl_int err = clGetDeviceInfo(dev, CL_DEVICE_VERSION, sizeof version - 1, version, NULL);
     if (err != CL_SUCCESS)

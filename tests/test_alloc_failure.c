@@ -344,6 +344,7 @@ static int write_idx_files(const char *img_path, const char *lab_path, size_t n)
 int main(void)
 {
     uint64_t seed = test_seed("test_alloc_failure");
+    CHECK_OK(cldp_test_control(CLDP_TEST_HOST_ALLOC_FAIL, -1L)); /* arms the hooks: the sweeps set the counters */
     test_rng_state = seed;
     size_t ndev = test_require_devices("test_alloc_failure", "all", 2); /* also runs discovery, once, unarmed */
     Dl_info self;

@@ -243,7 +243,7 @@ int main(void)
     for (int i = 0; i < steps * 45; i++) y[i] = (int32_t)(test_rand() % 6);
 
     uint32_t a = train_crc(x, y, steps);
-    cldp_pool_test_delay = random_delay;
+    CHECK_OK(cldp_test_control(CLDP_TEST_WORKER_DELAY, random_delay));
     uint32_t b = train_crc(x, y, steps);
     uint32_t c = train_crc(x, y, steps);
     printf("  parameter CRC32: %08x, with random delays %08x and %08x\n", a, b, c);
@@ -251,7 +251,7 @@ int main(void)
     test_collective();
     test_tree_sum();
     test_update_block();
-    cldp_pool_test_delay = NULL;
+    CHECK_OK(cldp_test_control(CLDP_TEST_WORKER_DELAY, (void (*)(size_t))NULL));
     free(x);
     free(y);
     return test_finish("test_determinism");

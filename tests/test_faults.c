@@ -34,11 +34,11 @@ static cldp_trainer *make(cldp_model *m, const char *devices, const char *fault,
     o.learning_rate = 0.05f;
     o.seed = 3;
     o.split = "even"; /* bit-for-bit comparisons need a fixed split; "auto" follows the timings */
-    o.fault = fault;
     o.on_failure = pol;
     o.timeout_ms = timeout;
     cldp_trainer *t = NULL;
     CHECK_OK(cldp_trainer_create(m, &o, &t));
+    if (t && fault) CHECK_OK(cldp_test_control(CLDP_TEST_FAULT, t, fault));
     return t;
 }
 
@@ -160,11 +160,11 @@ int main(void)
         cldp_trainer_options_init(&o);
         o.devices = "all";
         o.batch = B;
-        o.fault = "2:1:nan";
         o.on_nonfinite = stop ? CLDP_ON_NONFINITE_STOP : CLDP_ON_NONFINITE_SKIP;
         cldp_trainer *t = NULL;
         CHECK_OK(cldp_trainer_create(m, &o, &t));
         if (!t) continue;
+        CHECK_OK(cldp_test_control(CLDP_TEST_FAULT, t, "2:1:nan"));
         step_ok(t, 0);
         float *before = malloc(np * sizeof(float)), *after = malloc(np * sizeof(float));
         cldp_trainer_get_params(t, before, np);
@@ -193,11 +193,15 @@ int main(void)
     cldp_trainer_options_init(&o);
     o.devices = "all";
     cldp_trainer *t = NULL;
+    CHECK_OK(cldp_trainer_create(m, &o, &t));
     const char *bad[] = {"1:2", "x:1:gemm", "1:2:melt", "9:1:gemm", "1:2:gemm;", "1:2:stall:-4"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        o.fault = bad[i];
-        CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
-    }
+    for (size_t i = 0; t && i < sizeof bad / sizeof *bad; i++)
+        CHECK_STATUS(cldp_test_control(CLDP_TEST_FAULT, t, bad[i]), CLDP_ERR_INVALID_ARGUMENT);
+    cldp_trainer_destroy(t);
+    /* the environment's spec is read once and applies to trainers created afterwards */
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_FAULT", "9:1:gemm"));
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_FAULT", NULL));
     cldp_model_destroy(m);
     return test_finish("test_faults");
 }

@@ -112,7 +112,7 @@ int main(void)
     }
     snprintf(dir, sizeof dir, "/tmp/cldp-cache-XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
-    setenv("CLDP_CACHE_DIR", dir, 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_CACHE_DIR", dir);
     char path[512];
 
     cldp_program_cache_stats s = cldp_program_cache_counters();
@@ -142,7 +142,7 @@ int main(void)
     expect("changed source", s, 0, 1, 0);
     CHECK(entry(path, sizeof path) == 2);
 
-    setenv("CLDP_KERNEL_CACHE", "off", 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_KERNEL_CACHE", "off");
     s = cldp_program_cache_counters();
     build_and_run(&devs[0], "");
     expect("cache off", s, 0, 0, 0);

@@ -37,12 +37,12 @@ static void check_delivery(const cldp_dev *dev, const cldp_model *m, const float
         {"auto", "on", CLDP_STAGING_ZERO_COPY, 0},
     };
     for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) {
-        setenv("CLDP_STAGING", modes[k].staging, 1);
-        setenv("CLDP_OVERLAP", modes[k].overlap, 1);
+        cldp_test_control(CLDP_TEST_CONFIG, "CLDP_STAGING", modes[k].staging);
+        cldp_test_control(CLDP_TEST_CONFIG, "CLDP_OVERLAP", modes[k].overlap);
         cldp_replica *r = NULL;
         CHECK_OK(cldp_replica_create(dev, m, rows, &r));
-        unsetenv("CLDP_STAGING");
-        unsetenv("CLDP_OVERLAP");
+        cldp_test_control(CLDP_TEST_CONFIG, "CLDP_STAGING", (const char *)NULL);
+        cldp_test_control(CLDP_TEST_CONFIG, "CLDP_OVERLAP", (const char *)NULL);
         if (!r) return;
         cldp_staging want = modes[k].want;
         if (want == CLDP_STAGING_ZERO_COPY && !dev->info.host_unified_memory) want = CLDP_STAGING_PINNED;

@@ -44,9 +44,12 @@ static cldp_trainer *make(const cldp_model *m, const char *devices, const char *
     o.seed = 42;
     o.split = split;
     o.balance = balance;
-    o.device_memory_cap = cap;
+    char capstr[32];
+    snprintf(capstr, sizeof capstr, "%llu", (unsigned long long)cap);
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
     cldp_trainer *t = NULL;
     CHECK_OK(cldp_trainer_create(m, &o, &t));
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
     return t;
 }
 
@@ -182,7 +185,9 @@ static void test_refusals(const cldp_model *m)
     /* a model that cannot fit: refused at creation, naming the device, the bytes, the way out */
     cldp_mem_need one;
     cldp_mem_estimate(m, 1, &one);
-    o.device_memory_cap = one.total - 1;
+    char capstr[32];
+    snprintf(capstr, sizeof capstr, "%llu", (unsigned long long)(one.total - 1));
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_DEVICE_MEMORY);
     const char *msg = cldp_last_error();
     char needs[64];
@@ -190,14 +195,12 @@ static void test_refusals(const cldp_model *m)
     printf("  refusal: %s\n", msg);
     CHECK(t == NULL && strstr(msg, "device 0:0") && strstr(msg, needs) && strstr(msg, "bytes usable") &&
           strstr(msg, "CLDP_DEVICES=0:1"));
-    o.device_memory_cap = 0;
-    setenv("CLDP_DEVICE_MEMORY_CAP", "1K", 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", "1K");
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_DEVICE_MEMORY);
     CHECK(strstr(cldp_last_error(), "has 1024 bytes") != NULL);
-    setenv("CLDP_DEVICE_MEMORY_CAP", "lots", 1);
-    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", "lots"), CLDP_ERR_INVALID_ARGUMENT);
     CHECK(strstr(cldp_last_error(), "CLDP_DEVICE_MEMORY_CAP") != NULL);
-    unsetenv("CLDP_DEVICE_MEMORY_CAP");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
 
     /* bad splits, by option and by environment */
     const char *bad[] = {"1,2,3", "-1,1", "0,0", "x,1", "1"};
@@ -208,20 +211,20 @@ static void test_refusals(const cldp_model *m)
     }
     printf("  bad split: %s\n", cldp_last_error());
     o.split = NULL;
-    setenv("CLDP_SPLIT", "2,-2", 1);
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", "2,-2")); /* a string: checked where it is used */
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
-    unsetenv("CLDP_SPLIT");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", (const char *)NULL);
     o.balance = 2;
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
     o.balance = 1;
-    setenv("CLDP_TEST_SLOWDOWN", "5:3", 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "5:3");
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
-    unsetenv("CLDP_TEST_SLOWDOWN");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", (const char *)NULL);
 
     /* the split calls */
-    setenv("CLDP_SPLIT", "3,1", 1); /* used when the option is NULL */
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", "3,1"); /* used when the option is NULL */
     CHECK_OK(cldp_trainer_create(m, &o, &t));
-    unsetenv("CLDP_SPLIT");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", (const char *)NULL);
     if (!t) return;
     double w[3] = {1, 1, 1};
     size_t s[2];
@@ -265,13 +268,13 @@ static void test_live_balancer(void)
 
     float *pb = malloc(np * sizeof(float)), *p1 = malloc(np * sizeof(float));
     for (int balance = 1; balance >= 0; balance--) {
-        setenv("CLDP_TEST_SLOWDOWN", "1:3", 1);
+        cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "1:3");
         o.devices = "0:0,0:1";
         o.split = "auto";
         o.balance = balance;
         cldp_trainer *t = NULL;
         CHECK_OK(cldp_trainer_create(m, &o, &t));
-        unsetenv("CLDP_TEST_SLOWDOWN");
+        cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", (const char *)NULL);
         if (!t) break;
         size_t first_larger_step = LSTEPS;
         double idle = 0, step_ms = 0;
@@ -329,9 +332,9 @@ int main(void)
 {
     test_rng_state = test_seed("test_split");
     test_require_devices("test_split", "all", 2);
-    unsetenv("CLDP_SPLIT");
-    unsetenv("CLDP_DEVICE_MEMORY_CAP");
-    unsetenv("CLDP_TEST_SLOWDOWN");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", (const char *)NULL);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", (const char *)NULL);
     size_t total = STEPS * BATCH;
     X = malloc(total * IN * sizeof(float));
     Y = malloc(total * sizeof(int32_t));

@@ -255,8 +255,8 @@ static void test_sources(void)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cldp-test-tuning-XXXXXX");
     assert(mkdtemp(tmpdir));
     setenv("XDG_CACHE_HOME", tmpdir, 1);
-    unsetenv("CLDP_TUNING_FILE");
-    unsetenv("CLDP_TUNING");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING_FILE", (const char *)NULL);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING", (const char *)NULL);
     CHECK_OK(cldp_tuning_cache_dir(dir, sizeof dir));
     snprintf(path, sizeof path, "%s/cldp/tuning", tmpdir);
     CHECK(!strcmp(dir, path));
@@ -336,7 +336,7 @@ static void test_sources(void)
     /* CLDP_TUNING_FILE comes first, when it has an entry for the device. */
     snprintf(envfile, sizeof envfile, "%s/mine.tuning", tmpdir);
     write_file(envfile, "device = basic-haswell-*\nGemmRoutine/32 = XGEMM_MIN_INDIRECT_SIZE=333\n");
-    setenv("CLDP_TUNING_FILE", envfile, 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING_FILE", envfile);
     CHECK_OK(cldp_tuning_lookup("basic-haswell-AMD EPYC", "3.1+debian", POCL_VERSION, &f, &e));
     CHECK(e && e->kernels[0].param_values[0] == 333 && !strcmp(f.origin, envfile));
     cldp_tuning_file_free(&f);
@@ -346,11 +346,11 @@ static void test_sources(void)
 
     /* A missing CLDP_TUNING_FILE is an error (a typo must not pass silently)... */
     snprintf(path, sizeof path, "%s/absent.txt", tmpdir);
-    setenv("CLDP_TUNING_FILE", path, 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING_FILE", path);
     CHECK_STATUS(cldp_tuning_lookup("basic-haswell-AMD EPYC", "3.1+debian", POCL_VERSION, &f, &e), CLDP_ERR_IO);
     CHECK(strstr(cldp_last_error(), "absent.txt") != NULL && e == NULL);
     cldp_tuning_file_free(&f);
-    unsetenv("CLDP_TUNING_FILE");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING_FILE", (const char *)NULL);
 
     /* ...and a damaged cache file names itself and the line. */
     snprintf(path, sizeof path, "%s/cldp/tuning/d.txt", tmpdir);
@@ -372,11 +372,11 @@ static void test_sources(void)
     cldp_tuning_file_free(&f);
 
     /* CLDP_TUNING: off applies nothing, a bad value is refused. */
-    setenv("CLDP_TUNING", "sometimes", 1);
-    CHECK_STATUS(cldp_tuning_apply((cl_device_id)&found, "basic-haswell-AMD EPYC", "3.1+debian", "test"), CLDP_ERR_INVALID_ARGUMENT);
-    setenv("CLDP_TUNING", "off", 1);
+    CHECK_STATUS(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING", "sometimes"), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "CLDP_TUNING=sometimes") && strstr(cldp_last_error(), "verbose"));
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING", "off");
     CHECK_OK(cldp_tuning_apply((cl_device_id)&found, "basic-haswell-AMD EPYC", "3.1+debian", "test")); /* never touches dev */
-    unsetenv("CLDP_TUNING");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING", (const char *)NULL);
     CHECK_STATUS(cldp_tuning_apply(NULL, "x", "y", "test"), CLDP_ERR_INVALID_ARGUMENT);
 
     static const char *const made[] = {"cldp/tuning/a.txt", "cldp/tuning/b.txt", "cldp/tuning/c.txt.tmp", "mine.tuning"};
@@ -467,7 +467,7 @@ static int test_device(void)
     }
     const cldp_dev *d = &devs[0];
     printf("device: %s (driver %s, %s)\n", d->info.name, d->info.driver_version, d->info.opencl_version);
-    unsetenv("CLDP_TUNING_FILE");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING_FILE", (const char *)NULL);
     setenv("XDG_CACHE_HOME", tmpdir, 1); /* an empty cache: the built-in results are what applies */
 
     const cldp_tuning_entry *e;
@@ -491,9 +491,9 @@ static int test_device(void)
     CHECK(strstr(cldp_last_error(), "big.txt:2:") && strstr(cldp_last_error(), "work-group"));
     remove(path);
 
-    setenv("CLDP_TUNING", "verbose", 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING", "verbose");
     CHECK_OK(cldp_tuning_apply(d->id, d->info.name, d->info.driver_version, "test device"));
-    unsetenv("CLDP_TUNING");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TUNING", (const char *)NULL);
 
     cl_int err;
     cl_context ctx = clCreateContext(NULL, 1, &d->id, NULL, NULL, &err);
