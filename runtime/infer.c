@@ -18,10 +18,18 @@ cldp_status cldp_phase_infer(cldp_run *run, phase *ph, size_t r)
     for (size_t done = 0; done < len;) {
         if (cldp_run_abandoned(run)) return CLDP_OK; /* given up on: stop early */
         size_t rows = len - done < rep->max_rows ? len - done : rep->max_rows, at = off + done;
-        TRY(cldp_replica_load(rep, ph->x + at * in, ph->kind == PHASE_EVAL ? ph->labels + at : NULL, rows));
+        /* the caller's memory is touched only inside sections: after a timeout it may be gone */
+        if (!cldp_run_enter(run)) return CLDP_OK;
+        cldp_status st = cldp_replica_load(rep, ph->x + at * in, ph->kind == PHASE_EVAL ? ph->labels + at : NULL, rows);
+        cldp_run_leave(run);
+        TRY(st);
         TRY(cldp_replica_forward(rep, rows));
         if (ph->kind == PHASE_PREDICT) {
-            TRY(cldp_replica_probs(rep, rows, ph->probs + at * outputs));
+            const float *p;
+            TRY(cldp_replica_probs(rep, rows, &p));
+            if (!cldp_run_enter(run)) return CLDP_OK;
+            memcpy(ph->probs + at * outputs, p, rows * outputs * sizeof *p);
+            cldp_run_leave(run);
         } else {
             TRY(cldp_replica_loss(rep, rows));
             TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));

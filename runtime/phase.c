@@ -78,6 +78,27 @@ static void record_drop(cldp_trainer *t, size_t rank, cldp_status st, const char
     t->ndrops++;
 }
 
+/* A worker stuck past the watchdog may still have writes queued from the parameter vectors, and
+ * its driver reads them whenever it comes back: the trainer goes on with copies, and the
+ * originals stay untouched until the trainer is freed. */
+static cldp_status retire_vectors(cldp_trainer *t)
+{
+    float **v[6] = {&t->master, &t->opt_m, &t->opt_v, &t->next_master, &t->next_m, &t->next_v};
+    size_t bytes = t->model.nparams * sizeof(float);
+    float *copy[6];
+    for (int i = 0; i < 6; i++)
+        if (!(copy[i] = cldp_malloc(bytes, "parameter vectors"))) {
+            while (i--) free(copy[i]);
+            return CLDP_ERR_HOST_MEMORY;
+        }
+    for (int i = 0; i < 6; i++) {
+        memcpy(copy[i], *v[i], bytes);
+        t->retired[t->nretired++] = *v[i];
+        *v[i] = copy[i];
+    }
+    return CLDP_OK;
+}
+
 /* A run failed on some workers: names the failure, then applies the policy. Returns
  * CLDP_PHASE_RETRY when the failed devices were dropped and the work should be redone on the
  * others; otherwise the failure's status, its message set. */
@@ -122,7 +143,8 @@ static cldp_status apply_policy(cldp_trainer *t, cldp_run *run, cldp_status st)
     t->n = keep;
     cldp_pool_destroy(t->pool); /* detaches a stuck worker; it frees that pool when it is back */
     t->pool = NULL;
-    cldp_status ps = cldp_pool_create(keep, &t->pool);
+    cldp_status ps = timeouts ? retire_vectors(t) : CLDP_OK;
+    if (ps == CLDP_OK) ps = cldp_pool_create(keep, &t->pool);
     if (ps != CLDP_OK) {
         t->broken = 1;
         return ps;

@@ -128,6 +128,9 @@ void cldp_replica_destroy(cldp_replica *r)
     if (r->ctx) clReleaseContext(r->ctx);
     free(r->loss_host);
     free(r->correct_host);
+    free(r->labels_host);
+    free(r->x_host);
+    free(r->out_host);
     free(r);
     if (atomic_fetch_sub(&live_replicas, 1) == 1) CLBlastClearCache();
 }
@@ -235,9 +238,14 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     else r->staging = dev->info.host_unified_memory ? CLDP_STAGING_ZERO_COPY : CLDP_STAGING_PINNED;
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY;
     r->overlap = cfg->overlap;
+    size_t outputs = cldp_model_outputs(m);
     r->loss_host = cldp_calloc(max_rows, sizeof *r->loss_host, "losses");
     r->correct_host = cldp_calloc(max_rows, sizeof *r->correct_host, "correct flags");
-    if (st == CLDP_OK && (!r->loss_host || !r->correct_host)) st = CLDP_ERR_HOST_MEMORY;
+    r->labels_host = cldp_calloc(max_rows, sizeof *r->labels_host, "labels");
+    r->x_host = cldp_calloc(max_rows, m->inputs * sizeof *r->x_host, "input rows");
+    r->out_host = cldp_calloc(max_rows, outputs * sizeof *r->out_host, "outputs");
+    if (st == CLDP_OK && (!r->loss_host || !r->correct_host || !r->labels_host || !r->x_host || !r->out_host))
+        st = CLDP_ERR_HOST_MEMORY;
     if (st == CLDP_OK) st = replica_init(r);
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY; /* pinned may have fallen back to host */
     if (st != CLDP_OK) {
@@ -317,9 +325,14 @@ cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *p, siz
 cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *labels, size_t rows)
 {
     if (rows == 0) return CLDP_OK;
-    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->x, CL_FALSE, 0, rows * r->model->inputs * sizeof(float), x, 0, NULL, NULL));
-    if (labels)
-        CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), labels, 0, NULL, NULL));
+    REQUIRE(rows <= r->max_rows, "%s: cldp_replica_load: %zu rows, the replica holds %zu", r->name, rows, r->max_rows);
+    size_t xb = rows * r->model->inputs * sizeof(float);
+    memcpy(r->x_host, x, xb); /* the caller's memory is read here, never later by the driver */
+    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->x, CL_FALSE, 0, xb, r->x_host, 0, NULL, NULL));
+    if (labels) {
+        memcpy(r->labels_host, labels, rows * sizeof(int32_t));
+        CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), r->labels_host, 0, NULL, NULL));
+    }
     return CLDP_OK;
 }
 
@@ -557,8 +570,9 @@ cldp_status cldp_replica_unmap_grads(cldp_replica *r)
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs)
+cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs)
 {
+    *probs = r->out_host;
     if (rows == 0) return CLDP_OK;
     const cldp_model *m = r->model;
     cl_uint urows = (cl_uint)rows, classes = (cl_uint)m->layers[m->nlayers - 1].out;
@@ -567,7 +581,7 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs)
     ARG(r->k_softmax_rows, 2, classes);
     ARG(r->k_softmax_rows, 3, r->delta[0]);
     TRY(launch(r, r->k_softmax_rows, "softmax_rows", rows));
-    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), probs, 0, NULL, NULL));
+    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), r->out_host, 0, NULL, NULL));
     return CLDP_OK;
 }
 
@@ -586,7 +600,8 @@ cldp_status cldp_replica_warm_up(cldp_replica *r)
         if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
         if ((st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
     }
-    if ((st = cldp_replica_probs(r, 1, x)) != CLDP_OK) goto out;
+    const float *probs;
+    if ((st = cldp_replica_probs(r, 1, &probs)) != CLDP_OK) goto out;
     cl_int err = clFinish(r->queue);
     if (err != CL_SUCCESS) st = cldp_fail(CLDP_ERR_OPENCL, "%s: clFinish (warm-up) failed with %s", r->name, cldp_cl_error_name(err));
 out:

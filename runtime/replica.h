@@ -64,6 +64,9 @@ typedef struct cldp_replica {
     cl_event layer_ev[CLDP_MAX_LAYERS]; /* each layer's copy in flight, or NULL */
     float *loss_host;        /* (max_rows) read_loss's landing place, so a step allocates nothing */
     int32_t *correct_host;   /* (max_rows) */
+    float *x_host;           /* (max_rows, inputs) the loaded rows, copied from the caller */
+    int32_t *labels_host;    /* (max_rows) */
+    float *out_host;         /* (max_rows, outputs) cldp_replica_probs's result */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -82,9 +85,10 @@ cldp_status cldp_replica_write_params(cldp_replica *r, const float *params, size
 cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *params, size_t begin, size_t end, int blocking);
 /* Waits for every command of the replica's queue. */
 cldp_status cldp_replica_finish(cldp_replica *r);
-/* Copies `rows` samples (and labels, unless NULL) to the device; non-blocking, ordered before
- * the following commands on the replica's in-order queue. The host memory must stay valid until
- * the next blocking call. */
+/* Copies `rows` (<= max_rows) samples (and labels, unless NULL) to the device: they are copied
+ * into the replica's own host memory at once (so the caller's may go away as soon as this
+ * returns), and from there to the device without blocking, ordered before the following
+ * commands on the replica's in-order queue. */
 cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *labels, size_t rows);
 /* Forward over `rows` loaded samples: activations and logits. */
 cldp_status cldp_replica_forward(cldp_replica *r, size_t rows);
@@ -116,8 +120,9 @@ cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst);
 cldp_status cldp_replica_map_grads(cldp_replica *r, float **grads);
 cldp_status cldp_replica_unmap_grads(cldp_replica *r);
 
-/* Softmax of the last forward's logits into `probs` (rows x outputs; blocking). */
-cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, float *probs);
+/* Softmax of the last forward's logits (blocking): *probs points at rows x outputs floats in
+ * the replica's own memory, valid until the next call. */
+cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs);
 
 /* Runs every kernel and GEMM shape of a pass once, so compilation (ours, CLBlast's, the
  * driver's per-launch specialisation) happens now, on the calling thread, not in the first step.

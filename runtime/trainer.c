@@ -130,7 +130,11 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
             size_t b, rows;
             micro_batch(len, parts, k, &b, &rows);
             if (cldp_run_abandoned(run)) return CLDP_OK; /* given up on: stop early */
-            TRY(cldp_replica_load(rep, ph->x + (off + b) * in, ph->labels + off + b, rows));
+            /* the caller's batch is read only inside a section: after a timeout it may be gone */
+            if (!cldp_run_enter(run)) return CLDP_OK;
+            cldp_status st = cldp_replica_load(rep, ph->x + (off + b) * in, ph->labels + off + b, rows);
+            cldp_run_leave(run);
+            TRY(st);
             TRY(cldp_replica_forward(rep, rows));
             if (k + 1 < parts) {
                 TRY(cldp_replica_backward(rep, rows, ph->scale, k > 0));
@@ -257,6 +261,8 @@ void cldp_trainer_release(cldp_trainer *t)
     cldp_pool_destroy(t->pool);
     cldp_reducer_destroy(t->reducer);
     free(t->graveyard);
+    for (size_t i = 0; i < t->nretired; i++) free(t->retired[i]);
+    free(t->retired);
     free(t->reps);
     free(t->devs);
     free(t->master);
@@ -319,6 +325,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->devs = cldp_calloc(n, sizeof *t->devs, "device list");
     t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
     t->graveyard = cldp_calloc(n, sizeof *t->graveyard, "replicas");
+    t->retired = cldp_calloc(6 * n, sizeof *t->retired, "vectors");
     t->master = cldp_calloc(np, sizeof(float), "master parameters");
     t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
     t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");
@@ -331,7 +338,7 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
     t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
     t->slowdown = cldp_calloc(n, sizeof *t->slowdown, "slowdown factors");
-    if (!t->devs || !t->reps || !t->graveyard || !t->master || !t->opt_m || !t->opt_v || !t->next_master ||
+    if (!t->devs || !t->reps || !t->graveyard || !t->retired || !t->master || !t->opt_m || !t->opt_v || !t->next_master ||
         !t->next_m || !t->next_v || !t->shard_off || !t->shard_len || !t->stats || !t->origin || !t->bal ||
         !t->slowdown)
         goto fail;
@@ -556,6 +563,9 @@ cldp_status cldp_trainer_set_params(cldp_trainer *t, const float *params, size_t
     REQUIRE(count == t->model.nparams, "cldp_trainer_set_params: count is %zu but the model has %zu parameters", count, t->model.nparams);
     for (size_t i = 0; i < count; i++)
         REQUIRE(isfinite(params[i]), "cldp_trainer_set_params: parameter %zu is not finite", i);
+    if (t->broken)
+        return cldp_fail(CLDP_ERR_STATE, "cldp_trainer_set_params: this trainer lost a device that stopped answering; "
+                                         "destroy it and create another");
     memcpy(t->master, params, count * sizeof(float));
     memset(t->opt_m, 0, count * sizeof(float));
     memset(t->opt_v, 0, count * sizeof(float));

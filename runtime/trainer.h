@@ -92,6 +92,10 @@ struct cldp_trainer {
     cldp_replica **graveyard;     /* (ngrave) replicas of dropped devices whose worker was stuck:
                                      freed with the trainer, when no worker can use them */
     size_t ngrave;
+    float **retired;              /* (nretired, capacity 6n) parameter and moment vectors a stuck
+                                     worker's device may still read (its writes were queued from
+                                     them): replaced by copies, freed with the trainer */
+    size_t nretired;
     cldp_drop drops[CLDP_MAX_DROPS]; /* devices dropped in the step (or call) in progress */
     size_t ndrops;
     struct fault { size_t rank; uint64_t step; int kind; double ms; } faults[CLDP_MAX_FAULTS];

@@ -189,14 +189,16 @@ static double one_step(cldp_trainer *t, const data *d, size_t batch, int *counte
     return now_ms() - t0;
 }
 
-/* A trainer made with some environment variables set for its creation only (the staging and
- * reduction switches are read when the trainer is built). */
+/* A trainer made with some of cldp's settings changed for its creation only (the staging and
+ * reduction switches are taken when the trainer is built; the environment is read once, so the
+ * settings change through the test door). */
 static cldp_trainer *make_trainer_env(const cldp_model *m, const char *devices, size_t batch, const char *split,
                                       const char *const *env)
 {
-    for (size_t i = 0; env && env[i]; i += 2) setenv(env[i], env[i + 1], 1);
+    for (size_t i = 0; env && env[i]; i += 2)
+        if (cldp_test_control(CLDP_TEST_CONFIG, env[i], env[i + 1]) != CLDP_OK) die(env[i]);
     cldp_trainer *t = make_trainer(m, devices, batch, split);
-    for (size_t i = 0; env && env[i]; i += 2) unsetenv(env[i]);
+    for (size_t i = 0; env && env[i]; i += 2) cldp_test_control(CLDP_TEST_CONFIG, env[i], (const char *)NULL);
     return t;
 }
 
@@ -725,7 +727,7 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
     }
     printf("\n6. balance: device 1 made 3x slower (CLDP_TEST_SLOWDOWN=1:3, its worker sleeps 2x its compute),\n"
            "   even shards vs speed-aware shards, global batch %zu\n", o->batch);
-    setenv("CLDP_TEST_SLOWDOWN", "1:3", 1);
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "1:3");
     cldp_model *m = bench_model(o->hidden);
     int steps = o->quick ? 20 : 40;
     cldp_trainer *even = make_trainer(m, "0:0,0:1", o->batch, "even");
@@ -772,7 +774,7 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
             even_ms, bal_ms, even_ms / bal_ms, conv, (double)(hi - lo) / (double)o->batch, idle_frac);
     cldp_trainer_destroy(bal);
     cldp_model_destroy(m);
-    unsetenv("CLDP_TEST_SLOWDOWN");
+    cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", (const char *)NULL);
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
