@@ -6,6 +6,9 @@
 #ifndef CLDP_TEST_PROC_H
 #define CLDP_TEST_PROC_H
 
+#ifndef _DEFAULT_SOURCE
+#error "define _DEFAULT_SOURCE before any header: proc.h uses setgroups"
+#endif
 #include "testutil.h"
 
 #include <errno.h>
