@@ -121,12 +121,15 @@ int main(int argc, char **argv)
     }
     size_t ntr = cldp_dataset_count(train), nte = cldp_dataset_count(test), nf = cldp_dataset_features(train);
     const size_t classes = a.classes;
-    if (cldp_dataset_features(test) != nf) {
+    int bad_data = cldp_dataset_features(test) != nf;
+    if (bad_data)
         fprintf(stderr, "cldp-train: the training images of %s have %zu pixels each but its test images %zu; both splits must come "
                         "from one dataset\n", source, nf, cldp_dataset_features(test));
+    if (bad_data || check_labels(&a, source, train, 1) || check_labels(&a, source, test, 0)) {
+        cldp_dataset_destroy(train);
+        cldp_dataset_destroy(test);
         return 1;
     }
-    if (check_labels(&a, source, train, 1) || check_labels(&a, source, test, 0)) return 1;
     if (a.batch > ntr) { /* one step takes the whole set: a larger batch would only cost memory */
         fprintf(stderr, "cldp-train: note: --batch %zu is larger than the %zu training samples; using batch %zu\n", a.batch, ntr, ntr);
         a.batch = ntr;
