@@ -250,6 +250,17 @@ static void test_delay(void)
     }
 }
 
+/* What a file type is, for a message ("a FIFO", "a directory"). */
+static const char *kind_of(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
+}
+
 cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *t, const char *path, const void *user, size_t user_len)
 {
     REQUIRE(t && path, "cldp_trainer_save_checkpoint: trainer or path is NULL");
@@ -259,6 +270,14 @@ cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *t, const char *path
         if (!isfinite(t->master[i]))
             return cldp_fail(CLDP_ERR_NONFINITE, "checkpoint '%s' not written: parameter %zu is %g; a run cannot be resumed from it", path,
                              i, (double)t->master[i]);
+
+    /* The rename below replaces whatever `path` names: run as root with /dev/null, it would put
+     * a regular file in place of the device node. Only a regular file (or nothing) is replaced;
+     * stat follows a symbolic link, so a link to a device is refused too. */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return cldp_fail(CLDP_ERR_IO, "checkpoint '%s' not written: that path exists and is %s, which saving would replace; "
+                                      "give the path of a regular file or of a new one", path, kind_of(sb.st_mode));
 
     size_t plen = strlen(path);
     char *tmp = cldp_malloc(plen + 32, "checkpoint file name");

@@ -32,6 +32,8 @@ struct cldp_dataset {
 #define IDX_LABEL_HEADER 8  /* magic + n */
 
 static const char FMNIST_DEFAULT_DIR[] = "/usr/share/datasets/fashion-mnist";
+/* Fashion-MNIST's labels are 0..9; a larger one is damage, and a model sized by it would grow. */
+#define FMNIST_CLASSES 10u
 
 /* ---- gzip --------------------------------------------------------------------------------- */
 
@@ -291,10 +293,13 @@ static cldp_status read_data(idx_input *in)
 
 /* ---- datasets from memory ----------------------------------------------------------------- */
 
-/* The one parser behind every loader; names say which file or buffer a message is about. */
+/* The one parser behind every loader; names say which file or buffer a message is about.
+ * `known_classes` is the label count of a known dataset (Fashion-MNIST's 10): a label at or
+ * above it is refused, naming the file, the index and the label. 0: any byte is a label. */
 static cldp_status from_memory_named(const unsigned char *images, size_t images_len,
                                      const char *images_name, const unsigned char *labels,
-                                     size_t labels_len, const char *labels_name, cldp_dataset **out)
+                                     size_t labels_len, const char *labels_name,
+                                     unsigned known_classes, cldp_dataset **out)
 {
     idx_input img = {images, images_len, images_name, 3, 0, {0, 0, 0}, NULL, NULL};
     idx_input lab = {labels, labels_len, labels_name, 1, 0, {0, 0, 0}, NULL, NULL};
@@ -339,6 +344,14 @@ static cldp_status from_memory_named(const unsigned char *images, size_t images_
     const unsigned char *lb = lab.data + IDX_LABEL_HEADER;
     unsigned max_label = 0;
     for (size_t i = 0; i < n; i++) {
+        if (known_classes && lb[i] >= known_classes) {
+            st = cldp_fail(CLDP_ERR_FORMAT,
+                           "%s: label %u at index %zu is outside Fashion-MNIST's %u classes (0 to "
+                           "%u); the file is damaged or holds another dataset (cldp_dataset_load_idx "
+                           "reads any labels)",
+                           labels_name, lb[i], i, known_classes, known_classes - 1);
+            goto done;
+        }
         ds->labels[i] = lb[i];
         if (lb[i] > max_label) max_label = lb[i];
     }
@@ -366,7 +379,7 @@ cldp_status cldp_dataset_from_idx_memory(const void *images, size_t images_len, 
     REQUIRE(images, "cldp_dataset_from_idx_memory: images is NULL");
     REQUIRE(labels, "cldp_dataset_from_idx_memory: labels is NULL");
     return from_memory_named(images, images_len, "images buffer", labels, labels_len,
-                             "labels buffer", out);
+                             "labels buffer", 0, out);
 }
 
 /* ---- datasets from files ------------------------------------------------------------------ */
@@ -425,14 +438,15 @@ static cldp_status read_file(const char *path, const char *hint, unsigned char *
 }
 
 static cldp_status load_files(const char *images_path, const char *labels_path, const char *hint,
-                              cldp_dataset **out)
+                              unsigned known_classes, cldp_dataset **out)
 {
     unsigned char *img = NULL, *lab = NULL;
     size_t img_len = 0, lab_len = 0;
     cldp_status st = read_file(images_path, hint, &img, &img_len);
     if (st == CLDP_OK) st = read_file(labels_path, hint, &lab, &lab_len);
     if (st == CLDP_OK)
-        st = from_memory_named(img, img_len, images_path, lab, lab_len, labels_path, out);
+        st = from_memory_named(img, img_len, images_path, lab, lab_len, labels_path,
+                               known_classes, out);
     free(img);
     free(lab);
     return st;
@@ -445,7 +459,7 @@ cldp_status cldp_dataset_load_idx(const char *images_path, const char *labels_pa
     *out = NULL;
     REQUIRE(images_path, "cldp_dataset_load_idx: images_path is NULL");
     REQUIRE(labels_path, "cldp_dataset_load_idx: labels_path is NULL");
-    return load_files(images_path, labels_path, "; check the path", out);
+    return load_files(images_path, labels_path, "; check the path", 0, out);
 }
 
 cldp_status cldp_dataset_load_fashion_mnist(const char *dir, int train, cldp_dataset **out)
@@ -468,7 +482,7 @@ cldp_status cldp_dataset_load_fashion_mnist(const char *dir, int train, cldp_dat
     snprintf(labels_path, cap, "%s%s%s-labels-idx1-ubyte.gz", d, sep, split);
     const char *hint = dir ? "; pass the directory that holds Fashion-MNIST's four .gz files"
                            : "; install Debian's dataset-fashion-mnist or pass --data DIR";
-    cldp_status st = load_files(images_path, labels_path, hint, out);
+    cldp_status st = load_files(images_path, labels_path, hint, FMNIST_CLASSES, out);
     free(images_path);
     free(labels_path);
     return st;
@@ -496,11 +510,11 @@ cldp_status cldp_dataset_embedded(int train, cldp_dataset **out)
                                  "embedded fmnist-mini-train-images.gz",
                                  cldp_embed_fmnist_train_labels,
                                  cldp_embed_fmnist_train_labels_len,
-                                 "embedded fmnist-mini-train-labels.gz", out);
+                                 "embedded fmnist-mini-train-labels.gz", FMNIST_CLASSES, out);
     return from_memory_named(cldp_embed_fmnist_test_images, cldp_embed_fmnist_test_images_len,
                              "embedded fmnist-mini-test-images.gz", cldp_embed_fmnist_test_labels,
                              cldp_embed_fmnist_test_labels_len,
-                             "embedded fmnist-mini-test-labels.gz", out);
+                             "embedded fmnist-mini-test-labels.gz", FMNIST_CLASSES, out);
 }
 
 /* ---- handle ------------------------------------------------------------------------------- */

@@ -649,13 +649,23 @@ static void bench_gemm(const opts *o, FILE *js)
         char name[48];
         snprintf(name, sizeof name, "%s %zux%zux%zu", sh[i].what, sh[i].m, sh[i].n, sh[i].k);
         const char *op = sh[i].ta ? (sh[i].tb ? "tt" : "tn") : (sh[i].tb ? "nt" : "nn");
-        printf("   %-30s %-3s %7.1f %5.0f%% %7.1f %5.0f%% %7.1f %5.0f%% %9.2f %10.2f\n", name, op, best[0], 100 * spread[0],
-               best[1], 100 * spread[1], best[2], 100 * spread[2], rd, rb);
+        /* without a CPU BLAS its columns say n/a (text) and null (JSON), never a 0 that reads as a figure */
+        char blas_col[32] = "    n/a       ", ratio_col[16] = "n/a", jb[16] = "null", jrb[16] = "null", jsb[16] = "null", jmb[16] = "null";
+        if (have_blas) {
+            snprintf(blas_col, sizeof blas_col, "%7.1f %5.0f%%", best[2], 100 * spread[2]);
+            snprintf(ratio_col, sizeof ratio_col, "%.2f", rb);
+            snprintf(jb, sizeof jb, "%.2f", best[2]);
+            snprintf(jrb, sizeof jrb, "%.3f", rb);
+            snprintf(jsb, sizeof jsb, "%.3f", spread[2]);
+            snprintf(jmb, sizeof jmb, "%.2f", med[2]);
+        }
+        printf("   %-30s %-3s %7.1f %5.0f%% %7.1f %5.0f%% %s %9.2f %10s\n", name, op, best[0], 100 * spread[0], best[1],
+               100 * spread[1], blas_col, rd, ratio_col);
         fprintf(js, "%s{\"shape\":\"%zux%zux%zu\",\"op\":\"%s\",\"what\":\"%s\",\"tuned_gflops\":%.2f,\"default_gflops\":%.2f,"
-                    "\"blas_gflops\":%.2f,\"tuned_vs_default\":%.3f,\"tuned_vs_blas\":%.3f,\"spread\":[%.3f,%.3f,%.3f],"
-                    "\"median_gflops\":[%.2f,%.2f,%.2f]}",
-                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, op, sh[i].what, best[0], best[1], best[2], rd, rb, spread[0],
-                spread[1], spread[2], med[0], med[1], med[2]);
+                    "\"blas_gflops\":%s,\"tuned_vs_default\":%.3f,\"tuned_vs_blas\":%s,\"spread\":[%.3f,%.3f,%s],"
+                    "\"median_gflops\":[%.2f,%.2f,%s]}",
+                i ? "," : "", sh[i].m, sh[i].n, sh[i].k, op, sh[i].what, best[0], best[1], jb, rd, jrb, spread[0],
+                spread[1], jsb, med[0], med[1], jmb);
     }
     /* One step's GEMMs together, the figure training feels: from the best calls, and as the median
      * of each round's own ratio (pairs measured seconds apart), which should agree when the load
@@ -666,14 +676,22 @@ static void bench_gemm(const opts *o, FILE *js)
         rb[r] = have_blas ? step_r[2][r] / step_r[0][r] : 0;
     }
     double mrd = median(rd, rounds), mrb = median(rb, rounds);
-    if (!have_blas) step[2] = 0;
-    printf("   one step's GEMMs (all but the square), best calls: tuned %.1f ms, default %.1f ms, blas %.1f ms\n"
-           "     tuned/def %.2f (target >= 3), tuned/blas %.2f (target >= 0.8); median of the rounds' own ratios %.2f and %.2f\n",
-           step[0], step[1], step[2], step[1] / step[0], have_blas ? step[2] / step[0] : 0.0, mrd, mrb);
-    fprintf(js, "],\"gemm_step\":{\"tuned_ms\":%.3f,\"default_ms\":%.3f,\"blas_ms\":%.3f,\"tuned_vs_default\":%.3f,"
-                "\"tuned_vs_blas\":%.3f,\"round_median_tuned_vs_default\":%.3f,\"round_median_tuned_vs_blas\":%.3f,"
+    char sb[32] = "n/a", sr[16] = "n/a", smr[16] = "n/a", jsb[16] = "null", jsr[16] = "null", jsmr[16] = "null";
+    if (have_blas) {
+        snprintf(sb, sizeof sb, "%.1f ms", step[2]);
+        snprintf(sr, sizeof sr, "%.2f", step[2] / step[0]);
+        snprintf(smr, sizeof smr, "%.2f", mrb);
+        snprintf(jsb, sizeof jsb, "%.3f", step[2]);
+        snprintf(jsr, sizeof jsr, "%.3f", step[2] / step[0]);
+        snprintf(jsmr, sizeof jsmr, "%.3f", mrb);
+    }
+    printf("   one step's GEMMs (all but the square), best calls: tuned %.1f ms, default %.1f ms, blas %s\n"
+           "     tuned/def %.2f (target >= 3), tuned/blas %s (target >= 0.8); median of the rounds' own ratios %.2f and %s\n",
+           step[0], step[1], sb, step[1] / step[0], sr, mrd, smr);
+    fprintf(js, "],\"gemm_step\":{\"tuned_ms\":%.3f,\"default_ms\":%.3f,\"blas_ms\":%s,\"tuned_vs_default\":%.3f,"
+                "\"tuned_vs_blas\":%s,\"round_median_tuned_vs_default\":%.3f,\"round_median_tuned_vs_blas\":%s,"
                 "\"rounds\":%d,\"blas_core\":\"%s\"},",
-            step[0], step[1], step[2], step[1] / step[0], have_blas ? step[2] / step[0] : 0.0, mrd, mrb, rounds, core);
+            step[0], step[1], jsb, step[1] / step[0], jsr, mrd, jsmr, rounds, core);
 #ifndef CLDP_HAVE_CBLAS
     printf("   (no CPU BLAS was found at build time: install libopenblas-dev for the blas column)\n");
 #else
@@ -779,6 +797,17 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+/* What --only takes, in the order the sections run. */
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance"
+
+static int is_section(const char *s)
+{
+    for (size_t k = 0; k < sizeof sections / sizeof sections[0]; k++)
+        if (!strcmp(s, sections[k])) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.hidden = 1024, .batch = 512, .steps = 10};
@@ -794,7 +823,16 @@ int main(int argc, char **argv)
             o.json = 1;
         } else if (!strcmp(argv[i], "--quick")) {
             o.quick = 1;
-        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+        } else if (!strcmp(argv[i], "--only")) {
+            const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!v || !strncmp(v, "--", 2)) {
+                fprintf(stderr, "cldp-bench: --only needs a section: %s (try --help)\n", SECTION_LIST);
+                return 2;
+            }
+            if (!is_section(v)) {
+                fprintf(stderr, "cldp-bench: unknown section '%s' for --only; the sections are %s\n", v, SECTION_LIST);
+                return 2;
+            }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance]\n"

@@ -20,7 +20,12 @@ int main(int argc, char **argv)
                    "else all devices) is all, gpu, cpu, accelerator, platform:device indices such as 0:0,0:1,\n"
                    "or a name/vendor substring; the devices it selects are marked with *.\n");
             return 0;
-        } else if (!strcmp(argv[i], "--devices") && i + 1 < argc) {
+        } else if (!strcmp(argv[i], "--devices")) {
+            if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) {
+                fprintf(stderr, "cldp-devices: --devices needs a value: all, gpu, cpu, accelerator, a platform:device list "
+                                "such as 0:0,0:1, or a name substring (try --help)\n");
+                return 2;
+            }
             spec = argv[++i];
         } else {
             fprintf(stderr, "cldp-devices: unknown argument '%s' (try --help)\n", argv[i]);

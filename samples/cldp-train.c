@@ -4,8 +4,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cldp.h"
 
-#include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -16,212 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HIDDEN 16
-
-typedef struct args {
-    const char *devices;
-    const char *data;
-    int epochs;
-    size_t batch;
-    float lr;
-    float momentum;
-    float weight_decay;
-    cldp_optimizer optimizer;
-    size_t hidden[MAX_HIDDEN];
-    size_t nhidden;
-    cldp_activation act;
-    uint64_t seed;
-    int json;
-    int quiet;
-    int embedded;
-    const char *checkpoint;    /* --checkpoint: where to save */
-    size_t checkpoint_every;   /* steps between saves; 0: at each epoch end */
-    const char *resume;        /* --resume: where to continue from */
-    const char *split;         /* --split: weights per device, "auto" or "even" */
-    int no_balance;            /* --no-balance: keep the split as it starts */
-    int drop;                  /* --on-failure drop */
-    float timeout_s;           /* --timeout: the watchdog */
-} args;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: cldp-train [options]\n"
-            "Trains an MLP on Fashion-MNIST, data-parallel over every selected OpenCL device.\n\n"
-            "  --devices SPEC      devices: all, gpu, cpu, accelerator, platform:device list (0:0,0:1)\n"
-            "                      or a name substring (default: $CLDP_DEVICES, else all GPUs, else all)\n"
-            "  --data DIR          directory with the four Fashion-MNIST .gz files\n"
-            "                      (default: /usr/share/datasets/fashion-mnist, from Debian's\n"
-            "                      dataset-fashion-mnist; without it a 2000/500-sample embedded subset)\n"
-            "  --epochs N          passes over the training set (default 10)\n"
-            "  --batch B           global batch, split over the devices (default 128)\n"
-            "  --lr X              learning rate (default 1e-3 for adam, 0.05 for sgd); cosine decay to 0\n"
-            "  --optimizer NAME    adam or sgd (momentum 0.9) (default adam)\n"
-            "  --momentum X        SGD momentum (default 0.9)\n"
-            "  --weight-decay X    L2 weight decay (default 0)\n"
-            "  --hidden LIST       hidden layer sizes, e.g. 256,128 (default); 'none' for a linear model\n"
-            "  --activation NAME   relu or tanh (default relu)\n"
-            "  --seed S            parameter initialisation and shuffling seed (default 1)\n"
-            "  --embedded          train on the embedded subset even when Fashion-MNIST is installed\n"
-            "  --checkpoint FILE   save the whole run (parameters, optimizer, split, epoch, position,\n"
-            "                      data order) to FILE at each epoch end, at the end, and on SIGINT or\n"
-            "                      SIGTERM; written to FILE.tmp.<pid>, synced, then renamed over FILE\n"
-            "  --checkpoint-every N  save every N steps instead of at each epoch end\n"
-            "  --resume FILE       continue the run saved in FILE (same options, same data); on the\n"
-            "                      same devices with a fixed split (CLDP_SPLIT=even, or weights) the\n"
-            "                      final parameters equal an uninterrupted run's bit for bit\n"
-            "  --split W,W,...     the share of the batch each device computes, as weights in device\n"
-            "                      order (e.g. 3,1: rank 0 takes three quarters), kept as given; or\n"
-            "                      'even', or 'auto' (default: $CLDP_SPLIT, else auto: start even and,\n"
-            "                      when the devices differ, size the shards by each one's measured speed\n"
-            "                      so that they finish together)\n"
-            "  --no-balance        keep the starting split: no speed-aware re-sizing of the shards\n"
-            "  --on-failure WHAT   stop (default): a device error ends the run (after saving the\n"
-            "                      --checkpoint); drop: leave the failed device out and go on\n"
-            "  --timeout S         watchdog: a device silent for S seconds in a step has failed\n"
-            "                      (default 120; 0 turns it off)\n"
-            "                      (the result is the same for any split, to float32 rounding)\n"
-            "  --json              end with one JSON line of the results\n"
-            "  --quiet             no progress line during an epoch\n"
-            "  --help              this text\n"
-            "On SIGINT or SIGTERM it finishes the step in progress, saves the checkpoint (with\n"
-            "--checkpoint), says where and exits with status 130 (SIGINT) or 143 (SIGTERM); a second\n"
-            "signal ends it at once.\n");
-}
-
-static int parse_size(const char *s, size_t lo, size_t hi, size_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!s || *s == '-' || !*s) return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    if (!s || !*s) return -1;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || fabs(v) > FLT_MAX) return -1; /* finite as a float too */
-    *out = (float)v;
-    return 0;
-}
-
-static int parse_hidden(const char *s, args *a)
-{
-    a->nhidden = 0;
-    if (!strcmp(s, "none")) return 0;
-    const char *p = s;
-    while (*p) {
-        char tmp[32];
-        size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof tmp || a->nhidden == MAX_HIDDEN) return -1;
-        memcpy(tmp, p, len);
-        tmp[len] = 0;
-        if (parse_size(tmp, 1, 1u << 16, &a->hidden[a->nhidden++])) return -1;
-        p += len;
-        if (*p == ',') {
-            p++;
-            if (!*p) return -1;
-        }
-    }
-    return a->nhidden ? 0 : -1;
-}
-
-/* Returns 0 on success, 1 after --help, -1 on a bad argument (message printed). */
-static int parse_args(int argc, char **argv, args *a)
-{
-    int lr_set = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        size_t tmp = 0; /* read below even when parsing it failed */
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            usage(stdout);
-            return 1;
-        } else if (!strcmp(o, "--json")) {
-            a->json = 1;
-            continue;
-        } else if (!strcmp(o, "--quiet")) {
-            a->quiet = 1;
-            continue;
-        } else if (!strcmp(o, "--embedded")) {
-            a->embedded = 1;
-            continue;
-        } else if (!strcmp(o, "--no-balance")) {
-            a->no_balance = 1;
-            continue;
-        } else if (!v) {
-            fprintf(stderr, "cldp-train: %s needs a value (try --help)\n", o);
-            return -1;
-        } else if (!strcmp(o, "--devices")) {
-            a->devices = v;
-        } else if (!strcmp(o, "--data")) {
-            a->data = v;
-        } else if (!strcmp(o, "--epochs")) {
-            bad = parse_size(v, 1, 100000, &tmp);
-            a->epochs = (int)tmp;
-        } else if (!strcmp(o, "--batch")) {
-            bad = parse_size(v, 1, 1u << 20, &a->batch);
-        } else if (!strcmp(o, "--lr")) {
-            bad = parse_float(v, &a->lr) || a->lr <= 0;
-            lr_set = 1;
-        } else if (!strcmp(o, "--momentum")) {
-            bad = parse_float(v, &a->momentum) || a->momentum < 0 || a->momentum >= 1;
-        } else if (!strcmp(o, "--weight-decay")) {
-            bad = parse_float(v, &a->weight_decay) || a->weight_decay < 0;
-        } else if (!strcmp(o, "--optimizer")) {
-            if (!strcmp(v, "adam")) a->optimizer = CLDP_OPT_ADAM;
-            else if (!strcmp(v, "sgd")) a->optimizer = CLDP_OPT_SGD;
-            else bad = 1;
-        } else if (!strcmp(o, "--activation")) {
-            if (!strcmp(v, "relu")) a->act = CLDP_ACT_RELU;
-            else if (!strcmp(v, "tanh")) a->act = CLDP_ACT_TANH;
-            else bad = 1;
-        } else if (!strcmp(o, "--hidden")) {
-            bad = parse_hidden(v, a);
-        } else if (!strcmp(o, "--checkpoint")) {
-            a->checkpoint = v;
-            bad = !*v;
-        } else if (!strcmp(o, "--checkpoint-every")) {
-            bad = parse_size(v, 1, SIZE_MAX, &a->checkpoint_every);
-        } else if (!strcmp(o, "--on-failure")) {
-            if (!strcmp(v, "stop")) a->drop = 0;
-            else if (!strcmp(v, "drop")) a->drop = 1;
-            else bad = 1;
-        } else if (!strcmp(o, "--timeout")) {
-            bad = parse_float(v, &a->timeout_s) || a->timeout_s < 0;
-        } else if (!strcmp(o, "--split")) {
-            a->split = v;
-            bad = !*v;
-        } else if (!strcmp(o, "--resume")) {
-            a->resume = v;
-            bad = !*v;
-        } else if (!strcmp(o, "--seed")) {
-            bad = parse_size(v, 0, SIZE_MAX, &tmp);
-            a->seed = tmp;
-        } else {
-            fprintf(stderr, "cldp-train: unknown option '%s' (try --help)\n", o);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "cldp-train: bad value '%s' for %s (try --help)\n", v, o);
-            return -1;
-        }
-        i++;
-    }
-    if (!lr_set) a->lr = a->optimizer == CLDP_OPT_ADAM ? 1e-3f : 0.05f;
-    if (a->checkpoint_every && !a->checkpoint) {
-        fprintf(stderr, "cldp-train: --checkpoint-every needs --checkpoint FILE (try --help)\n");
-        return -1;
-    }
-    return 0;
-}
+#include "cldp-train-args.h"       /* the command line */
+#include "cldp-train-checkpoint.h" /* checkpoints: the location, the run state, saving, resuming */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
 static void standardise(cldp_dataset *train, float *xtr, float *xte, size_t nte)
@@ -263,113 +57,28 @@ static int fail(const char *what)
     return 1;
 }
 
-/* ---- checkpoints: the library saves its state, this program adds its own ---------------- */
-
-/* Set by the handler, read between steps: only a sig_atomic_t store is async-signal-safe. */
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
-
-static void catch_signals(void)
+/* The labels file a dataset came from, for messages. */
+static void labels_file(char *buf, size_t cap, const char *source, int train)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_RESETHAND; /* a second signal ends the process at once */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    if (!strcmp(source, "embedded subset")) {
+        snprintf(buf, cap, "embedded fmnist-mini-%s-labels.gz", train ? "train" : "test");
+        return;
+    }
+    size_t len = strlen(source);
+    snprintf(buf, cap, "%s%s%s-labels-idx1-ubyte.gz", source, len && source[len - 1] == '/' ? "" : "/", train ? "train" : "t10k");
 }
 
-/* The application blob of a checkpoint: where the run stands. Host byte order: it is read back
- * by this program, which checks the magic and the size. Followed by ntr uint32 sample indices,
- * the data order (each epoch shuffles the previous epoch's order, so it cannot be recomputed
- * from the epoch alone without replaying every shuffle). */
-#define RUN_MAGIC "CLDPRUN1"
-typedef struct run_state {
-    char magic[8];
-    char config[512];     /* the options and data that decide the result; must match to resume */
-    uint64_t epoch;       /* the epoch in progress, from 1 (epochs + 1: the run is complete) */
-    uint64_t step;        /* steps of that epoch already taken */
-    uint64_t shuffled;    /* 1: the order already holds this epoch's shuffle */
-    uint64_t rng;         /* the shuffle's xorshift64* state */
-    uint64_t ntr;         /* samples, entries of the order that follows */
-    double ep_loss;       /* this epoch's loss sum and correct count so far */
-    uint64_t ep_correct;
-    double final_loss, test_acc; /* of the last finished epoch, for the report */
-} run_state;
-
-/* What must not change between a run and its resumption: the schedule depends on epochs and
- * batch, the data order on the seed and the data. (The model is checked by the library.) */
-static void run_config(char *out, size_t cap, const args *a, const char *source, size_t ntr, size_t nf, const int32_t *ytr)
+/* Every label must name one of the model's --classes outputs: a larger one is refused, naming the
+ * file, the index and the label, rather than growing the model or failing inside a step. */
+static int check_labels(const args *a, const char *source, const cldp_dataset *ds, int train)
 {
-    snprintf(out, cap, "data %s (%zu samples, %zu features, labels CRC %08x), epochs %d, batch %zu, %s lr %.9g momentum %.9g weight decay %.9g, seed %llu",
-             source, ntr, nf, (unsigned)cldp_crc32(ytr, ntr * sizeof(int32_t)), a->epochs, a->batch,
-             a->optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a->lr, (double)a->momentum, (double)a->weight_decay,
-             (unsigned long long)a->seed);
-}
-
-/* Records a position inside epoch `ep`: `step` steps of it done, its shuffle made. */
-static void set_position(run_state *rs, int ep, size_t step, uint64_t rng, double ep_loss, size_t ep_correct,
-                         double final_loss, double test_acc)
-{
-    rs->epoch = (uint64_t)ep;
-    rs->step = step;
-    rs->shuffled = 1;
-    rs->rng = rng;
-    rs->ep_loss = ep_loss;
-    rs->ep_correct = ep_correct;
-    rs->final_loss = final_loss;
-    rs->test_acc = test_acc;
-}
-
-static int save_run(cldp_trainer *tr, const char *path, const run_state *rs, const size_t *order, unsigned char *blob)
-{
-    memcpy(blob, rs, sizeof *rs);
-    for (size_t i = 0; i < rs->ntr; i++) {
-        uint32_t v = (uint32_t)order[i];
-        memcpy(blob + sizeof *rs + 4 * i, &v, 4);
-    }
-    if (cldp_trainer_save_checkpoint(tr, path, blob, sizeof *rs + 4 * rs->ntr) != CLDP_OK) {
-        fprintf(stderr, "cldp-train: saving the checkpoint: %s\n", cldp_last_error());
-        return -1;
-    }
-    return 0;
-}
-
-/* Loads --resume into the trainer and the run state; 0 on success, else a message was printed. */
-static int load_run(cldp_trainer *tr, const char *path, const char *config, size_t ntr, size_t steps_per_epoch, int epochs,
-                    run_state *rs, size_t *order, unsigned char *blob)
-{
-    size_t cap = sizeof *rs + 4 * ntr, got = 0;
-    if (cldp_trainer_load_checkpoint(tr, path, blob, cap, &got) != CLDP_OK) {
-        fprintf(stderr, "cldp-train: cannot resume from '%s': %s\n", path, cldp_last_error());
-        return -1;
-    }
-    memcpy(rs, blob, got < sizeof *rs ? got : sizeof *rs);
-    if (got != cap || memcmp(rs->magic, RUN_MAGIC, 8) || rs->ntr != ntr) {
-        fprintf(stderr, "cldp-train: cannot resume from '%s': its run state (%zu bytes) is not this program's for this data (%zu bytes)\n",
-                path, got, cap);
-        return -1;
-    }
-    rs->config[sizeof rs->config - 1] = 0;
-    if (strcmp(rs->config, config)) {
-        fprintf(stderr, "cldp-train: cannot resume from '%s': it was made with other options or data\n  checkpoint: %s\n  this run:   %s\n"
-                        "resume with the options of the run that wrote it\n", path, rs->config, config);
-        return -1;
-    }
-    int ok = rs->epoch >= 1 && rs->epoch <= (uint64_t)epochs + 1 && rs->step <= steps_per_epoch && rs->shuffled <= 1 &&
-             (rs->step == 0 || rs->shuffled) && (rs->epoch <= (uint64_t)epochs || rs->step == 0);
-    unsigned char *seen = calloc(ntr ? ntr : 1, 1);
-    for (size_t i = 0; ok && seen && i < ntr; i++) {
-        uint32_t v;
-        memcpy(&v, blob + sizeof *rs + 4 * i, 4);
-        ok = v < ntr && !seen[v];
-        if (ok) seen[v] = 1;
-        order[i] = v;
-    }
-    free(seen);
-    if (!ok) {
-        fprintf(stderr, "cldp-train: cannot resume from '%s': its position or data order is inconsistent\n", path);
+    const int32_t *y = cldp_dataset_labels(ds);
+    for (size_t i = 0, n = cldp_dataset_count(ds); i < n; i++) {
+        if (y[i] >= 0 && (size_t)y[i] < a->classes) continue;
+        char file[4200];
+        labels_file(file, sizeof file, source, train);
+        fprintf(stderr, "cldp-train: %s: label %ld at index %zu is outside the %zu classes of the model (--classes %zu); give "
+                        "--classes %ld or more, or mend the file\n", file, (long)y[i], i, a->classes, a->classes, (long)y[i] + 1);
         return -1;
     }
     return 0;
@@ -378,10 +87,14 @@ static int load_run(cldp_trainer *tr, const char *path, const char *config, size
 int main(int argc, char **argv)
 {
     args a = {.epochs = 10, .batch = 128, .optimizer = CLDP_OPT_ADAM, .hidden = {256, 128}, .nhidden = 2,
-              .act = CLDP_ACT_RELU, .momentum = 0.9f, .seed = 1, .timeout_s = 120};
+              .act = CLDP_ACT_RELU, .classes = DEFAULT_CLASSES, .momentum = 0.9f, .seed = 1, .timeout_s = 120};
     int pr = parse_args(argc, argv, &a);
     if (pr) return pr > 0 ? 0 : 2;
     double t_start = now_s();
+    /* the checkpoint's location before anything else: a bad one is found now, not after an epoch */
+    if (a.checkpoint && prepare_checkpoint(&a)) return 2;
+    if (a.checkpoint_is_resume)
+        printf("cldp-train: saving the run to %s, the file it resumes from (--checkpoint FILE saves elsewhere)\n", a.checkpoint);
 
     /* ---- data */
     cldp_dataset *train = NULL, *test = NULL;
@@ -407,10 +120,19 @@ int main(int argc, char **argv)
         return fail("loading the dataset");
     }
     size_t ntr = cldp_dataset_count(train), nte = cldp_dataset_count(test), nf = cldp_dataset_features(train);
-    size_t classes = cldp_dataset_classes(train);
-    if (cldp_dataset_features(test) != nf || cldp_dataset_classes(test) > classes) {
-        fprintf(stderr, "cldp-train: train and test sets disagree in shape (%zu vs %zu features)\n", nf, cldp_dataset_features(test));
+    const size_t classes = a.classes;
+    int bad_data = cldp_dataset_features(test) != nf;
+    if (bad_data)
+        fprintf(stderr, "cldp-train: the training images of %s have %zu pixels each but its test images %zu; both splits must come "
+                        "from one dataset\n", source, nf, cldp_dataset_features(test));
+    if (bad_data || check_labels(&a, source, train, 1) || check_labels(&a, source, test, 0)) {
+        cldp_dataset_destroy(train);
+        cldp_dataset_destroy(test);
         return 1;
+    }
+    if (a.batch > ntr) { /* one step takes the whole set: a larger batch would only cost memory */
+        fprintf(stderr, "cldp-train: note: --batch %zu is larger than the %zu training samples; using batch %zu\n", a.batch, ntr, ntr);
+        a.batch = ntr;
     }
     float *xtr = malloc(ntr * nf * sizeof(float)), *xte = malloc(nte * nf * sizeof(float));
     float *xb = malloc(a.batch * nf * sizeof(float));
@@ -461,8 +183,9 @@ int main(int argc, char **argv)
     printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
     printf("cldp-train: model %zu", nf);
     for (size_t l = 0; l < a.nhidden; l++) printf("-%zu", a.hidden[l]);
-    printf("-%zu (%zu parameters), %s lr %g, batch %zu, %d epochs, seed %llu\n", classes, cldp_model_param_count(model),
-           a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a.lr, a.batch, a.epochs, (unsigned long long)a.seed);
+    printf("-%zu (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", classes, cldp_model_param_count(model),
+           a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a.lr, a.batch, a.epochs, a.epochs == 1 ? "" : "s",
+           (unsigned long long)a.seed);
     printf("cldp-train: %zu device(s), ready in %.2f s:\n", ndev, now_s() - t_create);
     for (size_t r = 0; r < ndev; r++) {
         cldp_device_info d;
@@ -510,6 +233,9 @@ int main(int argc, char **argv)
         step = (size_t)(rs.epoch - 1) * steps_per_epoch + (size_t)rs.step;
         printf("cldp-train: resumed from %s at epoch %llu, step %llu of %zu (step %zu of the run)\n", a.resume,
                (unsigned long long)rs.epoch, (unsigned long long)rs.step, steps_per_epoch, step);
+        if (rs.epoch > (uint64_t)a.epochs)
+            printf("cldp-train: the run in %s is already complete (%d epoch%s); nothing to train\n", a.resume, a.epochs,
+                   a.epochs == 1 ? "" : "s");
     }
     const int first_ep = (int)rs.epoch;
     const size_t first_s = (size_t)rs.step;
@@ -640,8 +366,10 @@ int main(int argc, char **argv)
     uint32_t crc = cldp_crc32(params, np * sizeof(float));
     double total = now_s() - t_start;
     double throughput = train_time > 0 ? samples_done / train_time : 0; /* 0 when resumed from a finished run */
-    printf("cldp-train: test accuracy %.4f after %d epochs, %.0f samples/s, %.1f s in all; parameter CRC32 %08x\n",
-           test_acc, a.epochs, throughput, total, (unsigned)crc);
+    char speed[64] = "nothing trained in this process (the run was already complete)";
+    if (samples_done > 0) snprintf(speed, sizeof speed, "%.0f samples/s", throughput);
+    printf("cldp-train: test accuracy %.4f after %d epoch%s, %s, %.1f s in all; parameter CRC32 0x%08x\n", test_acc, a.epochs,
+           a.epochs == 1 ? "" : "s", speed, total, (unsigned)crc);
     if (a.json) {
         printf("{\"test_accuracy\":%.6f,\"final_loss\":%.6f,\"samples_per_s\":%.1f,\"epochs\":%d,\"batch\":%zu,"
                "\"seconds\":%.2f,\"dataset\":",
@@ -654,7 +382,7 @@ int main(int argc, char **argv)
             if (r) putchar(',');
             json_string(d.name);
         }
-        printf("],\"param_checksum\":%u}\n", (unsigned)crc);
+        printf("],\"param_checksum\":\"0x%08x\"}\n", (unsigned)crc); /* hex, as the line above writes it */
     }
     free(params);
 release: /* also after a signal (its checkpoint written) or a checkpoint that failed */

@@ -5,12 +5,14 @@
  * model, wrong version, missing file, small buffer are refused with the right status and the
  * trainer unchanged. Every bit of every byte of a small checkpoint flipped, and every truncation,
  * is refused with CLDP_ERR_FORMAT; the same flips with the CRC recomputed (to reach the section
- * checks) are refused or load exactly what the file says; never a crash, never a half load. */
+ * checks) are refused or load exactly what the file says; never a crash, never a half load. A
+ * save over a FIFO, a directory or a link to a FIFO is refused, and the node is left alone. */
 #define _POSIX_C_SOURCE 200809L
 #undef NDEBUG
 #include "trainer.h"
 #include "testutil.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { IN = 31, HID = 40, OUT = 6, BATCH = 45, K = 4, M = 5 };
@@ -281,6 +283,45 @@ static void test_refusals(const cldp_model *m, cldp_trainer *t2, const float *x,
     (void)m;
 }
 
+/* ---- targets that are not regular files ------------------------------------------------- */
+
+/* Saving renames a temporary file over the path: over a device node, a FIFO or a symbolic link
+ * to one, that would replace the node (cldp-train --checkpoint /dev/null as root did). Such a
+ * target is refused with CLDP_ERR_IO naming the path and what it is, and is left as it was. A
+ * FIFO and a directory stand in for /dev/null, which a test must not risk. */
+static void test_not_regular(cldp_trainer *t2)
+{
+    char fifo[512], sub[512], link[512], tmpname[600];
+    snprintf(fifo, sizeof fifo, "%s/fifo.ckpt", dir);
+    snprintf(sub, sizeof sub, "%s/dir.ckpt", dir);
+    snprintf(link, sizeof link, "%s/link-to-fifo.ckpt", dir);
+    CHECK(mkfifo(fifo, 0644) == 0);
+    CHECK(mkdir(sub, 0755) == 0);
+    CHECK(symlink(fifo, link) == 0);
+    const struct {
+        const char *path, *kind;
+    } cases[] = {{fifo, "FIFO"}, {sub, "directory"}, {link, "FIFO"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK_STATUS(cldp_trainer_save_checkpoint(t2, cases[i].path, NULL, 0), CLDP_ERR_IO);
+        const char *msg = cldp_last_error();
+        if (!strstr(msg, cases[i].path) || !strstr(msg, cases[i].kind)) {
+            fprintf(stderr, "FAIL saving over %s: the message should name the path and say it is a %s: \"%s\"\n", cases[i].path,
+                    cases[i].kind, msg);
+            test_failures++;
+        }
+        printf("  save over a %s: %s\n", cases[i].kind, msg);
+        snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", cases[i].path, (long)getpid());
+        CHECK(access(tmpname, F_OK) != 0); /* no temporary file left behind */
+    }
+    struct stat sb;
+    CHECK(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode)); /* all three still what they were */
+    CHECK(lstat(sub, &sb) == 0 && S_ISDIR(sb.st_mode));
+    CHECK(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode));
+    unlink(link);
+    unlink(fifo);
+    rmdir(sub);
+}
+
 /* ---- damaged files at every byte ----------------------------------------------------------- */
 
 static void test_every_byte(void)
@@ -406,6 +447,7 @@ int main(void)
     test_resume(CLDP_OPT_ADAM, m, t2, t1, x, y);
     test_resume(CLDP_OPT_SGD, m, t2, t1, x, y);
     test_refusals(m, t2, x, y);
+    test_not_regular(t2);
     test_every_byte();
 
     cldp_trainer_destroy(t1);

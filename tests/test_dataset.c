@@ -1,5 +1,6 @@
 /* test_dataset.c — the dataset loaders through the public API only: the embedded subset, the real
- * Fashion-MNIST files when installed, and every kind of damaged IDX input, raw, gzipped and on disk. */
+ * Fashion-MNIST files when installed, and every kind of damaged IDX input, raw, gzipped and on disk;
+ * Fashion-MNIST's loader refuses a label outside its 10 classes, naming file, index and label. */
 #define _POSIX_C_SOURCE 200809L /* mkstemp, mkdtemp, unlink, rmdir */
 #undef NDEBUG                   /* assert guards the test's own scaffolding */
 #include <assert.h>
@@ -641,14 +642,19 @@ static void test_files(void)
     CHECK_FAILS(cldp_dataset_load_idx("/tmp", pl, &cf_ds_), CLDP_ERR_IO, "directory");
     CHECK(contains(cldp_last_error(), "/tmp"));
 
-    /* A Fashion-MNIST directory holding only the (tiny) test split. */
+    /* A Fashion-MNIST directory holding only the (tiny) test split, its labels made Fashion-MNIST's
+     * (0..9) for the while: the loader refuses any other. */
+    unsigned char keep_labels[TN];
+    memcpy(keep_labels, tiny_labels, TN);
+    for (int i = 0; i < TN; i++) tiny_labels[i] %= 10;
+    buf lab10 = tiny_labels_buf(), glab10 = gz(lab10);
     char dir[64] = "/tmp/cldp-test-fmnist-XXXXXX";
     assert(mkdtemp(dir));
     char ti[128], tl[128], slash[80];
     snprintf(ti, sizeof ti, "%s/t10k-images-idx3-ubyte.gz", dir);
     snprintf(tl, sizeof tl, "%s/t10k-labels-idx1-ubyte.gz", dir);
     write_file(ti, gimg);
-    write_file(tl, glab);
+    write_file(tl, glab10);
     ds = NULL;
     CHECK(cldp_dataset_load_fashion_mnist(dir, 0, &ds) == CLDP_OK);
     check_tiny(ds, "fashion-mnist dir");
@@ -667,6 +673,9 @@ static void test_files(void)
     unlink(ti);
     unlink(tl);
     rmdir(dir);
+    memcpy(tiny_labels, keep_labels, TN);
+    free(lab10.p);
+    free(glab10.p);
 
     unlink(pi);
     unlink(pl);
@@ -676,6 +685,68 @@ static void test_files(void)
     free(lab.p);
     free(gimg.p);
     free(glab.p);
+}
+
+/* Fashion-MNIST has 10 classes: its loader refuses a label of 10 or more, naming the file, the
+ * index and the label (a stray 255 grew cldp-train's model to 256 classes; a test label of 200
+ * was reported as "train and test sets disagree in shape (784 vs 784 features)"). The generic
+ * IDX reader takes any byte as a label. */
+static void test_fashion_mnist_labels(void)
+{
+    enum { N = 40 };
+    unsigned char px[N * 4], lb[N];
+    for (int i = 0; i < N * 4; i++) px[i] = (unsigned char)rand();
+    uint32_t idims[3] = {N, 2, 2}, ldims[1] = {N};
+    buf img = idx_make(0, 0, 0x08, 3, idims, px, sizeof px), gimg = gz(img);
+    char dir[64] = "/tmp/cldp-test-fmnist-labels-XXXXXX";
+    assert(mkdtemp(dir));
+    const struct {
+        int train;
+        const char *split;
+        unsigned bad;
+    } cases[] = {{0, "t10k", 200}, {1, "train", 255}, {1, "train", 10}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char ip[160], lp[160], want_index[64], want_label[64];
+        snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, cases[c].split);
+        snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", dir, cases[c].split);
+        for (int i = 0; i < N; i++) lb[i] = (unsigned char)(rand() % 10);
+        buf good = idx_make(0, 0, 0x08, 1, ldims, lb, N), ggood = gz(good);
+        write_file(ip, gimg);
+        write_file(lp, ggood);
+        cldp_dataset *ds = NULL;
+        CHECK(cldp_dataset_load_fashion_mnist(dir, cases[c].train, &ds) == CLDP_OK);
+        CHECK(cldp_dataset_count(ds) == N);
+        cldp_dataset_destroy(ds);
+
+        size_t at = (size_t)rand() % N;
+        lb[at] = (unsigned char)cases[c].bad;
+        buf bad = idx_make(0, 0, 0x08, 1, ldims, lb, N), gbad = gz(bad);
+        write_file(lp, gbad);
+        CHECK_FAILS(cldp_dataset_load_fashion_mnist(dir, cases[c].train, &cf_ds_), CLDP_ERR_FORMAT,
+                    "fashion-mnist label out of range");
+        snprintf(want_index, sizeof want_index, "index %zu", at);
+        snprintf(want_label, sizeof want_label, "label %u", cases[c].bad);
+        const char *msg = cldp_last_error();
+        CHECK(contains(msg, lp) && contains(msg, want_index) && contains(msg, want_label));
+        if (!contains(msg, lp) || !contains(msg, want_index) || !contains(msg, want_label))
+            fprintf(stderr, "  want the file %s, \"%s\" and \"%s\" in: %s\n", lp, want_index, want_label, msg);
+        if (c == 0) printf("test_dataset: a test label of %u: %s\n", cases[c].bad, msg);
+
+        /* the generic reader: any byte is a label, and the classes follow the largest */
+        ds = NULL;
+        CHECK(cldp_dataset_load_idx(ip, lp, &ds) == CLDP_OK);
+        CHECK(cldp_dataset_classes(ds) == (size_t)cases[c].bad + 1);
+        cldp_dataset_destroy(ds);
+        unlink(ip);
+        unlink(lp);
+        free(good.p);
+        free(ggood.p);
+        free(bad.p);
+        free(gbad.p);
+    }
+    rmdir(dir);
+    free(img.p);
+    free(gimg.p);
 }
 
 int main(void)
@@ -699,6 +770,7 @@ int main(void)
     test_corrupt_gzip();
     test_gzip_bombs();
     test_files();
+    test_fashion_mnist_labels();
 
     printf("test_dataset: %d of %d checks failed\n", failures, checks);
     return failures ? 1 : 0;

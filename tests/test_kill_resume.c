@@ -137,10 +137,11 @@ static int finish(child *c)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* --json's "param_checksum":"0x%08x" (-1 when absent) */
 static long long checksum_of(const child *c)
 {
-    const char *p = strstr(c->out, "\"param_checksum\":");
-    return p ? atoll(p + 17) : -1;
+    const char *p = strstr(c->out, "\"param_checksum\":\"0x");
+    return p ? strtoll(p + 18, NULL, 16) : -1;
 }
 
 static int exists(const char *path)
@@ -204,7 +205,7 @@ int main(int argc, char **argv)
     CHECK(finish(&c) == 0);
     double train_ms = now_ms() - t0;
     CHECK(checksum_of(&c) == ref);
-    printf("  seed %s: uninterrupted param_checksum %lld; with a checkpoint each step (+%s ms before each rename) "
+    printf("  seed %s: uninterrupted param_checksum 0x%08llx; with a checkpoint each step (+%s ms before each rename) "
            "training takes %.0f ms\n", seed_arg, ref, delay, train_ms);
 
     /* kill and resume */
@@ -258,7 +259,7 @@ int main(int argc, char **argv)
         long long got = complete(delay, &resumed);
         resumes += resumed;
         if (got != ref) {
-            fprintf(stderr, "FAIL run %d: param_checksum %lld after kills and resumes, uninterrupted %lld\n", run, got, ref);
+            fprintf(stderr, "FAIL run %d: param_checksum 0x%08llx after kills and resumes, uninterrupted 0x%08llx\n", run, got, ref);
             test_failures++;
         }
     }

@@ -1,0 +1,36 @@
+# test_configure.cmake — configures cldp afresh (library only, into WORK) and checks that every
+# "cldp: <what>" line of the configure report says something: "cldp: threads" was once empty
+# where pthreads live in libc. Run by ctest as: cmake -DSOURCE=... -DWORK=... -DCC=... -P this.
+if(NOT SOURCE OR NOT WORK)
+  message(FATAL_ERROR "usage: cmake -DSOURCE=<cldp source> -DWORK=<scratch dir> [-DCC=<compiler>] -P test_configure.cmake")
+endif()
+file(REMOVE_RECURSE "${WORK}")
+set(cc_arg "")
+if(CC)
+  set(cc_arg "-DCMAKE_C_COMPILER=${CC}")
+endif()
+execute_process(COMMAND "${CMAKE_COMMAND}" -S "${SOURCE}" -B "${WORK}" ${cc_arg}
+                        -DCLDP_BUILD_TESTS=OFF -DCLDP_BUILD_SAMPLES=OFF
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+file(REMOVE_RECURSE "${WORK}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "FAIL configuring ${SOURCE} failed (${rc}):\n${out}\n${err}")
+endif()
+string(REGEX MATCHALL "-- cldp: [^\n]*" lines "${out}")
+set(failed 0)
+foreach(line IN LISTS lines)
+  message("  ${line}")
+  # a report line is "cldp: <what>  <finding>" or "cldp: <what> <finding>": the finding must not be empty
+  if(line MATCHES "^-- cldp: [A-Za-z][A-Za-z ]*[A-Za-z] *$" AND NOT line MATCHES "^-- cldp: [^ ]+ [^ ]")
+    message("FAIL the configure report line '${line}' says nothing")
+    set(failed 1)
+  endif()
+endforeach()
+if(NOT out MATCHES "-- cldp: threads +[^ \n]")
+  message("FAIL no 'cldp: threads' line with a finding in the configure report")
+  set(failed 1)
+endif()
+if(failed)
+  message(FATAL_ERROR "test_configure: the configure report has empty findings")
+endif()
+message("test_configure: every configure report line says what it found")
