@@ -3,6 +3,7 @@
  * written atomically (temporary file, fsync, rename, fsync of the directory). */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -240,10 +241,12 @@ static char *dir_of(const char *path)
     return d;
 }
 
+/* Test hook (CLDP_TEST_CHECKPOINT_DELAY_MS): widens the window between fsync and rename. */
 static void test_delay(void)
 {
-    const char *s = getenv("CLDP_TEST_CHECKPOINT_DELAY_MS");
-    long ms = s ? strtol(s, NULL, 10) : 0;
+    const cldp_config *cfg;
+    cldp_config_get(&cfg);
+    long ms = (long)cfg->checkpoint_delay_ms;
     if (ms <= 0) return;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {

@@ -105,7 +105,9 @@ static int update_block(void *ctx, size_t at, const float *g, size_t len)
     if (cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
                           t->next_m + at, t->next_v + at, len))
         return CODE_GRAD_NONFINITE;
-    return all_finite(t->next_master + at, len) ? 0 : CODE_UPDATE_NONFINITE;
+    int ok = all_finite(t->next_master + at, len) && all_finite(t->next_m + at, len) &&
+             (u.sgd || all_finite(t->next_v + at, len));
+    return ok ? 0 : CODE_UPDATE_NONFINITE;
 }
 
 /* Forward and backward of the shard (as micro-batches when it is larger than the replica's

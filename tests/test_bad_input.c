@@ -72,6 +72,25 @@ int main(void)
     CHECK_STATUS(cldp_trainer_create(m, &raw, &t), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_trainer_create(NULL, &o, &t), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_trainer_create(m, NULL, &t), CLDP_ERR_INVALID_ARGUMENT);
+    /* an application built against an older, smaller struct: the fields it lacks (split,
+     * balance) take their defaults; a struct larger than this library's is refused */
+    {
+        cldp_trainer_options old;
+        cldp_trainer_options_init(&old);
+        old.devices = "all";
+        old.batch = 8;
+        old.struct_size = offsetof(cldp_trainer_options, split);
+        old.split = "bogus"; /* beyond its struct_size: never read */
+        old.balance = 7;
+        cldp_trainer *ot = NULL;
+        CHECK_OK(cldp_trainer_create(m, &old, &ot));
+        cldp_trainer_destroy(ot);
+        old.struct_size = sizeof old + 8;
+        CHECK_STATUS(cldp_trainer_create(m, &old, &ot), CLDP_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(cldp_last_error(), "struct_size") != NULL);
+        old.struct_size = 8;
+        CHECK_STATUS(cldp_trainer_create(m, &old, &ot), CLDP_ERR_INVALID_ARGUMENT);
+    }
     o.devices = "all";
     CHECK_OK(cldp_trainer_create(m, &o, &t));
     if (!t) return test_finish("test_bad_input");
@@ -91,6 +110,23 @@ int main(void)
     y[3] = -1;
     CHECK_STATUS(cldp_trainer_step(t, x, y, 8, &s), CLDP_ERR_INVALID_ARGUMENT);
     y[3] = 0;
+    /* non-finite inputs: refused before anything runs, naming the row (a ReLU would hide them) */
+    x[5 * 4 + 2] = NAN;
+    CHECK_STATUS(cldp_trainer_step(t, x, y, 8, &s), CLDP_ERR_NONFINITE);
+    CHECK(strstr(cldp_last_error(), "row 5") && strstr(cldp_last_error(), "NaN"));
+    x[5 * 4 + 2] = INFINITY;
+    CHECK_STATUS(cldp_trainer_step(t, x, y, 8, &s), CLDP_ERR_NONFINITE);
+    CHECK(strstr(cldp_last_error(), "row 5") && strstr(cldp_last_error(), "Inf"));
+    {
+        double l;
+        size_t c;
+        float pr[8 * 3];
+        CHECK_STATUS(cldp_trainer_evaluate(t, x, y, 8, &l, &c), CLDP_ERR_NONFINITE);
+        CHECK(strstr(cldp_last_error(), "row 5") != NULL);
+        CHECK_STATUS(cldp_trainer_predict(t, x, 8, pr), CLDP_ERR_NONFINITE);
+        CHECK(strstr(cldp_last_error(), "row 5") != NULL);
+    }
+    x[5 * 4 + 2] = 0.25f;
     float before[15], after[15];
     CHECK_OK(cldp_trainer_get_params(t, before, 15));
     CHECK_OK(cldp_trainer_step(t, x, y, 8, &s)); /* still usable after the refusals */

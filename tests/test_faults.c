@@ -182,6 +182,43 @@ int main(void)
         free(after);
         cldp_trainer_destroy(t);
     }
+    /* an update that overflows (finite gradient, huge learning rate) is never committed; with
+     * Adam, a moment that overflows is not either */
+    for (int adam = 0; adam < 2; adam++) {
+        cldp_trainer_options o;
+        cldp_trainer_options_init(&o);
+        o.devices = "all";
+        o.batch = B;
+        o.optimizer = adam ? CLDP_OPT_ADAM : CLDP_OPT_SGD;
+        o.learning_rate = adam ? 1e-3f : 1e13f;
+        o.on_nonfinite = CLDP_ON_NONFINITE_STOP;
+        cldp_trainer *t = NULL;
+        CHECK_OK(cldp_trainer_create(m, &o, &t));
+        if (!t) continue;
+        static float big[B * IN];
+        memcpy(big, X, sizeof big);
+        big[3 * IN + 5] = 1e30f; /* dW of that row ~ 1e29: finite; lr·dW or dW² is not */
+        float *before = malloc(np * sizeof(float)), *after = malloc(np * sizeof(float));
+        cldp_trainer_get_params(t, before, np);
+        cldp_step_stats s;
+        CHECK_STATUS(cldp_trainer_step(t, big, Y, B, &s), CLDP_ERR_NONFINITE);
+        printf("  overflowing update (%s) -> %s\n", adam ? "Adam" : "SGD", cldp_last_error());
+        CHECK(strstr(cldp_last_error(), "update") != NULL && s.skipped == 1);
+        cldp_trainer_get_params(t, after, np);
+        CHECK(memcmp(before, after, np * sizeof(float)) == 0);
+        CHECK_OK(cldp_trainer_set_learning_rate(t, 1e-3f));
+        CHECK_OK(cldp_trainer_step(t, X, Y, B, &s)); /* the state is still clean */
+        cldp_trainer_get_params(t, after, np);
+        for (size_t i = 0; i < np; i++)
+            if (!isfinite(after[i])) {
+                CHECK(isfinite(after[i]));
+                break;
+            }
+        CHECK(s.skipped == 0 && memcmp(before, after, np * sizeof(float)) != 0);
+        free(before);
+        free(after);
+        cldp_trainer_destroy(t);
+    }
     /* every device failing under "drop" is an error, not an empty trainer */
     {
         cldp_trainer *t = make(m, "all", "0:0:gemm,1:0:gemm,2:0:gemm", CLDP_ON_FAILURE_DROP, 0);
