@@ -153,7 +153,13 @@ static const struct var {
 static int apply(const struct var *v, const char *value)
 {
     char why[256] = "";
-    if (v->parse(&g_cfg, value, why, sizeof why) == 0) return 0;
+    if (v->parse(&g_cfg, value, why, sizeof why) == 0) {
+        /* a test-only variable in use arms the test hooks (testhooks.h) */
+        if (value && (!strncmp(v->name, "CLDP_TEST_", 10) || !strcmp(v->name, "CLDP_FAULT") ||
+                      !strcmp(v->name, "CLDP_DEVICE_MEMORY_CAP")))
+            cldp_test_arm();
+        return 0;
+    }
     v->parse(&g_cfg, NULL, why, sizeof why); /* the default */
     if (!*g_error || !strcmp(g_bad, v->name)) {
         snprintf(g_error, sizeof g_error, "%s=%s is not a value it takes: %s", v->name, value, why);
