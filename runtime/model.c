@@ -88,3 +88,28 @@ cldp_status cldp_model_init_params(const cldp_model *m, uint64_t seed, float *p,
     }
     return CLDP_OK;
 }
+
+/* ---- the size table ---------------------------------------------------------------------- */
+
+void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_size *s)
+{
+    const cldp_layer_desc *L = &m->layers[l];
+    size_t in = L->in, out = L->out;
+    s->params = in * out + out;
+    s->param_off = L->w_off;
+    s->out_per_row = out;
+    s->gemm[CLDP_GEMM_FORWARD] = (cldp_gemm_shape){"forward X·Wᵀ", 0, 1, rows, out, in, 0, in, L->w_off, in, 0, out};
+    s->gemm[CLDP_GEMM_DW] = (cldp_gemm_shape){"backward dW = dYᵀ·X", 1, 0, out, in, rows, 0, out, 0, in, L->w_off, in};
+    s->gemm[CLDP_GEMM_DX] = (cldp_gemm_shape){"backward dX = dY·W", 0, 0, rows, in, out, 0, out, L->w_off, in, 0, in};
+}
+
+size_t cldp_model_replica_floats(const cldp_model *m, size_t rows)
+{
+    size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows;
+    for (size_t l = 0; l < m->nlayers; l++) {
+        cldp_layer_size s;
+        cldp_layer_size_of(m, l, rows, &s);
+        f += rows * s.out_per_row;
+    }
+    return f;
+}

@@ -23,6 +23,39 @@ struct cldp_model {
     size_t nparams;
 };
 
+/* ---- the size table ------------------------------------------------------------------------
+ * One entry per layer, asked by everything that sizes something: the replica (its buffers, and
+ * the GEMMs it issues and sizes CLBlast's scratch for), the memory plan, the reduction's pieces
+ * and the checkpoint. A layer's sizes live here and nowhere else. */
+
+typedef enum { CLDP_GEMM_FORWARD, CLDP_GEMM_DW, CLDP_GEMM_DX, CLDP_GEMM_COUNT } cldp_gemm_kind;
+
+/* One GEMM of a pass, row-major: C (m x n) = op(A) (m x k) · op(B) (k x n), offsets and leading
+ * dimensions in floats into the buffers the replica passes for A, B and C. */
+typedef struct cldp_gemm_shape {
+    const char *what;              /* "forward X·Wᵀ", for messages */
+    int trans_a, trans_b;          /* 1: the operand is transposed */
+    size_t m, n, k;
+    size_t a_off, lda, b_off, ldb, c_off, ldc;
+} cldp_gemm_shape;
+
+typedef struct cldp_layer_size {
+    size_t params;                 /* floats of its parameters: W (out x in), then b (out) */
+    size_t param_off;              /* where they start in the flat vector */
+    size_t out_per_row;            /* floats of its output activation per row */
+    /* at `rows` rows: forward Y = X·Wᵀ (A = X, B = W, C = Y); dW = dYᵀ·X (A = dY, B = X,
+     * C = gradients); dX = dY·W (A = dY, B = W, C = dX) */
+    cldp_gemm_shape gemm[CLDP_GEMM_COUNT];
+} cldp_layer_size;
+
+/* Layer l's sizes at `rows` rows. */
+void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_size *s);
+
+/* Device floats a replica of `m` holding `rows` rows allocates: parameters, gradients, the input,
+ * every layer's output, two ping-pong gradient buffers of the widest layer, labels, losses and
+ * correct flags. */
+size_t cldp_model_replica_floats(const cldp_model *m, size_t rows);
+
 /* The widest layer (inputs included), for sizing scratch buffers. */
 size_t cldp_model_max_width(const cldp_model *m);
 

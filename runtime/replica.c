@@ -36,12 +36,9 @@ static void stall(const cldp_replica *r)
 
 /* ---- creation -------------------------------------------------------------------------- */
 
-size_t cldp_replica_bytes(const cldp_model *m, size_t rows)
-{
-    size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows;
-    for (size_t l = 0; l < m->nlayers; l++) f += rows * m->layers[l].out;
-    return f * sizeof(float);
-}
+size_t cldp_replica_bytes(const cldp_model *m, size_t rows) { return cldp_model_replica_floats(m, rows) * sizeof(float); }
+
+static CLBlastTranspose trans(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
 static cldp_status make_buffer(cldp_replica *r, size_t floats, const char *what, cl_mem *out)
 {
@@ -78,15 +75,15 @@ static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
     const cldp_model *m = r->model;
     size_t need = 0;
     for (size_t l = 0; l < m->nlayers; l++) {
-        const cldp_layer_desc *L = &m->layers[l];
-        size_t s[3] = {0, 0, 0};
-        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, rows, L->out, L->in,
-                                   0, L->in, L->w_off, L->in, 0, L->out, &r->queue, &s[0]);
-        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo, L->out, L->in, rows,
-                                   0, L->out, 0, L->in, L->w_off, L->in, &r->queue, &s[1]);
-        CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, rows, L->in, L->out,
-                                   0, L->out, L->w_off, L->in, 0, L->in, &r->queue, &s[2]);
-        for (int i = 0; i < 3; i++) need = s[i] > need ? s[i] : need;
+        cldp_layer_size ls;
+        cldp_layer_size_of(m, l, rows, &ls);
+        for (int g = 0; g < CLDP_GEMM_COUNT; g++) {
+            const cldp_gemm_shape *G = &ls.gemm[g];
+            size_t s = 0;
+            CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
+                                       G->a_off, G->lda, G->b_off, G->ldb, G->c_off, G->ldc, &r->queue, &s);
+            need = s > need ? s : need;
+        }
     }
     *bytes = need;
     return CLDP_OK;
@@ -275,10 +272,9 @@ static cldp_status launch(cldp_replica *r, cl_kernel k, const char *name, size_t
 
 #define ARG(k, i, v) CL_CHECK(r->name, clSetKernelArg((k), (i), sizeof(v), &(v)))
 
-/* C (m x n) = op(A)·op(B) (+ beta·C), row-major, through CLBlast with the replica's scratch. */
-static cldp_status gemm(cldp_replica *r, const char *what, CLBlastTranspose ta, CLBlastTranspose tb,
-                        size_t m, size_t n, size_t k, cl_mem a, size_t a_off, size_t lda,
-                        cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc)
+/* C = op(A)·op(B) (+ beta·C) in the shape the size table gives, through CLBlast with the
+ * replica's scratch (sized for the same shapes). */
+static cldp_status gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c)
 {
     if (fault_fires(r, CLDP_FAULT_STALL)) stall(r);
     CLBlastStatusCode st;
@@ -286,14 +282,15 @@ static cldp_status gemm(cldp_replica *r, const char *what, CLBlastTranspose ta, 
     if (inj)
         st = CLBlastOpenCLOutOfResources;
     else if (r->gemm_temp)
-        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda, b, b_off, ldb,
-                                        beta, c, c_off, ldc, &r->queue, NULL, r->gemm_temp);
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
+                                        1.0f, a, G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc,
+                                        &r->queue, NULL, r->gemm_temp);
     else
-        st = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, 1.0f, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
-                          ldc, &r->queue, NULL);
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k, 1.0f, a,
+                          G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc, &r->queue, NULL);
     if (st != CLBlastSuccess)
-        return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s, %zux%zux%zu) failed with %s (%d)%s", r->name, what,
-                         m, n, k, cldp_clblast_error_name(st), (int)st, injected(inj));
+        return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s, %zux%zux%zu) failed with %s (%d)%s", r->name, G->what,
+                         G->m, G->n, G->k, cldp_clblast_error_name(st), (int)st, injected(inj));
     return CLDP_OK;
 }
 
@@ -344,8 +341,9 @@ cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
         cl_mem in = l == 0 ? r->x : r->act[l - 1];
-        TRY(gemm(r, "forward X·Wᵀ", CLBlastTransposeNo, CLBlastTransposeYes, rows, L->out, L->in,
-                 in, 0, L->in, r->params, L->w_off, L->in, 0.0f, r->act[l], 0, L->out));
+        cldp_layer_size ls;
+        cldp_layer_size_of(m, l, rows, &ls);
+        TRY(gemm(r, &ls.gemm[CLDP_GEMM_FORWARD], in, r->params, 0.0f, r->act[l]));
         cl_uint cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
         cl_int act = (cl_int)L->act;
         ARG(r->k_bias_act, 0, r->act[l]);
@@ -485,8 +483,9 @@ static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accum
     for (size_t l = m->nlayers; l-- > 0;) {
         const cldp_layer_desc *L = &m->layers[l];
         cl_mem in = l == 0 ? r->x : r->act[l - 1];
-        TRY(gemm(r, "backward dW = dYᵀ·X", CLBlastTransposeYes, CLBlastTransposeNo, L->out, L->in, rows,
-                 r->delta[cur], 0, L->out, in, 0, L->in, beta, r->grads, L->w_off, L->in));
+        cldp_layer_size ls;
+        cldp_layer_size_of(m, l, rows, &ls);
+        TRY(gemm(r, &ls.gemm[CLDP_GEMM_DW], r->delta[cur], in, beta, r->grads));
         cl_uint cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
         ARG(r->k_bias_grad, 0, r->delta[cur]);
         ARG(r->k_bias_grad, 1, urows);
@@ -497,8 +496,7 @@ static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accum
         TRY(launch(r, r->k_bias_grad, "bias_grad", L->out));
         if (stream) TRY(stream_layer(r, l));
         if (l == 0) break;
-        TRY(gemm(r, "backward dX = dY·W", CLBlastTransposeNo, CLBlastTransposeNo, rows, L->in, L->out,
-                 r->delta[cur], 0, L->out, r->params, L->w_off, L->in, 0.0f, r->delta[1 - cur], 0, L->in));
+        TRY(gemm(r, &ls.gemm[CLDP_GEMM_DX], r->delta[cur], r->params, 0.0f, r->delta[1 - cur]));
         cl_uint n = (cl_uint)(rows * L->in);
         cl_int act = (cl_int)m->layers[l - 1].act;
         if (act != CLDP_ACT_NONE) {

@@ -91,7 +91,6 @@ static int all_finite(const float *g, size_t n)
     return acc == 0.0f;
 }
 
-static size_t layer_floats(const cldp_layer_desc *L) { return L->in * L->out + L->out; }
 
 /* The fused pass's block: the summed gradient of parameters [at, at + len) updates them and
  * their moments into the next_* vectors. A non-finite gradient, or an update that made a value
@@ -190,7 +189,9 @@ static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
         for (size_t l = 0; l < t->model.nlayers && !ph->nonfinite[r]; l++) {
             const float *g;
             TRY(cldp_replica_layer_grads(rep, l, &g));
-            ph->nonfinite[r] = !all_finite(g, layer_floats(&t->model.layers[l]));
+            cldp_layer_size ls;
+            cldp_layer_size_of(&t->model, l, 1, &ls);
+            ph->nonfinite[r] = !all_finite(g, ls.params);
         }
     }
     TRY(cldp_replica_release_grads(rep));
@@ -347,7 +348,11 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     for (size_t r = 0; r < n; r++) t->origin[r] = r;
     {
         size_t seg[CLDP_MAX_LAYERS];
-        for (size_t l = 0; l < model->nlayers; l++) seg[l] = layer_floats(&model->layers[l]);
+        for (size_t l = 0; l < model->nlayers; l++) {
+            cldp_layer_size ls;
+            cldp_layer_size_of(model, l, 1, &ls);
+            seg[l] = ls.params;
+        }
         if ((st = cldp_reducer_create(seg, model->nlayers, n, &t->reducer)) != CLDP_OK) goto fail;
     }
     if (CLDP_TEST_ARMED() || cfg->fault[0])
