@@ -293,6 +293,13 @@ typedef struct cldp_step_stats {
 CLDP_API cldp_status cldp_trainer_step(cldp_trainer *trainer, const float *x,
                                        const int32_t *labels, size_t n, cldp_step_stats *stats);
 
+/* Waits until every worker given up on after a watchdog timeout, in any trainer of the process,
+ * has come back from its driver call and released what it held, or until timeout_ms passed.
+ * Call it before exiting after a CLDP_ERR_TIMEOUT (or a drop for a timeout): a process that exits
+ * while a worker is still inside a driver call may crash in the driver's own exit handlers.
+ * CLDP_OK when none is left; CLDP_ERR_TIMEOUT, saying how many, otherwise. Thread-safe. */
+CLDP_API cldp_status cldp_wait_abandoned(double timeout_ms);
+
 /* Changes the learning rate for the following steps (for schedules); the optimizer state stays. */
 CLDP_API cldp_status cldp_trainer_set_learning_rate(cldp_trainer *trainer, float learning_rate);
 

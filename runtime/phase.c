@@ -29,6 +29,7 @@ static phase *phase_new(cldp_trainer *t, phase_kind kind)
     ph->t = t;
     ph->kind = kind;
     ph->n = t->n;
+    ph->params = kind == PHASE_UPDATE ? t->next_master : t->master;
     for (size_t r = 0; r < t->n; r++) {
         ph->reps[r] = t->reps[r];
         ph->names[r] = t->reps[r]->name;
@@ -57,7 +58,7 @@ cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t r)
     case PHASE_UPDATE: return cldp_step_job(run, ph, r);
     case PHASE_BROADCAST:
         TRY(cldp_replica_release_grads(ph->reps[r]));
-        return cldp_replica_write_params(ph->reps[r], ph->t->master, 0, ph->t->model.nparams);
+        return cldp_replica_write_params(ph->reps[r], ph->params, 0, ph->t->model.nparams);
     case PHASE_EVAL:
     case PHASE_PREDICT: return cldp_phase_infer(run, ph, r);
     case PHASE_COUNT: break;

@@ -181,11 +181,14 @@ static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
         size_t b, e;
         if (!cldp_reducer_wait(t->reducer, run, p)) return CLDP_OK;
         cldp_reducer_piece(t->reducer, p, &b, &e);
-        TRY(cldp_replica_write_params_async(rep, t->next_master, b, e, 0));
+        TRY(cldp_replica_write_params_async(rep, ph->params, b, e, 0));
     }
     /* Every piece is done, so no worker reads this device's gradient any more. Where a sum was
      * not finite, say whether this device's gradient is why, before letting it go. */
-    if (cldp_reducer_codes(t->reducer) & CODE_GRAD_NONFINITE) {
+    if (!cldp_run_enter(run)) return CLDP_OK; /* abandoned: the reducer may be another run's now */
+    int codes = cldp_reducer_codes(t->reducer);
+    cldp_run_leave(run);
+    if (codes & CODE_GRAD_NONFINITE) {
         for (size_t l = 0; l < t->model.nlayers && !ph->nonfinite[r]; l++) {
             const float *g;
             TRY(cldp_replica_layer_grads(rep, l, &g));

@@ -42,6 +42,9 @@ typedef struct phase {
     const int32_t *labels;
     float *probs;
     float scale;                  /* 1/batch */
+    const float *params;          /* what a broadcast writes (the master parameters), or an update
+                                     (the next ones): captured here, since after a timeout the
+                                     trainer may move on to other vectors (phase.c) */
     size_t shard_off[CLDP_MAX_DEVICES], shard_len[CLDP_MAX_DEVICES];
     double slowdown[CLDP_MAX_DEVICES];
     int inject_nan[CLDP_MAX_DEVICES];

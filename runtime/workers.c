@@ -136,6 +136,47 @@ static void abandon(cldp_run *r)
     while (atomic_load(&r->inflight) && cldp_now_ms() < until) sched_yield();
 }
 
+/* ---- workers given up on ----------------------------------------------------------------
+ * Counted process-wide, so an application can wait for them before it exits
+ * (cldp_wait_abandoned): a process that exits while a worker is inside a driver call may crash in
+ * the driver's exit handlers. */
+
+static pthread_mutex_t g_late_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_late_cv = PTHREAD_COND_INITIALIZER;
+static size_t g_late; /* workers marked timed out that have not yet come back and cleaned up */
+
+static void late_add(size_t k)
+{
+    pthread_mutex_lock(&g_late_mu);
+    g_late += k;
+    pthread_mutex_unlock(&g_late_mu);
+}
+
+static void late_done(void)
+{
+    pthread_mutex_lock(&g_late_mu);
+    if (--g_late == 0) pthread_cond_broadcast(&g_late_cv);
+    pthread_mutex_unlock(&g_late_mu);
+}
+
+cldp_status cldp_wait_abandoned(double timeout_ms)
+{
+    REQUIRE(timeout_ms >= 0, "cldp_wait_abandoned: timeout_ms must be >= 0, got %g", timeout_ms);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    double s = (double)deadline.tv_nsec * 1e-9 + timeout_ms * 1e-3;
+    deadline.tv_sec += (time_t)s;
+    deadline.tv_nsec = (long)((s - (double)(time_t)s) * 1e9);
+    pthread_mutex_lock(&g_late_mu);
+    while (g_late && pthread_cond_timedwait(&g_late_cv, &g_late_mu, &deadline) != ETIMEDOUT) {}
+    size_t left = g_late;
+    pthread_mutex_unlock(&g_late_mu);
+    if (left)
+        return cldp_fail(CLDP_ERR_TIMEOUT, "%zu worker(s) given up on after a watchdog timeout are still inside a "
+                                           "driver call after %.0f ms", left, timeout_ms);
+    return CLDP_OK;
+}
+
 /* ---- workers --------------------------------------------------------------------------- */
 
 static void pool_free(cldp_pool *p)
@@ -195,10 +236,12 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&p->mu);
         w->busy = 0;
         if (w->detached) break; /* the pool was destroyed while this worker was stuck */
+        late_done();
     }
-    int last = w->detached && --p->orphans == 0;
+    int detached = w->detached, last = detached && --p->orphans == 0;
     pthread_mutex_unlock(&p->mu);
     if (last) pool_free(p); /* destroy left the pool to its stuck workers: the last one out frees it */
+    if (detached) late_done(); /* only a late worker is ever detached */
     return NULL;
 }
 
@@ -321,6 +364,7 @@ cldp_status cldp_pool_run(cldp_pool *p, const cldp_run_desc *d, cldp_run **out)
                                  d->phase ? d->phase : "a run", d->timeout_ms);
                 }
             fired = 1;
+            late_add(cldp_run_timeouts(run));
             break;
         }
     }
