@@ -103,7 +103,7 @@ static cldp_status retire_vectors(cldp_trainer *t)
 /* A run failed on some workers: names the failure, then applies the policy. Returns
  * CLDP_PHASE_RETRY when the failed devices were dropped and the work should be redone on the
  * others; otherwise the failure's status, its message set. */
-static cldp_status apply_policy(cldp_trainer *t, cldp_run *run, cldp_status st)
+static cldp_status apply_policy(cldp_trainer *t, phase_kind kind, cldp_run *run, cldp_status st)
 {
     char msg[1100];
     cldp_run_describe(run, msg, sizeof msg);
@@ -116,12 +116,18 @@ static cldp_status apply_policy(cldp_trainer *t, cldp_run *run, cldp_status st)
         }
     if (t->opts.on_failure == CLDP_ON_FAILURE_STOP || failed == t->n) {
         if (timeouts) t->broken = 1; /* the stuck worker keeps its pool: only destroy is safe now */
-        return cldp_fail(st, "step %llu: %s; %s", (unsigned long long)t->t, msg,
+        char what[64];
+        int stepping = kind == PHASE_TRAIN || kind == PHASE_UPDATE;
+        if (stepping) snprintf(what, sizeof what, "step %llu", (unsigned long long)t->t);
+        else snprintf(what, sizeof what, "%s", kind == PHASE_EVAL ? "evaluation" : kind == PHASE_PREDICT ? "prediction" : "broadcast");
+        const char *kept = stepping ? "the parameters are those before the step" : "the parameters are unchanged";
+        return cldp_fail(st, "%s: %s; %s%s", what, msg,
                          failed == t->n && t->opts.on_failure == CLDP_ON_FAILURE_DROP
                              ? "every device failed, nothing left to continue on"
-                         : timeouts ? "the parameters are those before the step; a device is stuck, so the trainer "
-                                      "can only be destroyed (save a checkpoint first)"
-                                    : "the parameters are those before the step");
+                             : kept,
+                         timeouts ? "; a device is stuck, so the trainer can only be destroyed (save a checkpoint "
+                                    "first, and call cldp_wait_abandoned before exiting)"
+                                  : "");
     }
 
     /* Drop: keep the survivors in rank order, so the reduction tree over them is the one a run
@@ -176,7 +182,7 @@ cldp_status cldp_phase_once(cldp_trainer *t, phase_kind kind, void (*prepare)(cl
         if (php) *php = ph;
         return CLDP_OK;
     }
-    st = apply_policy(t, run, st);
+    st = apply_policy(t, kind, run, st);
     cldp_run_release(run);
     return st;
 }

@@ -14,6 +14,22 @@
 static float X[40 * B * IN];
 static int32_t Y[40 * B];
 
+/* The platform:device names of the first three devices "all" selects, whatever the platforms:
+ * DEV[r] is rank r's ("0:1"), FIRST2 the first two as a selection spec. */
+static char DEV[3][24], FIRST2[64];
+
+static void name_devices(void)
+{
+    size_t idx[64], n = 0;
+    CHECK_OK(cldp_device_select("all", idx, 64, &n));
+    for (size_t r = 0; r < 3 && r < n; r++) {
+        cldp_device_info info;
+        CHECK_OK(cldp_device_get_info(idx[r], &info));
+        snprintf(DEV[r], sizeof DEV[r], "%u:%u", info.platform_index, info.device_index);
+    }
+    snprintf(FIRST2, sizeof FIRST2, "%s,%s", DEV[0], DEV[1]);
+}
+
 static cldp_model *make_model(void)
 {
     cldp_model *m;
@@ -60,7 +76,7 @@ static void stop_case(cldp_model *m, const char *fault, cldp_status want)
     cldp_status st = cldp_trainer_step(t, X + 2 * B * IN, Y + 2 * B, B, NULL);
     printf("  %-12s -> %s: %s\n", fault, cldp_status_string(st), cldp_last_error());
     CHECK(st == want);
-    CHECK(strstr(cldp_last_error(), "0:1") != NULL && strstr(cldp_last_error(), "injected") != NULL);
+    CHECK(strstr(cldp_last_error(), DEV[1]) != NULL && strstr(cldp_last_error(), "injected") != NULL);
     cldp_trainer_get_params(t, after, np);
     if (!strstr(fault, "write")) CHECK(memcmp(before, after, np * sizeof(float)) == 0);
     step_ok(t, 3); /* the fault fired once; the trainer goes on */
@@ -85,7 +101,7 @@ static void drop_case(cldp_model *m, const char *fault, double timeout, double m
     }
     float *p = malloc(np * sizeof(float)), *q = malloc(np * sizeof(float));
     cldp_trainer_get_params(a, p, np);
-    cldp_trainer *b = make(m, "0:0,0:1", NULL, CLDP_ON_FAILURE_STOP, 0);
+    cldp_trainer *b = make(m, FIRST2, NULL, CLDP_ON_FAILURE_STOP, 0);
     CHECK_OK(cldp_trainer_set_params(b, p, np));
     cldp_step_stats st;
     CHECK_OK(cldp_trainer_step(t, X + 3 * B * IN, Y + 3 * B, B, &st));
@@ -117,6 +133,7 @@ int main(void)
 {
     test_rng_state = test_seed("test_faults");
     test_require_devices("test_faults", "all", 3);
+    name_devices();
     test_fill(X, sizeof X / sizeof *X, -1, 1);
     for (size_t i = 0; i < sizeof Y / sizeof *Y; i++) Y[i] = (int32_t)(test_rand() % CLASSES);
     cldp_model *m = make_model();
@@ -145,7 +162,7 @@ int main(void)
             cldp_trainer_get_params(t, before, np);
             CHECK_STATUS(cldp_trainer_step(t, X, Y, B, NULL), CLDP_ERR_TIMEOUT);
             printf("  stall, stop  -> %s\n", cldp_last_error());
-            CHECK(strstr(cldp_last_error(), "watchdog") != NULL && strstr(cldp_last_error(), "0:0") != NULL);
+            CHECK(strstr(cldp_last_error(), "watchdog") != NULL && strstr(cldp_last_error(), DEV[0]) != NULL);
             CHECK_STATUS(cldp_trainer_step(t, X, Y, B, NULL), CLDP_ERR_STATE);
             CHECK_OK(cldp_trainer_get_params(t, after, np));
             CHECK(memcmp(before, after, np * sizeof(float)) == 0);
