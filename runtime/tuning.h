@@ -116,4 +116,8 @@ cldp_status cldp_tuning_apply_entry(cl_device_id dev, const cldp_tuning_file *fi
 cldp_status cldp_tuning_apply(cl_device_id dev, const char *device_name, const char *driver_version,
                               const char *dev_label);
 
+/* The work-group size and local memory kernel k's parameters imply (into *wg, *local_bytes);
+ * 0 when the parser does not know the kernel, so there is nothing to check. */
+int cldp_tuning_kernel_needs(const cldp_tuning_kernel *k, size_t *wg, size_t *local_bytes);
+
 #endif
