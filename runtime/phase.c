@@ -100,21 +100,26 @@ static cldp_status retire_vectors(cldp_trainer *t)
     return CLDP_OK;
 }
 
-/* A run failed on some workers: names the failure, then applies the policy. Returns
- * CLDP_PHASE_RETRY when the failed devices were dropped and the work should be redone on the
- * others; otherwise the failure's status, its message set. */
+/* A run failed on some workers: names the failure, then applies the policy. Takes the run and
+ * releases it, before the pool it came from is replaced (a run refers to its pool until it is
+ * released). Returns CLDP_PHASE_RETRY when the failed devices were dropped and the work should be
+ * redone on the others; otherwise the failure's status, its message set. */
 static cldp_status apply_policy(cldp_trainer *t, phase_kind kind, cldp_run *run, cldp_status st)
 {
     char msg[1100];
     cldp_run_describe(run, msg, sizeof msg);
     size_t failed = cldp_run_failures(run), timeouts = cldp_run_timeouts(run);
-    if (failed == 0) return st; /* not a worker's failure */
+    if (failed == 0) { /* not a worker's failure */
+        cldp_run_release(run);
+        return st;
+    }
     for (size_t r = 0; r < t->n; r++)
         if (cldp_run_status(run, r) != CLDP_OK) {
             st = cldp_run_status(run, r);
             break;
         }
     if (t->opts.on_failure == CLDP_ON_FAILURE_STOP || failed == t->n) {
+        cldp_run_release(run);
         if (timeouts) t->broken = 1; /* the stuck worker keeps its pool: only destroy is safe now */
         char what[64];
         int stepping = kind == PHASE_TRAIN || kind == PHASE_UPDATE;
@@ -148,6 +153,7 @@ static cldp_status apply_policy(cldp_trainer *t, phase_kind kind, cldp_run *run,
         else cldp_replica_destroy(t->reps[r]);
     }
     t->n = keep;
+    cldp_run_release(run);
     cldp_pool_destroy(t->pool); /* detaches a stuck worker; it frees that pool when it is back */
     t->pool = NULL;
     cldp_status ps = timeouts ? retire_vectors(t) : CLDP_OK;
@@ -182,9 +188,7 @@ cldp_status cldp_phase_once(cldp_trainer *t, phase_kind kind, void (*prepare)(cl
         if (php) *php = ph;
         return CLDP_OK;
     }
-    st = apply_policy(t, kind, run, st);
-    cldp_run_release(run);
-    return st;
+    return apply_policy(t, kind, run, st);
 }
 
 cldp_status cldp_phase_run(cldp_trainer *t, phase_kind kind, void (*redo)(cldp_trainer *t),

@@ -43,7 +43,8 @@ typedef struct cldp_run_desc {
 cldp_status cldp_pool_create(size_t n, cldp_pool **out);
 /* Joins the idle threads; a thread still inside an abandoned run is detached instead, and the
  * last such thread to come back frees the pool (one that never comes back keeps it: a bounded
- * leak rather than a hang). */
+ * leak rather than a hang). Release every run of the pool (cldp_run_release) first: a run
+ * goes back to its pool when it is released. */
 void cldp_pool_destroy(cldp_pool *pool);
 size_t cldp_pool_size(const cldp_pool *pool);
 /* 1 when some worker is still inside an abandoned run (the pool takes no job then). */
