@@ -114,6 +114,12 @@ int cldp_reducer_deliver(cldp_reducer *rd, cldp_run *run, size_t r, size_t seg, 
     return 1;
 }
 
+void cldp_reducer_deliver_host(cldp_reducer *rd, size_t r, size_t seg, const float *src)
+{
+    rd->src[r * rd->nseg + seg] = src;
+    atomic_store(&rd->delivered[r * rd->nseg + seg], 1);
+}
+
 /* Piece p: its range summed over the ranks in the fixed tree, block by block, each sum handed to
  * the callback. Each source byte is read once. */
 static int do_piece(cldp_reducer *rd, const struct piece *pc)

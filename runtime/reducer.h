@@ -42,6 +42,10 @@ void cldp_reducer_reset(cldp_reducer *rd, size_t n, cldp_block_fn fn, void (*fen
  * every piece is done). Returns 0, recording nothing, when the run was abandoned. */
 int cldp_reducer_deliver(cldp_reducer *rd, cldp_run *run, size_t r, size_t seg, const float *src);
 
+/* The same from the caller's thread, while no run uses the reducer (after cldp_reducer_reset,
+ * before the run that does the pieces). */
+void cldp_reducer_deliver_host(cldp_reducer *rd, size_t r, size_t seg, const float *src);
+
 /* Claims and does pieces nobody has claimed, in order: with all == 0 only those whose segment
  * every rank has delivered, never waiting (a worker never blocks on another device there); with
  * all == 1 every one, after waiting for the deliveries. Returns 0 when the run was abandoned. */

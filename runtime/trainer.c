@@ -17,8 +17,29 @@
 
 /* ---- sharding -------------------------------------------------------------------------- */
 
+/* Over several ranks: the batch split evenly over every rank's devices, this rank taking its
+ * devices' shards: the shards 1 rank with all the devices would give. */
+static void split_ranks(cldp_trainer *t, size_t total)
+{
+    const cldp_ranks *rk = t->ranks;
+    size_t g = rk->global_devices, len[CLDP_MAX_RANKS * 4], off = 0;
+    double w[CLDP_MAX_RANKS * 4];
+    for (size_t d = 0; d < g; d++) w[d] = 1.0;
+    cldp_split_shards(w, g, total, len);
+    for (size_t d = 0; d < rk->device_base; d++) off += len[d];
+    for (size_t r = 0; r < t->n; r++) {
+        t->shard_off[r] = off;
+        t->shard_len[r] = len[rk->device_base + r];
+        off += t->shard_len[r];
+    }
+}
+
 void cldp_trainer_split(cldp_trainer *t, size_t total)
 {
+    if (t->ranks) {
+        split_ranks(t, total);
+        return;
+    }
     double w[CLDP_MAX_DEVICES], sum = 0;
     cldp_balancer_weights(t->bal, t->origin, t->n, w);
     for (size_t r = 0; r < t->n; r++) sum += w[r];
@@ -109,6 +130,15 @@ static int update_block(void *ctx, size_t at, const float *g, size_t len)
     return ok ? 0 : CODE_UPDATE_NONFINITE;
 }
 
+/* Over several ranks, the local tree's block: this rank's sum over its devices, kept for the
+ * combine (the update comes after it, from the sum over ranks). */
+static int store_local(void *ctx, size_t at, const float *g, size_t len)
+{
+    const cldp_trainer *t = ctx;
+    memcpy(t->lsum + at, g, len * sizeof *g);
+    return all_finite(g, len) ? 0 : CODE_GRAD_NONFINITE;
+}
+
 /* Forward and backward of the shard (as micro-batches when it is larger than the replica's
  * buffers: near-equal parts whose gradients accumulate on the device, each scaled by 1/batch
  * like the whole shard, so the sum is the undivided shard's to rounding). The layers' gradients
@@ -172,33 +202,36 @@ static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
 {
     cldp_trainer *t = ph->t;
     cldp_replica *rep = ph->reps[r];
+    cldp_reducer *rd = ph->rd;
     double t0 = cldp_now_ms();
     if (CLDP_TEST_ARMED() && ph->stall_reduce_ms[r] > 0) sleep_ms(ph->stall_reduce_ms[r]);
-    if (!cldp_reducer_work(t->reducer, run, 1)) return CLDP_OK; /* cancelled */
+    if (!cldp_reducer_work(rd, run, 1)) return CLDP_OK; /* cancelled */
     double t1 = cldp_now_ms();
     ph->reduce_ms[r] = ph->early_ms[r] + (t1 - t0);
-    for (size_t p = 0; p < cldp_reducer_pieces(t->reducer); p++) {
+    for (size_t p = 0; p < cldp_reducer_pieces(rd); p++) {
         size_t b, e;
-        if (!cldp_reducer_wait(t->reducer, run, p)) return CLDP_OK;
-        cldp_reducer_piece(t->reducer, p, &b, &e);
-        TRY(cldp_replica_write_params_async(rep, ph->params, b, e, 0));
+        if (!cldp_reducer_wait(rd, run, p)) return CLDP_OK;
+        cldp_reducer_piece(rd, p, &b, &e);
+        if (ph->write_params) TRY(cldp_replica_write_params_async(rep, ph->params, b, e, 0));
     }
-    /* Every piece is done, so no worker reads this device's gradient any more. Where a sum was
-     * not finite, say whether this device's gradient is why, before letting it go. */
-    if (!cldp_run_enter(run)) return CLDP_OK; /* abandoned: the reducer may be another run's now */
-    int codes = cldp_reducer_codes(t->reducer);
-    cldp_run_leave(run);
-    if (codes & CODE_GRAD_NONFINITE) {
-        for (size_t l = 0; l < t->model.nlayers && !ph->nonfinite[r]; l++) {
-            const float *g;
-            TRY(cldp_replica_layer_grads(rep, l, &g));
-            cldp_layer_size ls;
-            cldp_layer_size_of(&t->model, l, 1, &ls);
-            ph->nonfinite[r] = !all_finite(g, ls.params);
+    if (ph->local_grads) {
+        /* Every piece is done, so no worker reads this device's gradient any more. Where a sum
+         * was not finite, say whether this device's gradient is why, before letting it go. */
+        if (!cldp_run_enter(run)) return CLDP_OK; /* abandoned: the reducer may be another run's now */
+        int codes = cldp_reducer_codes(rd);
+        cldp_run_leave(run);
+        if (codes & CODE_GRAD_NONFINITE) {
+            for (size_t l = 0; l < t->model.nlayers && !ph->nonfinite[r]; l++) {
+                const float *g;
+                TRY(cldp_replica_layer_grads(rep, l, &g));
+                cldp_layer_size ls;
+                cldp_layer_size_of(&t->model, l, 1, &ls);
+                ph->nonfinite[r] = !all_finite(g, ls.params);
+            }
         }
+        TRY(cldp_replica_release_grads(rep));
     }
-    TRY(cldp_replica_release_grads(rep));
-    TRY(cldp_replica_finish(rep));
+    if (ph->write_params) TRY(cldp_replica_finish(rep));
     ph->broadcast_ms[r] = cldp_now_ms() - t1;
     return CLDP_OK;
 }
@@ -266,6 +299,10 @@ void cldp_trainer_release(cldp_trainer *t)
     for (size_t r = 0; r < t->ngrave; r++) cldp_replica_destroy(t->graveyard[r]);
     cldp_pool_destroy(t->pool);
     cldp_reducer_destroy(t->reducer);
+    cldp_reducer_destroy(t->upd);
+    free(t->lsum);
+    free(t->gsum);
+    if (t->ranks) t->ranks->ops->destroy(t->ranks);
     free(t->graveyard);
     for (size_t i = 0; i < t->nretired; i++) free(t->retired[i]);
     free(t->retired);
@@ -297,37 +334,64 @@ void cldp_trainer_destroy(cldp_trainer *t)
     cldp_trainer_release(t);
 }
 
-cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts_in, cldp_trainer **out)
+cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts, cldp_trainer **out)
 {
-    REQUIRE(out, "cldp_trainer_create: out is NULL");
-    *out = NULL;
-    REQUIRE(model && opts_in, "cldp_trainer_create: model or options is NULL");
-    REQUIRE(model->nlayers > 0, "cldp_trainer_create: the model has no layers; add them with cldp_model_add_dense");
+    return cldp_trainer_create_ranks(model, opts, NULL, out);
+}
+
+/* Over several ranks: what the trainer cannot do across them yet, refused by name. */
+static cldp_status check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n)
+{
+    REQUIRE(o->on_failure == CLDP_ON_FAILURE_STOP, "trainer options: over several ranks only the stop policy is "
+            "available (a rank cannot drop a device without the others re-splitting); use CLDP_ON_FAILURE_STOP");
+    REQUIRE(!o->split || !strcmp(o->split, "even") || !strcmp(o->split, "auto"), "trainer options: split \"%s\": "
+            "over several ranks the batch is split evenly over every rank's devices; use \"even\" or NULL", o->split);
+    REQUIRE(rk->global_devices <= CLDP_MAX_RANKS * 4, "%zu devices over all ranks, at most %d", rk->global_devices,
+            CLDP_MAX_RANKS * 4);
+    REQUIRE(rk->devices[rk->rank] == n, "rank %zu: %zu devices selected but the ranks agreed on %zu", rk->rank, n,
+            rk->devices[rk->rank]);
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_trainer_options *opts_in, cldp_ranks *ranks,
+                                      cldp_trainer **out)
+{
+    cldp_status st0 = CLDP_OK;
+    if (!out) st0 = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_trainer_create: out is NULL");
+    else if ((*out = NULL, !model || !opts_in)) st0 = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_trainer_create: model or options is NULL");
+    else if (model->nlayers == 0) st0 = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_trainer_create: the model has no layers; add them with cldp_model_add_dense");
     cldp_trainer_options opts;
-    TRY(take_options(opts_in, &opts));
-    const cldp_config *cfg;
-    TRY(cldp_config_get(&cfg));
-    size_t rows_x_width;
-    REQUIRE(cldp_mul_size(opts.batch, cldp_model_max_width(model), &rows_x_width) == 0 && rows_x_width < (1u << 31),
-            "cldp_trainer_create: batch %zu x layer width %zu exceeds 2^31 elements per buffer", opts.batch, cldp_model_max_width(model));
-
-    size_t idx[CLDP_MAX_DEVICES], n = 0;
-    TRY(cldp_device_select(opts.devices, idx, CLDP_MAX_DEVICES, &n));
-    const cldp_dev *all;
-    size_t nall;
-    TRY(cldp_devices(&all, &nall));
-
+    if (st0 == CLDP_OK) st0 = take_options(opts_in, &opts);
+    if (st0 != CLDP_OK) {
+        if (ranks) ranks->ops->destroy(ranks);
+        return st0;
+    }
     cldp_trainer *t = cldp_calloc(1, sizeof *t, "trainer");
-    if (!t) return CLDP_ERR_HOST_MEMORY;
+    if (!t) {
+        if (ranks) ranks->ops->destroy(ranks);
+        return CLDP_ERR_HOST_MEMORY;
+    }
     atomic_init(&t->refs, 1);
+    t->ranks = ranks; /* the trainer's from here: freed with it */
     t->model = *model;
     t->opts = opts;
     t->opts.devices = NULL; /* the caller's strings need not outlive the call */
     t->opts.split = NULL;
+    const cldp_config *cfg;
+    size_t rows_x_width, idx[CLDP_MAX_DEVICES], n = 0, nall;
+    const cldp_dev *all;
+    cldp_status st = cldp_config_get(&cfg);
+    if (st == CLDP_OK && (cldp_mul_size(opts.batch, cldp_model_max_width(model), &rows_x_width) || rows_x_width >= (1u << 31)))
+        st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_trainer_create: batch %zu x layer width %zu exceeds 2^31 elements "
+                       "per buffer", opts.batch, cldp_model_max_width(model));
+    if (st == CLDP_OK) st = cldp_device_select(opts.devices, idx, CLDP_MAX_DEVICES, &n);
+    if (st == CLDP_OK) st = cldp_devices(&all, &nall);
+    if (st == CLDP_OK && ranks) st = check_ranks(ranks, &opts, n);
+    if (st != CLDP_OK) goto fail;
     t->n = n;
     t->early = cfg->early_reduce;
     size_t np = model->nparams;
-    cldp_status st = CLDP_ERR_HOST_MEMORY;
+    st = CLDP_ERR_HOST_MEMORY;
     t->devs = cldp_calloc(n, sizeof *t->devs, "device list");
     t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
     t->graveyard = cldp_calloc(n, sizeof *t->graveyard, "replicas");
@@ -357,6 +421,13 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
             seg[l] = ls.params;
         }
         if ((st = cldp_reducer_create(seg, model->nlayers, n, &t->reducer)) != CLDP_OK) goto fail;
+        if (ranks) {
+            st = CLDP_ERR_HOST_MEMORY;
+            t->lsum = cldp_calloc(np, sizeof(float), "local gradient sum");
+            t->gsum = cldp_calloc(np, sizeof(float), "gradient sum over ranks");
+            if (!t->lsum || !t->gsum) goto fail;
+            if ((st = cldp_reducer_create(seg, model->nlayers, 1, &t->upd)) != CLDP_OK) goto fail;
+        }
     }
     if (CLDP_TEST_ARMED() || cfg->fault[0])
         if ((st = cldp_faults_parse(t, cfg->fault)) != CLDP_OK) goto fail;
@@ -427,13 +498,49 @@ static void prepare_train(cldp_trainer *t, phase *ph)
     memcpy(ph->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
     memcpy(ph->inject_nan, t->inject_nan, t->n * sizeof *t->inject_nan);
     memset(t->inject_nan, 0, sizeof t->inject_nan); /* a test fault fires once */
-    cldp_reducer_reset(t->reducer, t->n, update_block, cldp_update_fence, t);
+    if (t->ranks) cldp_reducer_reset(t->reducer, t->n, store_local, NULL, t);
+    else cldp_reducer_reset(t->reducer, t->n, update_block, cldp_update_fence, t);
 }
 
+/* The rest of the reduction and the update on this rank's devices (one process), or over
+ * several ranks the local sums only. */
 static void prepare_update(cldp_trainer *t, phase *ph)
 {
     memcpy(ph->stall_reduce_ms, t->stall_reduce_ms, t->n * sizeof *t->stall_reduce_ms);
     memset(t->stall_reduce_ms, 0, sizeof t->stall_reduce_ms);
+    ph->rd = t->reducer;
+    ph->write_params = !t->ranks;
+    ph->local_grads = 1;
+}
+
+/* Over several ranks, after the combine: the update from the sum over ranks, and the write. */
+static void prepare_global_update(cldp_trainer *t, phase *ph)
+{
+    cldp_reducer_reset(t->upd, 1, update_block, cldp_update_fence, t);
+    for (size_t l = 0; l < t->model.nlayers; l++) cldp_reducer_deliver_host(t->upd, 0, l, t->gsum + t->model.layers[l].w_off);
+    ph->params = t->next_master;
+    ph->rd = t->upd;
+    ph->write_params = 1;
+    ph->local_grads = 0;
+}
+
+/* Over several ranks: the local sums (and the loss figures) combined over the ranks. A rank
+ * that fails or falls silent fails the step here for the others within the watchdog; the ranks
+ * are then out of step, so the trainer can only be destroyed. */
+static cldp_status combine_ranks(cldp_trainer *t, double *loss, size_t *correct)
+{
+    cldp_ranks *rk = t->ranks;
+    double v[2] = {*loss, (double)*correct};
+    cldp_status st = rk->ops->allreduce(rk, t->lsum, t->gsum, t->model.nparams, t->opts.timeout_ms);
+    if (st == CLDP_OK) st = rk->ops->sum_doubles(rk, v, 2, t->opts.timeout_ms);
+    if (st != CLDP_OK) {
+        t->broken = 1;
+        return cldp_fail(st, "step %llu: %s; the parameters are those before the step, and the ranks are out of "
+                             "step, so the trainer can only be destroyed", (unsigned long long)t->t, cldp_last_error());
+    }
+    *loss = v[0];
+    *correct = (size_t)v[1];
+    return CLDP_OK;
 }
 
 /* The per-device figures of the train phase; feeds the balancer. */
@@ -501,14 +608,27 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
             TRY(cldp_trainer_rebroadcast_if_dirty(t));
             continue;
         }
+        if (st != CLDP_OK && t->ranks) t->broken = 1; /* the other ranks are waiting in the combine */
         TRY(st);
+        if (t->ranks) {
+            char bad[192] = "";
+            for (size_t r = t->n; r-- > 0;)
+                if (ph->nonfinite[r]) snprintf(bad, sizeof bad, "%s", t->reps[r]->name);
+            cldp_run_release(run);
+            TRY(combine_ranks(t, &loss, &correct));
+            if ((st = cldp_phase_once(t, PHASE_UPDATE, prepare_global_update, &run, &ph)) != CLDP_OK) {
+                t->broken = 1;
+                return st;
+            }
+            for (size_t r = 0; r < t->n && *bad; r++) ph->nonfinite[r] = !strcmp(bad, t->reps[r]->name);
+        }
         break;
     }
     for (size_t r = 0; r < t->n; r++) {
         t->stats[r].reduce_ms = ph->reduce_ms[r];
         t->stats[r].broadcast_ms = ph->broadcast_ms[r];
     }
-    int codes = cldp_reducer_codes(t->reducer);
+    int codes = cldp_reducer_codes(t->ranks ? t->upd : t->reducer);
     const char *bad_name = NULL;
     for (size_t r = t->n; r-- > 0;)
         if (ph->nonfinite[r]) bad_name = t->reps[r]->name;

@@ -8,6 +8,7 @@
 #include "balance.h"
 #include "devices.h"
 #include "model.h"
+#include "ranks.h"
 #include "reducer.h"
 #include "replica.h"
 #include "workers.h"
@@ -49,6 +50,11 @@ typedef struct phase {
     double slowdown[CLDP_MAX_DEVICES];
     int inject_nan[CLDP_MAX_DEVICES];
     double stall_reduce_ms[CLDP_MAX_DEVICES]; /* test fault: sleep before the update's pieces */
+    /* an update phase: which reducer its pieces come from, whether it writes the new parameters
+     * to the devices, whether it is done with the devices' gradients (over several ranks the
+     * local sums and the update are two runs with the combine between them) */
+    cldp_reducer *rd;
+    int write_params, local_grads;
     /* reported, one slot per worker */
     double loss_sum[CLDP_MAX_DEVICES], train_end[CLDP_MAX_DEVICES], early_ms[CLDP_MAX_DEVICES];
     double reduce_ms[CLDP_MAX_DEVICES], broadcast_ms[CLDP_MAX_DEVICES];
@@ -75,6 +81,10 @@ struct cldp_trainer {
     int dirty;                    /* devices may not hold `master` (a broadcast failed, or a step
                                      that did not commit wrote some of its results) */
     cldp_reducer *reducer;        /* the layers' pieces, top layer first */
+    /* several ranks (cldp_mpi.h); NULL in one process */
+    cldp_ranks *ranks;
+    float *lsum, *gsum;           /* (nparams) this rank's sum over its devices; the sum over ranks */
+    cldp_reducer *upd;            /* the update's pieces over gsum (one source) */
     int early;                    /* pieces may be done during the train phase */
     double bc1, bc2;              /* Adam bias corrections of the step in progress */
     cldp_device_stats *stats;     /* (n) of the last step */
@@ -136,6 +146,11 @@ cldp_status cldp_trainer_broadcast(struct cldp_trainer *t);
 cldp_status cldp_trainer_rebroadcast_if_dirty(struct cldp_trainer *t);
 /* Drops a reference; the last one frees the trainer, on whichever thread that is. */
 void cldp_trainer_release(struct cldp_trainer *t);
+
+/* Creates a trainer; over several ranks when `ranks` is not NULL (it becomes the trainer's, even
+ * on failure). */
+cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_trainer_options *opts, cldp_ranks *ranks,
+                                      cldp_trainer **out);
 
 /* Shards of `total` samples for the devices present (balance.c's split). */
 void cldp_trainer_split(struct cldp_trainer *t, size_t total);

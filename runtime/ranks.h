@@ -1,0 +1,33 @@
+/* ranks.h — the inter-rank combine as the trainer sees it: a small interface that the MPI build
+ * implements (mpi_combine.c), so the trainer never includes mpi.h and the library without MPI is
+ * unchanged. One process (a rank) per machine or NUMA node; each sums its own devices with the
+ * local tree, then the ranks combine their host sums here. Internal. */
+#ifndef CLDP_RANKS_H
+#define CLDP_RANKS_H
+
+#include "common.h"
+
+typedef struct cldp_ranks cldp_ranks;
+
+typedef struct cldp_ranks_ops {
+    /* Sums in[0, n) over the ranks into out[0, n) on every rank (in and out may not overlap).
+     * The fixed-order combine sums the ranks in the pairwise tree ((r0+r1)+(r2+r3))+..., whatever
+     * the arrival order or the MPI library's algorithms; MPI_Allreduce is the library's order.
+     * Gives up with CLDP_ERR_TIMEOUT, naming the ranks it waits for, after timeout_ms (0: never).
+     * Called from one thread only (the trainer's caller). */
+    cldp_status (*allreduce)(cldp_ranks *rk, const float *in, float *out, size_t n, double timeout_ms);
+    /* Sums v[0, k) over the ranks, in rank order, on every rank. */
+    cldp_status (*sum_doubles)(cldp_ranks *rk, double *v, size_t k, double timeout_ms);
+    void (*destroy)(cldp_ranks *rk);
+} cldp_ranks_ops;
+
+struct cldp_ranks {
+    const cldp_ranks_ops *ops;
+    size_t rank, size;            /* this rank, and how many there are */
+    size_t devices[CLDP_MAX_RANKS]; /* (size) devices each rank drives */
+    size_t device_base;           /* global index of this rank's first device */
+    size_t global_devices;        /* all ranks' devices */
+    int fixed_order;              /* 1: the deterministic combine, 0: MPI_Allreduce */
+};
+
+#endif
