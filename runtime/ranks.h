@@ -1,11 +1,14 @@
 /* ranks.h — the inter-rank combine as the trainer sees it: a small interface that the MPI build
- * implements (mpi_combine.c), so the trainer never includes mpi.h and the library without MPI is
+ * implements (mpi_combine.c; the trainer's side is trainer_ranks.c), so the trainer never includes mpi.h and the library without MPI is
  * unchanged. One process (a rank) per machine or NUMA node; each sums its own devices with the
  * local tree, then the ranks combine their host sums here. Internal. */
 #ifndef CLDP_RANKS_H
 #define CLDP_RANKS_H
 
 #include "common.h"
+
+#define CLDP_MAX_MPI_RANKS 64         /* processes */
+#define CLDP_MAX_GLOBAL_DEVICES 256   /* devices over all of them */
 
 typedef struct cldp_ranks cldp_ranks;
 
@@ -24,7 +27,7 @@ typedef struct cldp_ranks_ops {
 struct cldp_ranks {
     const cldp_ranks_ops *ops;
     size_t rank, size;            /* this rank, and how many there are */
-    size_t devices[CLDP_MAX_RANKS]; /* (size) devices each rank drives */
+    size_t devices[CLDP_MAX_MPI_RANKS]; /* (size) devices each rank drives */
     size_t device_base;           /* global index of this rank's first device */
     size_t global_devices;        /* all ranks' devices */
     int fixed_order;              /* 1: the deterministic combine, 0: MPI_Allreduce */

@@ -17,27 +17,10 @@
 
 /* ---- sharding -------------------------------------------------------------------------- */
 
-/* Over several ranks: the batch split evenly over every rank's devices, this rank taking its
- * devices' shards: the shards 1 rank with all the devices would give. */
-static void split_ranks(cldp_trainer *t, size_t total)
-{
-    const cldp_ranks *rk = t->ranks;
-    size_t g = rk->global_devices, len[CLDP_MAX_RANKS * 4], off = 0;
-    double w[CLDP_MAX_RANKS * 4];
-    for (size_t d = 0; d < g; d++) w[d] = 1.0;
-    cldp_split_shards(w, g, total, len);
-    for (size_t d = 0; d < rk->device_base; d++) off += len[d];
-    for (size_t r = 0; r < t->n; r++) {
-        t->shard_off[r] = off;
-        t->shard_len[r] = len[rk->device_base + r];
-        off += t->shard_len[r];
-    }
-}
-
 void cldp_trainer_split(cldp_trainer *t, size_t total)
 {
     if (t->ranks) {
-        split_ranks(t, total);
+        cldp_trainer_split_ranks(t, total);
         return;
     }
     double w[CLDP_MAX_DEVICES], sum = 0;
@@ -105,18 +88,17 @@ static void sleep_ms(double ms)
 
 /* ---- the step's work on each device ---------------------------------------------------- */
 
-static int all_finite(const float *g, size_t n)
+int cldp_trainer_all_finite(const float *g, size_t n)
 {
     float acc = 0.0f; /* NaN/Inf survive multiplication by 0, finite values give 0 */
     for (size_t i = 0; i < n; i++) acc += g[i] * 0.0f;
     return acc == 0.0f;
 }
 
-
 /* The fused pass's block: the summed gradient of parameters [at, at + len) updates them and
  * their moments into the next_* vectors. A non-finite gradient, or an update that made a value
  * non-finite, is recorded against the piece, and such a step never commits. */
-static int update_block(void *ctx, size_t at, const float *g, size_t len)
+int cldp_trainer_update_block(void *ctx, size_t at, const float *g, size_t len)
 {
     const cldp_trainer *t = ctx;
     const cldp_update u = {t->opts.optimizer == CLDP_OPT_SGD, t->opts.learning_rate, t->opts.weight_decay,
@@ -125,18 +107,9 @@ static int update_block(void *ctx, size_t at, const float *g, size_t len)
     if (cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
                           t->next_m + at, t->next_v + at, len))
         return CODE_GRAD_NONFINITE;
-    int ok = all_finite(t->next_master + at, len) && all_finite(t->next_m + at, len) &&
-             (u.sgd || all_finite(t->next_v + at, len));
+    int ok = cldp_trainer_all_finite(t->next_master + at, len) && cldp_trainer_all_finite(t->next_m + at, len) &&
+             (u.sgd || cldp_trainer_all_finite(t->next_v + at, len));
     return ok ? 0 : CODE_UPDATE_NONFINITE;
-}
-
-/* Over several ranks, the local tree's block: this rank's sum over its devices, kept for the
- * combine (the update comes after it, from the sum over ranks). */
-static int store_local(void *ctx, size_t at, const float *g, size_t len)
-{
-    const cldp_trainer *t = ctx;
-    memcpy(t->lsum + at, g, len * sizeof *g);
-    return all_finite(g, len) ? 0 : CODE_GRAD_NONFINITE;
 }
 
 /* Forward and backward of the shard (as micro-batches when it is larger than the replica's
@@ -226,7 +199,7 @@ static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
                 TRY(cldp_replica_layer_grads(rep, l, &g));
                 cldp_layer_size ls;
                 cldp_layer_size_of(&t->model, l, 1, &ls);
-                ph->nonfinite[r] = !all_finite(g, ls.params);
+                ph->nonfinite[r] = !cldp_trainer_all_finite(g, ls.params);
             }
         }
         TRY(cldp_replica_release_grads(rep));
@@ -339,20 +312,6 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     return cldp_trainer_create_ranks(model, opts, NULL, out);
 }
 
-/* Over several ranks: what the trainer cannot do across them yet, refused by name. */
-static cldp_status check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n)
-{
-    REQUIRE(o->on_failure == CLDP_ON_FAILURE_STOP, "trainer options: over several ranks only the stop policy is "
-            "available (a rank cannot drop a device without the others re-splitting); use CLDP_ON_FAILURE_STOP");
-    REQUIRE(!o->split || !strcmp(o->split, "even") || !strcmp(o->split, "auto"), "trainer options: split \"%s\": "
-            "over several ranks the batch is split evenly over every rank's devices; use \"even\" or NULL", o->split);
-    REQUIRE(rk->global_devices <= CLDP_MAX_RANKS * 4, "%zu devices over all ranks, at most %d", rk->global_devices,
-            CLDP_MAX_RANKS * 4);
-    REQUIRE(rk->devices[rk->rank] == n, "rank %zu: %zu devices selected but the ranks agreed on %zu", rk->rank, n,
-            rk->devices[rk->rank]);
-    return CLDP_OK;
-}
-
 cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_trainer_options *opts_in, cldp_ranks *ranks,
                                       cldp_trainer **out)
 {
@@ -386,7 +345,7 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
                        "per buffer", opts.batch, cldp_model_max_width(model));
     if (st == CLDP_OK) st = cldp_device_select(opts.devices, idx, CLDP_MAX_DEVICES, &n);
     if (st == CLDP_OK) st = cldp_devices(&all, &nall);
-    if (st == CLDP_OK && ranks) st = check_ranks(ranks, &opts, n);
+    if (st == CLDP_OK && ranks) st = cldp_trainer_check_ranks(ranks, &opts, n);
     if (st != CLDP_OK) goto fail;
     t->n = n;
     t->early = cfg->early_reduce;
@@ -471,7 +430,7 @@ cldp_status cldp_trainer_check_inputs(const cldp_trainer *t, const float *x, con
     size_t in = t->model.inputs;
     for (size_t i = 0; i < n; i++) {
         const float *row = x + i * in;
-        if (all_finite(row, in)) continue;
+        if (cldp_trainer_all_finite(row, in)) continue;
         size_t k = 0;
         while (k < in && isfinite(row[k])) k++;
         return cldp_fail(CLDP_ERR_NONFINITE, "%s: input row %zu holds %s at feature %zu; inputs must be finite "
@@ -498,8 +457,8 @@ static void prepare_train(cldp_trainer *t, phase *ph)
     memcpy(ph->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
     memcpy(ph->inject_nan, t->inject_nan, t->n * sizeof *t->inject_nan);
     memset(t->inject_nan, 0, sizeof t->inject_nan); /* a test fault fires once */
-    if (t->ranks) cldp_reducer_reset(t->reducer, t->n, store_local, NULL, t);
-    else cldp_reducer_reset(t->reducer, t->n, update_block, cldp_update_fence, t);
+    if (t->ranks) cldp_reducer_reset(t->reducer, t->n, cldp_trainer_store_local, NULL, t);
+    else cldp_reducer_reset(t->reducer, t->n, cldp_trainer_update_block, cldp_update_fence, t);
 }
 
 /* The rest of the reduction and the update on this rank's devices (one process), or over
@@ -511,36 +470,6 @@ static void prepare_update(cldp_trainer *t, phase *ph)
     ph->rd = t->reducer;
     ph->write_params = !t->ranks;
     ph->local_grads = 1;
-}
-
-/* Over several ranks, after the combine: the update from the sum over ranks, and the write. */
-static void prepare_global_update(cldp_trainer *t, phase *ph)
-{
-    cldp_reducer_reset(t->upd, 1, update_block, cldp_update_fence, t);
-    for (size_t l = 0; l < t->model.nlayers; l++) cldp_reducer_deliver_host(t->upd, 0, l, t->gsum + t->model.layers[l].w_off);
-    ph->params = t->next_master;
-    ph->rd = t->upd;
-    ph->write_params = 1;
-    ph->local_grads = 0;
-}
-
-/* Over several ranks: the local sums (and the loss figures) combined over the ranks. A rank
- * that fails or falls silent fails the step here for the others within the watchdog; the ranks
- * are then out of step, so the trainer can only be destroyed. */
-static cldp_status combine_ranks(cldp_trainer *t, double *loss, size_t *correct)
-{
-    cldp_ranks *rk = t->ranks;
-    double v[2] = {*loss, (double)*correct};
-    cldp_status st = rk->ops->allreduce(rk, t->lsum, t->gsum, t->model.nparams, t->opts.timeout_ms);
-    if (st == CLDP_OK) st = rk->ops->sum_doubles(rk, v, 2, t->opts.timeout_ms);
-    if (st != CLDP_OK) {
-        t->broken = 1;
-        return cldp_fail(st, "step %llu: %s; the parameters are those before the step, and the ranks are out of "
-                             "step, so the trainer can only be destroyed", (unsigned long long)t->t, cldp_last_error());
-    }
-    *loss = v[0];
-    *correct = (size_t)v[1];
-    return CLDP_OK;
 }
 
 /* The per-device figures of the train phase; feeds the balancer. */
@@ -610,18 +539,7 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
         }
         if (st != CLDP_OK && t->ranks) t->broken = 1; /* the other ranks are waiting in the combine */
         TRY(st);
-        if (t->ranks) {
-            char bad[192] = "";
-            for (size_t r = t->n; r-- > 0;)
-                if (ph->nonfinite[r]) snprintf(bad, sizeof bad, "%s", t->reps[r]->name);
-            cldp_run_release(run);
-            TRY(combine_ranks(t, &loss, &correct));
-            if ((st = cldp_phase_once(t, PHASE_UPDATE, prepare_global_update, &run, &ph)) != CLDP_OK) {
-                t->broken = 1;
-                return st;
-            }
-            for (size_t r = 0; r < t->n && *bad; r++) ph->nonfinite[r] = !strcmp(bad, t->reps[r]->name);
-        }
+        if (t->ranks) TRY(cldp_trainer_combine_ranks(t, &run, &ph, &loss, &correct));
         break;
     }
     for (size_t r = 0; r < t->n; r++) {

@@ -154,6 +154,23 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
 
 /* Shards of `total` samples for the devices present (balance.c's split). */
 void cldp_trainer_split(struct cldp_trainer *t, size_t total);
+/* 1 when g[0, n) holds no NaN or Inf. */
+int cldp_trainer_all_finite(const float *g, size_t n);
+/* The fused update's block callback (cldp_block_fn): the summed gradient of parameters
+ * [at, at + len) updates them and their moments into the next_* vectors. */
+int cldp_trainer_update_block(void *ctx, size_t at, const float *g, size_t len);
+
+/* ---- trainer_ranks.c: the trainer over several ranks ---- */
+/* This rank's devices' shards of the global batch of `total` rows. */
+void cldp_trainer_split_ranks(struct cldp_trainer *t, size_t total);
+/* The local tree's block callback over several ranks: keeps this rank's sum for the combine. */
+int cldp_trainer_store_local(void *ctx, size_t at, const float *g, size_t len);
+/* What the trainer cannot do over ranks, refused by name; `n` devices selected here. */
+cldp_status cldp_trainer_check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n);
+/* After the local phase (*run, *ph): the sums combined over the ranks, then the update phase
+ * from them; *run and *ph become the update's. Loss and correct are summed over the ranks. */
+cldp_status cldp_trainer_combine_ranks(struct cldp_trainer *t, cldp_run **run, phase **ph, double *loss,
+                                       size_t *correct);
 
 /* ---- faults.c (test only) ---- */
 cldp_status cldp_faults_parse(struct cldp_trainer *t, const char *spec);

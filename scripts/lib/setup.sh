@@ -36,6 +36,8 @@ cldp_install() {
 }
 
 CLDP_BASE_PACKAGES="gcc libc6-dev make cmake ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd zlib1g-dev"
+# the MPI trainer (cldp_mpi.h, -DCLDP_WITH_MPI=ON) and its tests under mpiexec
+CLDP_MPI_PACKAGES="openmpi-bin libopenmpi-dev"
 
 cldp_setup() {
     local build=$1
@@ -45,7 +47,8 @@ cldp_setup() {
     local jobs
     jobs=$(nproc 2>/dev/null || echo 2)
     mkdir -p "$build"
-    if [ ! -f "$build/CMakeCache.txt" ]; then
+    # configured once; again when CLDP_CMAKE_ARGS asks for settings (cmake keeps the rest)
+    if [ ! -f "$build/CMakeCache.txt" ] || [ -n "${CLDP_CMAKE_ARGS:-}" ]; then
         # shellcheck disable=SC2086
         cmake -S "$CLDP_ROOT" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CLDP_CMAKE_ARGS:-} >"$build/configure.log" 2>&1 || {
             cat "$build/configure.log" >&2

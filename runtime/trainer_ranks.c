@@ -1,0 +1,93 @@
+/* trainer_ranks.c — the trainer's step over several ranks (ranks.h; MPI in mpi_combine.c). A rank
+ * sums its devices' gradients with the local tree into host memory (the local phase), the ranks
+ * combine their sums, then every rank applies the same update to its master copy and writes it
+ * to its devices (the global update phase): the shape of a one-process step, with the combine
+ * between the two halves of the reduction. */
+#include <stdio.h>
+#include <string.h>
+
+#include "balance.h"
+#include "optim.h"
+#include "trainer.h"
+
+void cldp_trainer_split_ranks(cldp_trainer *t, size_t total)
+{
+    /* the batch split evenly over every rank's devices, this rank taking its devices' shards:
+     * the shards one rank with all the devices would give */
+    const cldp_ranks *rk = t->ranks;
+    size_t g = rk->global_devices, len[CLDP_MAX_GLOBAL_DEVICES], off = 0;
+    double w[CLDP_MAX_GLOBAL_DEVICES];
+    for (size_t d = 0; d < g; d++) w[d] = 1.0;
+    cldp_split_shards(w, g, total, len);
+    for (size_t d = 0; d < rk->device_base; d++) off += len[d];
+    for (size_t r = 0; r < t->n; r++) {
+        t->shard_off[r] = off;
+        t->shard_len[r] = len[rk->device_base + r];
+        off += t->shard_len[r];
+    }
+}
+
+int cldp_trainer_store_local(void *ctx, size_t at, const float *g, size_t len)
+{
+    const cldp_trainer *t = ctx;
+    memcpy(t->lsum + at, g, len * sizeof *g);
+    return cldp_trainer_all_finite(g, len) ? 0 : CODE_GRAD_NONFINITE;
+}
+
+cldp_status cldp_trainer_check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n)
+{
+    REQUIRE(o->on_failure == CLDP_ON_FAILURE_STOP, "trainer options: over several ranks only the stop policy is "
+            "available (a rank cannot drop a device without the others re-splitting); use CLDP_ON_FAILURE_STOP");
+    REQUIRE(!o->split || !strcmp(o->split, "even"), "trainer options: split \"%s\": over several ranks the batch "
+            "is split evenly over every rank's devices; use \"even\" or NULL", o->split);
+    REQUIRE(rk->global_devices <= CLDP_MAX_GLOBAL_DEVICES, "%zu devices over all ranks, at most %d",
+            rk->global_devices, CLDP_MAX_GLOBAL_DEVICES);
+    REQUIRE(rk->devices[rk->rank] == n, "rank %zu: %zu devices selected but the ranks agreed on %zu", rk->rank, n,
+            rk->devices[rk->rank]);
+    return CLDP_OK;
+}
+
+/* The update from the sum over ranks, and the write to this rank's devices. */
+static void prepare_global_update(cldp_trainer *t, phase *ph)
+{
+    cldp_reducer_reset(t->upd, 1, cldp_trainer_update_block, cldp_update_fence, t);
+    for (size_t l = 0; l < t->model.nlayers; l++) {
+        cldp_layer_size ls;
+        cldp_layer_size_of(&t->model, l, 1, &ls);
+        cldp_reducer_deliver_host(t->upd, 0, l, t->gsum + ls.param_off);
+    }
+    ph->params = t->next_master;
+    ph->rd = t->upd;
+    ph->write_params = 1;
+    ph->local_grads = 0;
+}
+
+/* A rank that fails or falls silent fails the step here for the others within the watchdog;
+ * the ranks are then out of step, so the trainer can only be destroyed. */
+cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **ph, double *loss, size_t *correct)
+{
+    char bad[192] = ""; /* the device whose own gradient was not finite, named after the update */
+    for (size_t r = t->n; r-- > 0;)
+        if ((*ph)->nonfinite[r]) snprintf(bad, sizeof bad, "%s", t->reps[r]->name);
+    cldp_run_release(*run);
+    *run = NULL;
+    cldp_ranks *rk = t->ranks;
+    double v[2] = {*loss, (double)*correct};
+    cldp_status st = rk->ops->allreduce(rk, t->lsum, t->gsum, t->model.nparams, t->opts.timeout_ms);
+    if (st == CLDP_OK) st = rk->ops->sum_doubles(rk, v, 2, t->opts.timeout_ms);
+    if (st != CLDP_OK) {
+        t->broken = 1;
+        char why[1024];
+        snprintf(why, sizeof why, "%s", cldp_last_error());
+        return cldp_fail(st, "step %llu: %s; the parameters are those before the step, and the ranks are out of "
+                             "step, so the trainer can only be destroyed", (unsigned long long)t->t, why);
+    }
+    *loss = v[0];
+    *correct = (size_t)v[1];
+    if ((st = cldp_phase_once(t, PHASE_UPDATE, prepare_global_update, run, ph)) != CLDP_OK) {
+        t->broken = 1;
+        return st;
+    }
+    for (size_t r = 0; r < t->n && *bad; r++) (*ph)->nonfinite[r] = !strcmp(bad, t->reps[r]->name);
+    return CLDP_OK;
+}
