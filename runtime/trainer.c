@@ -19,10 +19,6 @@
 
 void cldp_trainer_split(cldp_trainer *t, size_t total)
 {
-    if (t->ranks) {
-        cldp_trainer_split_ranks(t, total);
-        return;
-    }
     double w[CLDP_MAX_DEVICES], sum = 0;
     cldp_balancer_weights(t->bal, t->origin, t->n, w);
     for (size_t r = 0; r < t->n; r++) sum += w[r];
@@ -445,7 +441,12 @@ cldp_status cldp_trainer_check_inputs(const cldp_trainer *t, const float *x, con
     return CLDP_OK;
 }
 
-static void shard_step(cldp_trainer *t) { cldp_trainer_split(t, t->batch_n); }
+/* Over several ranks the batch is global: this rank's devices take their part of it. */
+static void shard_step(cldp_trainer *t)
+{
+    if (t->ranks) cldp_trainer_split_ranks(t, t->batch_n);
+    else cldp_trainer_split(t, t->batch_n);
+}
 
 /* The step's inputs, into a train phase (made again for every attempt). */
 static void prepare_train(cldp_trainer *t, phase *ph)

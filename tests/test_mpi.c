@@ -183,6 +183,9 @@ static void equal_mode(size_t per_rank)
     t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
     train(t, 0, STEPS, 0);
     float *ranked = params_of(t, np);
+    double ranked_loss = 0; /* evaluation is local to a rank: every row, on this rank's devices */
+    size_t ranked_correct = 0;
+    CHECK_OK(cldp_trainer_evaluate(t, X, Y, (size_t)STEPS * B, &ranked_loss, &ranked_correct));
     cldp_trainer_destroy(t);
     t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
     train(t, 0, STEPS, 1);
@@ -194,6 +197,13 @@ static void equal_mode(size_t per_rank)
         t = local_trainer(m, all, 0);
         train(t, 0, STEPS, 0);
         float *one = params_of(t, np);
+        double loss = 0;
+        size_t correct = 0;
+        CHECK_OK(cldp_trainer_evaluate(t, X, Y, (size_t)STEPS * B, &loss, &correct));
+        CHECK(correct == ranked_correct && fabs(loss - ranked_loss) <= 1e-5 * fabs(loss));
+        printf("%s evaluation on rank 0 of %d: loss %.9g, %zu correct; on 1 rank: %.9g, %zu\n",
+               correct == ranked_correct && fabs(loss - ranked_loss) <= 1e-5 * fabs(loss) ? "ok  " : "FAIL", size,
+               ranked_loss, ranked_correct, loss, correct);
         cldp_trainer_destroy(t);
         snprintf(what, sizeof what, "%d ranks x %zu devices vs 1 rank x %zu devices", size, per_rank, all);
         if (per_rank == 1 || (per_rank & (per_rank - 1)) == 0) same_bits(what, ranked, one, np);
