@@ -1,0 +1,107 @@
+/* cldp-bench-mpi.h — cldp-bench's section "mpi", run under mpiexec with 2 ranks on one machine:
+ *
+ *     mpiexec -n 2 env POCL_DEVICES="basic basic" cldp-bench --only mpi
+ *
+ * The same training step three ways, alternating round by round so the machine's drift falls on
+ * all of them alike: 2 ranks x 1 device (rank r on device r) combining in the fixed order, the
+ * same with MPI_Allreduce, and 1 rank x 2 devices (rank 0 alone, the other rank asleep in a
+ * barrier). Ratios of throughput, and the bytes each rank sends per step. Included by
+ * cldp-bench.c; without -DCLDP_WITH_MPI=ON the section says how to get it. */
+#ifndef CLDP_BENCH_MPI_H
+#define CLDP_BENCH_MPI_H
+
+#ifdef CLDP_WITH_MPI
+#include "cldp_mpi.h"
+
+/* A barrier that sleeps, so the rank that computes meanwhile has the cores. */
+static void bench_mpi_idle_barrier(void)
+{
+    MPI_Request rq;
+    int done = 0;
+    MPI_Ibarrier(MPI_COMM_WORLD, &rq);
+    while (!done) {
+        MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
+        if (!done) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
+static cldp_trainer *bench_mpi_trainer(const cldp_model *m, const char *devices, size_t batch, cldp_mpi_combine how)
+{
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = devices;
+    o.batch = batch;
+    o.optimizer = CLDP_OPT_SGD;
+    o.learning_rate = 0.01f;
+    cldp_trainer *t;
+    if (cldp_trainer_create_mpi(m, &o, MPI_COMM_WORLD, how, &t) != CLDP_OK) die("creating an MPI trainer");
+    return t;
+}
+
+static void bench_mpi(const opts *o, FILE *js, const cldp_model *m, const data *d)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size != 2) {
+        printf("\nmpi: needs exactly 2 ranks (mpiexec -n 2 cldp-bench --only mpi); %d given, skipped\n", size);
+        return;
+    }
+    size_t ndev = 0;
+    cldp_device_count(&ndev);
+    if (ndev < 2) die("the mpi section needs 2 devices per rank (POCL_DEVICES=\"basic basic\")");
+    /* each rank on its own device */
+    cldp_trainer *fixed = bench_mpi_trainer(m, rank ? "0:1" : "0:0", o->batch, CLDP_MPI_FIXED_ORDER);
+    cldp_trainer *lib = bench_mpi_trainer(m, rank ? "0:1" : "0:0", o->batch, CLDP_MPI_ALLREDUCE);
+    cldp_trainer *one = rank == 0 ? make_trainer(m, "0:0,0:1", o->batch, "even") : NULL;
+    enum { ROUNDS = 4 };
+    int steps = o->steps;
+    double ms[3][ROUNDS];
+    for (int k = 0; k < ROUNDS; k++) {
+        ms[0][k] = time_steps(fixed, d, o->batch, steps);
+        ms[1][k] = time_steps(lib, d, o->batch, steps);
+        if (rank == 0) ms[2][k] = time_steps(one, d, o->batch, steps);
+        bench_mpi_idle_barrier();
+    }
+    double med[3];
+    for (int i = 0; i < 3; i++) med[i] = rank == 0 ? median(ms[i], ROUNDS) : 0;
+    double bytes = 2.0 * (double)(size - 1) / size * (double)cldp_model_param_count(m) * sizeof(float);
+    printf("\nmpi: 2 ranks x 1 device vs 1 rank x 2 devices (%d rounds of %d steps, medians)\n", ROUNDS, steps);
+    printf("   2 ranks x 1, fixed order    %7.1f ms/step  %7.0f samples/s\n", med[0], o->batch / med[0] * 1e3);
+    printf("   2 ranks x 1, MPI_Allreduce  %7.1f ms/step  %7.0f samples/s\n", med[1], o->batch / med[1] * 1e3);
+    printf("   1 rank  x 2 devices         %7.1f ms/step  %7.0f samples/s\n", med[2], o->batch / med[2] * 1e3);
+    printf("   ratio 2x1 / 1x2 throughput  %.3f (target >= 0.9); fixed order / MPI_Allreduce %.3f\n", med[2] / med[0],
+           med[1] / med[0]);
+    printf("   each rank sends and receives %.1f MB per step (reduce-scatter + all-gather of %zu floats)\n",
+           bytes / 1e6, cldp_model_param_count(m));
+    fprintf(js, "\"mpi\":{\"ranks2x1_fixed_ms\":%.2f,\"ranks2x1_allreduce_ms\":%.2f,\"rank1x2_ms\":%.2f,"
+                "\"ratio\":%.4f,\"bytes_per_step\":%.0f},",
+            med[0], med[1], med[2], med[2] / med[0], bytes);
+    cldp_trainer_destroy(fixed);
+    cldp_trainer_destroy(lib);
+    cldp_trainer_destroy(one);
+}
+
+static int bench_mpi_begin(int *argc, char ***argv)
+{
+    int provided;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) return 1; /* rank 0 reports */
+    return 0;
+}
+
+static void bench_mpi_end(void) { MPI_Finalize(); }
+#else
+static void bench_mpi(const opts *o, FILE *js, const cldp_model *m, const data *d)
+{
+    (void)o, (void)js, (void)m, (void)d;
+    printf("\nmpi: this cldp-bench was built without MPI; configure with -DCLDP_WITH_MPI=ON and run\n"
+           "     mpiexec -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
+}
+static int bench_mpi_begin(int *argc, char ***argv) { (void)argc, (void)argv; return 0; }
+static void bench_mpi_end(void) {}
+#endif
+
+#endif
