@@ -187,7 +187,7 @@ static cldp_status check_buffers(cldp_collective *c, const cl_mem *buffers, size
 static cldp_status coll_run(cldp_collective *c, const char *phase)
 {
     cldp_reducer_reset(c->reducer, c->n, store_block, NULL, c);
-    const cldp_run_desc d = {coll_job, c, NULL, phase, c->name_ptr, 0};
+    const cldp_run_desc d = {coll_job, c, NULL, phase, c->name_ptr, 0, NULL};
     cldp_run *run;
     cldp_status st = cldp_pool_run(c->pool, &d, &run);
     cldp_run_release(run);
