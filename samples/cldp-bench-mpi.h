@@ -1,11 +1,13 @@
 /* cldp-bench-mpi.h — cldp-bench's section "mpi", run under mpiexec with 2 ranks on one machine:
  *
- *     mpiexec -n 2 env POCL_DEVICES="basic basic" cldp-bench --only mpi
+ *     mpiexec --bind-to none -n 2 env POCL_DEVICES="basic basic" cldp-bench --only mpi
  *
  * The same training step three ways, alternating round by round so the machine's drift falls on
  * all of them alike: 2 ranks x 1 device (rank r on device r) combining in the fixed order, the
  * same with MPI_Allreduce, and 1 rank x 2 devices (rank 0 alone, the other rank asleep in a
- * barrier). Ratios of throughput, and the bytes each rank sends per step. Included by
+ * barrier). Ratios of throughput, and the bytes each rank sends per step. --bind-to none: Open
+ * MPI binds each of 2 ranks to one core by default, which would leave the 1-rank run one core
+ * for its two devices. Included by
  * cldp-bench.c; without -DCLDP_WITH_MPI=ON the section says how to get it. */
 #ifndef CLDP_BENCH_MPI_H
 #define CLDP_BENCH_MPI_H
@@ -98,7 +100,7 @@ static void bench_mpi(const opts *o, FILE *js, const cldp_model *m, const data *
 {
     (void)o, (void)js, (void)m, (void)d;
     printf("\nmpi: this cldp-bench was built without MPI; configure with -DCLDP_WITH_MPI=ON and run\n"
-           "     mpiexec -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
+           "     mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
 }
 static int bench_mpi_begin(int *argc, char ***argv) { (void)argc, (void)argv; return 0; }
 static void bench_mpi_end(void) {}

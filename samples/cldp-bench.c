@@ -844,7 +844,7 @@ int main(int argc, char **argv)
                    "on the thread that drives it, one core each. --quick uses fewer steps and sizes.\n"
                    "With --json the last line is one JSON object of every figure.\n"
                    "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
-                   "  mpiexec -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
+                   "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
             return 0;
         } else {
             fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);
