@@ -12,8 +12,8 @@
  * suffices. MPI_Iallreduce per piece is the other option: the library's order, not
  * reproducible from run to run.
  *
- * Every wait polls its requests against a deadline (the trainer's watchdog), sleeping between
- * polls so a waiting rank leaves its core to the devices: a rank that died or stopped answering
+ * Every wait polls its requests against a deadline (the trainer's watchdog), spinning briefly and
+ * then sleeping between polls so a waiting rank leaves its core to the devices: a rank that died or stopped answering
  * ends the call with CLDP_ERR_TIMEOUT naming it, never a wait without end. The communicator is a
  * duplicate of the application's with MPI_ERRORS_RETURN, so an MPI error comes back as a status.
  * After a timeout the requests still out may yet write into their buffers, so those buffers are
@@ -77,6 +77,18 @@ static void nap_us(long us)
     nanosleep(&ts, NULL);
 }
 
+/* Between polls of a wait that began at t0: none for the first CLDP_SPIN_MS (shared-memory
+ * transports move large messages in fragments, and only while both sides are inside MPI calls,
+ * so a rank that sleeps slows its peer's transfer too), then naps growing to 200 us, so a slow
+ * peer costs no core. */
+#define CLDP_SPIN_MS 1.0
+static void pause_poll(double t0, long *nap)
+{
+    if (cldp_now_ms() - t0 < CLDP_SPIN_MS) return;
+    nap_us(*nap);
+    if (*nap < 200) *nap *= 2;
+}
+
 /* Gives up on the requests still out: names the first silent rank, cancels what can be
  * cancelled and keeps the buffers. */
 static cldp_status give_up(mpi_ranks *mr, MPI_Request *req, const int *peer, size_t n, double timeout_ms,
@@ -112,8 +124,7 @@ static cldp_status wait_all(mpi_ranks *mr, MPI_Request *req, const int *peer, si
         if (rc != MPI_SUCCESS) return mpi_fail(rc, what);
         if (done) return CLDP_OK;
         if (timeout_ms > 0 && cldp_now_ms() - t0 > timeout_ms) return give_up(mr, req, peer, n, timeout_ms, what);
-        nap_us(nap);
-        if (nap < 200) nap *= 2;
+        pause_poll(t0, &nap);
     }
 }
 
@@ -313,8 +324,7 @@ static cldp_status finish(cldp_ranks *rk, double timeout_ms)
         if (mr->err != CLDP_OK) return cldp_fail(mr->err, "%s", mr->errmsg);
         if (mr->done == mr->npieces) return CLDP_OK;
         if (timeout_ms > 0 && cldp_now_ms() - t0 > timeout_ms) break;
-        nap_us(nap);
-        if (nap < 200) nap *= 2;
+        pause_poll(t0, &nap);
     }
     size_t per;
     reqs_of(mr, 0, &per);
@@ -364,29 +374,20 @@ static unsigned long agreement(const cldp_model *m, const cldp_trainer_options *
     return h;
 }
 
-cldp_status cldp_trainer_create_mpi(const cldp_model *model, const cldp_trainer_options *opts, MPI_Comm comm,
-                                    cldp_mpi_combine combine, cldp_trainer **out)
+cldp_status cldp_ranks_create_mpi(MPI_Comm comm, int fixed_order, size_t devices, unsigned long long agree,
+                                  double timeout_ms, cldp_ranks **out)
 {
-    REQUIRE(out, "cldp_trainer_create_mpi: out is NULL");
     *out = NULL;
-    REQUIRE(model && opts, "cldp_trainer_create_mpi: model or options is NULL");
-    REQUIRE(combine == CLDP_MPI_FIXED_ORDER || combine == CLDP_MPI_ALLREDUCE,
-            "cldp_trainer_create_mpi: combine %d is neither CLDP_MPI_FIXED_ORDER nor CLDP_MPI_ALLREDUCE", (int)combine);
     int inited = 0, level = 0;
     MPI_Initialized(&inited);
-    REQUIRE(inited, "cldp_trainer_create_mpi: MPI is not initialised; call MPI_Init_thread(..., MPI_THREAD_FUNNELED, "
-                    "...) first");
+    REQUIRE(inited, "MPI is not initialised; call MPI_Init_thread(..., MPI_THREAD_FUNNELED, ...) first");
     MPI_Query_thread(&level);
-    REQUIRE(level >= MPI_THREAD_FUNNELED, "cldp_trainer_create_mpi: MPI was initialised with MPI_THREAD_SINGLE; cldp "
-                                          "needs at least MPI_THREAD_FUNNELED (MPI_Init_thread)");
+    REQUIRE(level >= MPI_THREAD_FUNNELED, "MPI was initialised with MPI_THREAD_SINGLE; cldp needs at least "
+                                          "MPI_THREAD_FUNNELED (MPI_Init_thread)");
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    REQUIRE(size <= CLDP_MAX_MPI_RANKS, "cldp_trainer_create_mpi: %d ranks, at most %d", size, CLDP_MAX_MPI_RANKS);
-
-    size_t idx[CLDP_MAX_DEVICES], n = 0;
-    TRY(cldp_device_select(opts->devices, idx, CLDP_MAX_DEVICES, &n));
-
+    REQUIRE(size <= CLDP_MAX_MPI_RANKS, "%d ranks, at most %d", size, CLDP_MAX_MPI_RANKS);
     mpi_ranks *mr = cldp_calloc(1, sizeof *mr, "MPI ranks");
     if (!mr) return CLDP_ERR_HOST_MEMORY;
     int rc = MPI_Comm_dup(comm, &mr->comm);
@@ -398,13 +399,12 @@ cldp_status cldp_trainer_create_mpi(const cldp_model *model, const cldp_trainer_
     mr->base.ops = &mpi_ops;
     mr->base.rank = (size_t)rank;
     mr->base.size = (size_t)size;
-    mr->base.fixed_order = combine == CLDP_MPI_FIXED_ORDER;
+    mr->base.fixed_order = fixed_order;
 
-    /* every rank's device count and agreement hash (with the watchdog: a rank that never
+    /* every rank's device count and agreement value (with the watchdog: a rank that never
      * arrives is named instead of waited for) */
-    unsigned long long mine[2] = {n, agreement(model, opts)}, all[CLDP_MAX_MPI_RANKS * 2];
-    double timeout = opts->timeout_ms > 0 ? opts->timeout_ms : 0;
-    cldp_status st = gather_bytes(mr, mine, all, sizeof mine, timeout);
+    unsigned long long mine[2] = {devices, agree}, all[CLDP_MAX_MPI_RANKS * 2];
+    cldp_status st = gather_bytes(mr, mine, all, sizeof mine, timeout_ms);
     for (int p = 0; st == CLDP_OK && p < size; p++) {
         if (all[2 * p + 1] != mine[1])
             st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "rank %d: its model or options (batch, optimizer, learning rate, "
@@ -418,5 +418,22 @@ cldp_status cldp_trainer_create_mpi(const cldp_model *model, const cldp_trainer_
         destroy(&mr->base);
         return st;
     }
-    return cldp_trainer_create_ranks(model, opts, &mr->base, out); /* owns mr from here, even on failure */
+    *out = &mr->base;
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_create_mpi(const cldp_model *model, const cldp_trainer_options *opts, MPI_Comm comm,
+                                    cldp_mpi_combine combine, cldp_trainer **out)
+{
+    REQUIRE(out, "cldp_trainer_create_mpi: out is NULL");
+    *out = NULL;
+    REQUIRE(model && opts, "cldp_trainer_create_mpi: model or options is NULL");
+    REQUIRE(combine == CLDP_MPI_FIXED_ORDER || combine == CLDP_MPI_ALLREDUCE,
+            "cldp_trainer_create_mpi: combine %d is neither CLDP_MPI_FIXED_ORDER nor CLDP_MPI_ALLREDUCE", (int)combine);
+    size_t idx[CLDP_MAX_DEVICES], n = 0;
+    TRY(cldp_device_select(opts->devices, idx, CLDP_MAX_DEVICES, &n));
+    cldp_ranks *rk;
+    TRY(cldp_ranks_create_mpi(comm, combine == CLDP_MPI_FIXED_ORDER, n, agreement(model, opts),
+                              opts->timeout_ms > 0 ? opts->timeout_ms : 0, &rk));
+    return cldp_trainer_create_ranks(model, opts, rk, out); /* owns rk from here, even on failure */
 }

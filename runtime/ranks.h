@@ -43,4 +43,13 @@ struct cldp_ranks {
     int fixed_order;              /* 1: the deterministic combine, 0: MPI_Allreduce */
 };
 
+#ifdef CLDP_WITH_MPI
+#include <mpi.h>
+/* The MPI combine over `comm` (mpi_combine.c): a collective call. Every rank says how many
+ * devices it drives and a value every rank must agree on (refused by name otherwise); waits for
+ * the others at most timeout_ms (0: no limit). fixed_order 0 uses MPI_Iallreduce. */
+cldp_status cldp_ranks_create_mpi(MPI_Comm comm, int fixed_order, size_t devices, unsigned long long agree,
+                                  double timeout_ms, cldp_ranks **out);
+#endif
+
 #endif
