@@ -31,12 +31,7 @@ static void bench_mpi_idle_barrier(void)
 
 static cldp_trainer *bench_mpi_trainer(const cldp_model *m, const char *devices, size_t batch, cldp_mpi_combine how)
 {
-    cldp_trainer_options o;
-    cldp_trainer_options_init(&o);
-    o.devices = devices;
-    o.batch = batch;
-    o.optimizer = CLDP_OPT_SGD;
-    o.learning_rate = 0.01f;
+    cldp_trainer_options o = bench_options(devices, batch, NULL);
     cldp_trainer *t;
     if (cldp_trainer_create_mpi(m, &o, MPI_COMM_WORLD, how, &t) != CLDP_OK) die("creating an MPI trainer");
     return t;
