@@ -124,12 +124,7 @@ cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, siz
     *out = c;
     return CLDP_OK;
 fail:
-    {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", cldp_last_error());
-        cldp_collective_destroy(c);
-        cldp_set_last_error(msg);
-    }
+    CLDP_KEEPING_ERROR(cldp_collective_destroy(c));
     return st;
 }
 

@@ -408,13 +408,7 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
     *out = t;
     return CLDP_OK;
 fail:
-    {
-        /* keep the failure's message: destroying replicas must not overwrite it */
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", cldp_last_error());
-        cldp_trainer_destroy(t);
-        cldp_set_last_error(msg);
-    }
+    CLDP_KEEPING_ERROR(cldp_trainer_destroy(t)); /* destroying replicas must not overwrite the message */
     return st;
 }
 
