@@ -136,7 +136,8 @@ CLDP_API cldp_status cldp_device_select(const char *spec, size_t *indices, size_
 typedef enum cldp_activation {
     CLDP_ACT_NONE = 0,
     CLDP_ACT_RELU = 1,
-    CLDP_ACT_TANH = 2
+    CLDP_ACT_TANH = 2,
+    CLDP_ACT_SIGMOID = 3
 } cldp_activation;
 
 typedef enum cldp_loss {
@@ -160,6 +161,50 @@ CLDP_API size_t cldp_model_param_count(const cldp_model *model); /* 0 for NULL *
 CLDP_API size_t cldp_model_inputs(const cldp_model *model);
 CLDP_API size_t cldp_model_outputs(const cldp_model *model);      /* units of the last layer */
 CLDP_API size_t cldp_model_layer_count(const cldp_model *model);
+
+/* ---- models of other layer kinds: an input shape C×H×W, image layers, a spec in text ----
+ * A sample is still a flat float vector, C×H×W in NCHW order (channel, row, column). Layers see
+ * the shape their predecessor gives: conv2d and maxpool2d take C×H×W, dense takes a flat input
+ * (n×1×1: put flatten between them). Every layer kind:
+ *   dense      y = x·Wᵀ + b, W (OUT, IN)                              PyTorch nn.Linear
+ *   conv2d     OUT channels, K×K kernel, stride, zero padding, bias;
+ *              W (OUT, IN, K, K), output (H + 2P − K)/S + 1 per side    nn.Conv2d
+ *   maxpool2d  K×K windows at stride S, no padding (ties: the first in  nn.MaxPool2d
+ *              row-major window order takes the gradient)
+ *   flatten, relu, tanh, sigmoid                                       nn.Flatten, nn.ReLU, ...
+ * Parameters stay one flat vector, layer after layer, weight then bias, in PyTorch's layouts;
+ * layers without parameters take none. Weights are Kaiming-uniform with fan_in IN (dense) or
+ * IN·K·K (conv2d) and the gain of the activation that follows the layer. Each add call checks
+ * the settings and the shape, and fails naming both, leaving the model unchanged. */
+
+/* A model whose samples are channels×height×width (cldp_model_create(n) is n×1×1). */
+CLDP_API cldp_status cldp_model_create_shaped(size_t channels, size_t height, size_t width,
+                                              cldp_model **out);
+CLDP_API cldp_status cldp_model_add_conv2d(cldp_model *model, size_t out_channels, size_t kernel,
+                                           size_t stride, size_t padding);
+/* stride 0 means stride = kernel */
+CLDP_API cldp_status cldp_model_add_maxpool2d(cldp_model *model, size_t kernel, size_t stride);
+CLDP_API cldp_status cldp_model_add_flatten(cldp_model *model);
+/* relu, tanh or sigmoid as a layer of its own */
+CLDP_API cldp_status cldp_model_add_activation(cldp_model *model, cldp_activation act);
+
+/* Appends the layers of a spec: comma-separated tokens
+ *   conv:OUT:K[:sS][:pP]   conv2d, stride S (default 1), padding P (default 0)
+ *   maxpool:K[:sS]         maxpool2d, stride S (default K)
+ *   relu | tanh | sigmoid | flatten
+ *   dense:OUT
+ * e.g. "conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10".
+ * A bad token or a shape that does not fit is CLDP_ERR_INVALID_ARGUMENT, and cldp_last_error()
+ * names the token, its position and what is wrong; the model is then unchanged. */
+CLDP_API cldp_status cldp_model_add_spec(cldp_model *model, const char *spec);
+/* cldp_model_create_shaped then cldp_model_add_spec; *out is NULL on failure. */
+CLDP_API cldp_status cldp_model_parse(const char *spec, size_t channels, size_t height,
+                                      size_t width, cldp_model **out);
+/* The model's layers as a spec (dense with a built-in activation reads "dense:N,relu"), into
+ * buf (capacity bytes, NUL-terminated); CLDP_ERR_INVALID_ARGUMENT when it does not fit. */
+CLDP_API cldp_status cldp_model_describe(const cldp_model *model, char *buf, size_t capacity);
+CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *channels,
+                                            size_t *height, size_t *width);
 
 /* Writes the seeded initial parameters (the layout above) to `params`, which holds `count`. */
 CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t seed, float *params,
