@@ -3,67 +3,81 @@
  * conv2d's im2col and col2im around CLBlast's GEMMs, its bias and layout moves, and max pooling
  * with its arg-max routing. Plain OpenCL C 1.2, float32. */
 
+/* Work-items take whole output rows and loop along them: the index arithmetic (divisions) is
+ * paid once per row, not once per element, which is what made these kernels as slow as the
+ * GEMMs around them on CPU devices. All sizes fit 32 bits (the host chunks the batch so). */
+
 /* col (C·K·K, n·P) from n samples of in (C, H, W) starting at sample r0: the K×K patch of each
- * output position, zero outside the image. P = OH·OW. */
+ * output position, zero outside the image. P = OH·OW. One work-item per (c·K·K, sample, oh). */
 __kernel void im2col(__global const float *in, const uint r0, const uint C, const uint H, const uint W, const uint K,
                      const uint S, const uint pad, const uint OH, const uint OW, const uint n, __global float *col)
 {
-    const size_t P = (size_t)OH * OW, nP = P * n, i = get_global_id(0);
-    if (i >= (size_t)C * K * K * nP) return;
-    const size_t ck = i / nP, j = i % nP, rr = j / P, p = j % P;
-    const uint c = ck / (K * K), kh = (ck / K) % K, kw = ck % K, oh = p / OW, ow = p % OW;
-    const int ih = (int)(oh * S + kh) - (int)pad, iw = (int)(ow * S + kw) - (int)pad;
-    float v = 0.0f;
-    if (ih >= 0 && ih < (int)H && iw >= 0 && iw < (int)W)
-        v = in[(((size_t)r0 + rr) * C + c) * H * W + (size_t)ih * W + iw];
-    col[i] = v;
+    const uint i = get_global_id(0);
+    if (i >= C * K * K * n * OH) return;
+    const uint oh = i % OH, t = i / OH, rr = t % n, ck = t / n;
+    const uint c = ck / (K * K), kh = (ck / K) % K, kw = ck % K, P = OH * OW;
+    __global float *dst = col + (size_t)ck * n * P + (size_t)rr * P + oh * OW;
+    const int ih = (int)(oh * S + kh) - (int)pad;
+    if (ih < 0 || ih >= (int)H) {
+        for (uint ow = 0; ow < OW; ow++) dst[ow] = 0.0f;
+        return;
+    }
+    __global const float *src = in + (((size_t)r0 + rr) * C + c) * H * W + (size_t)ih * W;
+    for (uint ow = 0; ow < OW; ow++) {
+        const int iw = (int)(ow * S + kw) - (int)pad;
+        dst[ow] = iw >= 0 && iw < (int)W ? src[iw] : 0.0f;
+    }
 }
 
-/* dx for n samples from sample r0: each input element gathers, in (kh, kw) order, the entries of
- * dcol (C·K·K, n·P) it was copied to by im2col. */
+/* dx for n samples from sample r0, from dcol (C·K·K, n·P): each input element gathers the
+ * entries im2col copied it to, summed in (kh, kw) order. One work-item per (sample, c, ih) row. */
 __kernel void col2im(__global const float *dcol, const uint r0, const uint C, const uint H, const uint W, const uint K,
                      const uint S, const uint pad, const uint OH, const uint OW, const uint n, __global float *dx)
 {
-    const size_t P = (size_t)OH * OW, nP = P * n, i = get_global_id(0);
-    if (i >= (size_t)n * C * H * W) return;
-    const size_t rr = i / ((size_t)C * H * W);
-    const uint c = (i / ((size_t)H * W)) % C, ih = (i / W) % H, iw = i % W;
-    float s = 0.0f;
+    const uint i = get_global_id(0);
+    if (i >= n * C * H) return;
+    const uint ih = i % H, c = (i / H) % C, rr = i / (H * C), P = OH * OW;
+    __global float *row = dx + (((size_t)r0 + rr) * C + c) * H * W + (size_t)ih * W;
+    for (uint iw = 0; iw < W; iw++) row[iw] = 0.0f;
     for (uint kh = 0; kh < K; kh++) {
         const int th = (int)(ih + pad) - (int)kh;
         if (th < 0 || th % (int)S) continue;
         const uint oh = (uint)th / S;
         if (oh >= OH) continue;
         for (uint kw = 0; kw < K; kw++) {
-            const int tw = (int)(iw + pad) - (int)kw;
-            if (tw < 0 || tw % (int)S) continue;
-            const uint ow = (uint)tw / S;
-            if (ow >= OW) continue;
-            s += dcol[((size_t)c * K * K + kh * K + kw) * nP + rr * P + (size_t)oh * OW + ow];
+            __global const float *src = dcol + ((size_t)c * K * K + kh * K + kw) * n * P + (size_t)rr * P + oh * OW;
+            for (uint ow = 0; ow < OW; ow++) {
+                const int iw = (int)(ow * S + kw) - (int)pad;
+                if (iw >= 0 && iw < (int)W) row[iw] += src[ow];
+            }
         }
     }
-    dx[(size_t)r0 * C * H * W + i] = s;
 }
 
 /* out[r0 + rr][oc][p] = t[oc][rr·P + p] + b[oc] over n samples: the GEMM's (OC, n·P) result into
- * NCHW with the bias. */
+ * NCHW with the bias. One work-item per (sample, oc). */
 __kernel void conv_out(__global const float *t, const uint OC, const uint P, const uint n, __global const float *params,
                        const uint b_off, const uint r0, __global float *out)
 {
-    const size_t i = get_global_id(0), nP = (size_t)n * P;
-    if (i >= (size_t)n * OC * P) return;
-    const size_t rr = i / ((size_t)OC * P), oc = (i / P) % OC, p = i % P;
-    out[(size_t)r0 * OC * P + i] = t[oc * nP + rr * P + p] + params[b_off + oc];
+    const uint i = get_global_id(0);
+    if (i >= n * OC) return;
+    const uint rr = i / OC, oc = i % OC;
+    const float b = params[b_off + oc];
+    __global const float *src = t + (size_t)oc * n * P + (size_t)rr * P;
+    __global float *dst = out + (((size_t)r0 + rr) * OC + oc) * P;
+    for (uint p = 0; p < P; p++) dst[p] = src[p] + b;
 }
 
 /* t[oc][rr·P + p] = dy[r0 + rr][oc][p]: the layer's output gradient in the GEMMs' layout. */
 __kernel void conv_dy(__global const float *dy, const uint OC, const uint P, const uint n, const uint r0,
                       __global float *t)
 {
-    const size_t i = get_global_id(0), nP = (size_t)n * P;
-    if (i >= (size_t)n * OC * P) return;
-    const size_t rr = i / ((size_t)OC * P), oc = (i / P) % OC, p = i % P;
-    t[oc * nP + rr * P + p] = dy[(size_t)r0 * OC * P + i];
+    const uint i = get_global_id(0);
+    if (i >= n * OC) return;
+    const uint rr = i / OC, oc = i % OC;
+    __global const float *src = dy + (((size_t)r0 + rr) * OC + oc) * P;
+    __global float *dst = t + (size_t)oc * n * P + (size_t)rr * P;
+    for (uint p = 0; p < P; p++) dst[p] = src[p];
 }
 
 /* grads[b_off + r] (+)= sum of row r of t (rows, cols), in column order: conv2d's bias gradient. */

@@ -72,7 +72,7 @@ static cldp_status columns(cldp_replica *r, const cldp_layer_desc *L, int back, 
     ARG(k, 0, src);
     for (cl_uint i = 0; i < 10; i++) ARG(k, i + 1, v[i]);
     ARG(k, 11, dst);
-    size_t items = back ? n * L->in : L->in_c * L->k * L->k * n * L->out_h * L->out_w;
+    size_t items = back ? n * L->in_c * L->in_h : L->in_c * L->k * L->k * n * L->out_h;
     return cldp_replica_launch(r, k, name, items);
 }
 
@@ -101,7 +101,7 @@ static cldp_status move(cldp_replica *r, const cldp_layer_desc *L, int to_t, cl_
         ARG(k, 6, ur0);
         ARG(k, 7, y);
     }
-    return cldp_replica_launch(r, k, name, n * L->out);
+    return cldp_replica_launch(r, k, name, n * L->out_c);
 }
 
 static cldp_status conv_forward(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)

@@ -154,10 +154,36 @@ static int train(int argc, char **argv)
 
     /* ---- model and trainer */
     cldp_model *model = NULL;
-    if (cldp_model_create(nf, &model) != CLDP_OK) return fail("creating the model");
-    for (size_t l = 0; l < a.nhidden; l++)
-        if (cldp_model_add_dense(model, a.hidden[l], a.act) != CLDP_OK) return fail("adding a layer");
-    if (cldp_model_add_dense(model, classes, CLDP_ACT_NONE) != CLDP_OK) return fail("adding the output layer");
+    size_t shape[3] = {a.input[0], a.input[1], a.input[2]};
+    if (!shape[0]) { /* Fashion-MNIST's images are 1x28x28; other data is a flat vector */
+        shape[0] = nf == 784 ? 1 : nf, shape[1] = nf == 784 ? 28 : 1, shape[2] = nf == 784 ? 28 : 1;
+    }
+    if (shape[0] * shape[1] * shape[2] != nf) {
+        fprintf(stderr, "cldp-train: --input %zux%zux%zu has %zu values per sample but the data has %zu features; give a shape "
+                        "whose product is %zu\n", shape[0], shape[1], shape[2], shape[0] * shape[1] * shape[2], nf, nf);
+        return 2;
+    }
+    if (cldp_model_create_shaped(shape[0], shape[1], shape[2], &model) != CLDP_OK) return fail("creating the model");
+    const char *spec = a.model && !strcmp(a.model, "cnn") ? CNN_PRESET : a.model && strcmp(a.model, "mlp") ? a.model : NULL;
+    if (spec) {
+        if (cldp_model_add_spec(model, spec) != CLDP_OK) {
+            fprintf(stderr, "cldp-train: bad --model: %s (input %zux%zux%zu; try --help)\n", cldp_last_error(), shape[0], shape[1],
+                    shape[2]);
+            return 2;
+        }
+        if (cldp_model_outputs(model) != classes) {
+            fprintf(stderr, "cldp-train: --model ends with %zu outputs but there are %zu classes: end it with dense:%zu\n",
+                    cldp_model_outputs(model), classes, classes);
+            return 2;
+        }
+    } else {
+        if ((shape[1] > 1 || shape[2] > 1) && cldp_model_add_flatten(model) != CLDP_OK) return fail("adding flatten");
+        for (size_t l = 0; l < a.nhidden; l++)
+            if (cldp_model_add_dense(model, a.hidden[l], a.act) != CLDP_OK) return fail("adding a layer");
+        if (cldp_model_add_dense(model, classes, CLDP_ACT_NONE) != CLDP_OK) return fail("adding the output layer");
+    }
+    char model_spec[2048];
+    if (cldp_model_describe(model, model_spec, sizeof model_spec) != CLDP_OK) return fail("describing the model");
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
     o.devices = a.devices;
@@ -186,9 +212,8 @@ static int train(int argc, char **argv)
     if (st != CLDP_OK) return fail("creating the trainer");
     size_t ndev = cldp_trainer_device_count(tr);
     printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
-    printf("cldp-train: model %zu", nf);
-    for (size_t l = 0; l < a.nhidden; l++) printf("-%zu", a.hidden[l]);
-    printf("-%zu (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", classes, cldp_model_param_count(model),
+    printf("cldp-train: model %zux%zux%zu -> %s (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", shape[0],
+           shape[1], shape[2], model_spec, cldp_model_param_count(model),
            a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a.lr, a.batch, a.epochs, a.epochs == 1 ? "" : "s",
            (unsigned long long)a.seed);
     printf("cldp-train: %zu device(s), ready in %.2f s:\n", ndev, now_s() - t_create);
@@ -389,7 +414,10 @@ static int train(int argc, char **argv)
             if (r) putchar(',');
             json_string(d.name);
         }
-        printf("],\"param_checksum\":\"0x%08x\"}\n", (unsigned)crc); /* hex, as the line above writes it */
+        printf("],\"model\":");
+        json_string(model_spec);
+        printf(",\"input\":[%zu,%zu,%zu]", shape[0], shape[1], shape[2]);
+        printf(",\"param_checksum\":\"0x%08x\"}\n", (unsigned)crc); /* hex, as the line above writes it */
     }
     free(params);
 release: /* also after a signal (its checkpoint written) or a checkpoint that failed */
