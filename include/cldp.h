@@ -206,6 +206,20 @@ CLDP_API cldp_status cldp_model_describe(const cldp_model *model, char *buf, siz
 CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *channels,
                                             size_t *height, size_t *width);
 
+/* Weights to and from PyTorch: a safetensors file (an 8-byte little-endian header length, a JSON
+ * header, raw little-endian float32 tensors) with the names and shapes of PyTorch's
+ * nn.Sequential built from the model's spec, one module per layer in order: module i's "i.weight"
+ * (dense (OUT, IN); conv2d (OUT, IN, K, K)) and "i.bias" (OUT). The header's __metadata__ holds
+ * "cldp_model" (the spec) and "cldp_input" ("CxHxW"). Save writes `count` (= the parameter count)
+ * floats of `params` atomically (a temporary file, synced, renamed). Load validates the whole
+ * file first (header length, JSON, dtype F32, every tensor present once with the model's shape,
+ * offsets inside the data and not overlapping, values finite, and cldp's metadata, where present,
+ * naming this model) and only then writes `params`; CLDP_ERR_FORMAT says what is wrong. */
+CLDP_API cldp_status cldp_model_save_safetensors(const cldp_model *model, const float *params,
+                                                 size_t count, const char *path);
+CLDP_API cldp_status cldp_model_load_safetensors(const cldp_model *model, const char *path,
+                                                 float *params, size_t count);
+
 /* Writes the seeded initial parameters (the layout above) to `params`, which holds `count`. */
 CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t seed, float *params,
                                             size_t count);

@@ -54,6 +54,8 @@ typedef struct args {
     int mpi_allreduce;         /* --mpi-combine allreduce: MPI_Allreduce's order, not reproducible */
     const char *model;         /* --model: a spec, or the preset mlp or cnn; NULL: --hidden's MLP */
     size_t input[3];           /* --input CxHxW (0: the data's features as N x 1 x 1, or 1x28x28) */
+    const char *export_path;   /* --export: the trained weights as safetensors */
+    const char *init_from;     /* --init-from: start from these safetensors weights */
 } args;
 
 /* --model cnn: two 5x5 convolutions with pooling and a hidden dense layer (the CNN the README's
@@ -87,6 +89,9 @@ static void usage(FILE *f)
             "                      and cnn (" CNN_PRESET ")\n"
             "  --input CxHxW       the shape of a sample, e.g. 1x28x28 (default for Fashion-MNIST); its\n"
             "                      product must be the data's feature count\n"
+            "  --export FILE       after training, write the weights to FILE as safetensors, named and\n"
+            "                      shaped as PyTorch's nn.Sequential of the same layers (0.weight, ...)\n"
+            "  --init-from FILE    start from the weights of a safetensors FILE (e.g. from PyTorch)\n"
             "  --classes N         outputs of the model, 2 to %d (default %d, Fashion-MNIST's); a label\n"
             "                      of N or more is refused, naming its file and index\n"
             "  --seed S            parameter initialisation and shuffling seed (default 1)\n"
@@ -208,6 +213,8 @@ static const struct value_option {
     {"--mpi-combine", "fixed or allreduce"},
     {"--model", "a layer spec such as conv:16:5:p2,relu,maxpool:2,flatten,dense:10, or mlp, or cnn"},
     {"--input", "a sample shape CxHxW such as 1x28x28, each a whole number from 1 to 65536"},
+    {"--export", "a file name"},
+    {"--init-from", "a safetensors file"},
 };
 
 static const char *accepts_of(const char *o)
@@ -308,6 +315,12 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !a->mpi_allreduce && strcmp(v, "fixed");
         } else if (!strcmp(o, "--model")) {
             a->model = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--export")) {
+            a->export_path = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--init-from")) {
+            a->init_from = v;
             bad = !*v;
         } else if (!strcmp(o, "--input")) {
             bad = parse_shape(v, a->input);

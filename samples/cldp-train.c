@@ -252,6 +252,17 @@ static int train(int argc, char **argv)
         fprintf(stderr, "cldp-train: cannot hold the run state of %zu samples for a checkpoint\n", ntr);
         return 1;
     }
+    if (a.init_from && !a.resume) {
+        size_t n0 = cldp_model_param_count(model);
+        float *w0 = malloc(n0 * sizeof(float));
+        if (!w0 || cldp_model_load_safetensors(model, a.init_from, w0, n0) != CLDP_OK || cldp_trainer_set_params(tr, w0, n0) != CLDP_OK) {
+            fprintf(stderr, "cldp-train: --init-from %s: %s\n", a.init_from, w0 ? cldp_last_error() : "out of host memory");
+            free(w0);
+            return 2;
+        }
+        free(w0);
+        printf("cldp-train: starting from the weights in %s\n", a.init_from);
+    }
     if (a.resume) {
         if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) {
             exit_code = 1;
@@ -396,6 +407,14 @@ static int train(int argc, char **argv)
     float *params = malloc(np * sizeof(float));
     if (!params || cldp_trainer_get_params(tr, params, np) != CLDP_OK) return fail("reading the parameters");
     uint32_t crc = cldp_crc32(params, np * sizeof(float));
+    if (a.export_path && (!a.mpi || mpi_rank == 0)) {
+        if (cldp_model_save_safetensors(model, params, np, a.export_path) != CLDP_OK) {
+            fprintf(stderr, "cldp-train: --export: %s\n", cldp_last_error());
+            exit_code = 1;
+        } else {
+            printf("cldp-train: weights written to %s (safetensors)\n", a.export_path);
+        }
+    }
     double total = now_s() - t_start;
     double throughput = train_time > 0 ? samples_done / train_time : 0; /* 0 when resumed from a finished run */
     char speed[64] = "nothing trained in this process (the run was already complete)";
