@@ -23,12 +23,7 @@ void cldp_trainer_split(cldp_trainer *t, size_t total)
         cldp_trainer_split_ranks(t, total);
         return;
     }
-    double w[CLDP_MAX_DEVICES], sum = 0;
-    cldp_balancer_weights(t->bal, t->origin, t->n, w);
-    for (size_t r = 0; r < t->n; r++) sum += w[r];
-    if (!(sum > 0)) /* only zero-weight devices are left (the others were dropped): even */
-        for (size_t r = 0; r < t->n; r++) w[r] = 1.0;
-    cldp_split_shards(w, t->n, total, t->shard_len);
+    cldp_balancer_split(t->bal, t->origin, t->n, total, t->shard_len);
     size_t o = 0;
     for (size_t r = 0; r < t->n; r++) {
         t->shard_off[r] = o;

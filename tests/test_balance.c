@@ -2,7 +2,9 @@
  * parser (good and bad input), shard sizes from weights (exact sums, proportional, deterministic),
  * the speed-aware balancer on synthetic timings (converges within 20 steps, never oscillates by
  * more than 5% of the batch, hysteresis holds against noise and outliers, follows a change of
- * speed, survives a dropped device), the memory plan and its refusal message, the
+ * speed, survives a dropped device), the fixed-cost split (the best split of modelled devices
+ * against an exhaustive search; a device whose fixed cost only lengthens the step gets no
+ * samples), the memory plan and its refusal message, the
  * byte-count and slowdown parsers, and de-duplication of devices seen through two platforms. */
 #undef NDEBUG
 #include "balance.h"
@@ -162,7 +164,7 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
                            double factor, const size_t *slot, int verbose)
 {
     run_result res = {-1, 0, 0};
-    double lo[4], hi[4], w[4];
+    double lo[4], hi[4];
     for (size_t r = 0; r < s->n; r++) lo[r] = 1, hi[r] = 0;
     double opt = optimal_ms(s, total), opt_after = opt;
     int within_since = -1;
@@ -175,8 +177,7 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
         }
         size_t shard[4];
         double ms[4];
-        cldp_balancer_weights(b, slot, s->n, w);
-        cldp_split_shards(w, s->n, total, shard);
+        cldp_balancer_split(b, slot, s->n, total, shard);
         double ratio = true_ms(s, shard) / (k >= change_at && change_at >= 0 ? opt_after : opt);
         if (ratio <= 1.10 && within_since < 0) within_since = k;
         if (ratio > 1.15) within_since = -1;
@@ -188,7 +189,10 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
             }
         for (size_t r = 0; r < s->n; r++) ms[r] = shard[r] ? sim_ms(s, r, shard[r], 1) : 0.01;
         cldp_balancer_observe(b, slot, s->n, shard, ms);
-        if (verbose && s->n == 2 && (k < 6 || k % 40 == 0))
+        if (verbose > 1 && s->n == 2)
+            printf("      step %3d: shards %zu/%zu, %.3f; model %.3f+%.4f / %.3f+%.4f, gain %.3f threshold %.3f\n", k, shard[0], shard[1],
+                   ratio, b->fixed_ms[0], b->ms_per_sample[0], b->fixed_ms[1], b->ms_per_sample[1], b->last_gain, b->last_threshold);
+        else if (verbose && s->n == 2 && (k < 6 || k % 40 == 0))
             printf("      step %3d: shards %zu/%zu, predicted/optimal step time %.3f\n", k, shard[0], shard[1], ratio);
     }
     res.converged_at = within_since;
@@ -285,6 +289,81 @@ static void test_balancer(void)
     cldp_balancer_set(&b, slot, 2, (double[]){1, 1});
     cldp_balancer_weights(&b, slot, 2, w);
     CHECK(w[0] == 1 && w[1] == 1 && b.ms_per_sample[2] == ms_before);
+}
+
+/* ---- fixed costs ----------------------------------------------------------------------- */
+
+/* cldp_balancer_shards against an exhaustive search: the sum is exact, and the predicted step is
+ * the optimum's to within one sample of the slowest device (the rounding to whole samples). */
+static void test_best_split(void)
+{
+    size_t sh[3];
+    double t = cldp_balancer_shards((double[]){0, 0}, (double[]){1, 1}, 2, 10, sh);
+    CHECK(sh[0] == 5 && sh[1] == 5 && t == 5);
+    /* device 1's fixed cost (4 ms) is longer than device 0 takes for the whole batch: left out */
+    t = cldp_balancer_shards((double[]){0.3, 4.0}, (double[]){0.026, 0.013}, 2, 125, sh);
+    CHECK(sh[0] == 125 && sh[1] == 0 && fabs(t - (0.3 + 0.026 * 125)) < 1e-12);
+    /* the same device on a batch large enough to pay for its fixed cost takes most of it */
+    t = cldp_balancer_shards((double[]){0.3, 4.0}, (double[]){0.026, 0.013}, 2, 4096, sh);
+    CHECK(sh[1] > sh[0] && sh[0] + sh[1] == 4096);
+    CHECK(cldp_balancer_shards((double[]){1, 1}, (double[]){1, 1}, 2, 0, sh) == 0 && sh[0] == 0 && sh[1] == 0);
+    cldp_balancer_shards((double[]){0.5}, (double[]){0.1}, 1, 7, sh);
+    CHECK(sh[0] == 7);
+
+    double worst = 0;
+    for (int k = 0; k < 3000; k++) {
+        sim s = {2 + test_rand() % 2, {0}, {0}, 0};
+        for (size_t r = 0; r < s.n; r++) {
+            s.c[r] = test_rand() % 3 ? test_uniform(0, 5) : 0;
+            s.a[r] = test_uniform(0.001, 0.1);
+        }
+        size_t total = 1 + test_rand() % (s.n == 2 ? 400 : 120), sum = 0;
+        double got = cldp_balancer_shards(s.c, s.a, s.n, total, sh), slack = 0;
+        for (size_t r = 0; r < s.n; r++) sum += sh[r], slack = fmax(slack, s.a[r]);
+        double opt = optimal_ms(&s, total);
+        CHECK(sum == total && fabs(got - true_ms(&s, sh)) < 1e-9);
+        CHECK(got <= opt + slack + 1e-9);
+        worst = fmax(worst, (got - opt) / opt);
+    }
+    printf("  best split: 3000 random 2-3 device models, worst step %.2f%% above the exhaustive optimum\n", 100 * worst);
+}
+
+/* Devices whose fixed cost per step matters, with +-10% noise: a device that only lengthens the
+ * step ends with no samples (the basic+pthread pair of PoCL: the pthread device takes ~3.5 ms
+ * whatever its shard), and a device whose fixed cost the batch pays for keeps its share. */
+static void test_fixed_costs(void)
+{
+    cldp_balancer b;
+    static const struct {
+        const char *what;
+        sim s;
+        size_t total;
+        int left_out; /* the rank the optimum gives no samples, or -1 */
+    } cases[] = {
+        {"a 4 ms fixed cost beside a 3.5 ms device", {2, {0.3, 4.0}, {0.026, 0.013}, 0.10}, 125, 1},
+        {"launch latency of 6 ms beside two quick devices", {3, {0.2, 6.0, 0.2}, {0.02, 0.005, 0.02}, 0.10}, 256, 1},
+        {"a 2 ms fixed cost the batch pays for", {2, {0.1, 2.0}, {0.02, 0.005}, 0.10}, 1024, -1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        sim s = cases[c].s;
+        cldp_balancer_init(&b, s.n, NULL, 1);
+        run_result res = simulate(&s, &b, cases[c].total, 80, 40, -1, 0, 1, NULL, getenv("VERBOSE") ? 2 : 0);
+        size_t shard[4];
+        cldp_balancer_split(&b, NULL, s.n, cases[c].total, shard);
+        double ratio = true_ms(&s, shard) / optimal_ms(&s, cases[c].total);
+        char shards[64];
+        snprintf(shards, sizeof shards, s.n > 2 ? "%zu/%zu/%zu" : "%zu/%zu", shard[0], shard[1], shard[2]);
+        printf("  fixed costs, %s: converged at step %d, final shards %s, step %.3f x the optimum, swing %.1f%%\n",
+               cases[c].what, res.converged_at, shards, ratio, 100 * res.max_swing);
+        CHECK(res.converged_at >= 0 && res.converged_at <= 20 && ratio <= 1.10 && res.max_swing <= 0.05);
+        if (cases[c].left_out >= 0) {
+            double w[4];
+            cldp_balancer_weights(&b, NULL, s.n, w);
+            CHECK(shard[cases[c].left_out] == 0 && w[cases[c].left_out] == 0);
+        } else {
+            CHECK(shard[1] > shard[0]);
+        }
+    }
 }
 
 /* ---- memory plan ----------------------------------------------------------------------- */
@@ -451,6 +530,8 @@ int main(void)
     test_parse();
     test_shards();
     test_balancer();
+    test_best_split();
+    test_fixed_costs();
     test_memory();
     test_slowdown();
     test_dedupe();
