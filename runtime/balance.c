@@ -51,8 +51,8 @@ cldp_status cldp_split_parse(const char *spec, size_t n, double *weights, int *a
         }
         if (w < 0)
             return cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
-                             "split \"%s\": weight %zu is %g; weights must be >= 0 (a device with weight 0 gets no samples)",
-                             spec, count + 1, w);
+                             "split \"%s\": weight %zu (rank %zu) is %g; weights must be >= 0 (a device with weight 0 "
+                             "gets no samples)", spec, count + 1, count, w);
         if (count < CLDP_BALANCE_MAX) tmp[count] = w;
         count++;
         sum += w;
@@ -64,9 +64,9 @@ cldp_status cldp_split_parse(const char *spec, size_t n, double *weights, int *a
         }
         if (*p == 0) break;
         return cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
-                         "split \"%s\": unexpected \"%s\" after weight %zu; give one weight >= 0 per device, "
+                         "split \"%s\": unexpected \"%s\" after weight %zu (rank %zu); give one weight >= 0 per device, "
                          "separated by commas (e.g. \"3,1\" for 2 devices)",
-                         spec, p, count);
+                         spec, p, count, count - 1);
     }
     if (count != n)
         return cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
@@ -86,7 +86,8 @@ cldp_status cldp_split_check(const double *w, size_t n, const char *who)
     REQUIRE(n > 0 && n <= CLDP_BALANCE_MAX, "%s: %zu weights (1 to %d)", who, n, CLDP_BALANCE_MAX);
     double sum = 0;
     for (size_t r = 0; r < n; r++) {
-        REQUIRE(isfinite(w[r]) && w[r] >= 0, "%s: weight %zu is %g; weights must be finite and >= 0", who, r, w[r]);
+        REQUIRE(isfinite(w[r]) && w[r] >= 0, "%s: weight %zu (rank %zu) is %g; weights must be finite and >= 0", who, r + 1, r,
+                w[r]);
         sum += w[r];
     }
     REQUIRE(sum > 0 && isfinite(sum), "%s: the weights add up to %g; at least one must be above 0", who, sum);

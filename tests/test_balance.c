@@ -5,7 +5,8 @@
  * speed, survives a dropped device), the fixed-cost split (the best split of modelled devices
  * against an exhaustive search; a device whose fixed cost only lengthens the step gets no
  * samples), the memory plan and its refusal message, the
- * byte-count and slowdown parsers, and de-duplication of devices seen through two platforms. */
+ * byte-count and slowdown parsers, de-duplication of devices seen through two platforms, and the
+ * string facts of the real devices (run on "basic pthread": the pthread device's long version). */
 #undef NDEBUG
 #include "balance.h"
 #include "devices.h"
@@ -53,7 +54,13 @@ static void test_parse(void)
     printf("  split parser: e.g. %s\n", (cldp_split_parse("0,0", 2, w, &autom), cldp_last_error()));
     double good[2] = {1, 0}, neg[2] = {1, -1}, zero[2] = {0, 0}, nan2[2] = {NAN, 1};
     CHECK_OK(cldp_split_check(good, 2, "t"));
+    /* the spec and the API count weights the same way: the second weight is "weight 2 (rank 1)" */
+    CHECK_STATUS(cldp_split_parse("1,-1", 2, w, &autom), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "weight 2 (rank 1)") != NULL);
+    CHECK_STATUS(cldp_split_parse("1,2;", 2, w, &autom), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "after weight 2 (rank 1)") != NULL);
     CHECK_STATUS(cldp_split_check(neg, 2, "t"), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "weight 2 (rank 1)") != NULL);
     CHECK_STATUS(cldp_split_check(zero, 2, "t"), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_split_check(nan2, 2, "t"), CLDP_ERR_INVALID_ARGUMENT);
 }
@@ -519,6 +526,11 @@ static void test_dedupe(void)
             cldp_device_info info;
             CHECK_OK(cldp_device_get_info(i, &info));
             CHECK(info.identity[0] != 0);
+            /* string facts are sized by the query and cut to fit: PoCL's pthread device has a
+             * 64-character CL_DEVICE_VERSION, one more than the field holds */
+            CHECK(!strncmp(info.opencl_version, "OpenCL ", 7) && strlen(info.opencl_version) < sizeof info.opencl_version);
+            CHECK(strcmp(info.name, "?") && strcmp(info.driver_version, "?") && strcmp(info.vendor, "?"));
+            printf("  device %u:%u OpenCL version \"%s\"\n", info.platform_index, info.device_index, info.opencl_version);
             printf("  device %u:%u %s: identity %s%s%s\n", info.platform_index, info.device_index, info.name, info.identity,
                    info.duplicates[0] ? ", also seen as " : "", info.duplicates);
         }
