@@ -252,7 +252,7 @@ int main(int argc, char **argv)
     bench_exe = argv[3];
     data_dir = argv[4];
     test_rng_state = test_seed("test_cli");
-    test_require_devices("test_cli", "all", 1);
+    test_devices("test_cli", 1);
     signal(SIGPIPE, SIG_IGN);
     if (argc == 6) {
         test_bench_gemm();

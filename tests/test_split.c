@@ -100,7 +100,7 @@ static void test_equivalence_of_splits(const cldp_model *m, const float *p1, siz
 {
     static const char *splits[] = {"5,1", "1,0", "0,1", "1,3"};
     for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
-        cldp_trainer *t = make(m, "0:0,0:1", splits[i], 1, 0);
+        cldp_trainer *t = make(m, test_devices("test_split", 2), splits[i], 1, 0);
         float *p = train(t, np, NULL);
         cldp_device_stats d0, d1;
         if (t) {
@@ -114,7 +114,7 @@ static void test_equivalence_of_splits(const cldp_model *m, const float *p1, siz
         free(p);
         cldp_trainer_destroy(t);
     }
-    cldp_trainer *t = make(m, "0:0,0:1", "even", 1, 0);
+    cldp_trainer *t = make(m, test_devices("test_split", 2), "even", 1, 0);
     printf("  a split changed before every step:\n");
     float *p = train(t, np, random_split);
     compare("split changed every step vs 1 device", p, p1, np);
@@ -127,7 +127,7 @@ static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
     /* a cap that fits exactly 7 rows: shards of up to 50 run as 8 micro-batches */
     cldp_mem_need need;
     cldp_mem_estimate(m, 7, &need);
-    cldp_trainer *t = make(m, "0:0", NULL, 1, need.total);
+    cldp_trainer *t = make(m, test_devices("test_split", 1), NULL, 1, need.total);
     size_t rows = 0;
     if (t) CHECK_OK(cldp_trainer_device_rows(t, 0, &rows));
     printf("  memory cap %llu bytes: the device computes %zu rows at once (batch %d)\n", (unsigned long long)need.total, rows, BATCH);
@@ -137,7 +137,7 @@ static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
     free(p);
 
     /* evaluation and prediction in micro-batches match the uncapped trainer */
-    cldp_trainer *u = make(m, "0:0", NULL, 1, 0);
+    cldp_trainer *u = make(m, test_devices("test_split", 1), NULL, 1, 0);
     if (t && u) {
         CHECK_OK(cldp_trainer_device_rows(u, 0, &rows));
         CHECK(rows == BATCH);
@@ -167,7 +167,7 @@ static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
 
     /* two devices, an uneven split, and micro-batches on both */
     cldp_mem_estimate(m, 4, &need);
-    t = make(m, "0:0,0:1", "3,2", 1, need.total);
+    t = make(m, test_devices("test_split", 2), "3,2", 1, need.total);
     p = train(t, np, NULL);
     compare("split 3,2 in micro-batches of <= 4 rows vs 1 device", p, p1, np);
     free(p);
@@ -178,7 +178,7 @@ static void test_refusals(const cldp_model *m)
 {
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "0:0,0:1";
+    o.devices = test_devices("test_split", 2);
     o.batch = BATCH;
     cldp_trainer *t = NULL;
 
@@ -269,7 +269,7 @@ static void test_live_balancer(void)
     float *pb = malloc(np * sizeof(float)), *p1 = malloc(np * sizeof(float));
     for (int balance = 1; balance >= 0; balance--) {
         cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "1:3");
-        o.devices = "0:0,0:1";
+        o.devices = test_devices("test_split", 2);
         o.split = "auto";
         o.balance = balance;
         cldp_trainer *t = NULL;
@@ -312,7 +312,7 @@ static void test_live_balancer(void)
         cldp_trainer_destroy(t);
     }
     /* the balanced run, whose split moved while it trained, equals one device's */
-    o.devices = "0:0";
+    o.devices = test_devices("test_split", 1);
     o.split = NULL;
     o.balance = 1;
     cldp_trainer *t = NULL;
@@ -331,7 +331,7 @@ static void test_live_balancer(void)
 int main(void)
 {
     test_rng_state = test_seed("test_split");
-    test_require_devices("test_split", "all", 2);
+    test_devices("test_split", 2);
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", (const char *)NULL);
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", (const char *)NULL);
@@ -343,7 +343,7 @@ int main(void)
 
     cldp_model *m = small_model();
     size_t np = cldp_model_param_count(m);
-    cldp_trainer *t1 = make(m, "0:0", NULL, 1, 0);
+    cldp_trainer *t1 = make(m, test_devices("test_split", 1), NULL, 1, 0);
     float *p1 = train(t1, np, NULL);
     cldp_trainer_destroy(t1);
     float *init = malloc(np * sizeof(float));
