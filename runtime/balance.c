@@ -1,9 +1,8 @@
 /* balance.c — dividing the batch between devices: split specs, shard sizes from weights, the
- * speed-aware balancer, the memory estimate behind micro-batches, and the test-only slowdown.
+ * byte counts, and the test-only slowdown (the balancer is balancer.c, the memory plan memplan.c).
  * No OpenCL here: everything is a pure function of its inputs, so the tests can drive it. */
 #define _POSIX_C_SOURCE 200809L
 #include "balance.h"
-#include "replica.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -128,104 +127,7 @@ void cldp_split_shards(const double *w, size_t n, size_t total, size_t *len)
     }
 }
 
-/* ---- memory ---------------------------------------------------------------------------- */
-
-static uint64_t round_up(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
-
-/* CLBlast's indirect GEMM pads each matrix to its work-group tiles (at most 128 on any tuning we
- * know) and may copy all three into its scratch; direct GEMM needs none. Assume the worst. */
-static uint64_t gemm_scratch(uint64_t m, uint64_t n, uint64_t k)
-{
-    m = round_up(m, 128);
-    n = round_up(n, 128);
-    k = round_up(k, 128);
-    return (m * k + k * n + m * n) * sizeof(float);
-}
-
-void cldp_mem_estimate(const cldp_model *m, size_t rows, cldp_mem_need *need)
-{
-    memset(need, 0, sizeof *need);
-    uint64_t np = m->nparams, width = cldp_model_max_width(m);
-    need->params = need->grads = np * sizeof(float);
-    need->activations = (uint64_t)cldp_replica_bytes(m, rows) - need->params - need->grads;
-    for (size_t l = 0; l < m->nlayers; l++) {
-        uint64_t in = m->layers[l].in, out = m->layers[l].out, s[3];
-        s[0] = gemm_scratch(rows, out, in); /* forward X·Wᵀ */
-        s[1] = gemm_scratch(out, in, rows); /* dW = dYᵀ·X */
-        s[2] = gemm_scratch(rows, in, out); /* dX = dY·W */
-        for (int i = 0; i < 3; i++) need->scratch = s[i] > need->scratch ? s[i] : need->scratch;
-    }
-    /* drivers may stage a transfer through pinned memory: the gradient read, one batch's input */
-    need->staging = (np + (uint64_t)rows * (m->inputs + 1)) * sizeof(float);
-    need->total = need->params + need->grads + need->activations + need->scratch + need->staging;
-    uint64_t big = need->params;
-    uint64_t rowbuf = (uint64_t)rows * width * sizeof(float);
-    if (rowbuf > big) big = rowbuf;
-    if (need->scratch > big) big = need->scratch;
-    need->largest_buffer = big;
-}
-
-uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap)
-{
-    uint64_t usable = global_mem ? global_mem - global_mem / 16 : UINT64_MAX; /* 0: not reported */
-    return cap && cap < usable ? cap : usable;
-}
-
-static int fits(const cldp_model *m, size_t rows, uint64_t usable, uint64_t max_alloc)
-{
-    cldp_mem_need need;
-    cldp_mem_estimate(m, rows, &need);
-    return need.total <= usable && (max_alloc == 0 || need.largest_buffer <= max_alloc);
-}
-
-cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                          uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows)
-{
-    REQUIRE(m && dev_name && others && rows && batch > 0, "cldp_mem_plan: bad arguments");
-    uint64_t usable = cldp_mem_usable(global_mem, cap);
-    char how[160];
-    if (others[0])
-        snprintf(how, sizeof how, "leave this device out with --devices or CLDP_DEVICES (e.g. CLDP_DEVICES=%s), or use a smaller model", others);
-    else
-        snprintf(how, sizeof how, "it is the only device selected: use a smaller model, or a device with more memory");
-    cldp_mem_need one;
-    cldp_mem_estimate(m, 1, &one);
-    if (max_alloc && one.params > max_alloc)
-        return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                         "%s: the model's %zu parameters need %llu bytes in one buffer but the device allows at most %llu "
-                         "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); %s",
-                         dev_name, m->nparams, (unsigned long long)one.params, (unsigned long long)max_alloc, how);
-    if (!fits(m, 1, usable, max_alloc)) {
-        char has[160];
-        if (cap && cap < cldp_mem_usable(global_mem, 0))
-            snprintf(has, sizeof has, "capped by device_memory_cap / CLDP_DEVICE_MEMORY_CAP; the device reports %llu",
-                     (unsigned long long)global_mem);
-        else
-            snprintf(has, sizeof has, "CL_DEVICE_GLOBAL_MEM_SIZE %llu less a sixteenth for the driver", (unsigned long long)global_mem);
-        if (one.total <= usable) /* the memory is there but a single buffer is too large */
-            return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                             "%s: one sample needs a %llu-byte buffer but the device allows at most %llu in one "
-                             "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); %s",
-                             dev_name, (unsigned long long)one.largest_buffer, (unsigned long long)max_alloc, how);
-        return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                         "%s: the model does not fit: it needs %llu bytes (parameters %llu, gradients %llu, "
-                         "activations of one sample %llu, CLBlast scratch %llu, staging %llu) but the device has "
-                         "%llu bytes usable (%s); %s",
-                         dev_name, (unsigned long long)one.total, (unsigned long long)one.params,
-                         (unsigned long long)one.grads, (unsigned long long)one.activations,
-                         (unsigned long long)one.scratch, (unsigned long long)one.staging,
-                         (unsigned long long)usable, has, how);
-    }
-    /* the need grows with the rows: the largest that fits, by bisection */
-    size_t lo = 1, hi = batch;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo + 1) / 2;
-        if (fits(m, mid, usable, max_alloc)) lo = mid;
-        else hi = mid - 1;
-    }
-    *rows = lo;
-    return CLDP_OK;
-}
+/* ---- byte counts ----------------------------------------------------------------------- */
 
 cldp_status cldp_parse_bytes(const char *s, const char *what, uint64_t *out)
 {

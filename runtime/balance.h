@@ -6,7 +6,7 @@
 #ifndef CLDP_BALANCE_H
 #define CLDP_BALANCE_H
 
-#include "model.h"
+#include "memplan.h"
 
 #define CLDP_BALANCE_MAX 64 /* devices (slots) a balancer tracks */
 
@@ -126,31 +126,7 @@ double cldp_balancer_shards(const double *fixed_ms, const double *ms_per_sample,
 int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard,
                           const double *compute_ms);
 
-/* ---- memory ---------------------------------------------------------------------------- */
-
-typedef struct cldp_mem_need {
-    uint64_t params, grads;      /* bytes of the parameter and gradient buffers */
-    uint64_t activations;        /* input, activations, layer gradients, labels... for `rows` */
-    uint64_t scratch;            /* CLBlast temporary buffers, estimated conservatively */
-    uint64_t staging;            /* driver staging of the transfers */
-    uint64_t total;
-    uint64_t largest_buffer;     /* the largest single allocation */
-} cldp_mem_need;
-
-/* Device bytes a replica of `m` needs to run `rows` rows at once. */
-void cldp_mem_estimate(const cldp_model *m, size_t rows, cldp_mem_need *need);
-
-/* Memory the trainer may use on a device: its global memory less a sixteenth for the driver,
- * and no more than `cap` when cap is not 0 (the test-only limit). */
-uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap);
-
-/* The most rows (1..batch) that fit the device's usable memory (cldp_mem_usable) with no buffer
- * above max_alloc (0: no limit), written to *rows; shards larger than that run as micro-batches.
- * When not even one row fits, CLDP_ERR_DEVICE_MEMORY with a message naming `dev_name`, the bytes
- * needed and the bytes it has, and how to leave it out (`others`: the platform:device list of
- * the other selected devices, "" when there are none). */
-cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                          uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows);
+/* ---- byte counts ----------------------------------------------------------------------- */
 
 /* Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024, an optional
  * trailing "B" or "iB"), e.g. "65536", "64K", "1.5G". `what` names the source in messages. */

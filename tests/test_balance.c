@@ -10,6 +10,7 @@
 #undef NDEBUG
 #include "balance.h"
 #include "devices.h"
+#include "memplan.h"
 #include "testutil.h"
 
 /* ---- split spec ------------------------------------------------------------------------ */
@@ -375,6 +376,95 @@ static void test_fixed_costs(void)
 
 /* ---- memory plan ----------------------------------------------------------------------- */
 
+/* Devices that share host memory, budgeted together (cldp_mem_plan_devices) on made-up devices:
+ * two 5 GiB PoCL-like devices and a discrete GPU. */
+static cldp_device_info fake_device(unsigned platform, unsigned device, const char *name, uint64_t mem, int shares_host)
+{
+    cldp_device_info d;
+    memset(&d, 0, sizeof d);
+    d.platform_index = platform, d.device_index = device;
+    snprintf(d.name, sizeof d.name, "%s", name);
+    d.global_mem_bytes = mem, d.max_alloc_bytes = mem / 4, d.host_unified_memory = shares_host;
+    return d;
+}
+
+/* The host's avail for a joint budget of `budget` bytes beside `fixed` (the trainer's vectors and
+ * the drivers' reserve): avail less a sixteenth less fixed. */
+static cldp_host_mem host_for(uint64_t budget, uint64_t fixed)
+{
+    cldp_host_mem h = {0, "made up"};
+    h.avail = (budget + fixed) / 15 * 16 + 32;
+    while (h.avail - h.avail / 16 - fixed > budget) h.avail--;
+    while (h.avail - h.avail / 16 - fixed < budget) h.avail++;
+    return h;
+}
+
+static void test_shared_memory(const cldp_model *m, const cldp_mem_need *one)
+{
+    cldp_device_info a = fake_device(0, 0, "cpu A", 5ull << 30, 1), b = fake_device(0, 1, "cpu B", 5ull << 30, 1),
+                     gpu = fake_device(1, 0, "gpu", 8ull << 30, 0);
+    const cldp_device_info *ab[2] = {&a, &b}, *agb[3] = {&a, &gpu, &b};
+    size_t rows[3];
+    uint64_t vectors = 6 * m->nparams * sizeof(float), fixed = vectors + CLDP_HOST_RESERVE; /* what the plan keeps aside */
+
+    /* plenty of host memory: every device holds the whole batch */
+    cldp_host_mem plenty = {64ull << 30, "made up"}, unknown = {0, ""};
+    CHECK_OK(cldp_mem_plan_devices(m, 256, ab, 2, 0, &plenty, vectors, rows));
+    CHECK(rows[0] == 256 && rows[1] == 256);
+    CHECK_OK(cldp_mem_plan_devices(m, 256, ab, 2, 0, &unknown, vectors, rows));
+    CHECK(rows[0] == 256 && rows[1] == 256);
+
+    /* room for both at 40 rows but not 41: both are cut to 40, the GPU keeps the whole batch */
+    cldp_mem_need n40, n41;
+    cldp_mem_estimate(m, 40, &n40);
+    cldp_mem_estimate(m, 41, &n41);
+    uint64_t batch40 = 40 * (m->inputs + 1) * sizeof(float), batch41 = 41 * (m->inputs + 1) * sizeof(float);
+    cldp_host_mem h = host_for(2 * n40.total + batch40 + (2 * n41.total + batch41 - 2 * n40.total - batch40) / 2, fixed);
+    CHECK_OK(cldp_mem_plan_devices(m, 256, agb, 3, 0, &h, vectors, rows));
+    printf("  shared host memory, room for 2 x 40 rows: rows %zu / %zu (GPU) / %zu\n", rows[0], rows[1], rows[2]);
+    CHECK(rows[0] == 40 && rows[2] == 40 && rows[1] == 256);
+
+    /* room for one of them at one row: refused naming both, suggesting one of them with the GPU */
+    uint64_t batch1 = (m->inputs + 1) * sizeof(float);
+    h = host_for(one->total + one->total / 2 + batch1, fixed);
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, agb, 3, 0, &h, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    const char *msg = cldp_last_error();
+    printf("  shared host memory, room for one: %s\n", msg);
+    char needs[64];
+    snprintf(needs, sizeof needs, "together they need %llu bytes", (unsigned long long)(2 * one->total));
+    CHECK(strstr(msg, "2 devices share host memory") && strstr(msg, "device 0:0 (cpu A)") && strstr(msg, "device 0:1 (cpu B)") &&
+          strstr(msg, needs) && strstr(msg, "at most 1 of them fit") && strstr(msg, "CLDP_DEVICES=0:0,1:0") && !strstr(msg, "0:1,"));
+    const cldp_device_info *suggested[2] = {&a, &gpu};
+    CHECK_OK(cldp_mem_plan_devices(m, 256, suggested, 2, 0, &h, vectors, rows)); /* the suggestion fits */
+
+    /* room for none: says so, suggests no selection */
+    h = host_for(one->total / 2 + batch1, fixed);
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, ab, 2, 0, &h, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(strstr(cldp_last_error(), "not even one of them fits") && !strstr(cldp_last_error(), "CLDP_DEVICES="));
+
+    /* a device too small for the model: the refusal suggests only devices that fit, never an
+     * identical one that fails the same way */
+    cldp_device_info small_a = fake_device(0, 0, "small A", one->total, 0), small_b = fake_device(0, 1, "small B", one->total, 0);
+    const cldp_device_info *two_small[2] = {&small_a, &small_b}, *small_gpu[2] = {&small_a, &gpu};
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, two_small, 2, 0, &plenty, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    printf("  two identical devices too small: %s\n", cldp_last_error());
+    CHECK(strstr(cldp_last_error(), "device 0:0 (small A)") && strstr(cldp_last_error(), "none of the other selected devices") &&
+          !strstr(cldp_last_error(), "CLDP_DEVICES="));
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, small_gpu, 2, 0, &plenty, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(strstr(cldp_last_error(), "CLDP_DEVICES=1:0") != NULL);
+    /* the test cap applies to every device: none is suggested */
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, ab, 2, one->total - 1, &plenty, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(!strstr(cldp_last_error(), "CLDP_DEVICES="));
+
+    /* the host as the process sees it: a figure and where it comes from */
+    cldp_host_mem real;
+    cldp_host_memory(0, &real);
+    printf("  this host: %llu bytes available (%s)\n", (unsigned long long)real.avail, real.what);
+    CHECK(real.avail > 0 && real.what[0]);
+    cldp_host_memory(1 << 20, &real);
+    CHECK(real.avail == 1 << 20 && strstr(real.what, "CLDP_HOST_MEMORY_CAP"));
+}
+
 static void test_memory(void)
 {
     cldp_model *m;
@@ -424,6 +514,7 @@ static void test_memory(void)
     CHECK_STATUS(cldp_mem_plan(m, 256, "device 0:0 (x)", 1ull << 40, one.params - 1, 0, "1:0", &rows), CLDP_ERR_DEVICE_MEMORY);
     CHECK(strstr(cldp_last_error(), "CL_DEVICE_MAX_MEM_ALLOC_SIZE"));
     CHECK(cldp_mem_usable(1600, 0) == 1500 && cldp_mem_usable(1600, 100) == 100 && cldp_mem_usable(1600, 5000) == 1500);
+    test_shared_memory(m, &one);
     cldp_model_destroy(m);
 
     uint64_t v;
