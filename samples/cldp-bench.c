@@ -89,7 +89,8 @@ static cldp_model *bench_model(size_t h)
     return m;
 }
 
-static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size_t batch, const char *split)
+/* The bench's trainer options: SGD at 0.01, the rest cldp's defaults. */
+static cldp_trainer_options bench_options(const char *devices, size_t batch, const char *split)
 {
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
@@ -98,6 +99,12 @@ static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size
     o.optimizer = CLDP_OPT_SGD;
     o.learning_rate = 0.01f;
     o.split = split;
+    return o;
+}
+
+static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size_t batch, const char *split)
+{
+    cldp_trainer_options o = bench_options(devices, batch, split);
     cldp_trainer *t;
     if (cldp_trainer_create(m, &o, &t) != CLDP_OK) die("creating a trainer");
     return t;
@@ -797,9 +804,11 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-/* What --only takes, in the order the sections run. */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance"
+#include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
+
+/* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mpi"
 
 static int is_section(const char *s)
 {
@@ -835,18 +844,22 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
                    "on the thread that drives it, one core each. --quick uses fewer steps and sizes.\n"
-                   "With --json the last line is one JSON object of every figure.\n");
+                   "With --json the last line is one JSON object of every figure.\n"
+                   "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
+                   "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
             return 0;
         } else {
             fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);
             return 2;
         }
     }
+    int mpi = only && !strcmp(only, "mpi");
+    if (mpi && bench_mpi_begin(&argc, &argv)) die("joining the MPI job");
     if (!getenv("POCL_DEVICES")) setenv("POCL_DEVICES", "basic basic basic", 1);
     if (o.quick) o.steps = 5;
     char *jsbuf = NULL;
@@ -868,6 +881,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "gemm")) bench_gemm(&o, js);
     if (!only || !strcmp(only, "start")) bench_start(&o, js);
     if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
+    if (mpi) bench_mpi(&o, js, m, &d);
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);
     fclose(js);
@@ -876,5 +890,6 @@ int main(int argc, char **argv)
     cldp_model_destroy(m);
     free(d.x);
     free(d.y);
+    if (mpi) bench_mpi_end();
     return 0;
 }

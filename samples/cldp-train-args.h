@@ -50,6 +50,8 @@ typedef struct args {
     int no_balance;            /* --no-balance: keep the split as it starts */
     int drop;                  /* --on-failure drop */
     float timeout_s;           /* --timeout: the watchdog */
+    int mpi;                   /* --mpi: one rank of a run under mpirun (cldp-train-mpi.h) */
+    int mpi_allreduce;         /* --mpi-combine allreduce: MPI_Allreduce's order, not reproducible */
 } args;
 
 static void usage(FILE *f)
@@ -99,6 +101,10 @@ static void usage(FILE *f)
             "                      --checkpoint); drop: leave the failed device out and go on\n"
             "  --timeout S         watchdog: a device silent for S seconds in a step has failed\n"
             "                      (default 120; 0 turns it off)\n"
+            "  --mpi               one rank of a run under mpirun: every rank trains its devices'\n"
+            "                      shards of the global batch; rank 0 prints and saves checkpoints\n"
+            "  --mpi-combine WHAT  fixed (default): the ranks' sums in a fixed order, bitwise\n"
+            "                      reproducible; allreduce: MPI_Allreduce's order, which is not\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             no progress line during an epoch\n"
             "  --help              this text\n"
@@ -174,6 +180,7 @@ static const struct value_option {
     {"--split", "weights per device such as 3,1, or even, or auto"},
     {"--resume", "a checkpoint file"},
     {"--seed", "a whole number, 0 or more"},
+    {"--mpi-combine", "fixed or allreduce"},
 };
 
 static const char *accepts_of(const char *o)
@@ -206,6 +213,9 @@ static int parse_args(int argc, char **argv, args *a)
             continue;
         } else if (!strcmp(o, "--force")) {
             a->force = 1;
+            continue;
+        } else if (!strcmp(o, "--mpi")) {
+            a->mpi = 1;
             continue;
         }
         const char *accepts = accepts_of(o);
@@ -266,6 +276,9 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (!strcmp(o, "--resume")) {
             a->resume = v;
             bad = !*v;
+        } else if (!strcmp(o, "--mpi-combine")) {
+            a->mpi_allreduce = !strcmp(v, "allreduce");
+            bad = !a->mpi_allreduce && strcmp(v, "fixed");
         } else if (!strcmp(o, "--seed")) {
             bad = parse_size(v, 0, SIZE_MAX, &tmp);
             a->seed = tmp;

@@ -16,6 +16,7 @@
 
 #include "cldp-train-args.h"       /* the command line */
 #include "cldp-train-checkpoint.h" /* checkpoints: the location, the run state, saving, resuming */
+#include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
 static void standardise(cldp_dataset *train, float *xtr, float *xte, size_t nte)
@@ -84,12 +85,16 @@ static int check_labels(const args *a, const char *source, const cldp_dataset *d
     return 0;
 }
 
-int main(int argc, char **argv)
+static int train(int argc, char **argv)
 {
     args a = {.epochs = 10, .batch = 128, .optimizer = CLDP_OPT_ADAM, .hidden = {256, 128}, .nhidden = 2,
               .act = CLDP_ACT_RELU, .classes = DEFAULT_CLASSES, .momentum = 0.9f, .seed = 1, .timeout_s = 120};
     int pr = parse_args(argc, argv, &a);
     if (pr) return pr > 0 ? 0 : 2;
+    if (a.mpi) {
+        if (mpi_begin(&argc, &argv, a.mpi_allreduce)) return 2;
+        if (mpi_rank != 0) a.checkpoint = NULL, a.checkpoint_is_resume = 0; /* rank 0 saves */
+    }
     double t_start = now_s();
     /* the checkpoint's location before anything else: a bad one is found now, not after an epoch */
     if (a.checkpoint && prepare_checkpoint(&a)) return 2;
@@ -176,7 +181,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, &old_sigs);
     catch_signals();
-    st = cldp_trainer_create(model, &o, &tr);
+    st = a.mpi ? mpi_create(model, &o, a.mpi_allreduce, &tr) : cldp_trainer_create(model, &o, &tr);
     pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (st != CLDP_OK) return fail("creating the trainer");
     size_t ndev = cldp_trainer_device_count(tr);
@@ -290,22 +295,23 @@ int main(int argc, char **argv)
             }
             if (tty && (s % 20 == 0 || s + 1 == steps_per_epoch))
                 fprintf(stderr, "\r  epoch %d: step %zu/%zu, loss %.4f ", ep, s + 1, steps_per_epoch, ep_loss / (double)(b0 + nb));
+            int stop = mpi_agree(stop_signal); /* over MPI ranks, all stop after the same step */
             int due = a.checkpoint_every && (step + 1) % a.checkpoint_every == 0;
-            if (a.checkpoint && (due || stop_signal)) {
+            if (a.checkpoint && (due || stop)) {
                 set_position(&rs, ep, s + 1, rng, ep_loss, ep_correct, final_loss, test_acc);
                 if (save_run(tr, a.checkpoint, &rs, order, blob)) {
                     exit_code = 1;
                     goto release;
                 }
             }
-            if (stop_signal) {
+            if (stop) {
                 if (tty) fprintf(stderr, "\n");
                 printf("cldp-train: %s after step %zu of %zu (epoch %d, step %zu of %zu); %s%s%s\n",
-                       stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step + 1, total_steps, ep, s + 1, steps_per_epoch,
+                       stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, total_steps, ep, s + 1, steps_per_epoch,
                        a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved",
                        a.checkpoint ? a.checkpoint : "", a.checkpoint ? "; continue with --resume and the same options" : "");
                 fflush(stdout);
-                exit_code = 128 + stop_signal;
+                exit_code = 128 + stop;
                 goto release;
             }
         }
@@ -335,9 +341,10 @@ int main(int argc, char **argv)
             }
             free(w);
         }
+        int stop_ep = mpi_agree(stop_signal);
         /* at each epoch end (or only the last with --checkpoint-every), and when a signal came
          * during the evaluation: the next epoch's shuffle is still to come */
-        if (a.checkpoint && (!a.checkpoint_every || ep == a.epochs || stop_signal)) {
+        if (a.checkpoint && (!a.checkpoint_every || ep == a.epochs || stop_ep)) {
             memset(&rs.epoch, 0, sizeof rs - offsetof(run_state, epoch));
             rs.epoch = (uint64_t)ep + 1;
             rs.rng = rng;
@@ -351,11 +358,11 @@ int main(int argc, char **argv)
             if (!a.checkpoint_every) printf("          checkpoint written to %s\n", a.checkpoint);
         }
         fflush(stdout);
-        if (stop_signal) {
-            printf("cldp-train: %s after epoch %d; %s%s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", ep,
+        if (stop_ep) {
+            printf("cldp-train: %s after epoch %d; %s%s\n", stop_ep == SIGINT ? "SIGINT" : "SIGTERM", ep,
                    a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved", a.checkpoint ? a.checkpoint : "");
             fflush(stdout);
-            exit_code = 128 + stop_signal;
+            exit_code = 128 + stop_ep;
             goto release;
         }
     }
@@ -401,3 +408,5 @@ release: /* also after a signal (its checkpoint written) or a checkpoint that fa
     cldp_dataset_destroy(test);
     return exit_code;
 }
+
+int main(int argc, char **argv) { return mpi_end(train(argc, argv)); }

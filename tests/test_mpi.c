@@ -159,6 +159,17 @@ static cldp_trainer *local_trainer(cldp_model *m, size_t devices, int sgd)
     return t;
 }
 
+/* Loads the checkpoint into t, trains its second half of the steps, returns the parameters and
+ * destroys t. */
+static float *resume(cldp_trainer *t, const char *ck, size_t np)
+{
+    CHECK_OK(cldp_trainer_load_checkpoint(t, ck, NULL, 0, NULL));
+    train(t, STEPS / 2, STEPS, 0);
+    float *p = params_of(t, np);
+    cldp_trainer_destroy(t);
+    return p;
+}
+
 static void equal_mode(size_t per_rank)
 {
     cldp_model *m = model();
@@ -183,6 +194,9 @@ static void equal_mode(size_t per_rank)
     t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
     train(t, 0, STEPS, 0);
     float *ranked = params_of(t, np);
+    double ranked_loss = 0; /* evaluation is local to a rank: every row, on this rank's devices */
+    size_t ranked_correct = 0;
+    CHECK_OK(cldp_trainer_evaluate(t, X, Y, (size_t)STEPS * B, &ranked_loss, &ranked_correct));
     cldp_trainer_destroy(t);
     t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
     train(t, 0, STEPS, 1);
@@ -194,6 +208,13 @@ static void equal_mode(size_t per_rank)
         t = local_trainer(m, all, 0);
         train(t, 0, STEPS, 0);
         float *one = params_of(t, np);
+        double loss = 0;
+        size_t correct = 0;
+        CHECK_OK(cldp_trainer_evaluate(t, X, Y, (size_t)STEPS * B, &loss, &correct));
+        CHECK(correct == ranked_correct && fabs(loss - ranked_loss) <= 1e-5 * fabs(loss));
+        printf("%s evaluation on rank 0 of %d: loss %.9g, %zu correct; on 1 rank: %.9g, %zu\n",
+               correct == ranked_correct && fabs(loss - ranked_loss) <= 1e-5 * fabs(loss) ? "ok  " : "FAIL", size,
+               ranked_loss, ranked_correct, loss, correct);
         cldp_trainer_destroy(t);
         snprintf(what, sizeof what, "%d ranks x %zu devices vs 1 rank x %zu devices", size, per_rank, all);
         if (per_rank == 1 || (per_rank & (per_rank - 1)) == 0) same_bits(what, ranked, one, np);
@@ -223,11 +244,7 @@ static void equal_mode(size_t per_rank)
     float *ranks_on = params_of(t, np);
     cldp_trainer_destroy(t);
     if (rank == 0) {
-        t = local_trainer(m, all, 0);
-        CHECK_OK(cldp_trainer_load_checkpoint(t, ck, NULL, 0, NULL));
-        train(t, STEPS / 2, STEPS, 0);
-        float *resumed = params_of(t, np);
-        cldp_trainer_destroy(t);
+        float *resumed = resume(local_trainer(m, all, 0), ck, np);
         snprintf(what, sizeof what, "a checkpoint of %d ranks resumed on 1 rank x %zu devices", size, all);
         same_bits(what, resumed, ranks_on, np);
         free(resumed);
@@ -238,11 +255,7 @@ static void equal_mode(size_t per_rank)
         cldp_trainer_destroy(t);
     }
     idle_barrier();
-    t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
-    CHECK_OK(cldp_trainer_load_checkpoint(t, ck, NULL, 0, NULL));
-    train(t, STEPS / 2, STEPS, 0);
-    float *from_one = params_of(t, np);
-    cldp_trainer_destroy(t);
+    float *from_one = resume(mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec), ck, np);
     snprintf(what, sizeof what, "rank %d: a checkpoint of 1 rank resumed on %d ranks", rank, size);
     same_bits(what, from_one, ranks_on, np);
     if (rank == 0) remove(ck);
