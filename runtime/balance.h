@@ -43,11 +43,17 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * share one point), and the model is a weighted least-squares line through those points, with a
  * fixed cost >= 0; while the sizes seen span less than SPREAD, the fixed cost is not refitted (it
  * starts at 0: the proportional model); so that it can be, the initial search on devices that
- * differ runs each device whose sizes span too little at half its shard for one step (a probe,
- * smallest shard first). A measurement
- * is clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
- * point not measured for STALE of the device's steps leaves the fit, so a device that changes
- * speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
+ * differ runs each device whose sizes span too little at an eighth of its shard for one step (a
+ * probe, smallest shard first). A device's first measured step is not used (it pays first-use
+ * costs). Devices that share a machine also slow each other down (PoCL's CPU devices share its
+ * cores), which no per-device model sees: so when the initial search has settled (within
+ * 2 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
+ * fixed cost, a trial leaves it out for TRIAL steps, and keeps it out when the measured step (the
+ * slowest device's compute, median of TRIAL) is shorter by more than THRESHOLD than the TRIAL
+ * steps before; once per device, until the split is set again. A measurement is clamped to
+ * within CLAMP of its point's average so one hiccup cannot swing the split; a
+ * point not measured for STALE of the device's steps leaves the fit, and one measured again after
+ * REFRESH starts afresh, so a device that changes speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
  * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
  * spread that noise alone gives the predicted gain, from each device's measured variance, so
  * noise does not read as a change of speed. After the first steps a re-split moves only DAMP of
@@ -67,7 +73,10 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 #define CLDP_BALANCE_ACQUIRE 12     /* steps the initial, undamped search may take at most */
 #define CLDP_BALANCE_POINTS 6       /* shard sizes a device remembers for its fit */
 #define CLDP_BALANCE_NEAR 16        /* sizes within 1/NEAR of a point's size share it */
-#define CLDP_BALANCE_STALE 60       /* a point older than this many of its device's steps is dropped */
+#define CLDP_BALANCE_STALE 30       /* a point older than this many of its device's steps is dropped */
+#define CLDP_BALANCE_REFRESH 12     /* ... and one measured again after this many starts afresh */
+#define CLDP_BALANCE_PROBE 8        /* the probe runs a device at 1/PROBE of its shard */
+#define CLDP_BALANCE_TRIAL 3        /* steps a trial without a device lasts, and steps it is judged against */
 #define CLDP_BALANCE_SPREAD 1.5     /* largest / smallest size the fit needs to fit a fixed cost */
 
 typedef struct cldp_balance_point {
@@ -92,7 +101,15 @@ typedef struct cldp_balancer {
     unsigned noise_samples[CLDP_BALANCE_MAX]; /* measurements that went into rel_var */
     double last_threshold;             /* the gain a re-split needed at the last observation */
     int settled;                       /* the initial search found a split it keeps */
-    unsigned char probed[CLDP_BALANCE_MAX]; /* the initial search ran the device at half its shard */
+    unsigned char probed[CLDP_BALANCE_MAX]; /* the initial search ran the device at 1/PROBE of its shard */
+    /* the trial: the measured step without a device, against the step with it */
+    double recent[CLDP_BALANCE_TRIAL];  /* step times (the slowest device's compute) under the split in use */
+    unsigned nrecent;                   /* ... taken since it was set */
+    int trial_on;                       /* a trial is running */
+    size_t trial_slot;                  /* the device it leaves out */
+    double trial_ref;                   /* the median step time before it */
+    double trial_w[CLDP_BALANCE_MAX];   /* the weights to restore when it loses */
+    unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and won */
 } cldp_balancer;
 
 /* Starts with `slots` devices, the given weights (NULL: even) and balancing on or off. */
@@ -106,7 +123,7 @@ void cldp_balancer_weights(const cldp_balancer *b, const size_t *slot, size_t n,
 void cldp_balancer_split(const cldp_balancer *b, const size_t *slot, size_t n, size_t total, size_t *len);
 
 /* Replaces the weights of the devices present (validated by the caller) and forgets any re-split
- * that was pending; the speed measurements stay. */
+ * or trial that was pending, and which devices trials left out; the speed measurements stay. */
 void cldp_balancer_set(cldp_balancer *b, const size_t *slot, size_t n, const double *w);
 
 /* The split of `total` samples over n devices that minimises the predicted step time, the

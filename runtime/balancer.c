@@ -1,7 +1,7 @@
 /* balancer.c — the speed-aware balancer: a fixed cost plus a cost per sample for each device,
  * fitted to the compute times measured at the shard sizes it ran, the split that minimises the
- * predicted step time (leaving out a device that would lengthen it), and the hysteresis that
- * keeps noise from moving the split. No OpenCL: tests drive it with simulated timings. */
+ * predicted step time (leaving out a device that would lengthen it), a measured trial without a
+ * device, and the hysteresis that keeps noise from moving the split. No OpenCL: tests drive it with simulated timings. */
 #include "balance.h"
 
 #include <math.h>
@@ -36,6 +36,10 @@ void cldp_balancer_set(cldp_balancer *b, const size_t *slot, size_t n, const dou
 {
     for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = w[r];
     b->pending = 0;
+    b->nrecent = 0;
+    b->trial_on = 0;
+    memset(b->tried, 0, sizeof b->tried);
+    memset(b->left_out, 0, sizeof b->left_out);
 }
 
 /* ---- the split that minimises the predicted step time ---------------------------------- */
@@ -113,7 +117,8 @@ static double add_point(cldp_balancer *b, size_t s, double n, double ms)
     double dev = NAN;
     for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++)
         if (pts[i].count && fabs(n - pts[i].n) <= fmax(0.5, pts[i].n / CLDP_BALANCE_NEAR)) p = &pts[i];
-    if (p) dev = (ms - p->ms) / p->ms;
+    if (p && b->samples[s] - p->at > CLDP_BALANCE_REFRESH) p->count = 0; /* measured long ago: start it afresh */
+    if (p && p->count) dev = (ms - p->ms) / p->ms;
     if (p && p->count < CLDP_BALANCE_LEARN) {
         p->n = (p->n * p->count + n) / (p->count + 1);
         p->ms = (p->ms * p->count + ms) / (p->count + 1);
@@ -176,8 +181,8 @@ static void fit(cldp_balancer *b, size_t s)
 
 /* The initial search on devices that differ (it has re-split once) probes a device whose sizes
  * do not yet span enough to fit its fixed cost: the one with the smallest shard, the candidate
- * to leave out, computes half its shard for a step, the others share the rest. Once per device.
- * Returns 1 when it set such a split. */
+ * to leave out, computes an eighth of its shard for a step (its time then is nearly all fixed
+ * cost), the others share the rest. Once per device. Returns 1 when it set such a split. */
 static int probe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, size_t total)
 {
     size_t pick = n;
@@ -187,12 +192,58 @@ static int probe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *s
     }
     if (pick == n) return 0;
     double w[CLDP_BALANCE_MAX];
-    size_t rest[CLDP_BALANCE_MAX], left = total - shard[pick] / 2;
+    size_t rest[CLDP_BALANCE_MAX], small = shard[pick] / CLDP_BALANCE_PROBE ? shard[pick] / CLDP_BALANCE_PROBE : 1;
     for (size_t r = 0; r < n; r++) w[r] = r == pick ? 0 : (double)shard[r];
-    cldp_split_shards(w, n, left, rest);
-    for (size_t r = 0; r < n; r++)
-        b->weight[slot_of(slot, r)] = (double)(r == pick ? shard[r] / 2 : rest[r]) / (double)total;
+    cldp_split_shards(w, n, total - small, rest);
+    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = (double)(r == pick ? small : rest[r]) / (double)total;
     b->probed[slot_of(slot, pick)] = 1;
+    return 1;
+}
+
+static double median3(const double *v)
+{
+    double a = v[0], b = v[1], c = v[2];
+    return fmax(fmin(a, b), fmin(fmax(a, b), c));
+}
+
+/* During a trial: counts its step; after TRIAL steps keeps the device out when the step got
+ * shorter, else restores the weights. Returns 1 when the weights changed. */
+static int trial_step(cldp_balancer *b, const size_t *slot, size_t n, double step)
+{
+    b->recent[b->nrecent++] = step;
+    if (b->nrecent < CLDP_BALANCE_TRIAL) return 0;
+    b->trial_on = 0;
+    b->nrecent = 0;
+    if (median3(b->recent) < b->trial_ref * (1 - CLDP_BALANCE_THRESHOLD)) {
+        b->left_out[b->trial_slot] = 1;
+        return 0;
+    }
+    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = b->trial_w[r];
+    return 1;
+}
+
+/* Starts a trial without the device of smallest shard, when its model says at least two thirds
+ * of its step are fixed cost (the case where leaving it out can pay), it was not tried yet, at least two devices
+ * have samples and TRIAL steps of the split in use were measured. Returns 1 when it did. */
+static int trial_start(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *fixed,
+                       const double *per)
+{
+    size_t pick = n, busy = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (!shard[r]) continue;
+        busy++;
+        if (pick == n || shard[r] < shard[pick]) pick = r;
+    }
+    if (pick == n || busy < 2 || b->nrecent < CLDP_BALANCE_TRIAL || b->tried[slot_of(slot, pick)] ||
+        !(fixed[pick] >= 2 * per[pick] * (double)shard[pick]))
+        return 0;
+    b->trial_ref = median3(b->recent);
+    for (size_t r = 0; r < n; r++) b->trial_w[r] = b->weight[slot_of(slot, r)];
+    b->weight[slot_of(slot, pick)] = 0;
+    b->tried[slot_of(slot, pick)] = 1;
+    b->trial_slot = slot_of(slot, pick);
+    b->trial_on = 1;
+    b->nrecent = 0;
     return 1;
 }
 
@@ -204,7 +255,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         total += shard[r];
         size_t s = slot_of(slot, r);
         if (shard[r] == 0 || !(compute_ms[r] > 0) || !isfinite(compute_ms[r])) continue;
-        b->samples[s]++;
+        if (++b->samples[s] == 1) continue; /* a device's first step pays first-use costs: not its speed */
         double dev = add_point(b, s, (double)shard[r], compute_ms[r]);
         if (!isnan(dev)) { /* the noise, before the clamp; a deviation counts as at most 100% */
             unsigned k = ++b->noise_samples[s];
@@ -218,6 +269,14 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     if (!measured) return 0;
     b->steps++;
     if (!b->enabled || total == 0) return 0;
+    double step = 0; /* the step as measured: the slowest device with samples */
+    size_t present = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (shard[r] && isfinite(compute_ms[r])) step = fmax(step, compute_ms[r]);
+        present += !b->left_out[slot_of(slot, r)];
+    }
+    if (b->trial_on) return trial_step(b, slot, n, step);
+    b->recent[b->nrecent++ % CLDP_BALANCE_TRIAL] = step;
 
     /* The proposal: the best split for this total under the models; a device never measured
      * counts as the average of the others. */
@@ -239,6 +298,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         int known = b->ms_per_sample[s] > 0;
         fixed[r] = known ? b->fixed_ms[s] : known_a / (double)nknown;
         per[r] = known ? b->ms_per_sample[s] : known_b / (double)nknown;
+        if (b->left_out[s] && present > 0) fixed[r] = INFINITY; /* a trial found the step shorter without it */
     }
     size_t proposed[CLDP_BALANCE_MAX];
     double then = cldp_balancer_shards(fixed, per, n, total, proposed), now = step_ms(fixed, per, shard, n);
@@ -251,13 +311,16 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     b->last_threshold = learning ? CLDP_BALANCE_THRESHOLD : fmax(CLDP_BALANCE_THRESHOLD, CLDP_BALANCE_NOISE_Z * spread);
     if (learning && b->resplits > 0 && probe(b, slot, n, shard, total)) {
         b->pending = 0;
+        b->nrecent = 0;
         b->resplits++;
         return 1;
     }
     if (b->last_gain <= b->last_threshold) {
         if (b->steps > CLDP_BALANCE_LEARN) b->settled = 1;
         b->pending = 0;
-        return 0;
+        /* the trial belongs to the initial search: later, after a change of speed, the models
+         * are off for a while and would call for trials that only cost steps */
+        return !learning && b->resplits > 0 && b->steps <= 2 * CLDP_BALANCE_ACQUIRE && trial_start(b, slot, n, shard, fixed, per);
     }
     if (++b->pending < (learning ? 1u : CLDP_BALANCE_PATIENCE)) return 0;
     double old[CLDP_BALANCE_MAX], osum = 0;
@@ -268,6 +331,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         b->weight[slot_of(slot, r)] = learning || !(osum > 0) || w == 0 ? w : share + CLDP_BALANCE_DAMP * (w - share);
     }
     b->pending = 0;
+    b->nrecent = 0;
     b->resplits++;
     return 1;
 }

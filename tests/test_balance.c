@@ -4,7 +4,7 @@
  * more than 5% of the batch, hysteresis holds against noise and outliers, follows a change of
  * speed, survives a dropped device), the fixed-cost split (the best split of modelled devices
  * against an exhaustive search; a device whose fixed cost only lengthens the step gets no
- * samples), the memory plan and its refusal message, the
+ * samples; under contention between devices the measured trial leaves it out), the memory plan and its refusal message, the
  * byte-count and slowdown parsers, de-duplication of devices seen through two platforms, and the
  * string facts of the real devices (run on "basic pthread": the pthread device's long version). */
 #undef NDEBUG
@@ -125,6 +125,7 @@ typedef struct sim {
     size_t n;
     double c[4], a[4];
     double noise;
+    double contend; /* each device is this much slower for every other device at work (shared cores) */
 } sim;
 
 static double sim_ms(const sim *s, size_t r, size_t shard, double mult)
@@ -195,7 +196,9 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
                 lo[r] = fmin(lo[r], share);
                 hi[r] = fmax(hi[r], share);
             }
-        for (size_t r = 0; r < s->n; r++) ms[r] = shard[r] ? sim_ms(s, r, shard[r], 1) : 0.01;
+        size_t busy = 0;
+        for (size_t r = 0; r < s->n; r++) busy += shard[r] > 0;
+        for (size_t r = 0; r < s->n; r++) ms[r] = shard[r] ? sim_ms(s, r, shard[r], 1 + s->contend * (double)(busy - 1)) : 0.01;
         cldp_balancer_observe(b, slot, s->n, shard, ms);
         if (verbose > 1 && s->n == 2)
             printf("      step %3d: shards %zu/%zu, %.3f; model %.3f+%.4f / %.3f+%.4f, gain %.3f threshold %.3f\n", k, shard[0], shard[1],
@@ -214,7 +217,7 @@ static void test_balancer(void)
     cldp_balancer b;
 
     /* one device 3x slower than the other, +-10% noise, batch 256, from an even split */
-    sim s1 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.10};
+    sim s1 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.10, 0};
     cldp_balancer_init(&b, 2, NULL, 1);
     run_result r1 = simulate(&s1, &b, 256, 120, 20, -1, 0, 1, NULL, 1);
     double w[4];
@@ -227,16 +230,16 @@ static void test_balancer(void)
     CHECK(w[0] > w[1]);
 
     /* three devices 1x / 2x / 4x, batch 240 */
-    sim s2 = {3, {0.3, 0.3, 0.3}, {0.01, 0.02, 0.04}, 0.10};
+    sim s2 = {3, {0.3, 0.3, 0.3}, {0.01, 0.02, 0.04}, 0.10, 0};
     cldp_balancer_init(&b, 3, NULL, 1);
     run_result r2 = simulate(&s2, &b, 240, 120, 20, -1, 0, 1, NULL, 0);
-    printf("  balancer, devices 1x/2x/4x: converged at step %d, %u re-splits, largest swing after step 20 %.1f%%\n",
-           r2.converged_at, r2.resplits, 100 * r2.max_swing);
+    printf("  balancer, devices 1x/2x/4x: converged at step %d, %u re-splits, largest swing after step 20 %.1f%%, trials %d%d%d\n",
+           r2.converged_at, r2.resplits, 100 * r2.max_swing, b.tried[0], b.tried[1], b.tried[2]);
     CHECK(r2.converged_at >= 0 && r2.converged_at <= 20);
     CHECK(r2.max_swing <= 0.05);
 
     /* hysteresis: equal devices with +-4% noise never re-split */
-    sim s3 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.04};
+    sim s3 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.04, 0};
     cldp_balancer_init(&b, 2, NULL, 1);
     run_result r3 = simulate(&s3, &b, 256, 300, 0, -1, 0, 1, NULL, 0);
     printf("  balancer, equal devices, 4%% noise: %u re-splits in 300 steps, swing %.1f%%\n", r3.resplits, 100 * r3.max_swing);
@@ -258,16 +261,16 @@ static void test_balancer(void)
 
     /* a device that becomes 3x slower mid-run: followed within 30 steps (the moving average, the
      * patience and the damping that keep noise out also slow this down), then holds */
-    sim s4 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05};
+    sim s4 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05, 0};
     cldp_balancer_init(&b, 2, NULL, 1);
     run_result r4 = simulate(&s4, &b, 256, 160, 80, 40, 1, 3.0, NULL, 0);
-    printf("  balancer, device 1 3x slower from step 40: converged at step %d, swing after step 80 %.1f%%\n", r4.converged_at,
-           100 * r4.max_swing);
+    printf("  balancer, device 1 3x slower from step 40: converged at step %d, swing after step 80 %.1f%%, trials %d%d\n",
+           r4.converged_at, 100 * r4.max_swing, b.tried[0], b.tried[1]);
     CHECK(r4.converged_at >= 40 && r4.converged_at <= 70);
     CHECK(r4.max_swing <= 0.05);
 
     /* a device that starts with no samples (split "1,0") is measured and given work */
-    sim s5 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05};
+    sim s5 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05, 0};
     cldp_balancer_init(&b, 2, (double[]){1, 0}, 1);
     run_result r5 = simulate(&s5, &b, 256, 40, 20, -1, 0, 1, NULL, 0);
     cldp_balancer_weights(&b, NULL, 2, w);
@@ -276,15 +279,15 @@ static void test_balancer(void)
 
     /* disabled: measures, never moves */
     cldp_balancer_init(&b, 2, (double[]){1, 1}, 0);
-    sim s6 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05};
+    sim s6 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05, 0};
     run_result r6 = simulate(&s6, &b, 256, 30, 0, -1, 0, 1, NULL, 0);
     CHECK(r6.resplits == 0 && r6.max_swing == 0 && b.ms_per_sample[1] > 2 * b.ms_per_sample[0]);
 
     /* a dropped device: slots {0, 2} of three remain; the split follows their speeds */
-    sim s7 = {3, {0.5, 0.5, 0.5}, {0.01, 0.01, 0.03}, 0.05};
+    sim s7 = {3, {0.5, 0.5, 0.5}, {0.01, 0.01, 0.03}, 0.05, 0};
     cldp_balancer_init(&b, 3, NULL, 1);
     simulate(&s7, &b, 256, 30, 30, -1, 0, 1, NULL, 0);
-    sim s7b = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05};
+    sim s7b = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05, 0};
     size_t slot[2] = {0, 2};
     run_result r7 = simulate(&s7b, &b, 256, 40, 20, -1, 0, 1, slot, 0);
     cldp_balancer_weights(&b, slot, 2, w);
@@ -320,7 +323,7 @@ static void test_best_split(void)
 
     double worst = 0;
     for (int k = 0; k < 3000; k++) {
-        sim s = {2 + test_rand() % 2, {0}, {0}, 0};
+        sim s = {2 + test_rand() % 2, {0}, {0}, 0, 0};
         for (size_t r = 0; r < s.n; r++) {
             s.c[r] = test_rand() % 3 ? test_uniform(0, 5) : 0;
             s.a[r] = test_uniform(0.001, 0.1);
@@ -339,6 +342,37 @@ static void test_best_split(void)
 /* Devices whose fixed cost per step matters, with +-10% noise: a device that only lengthens the
  * step ends with no samples (the basic+pthread pair of PoCL: the pthread device takes ~3.5 ms
  * whatever its shard), and a device whose fixed cost the batch pays for keeps its share. */
+/* Two devices that slow each other down (PoCL's devices share the machine's cores), one of them
+ * mostly fixed cost: every model is fitted under the contention, so only the measured trial
+ * without that device finds the step shorter alone; it is then left out for good. */
+static void test_contention(void)
+{
+    sim s = {2, {0.3, 2.5}, {0.026, 0.02}, 0.10, 0.8};
+    cldp_balancer b;
+    cldp_balancer_init(&b, 2, NULL, 1);
+    simulate(&s, &b, 128, 60, 60, -1, 0, 1, NULL, 0);
+    size_t shard[2];
+    cldp_balancer_split(&b, NULL, 2, 128, shard);
+    double alone = s.c[0] + s.a[0] * 128, both = 0;
+    size_t best = 0;
+    for (size_t k = 1; k < 128; k++) { /* the best split that keeps both, with the contention */
+        double t = fmax(s.c[0] + s.a[0] * (double)k, s.c[1] + s.a[1] * (double)(128 - k)) * (1 + s.contend);
+        if (!best || t < both) both = t, best = k;
+    }
+    printf("  contention: device 1 left out by its trial (shards %zu/%zu, %s); alone %.2f ms vs the best split with "
+           "both %zu/%zu %.2f ms\n", shard[0], shard[1], b.left_out[1] ? "left out" : "kept", alone, best, 128 - best, both);
+    CHECK(shard[0] == 128 && shard[1] == 0 && b.left_out[1] && b.tried[1] && !b.trial_on);
+    CHECK(alone < both);
+
+    /* without the contention the same devices share the batch (no trial: the step is mostly
+     * per-sample cost for the smaller share) */
+    sim t = {2, {0.3, 0.3}, {0.026, 0.02}, 0.10, 0};
+    cldp_balancer_init(&b, 2, NULL, 1);
+    simulate(&t, &b, 128, 60, 60, -1, 0, 1, NULL, 0);
+    cldp_balancer_split(&b, NULL, 2, 128, shard);
+    CHECK(shard[0] > 0 && shard[1] > 0 && !b.left_out[0] && !b.left_out[1]);
+}
+
 static void test_fixed_costs(void)
 {
     cldp_balancer b;
@@ -348,9 +382,9 @@ static void test_fixed_costs(void)
         size_t total;
         int left_out; /* the rank the optimum gives no samples, or -1 */
     } cases[] = {
-        {"a 4 ms fixed cost beside a 3.5 ms device", {2, {0.3, 4.0}, {0.026, 0.013}, 0.10}, 125, 1},
-        {"launch latency of 6 ms beside two quick devices", {3, {0.2, 6.0, 0.2}, {0.02, 0.005, 0.02}, 0.10}, 256, 1},
-        {"a 2 ms fixed cost the batch pays for", {2, {0.1, 2.0}, {0.02, 0.005}, 0.10}, 1024, -1},
+        {"a 4 ms fixed cost beside a 3.5 ms device", {2, {0.3, 4.0}, {0.026, 0.013}, 0.10, 0}, 125, 1},
+        {"launch latency of 6 ms beside two quick devices", {3, {0.2, 6.0, 0.2}, {0.02, 0.005, 0.02}, 0.10, 0}, 256, 1},
+        {"a 2 ms fixed cost the batch pays for", {2, {0.1, 2.0}, {0.02, 0.005}, 0.10, 0}, 1024, -1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         sim s = cases[c].s;
@@ -635,6 +669,7 @@ int main(void)
     test_balancer();
     test_best_split();
     test_fixed_costs();
+    test_contention();
     test_memory();
     test_slowdown();
     test_dedupe();

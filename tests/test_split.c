@@ -2,7 +2,8 @@
  * devices): training with splits "5,1", "1,0", "0,1" and a split changed at every step gives one
  * device's parameters; a memory cap that forces micro-batches gives the undivided batch's
  * parameters, losses and probabilities; a cap the model cannot fit is refused at creation with
- * the device, the bytes and how to leave it out (suggesting only devices that fit); devices that
+ * the device, the bytes and how to leave it out (suggesting only devices that fit); a device given
+ * no samples still receives the parameters and its stats say it idled; devices that
  * share host memory budgeted together (through CLDP_HOST_MEMORY_CAP; and `test_split ulimit`:
  * the reported case under a real ulimit -v); bad split, cap and slowdown settings are
  * refused; and with one device slowed down 3x (CLDP_TEST_SLOWDOWN) the live balancer moves most
@@ -336,6 +337,36 @@ static void test_live_balancer(void)
     cldp_model_destroy(m);
 }
 
+/* A device given no samples (split 1,0) still receives every update: with the split turned to
+ * 0,1 after the steps, its predictions are the first device's (atol 1e-6, rtol 1e-5); its stats
+ * for the last step say it computed no samples (its time then is the wait and, with a model this
+ * small, the pieces of the reduction it summed meanwhile). */
+static void test_idle_device(const cldp_model *m, size_t np)
+{
+    cldp_trainer *t = make(m, test_devices("test_split", 2), "1,0", 0, 0);
+    if (!t) return;
+    free(train(t, np, NULL));
+    cldp_device_stats busy, idle;
+    CHECK_OK(cldp_trainer_device_stats(t, 0, &busy));
+    CHECK_OK(cldp_trainer_device_stats(t, 1, &idle));
+    printf("  split 1,0, last step: [0] shard %zu, compute %.3f ms; [1] shard %zu, compute %.3f ms, idle %.3f ms\n", busy.shard,
+           busy.compute_ms, idle.shard, idle.compute_ms, idle.idle_ms);
+    CHECK(busy.shard == 50 && idle.shard == 0 && idle.idle_ms >= 0 && idle.compute_ms >= 0);
+    size_t rows = 20, outs = cldp_model_outputs(m);
+    float *p0 = malloc(rows * outs * sizeof(float)), *p1 = malloc(rows * outs * sizeof(float));
+    double *ref = malloc(rows * outs * sizeof(double));
+    for (size_t i = 0; i < rows * outs; i++) p0[i] = p1[i] = NAN; /* poisoned: unwritten ones show */
+    CHECK_OK(cldp_trainer_predict(t, X, rows, p0));
+    CHECK_OK(cldp_trainer_set_split(t, (double[]){0, 1}, 2));
+    CHECK_OK(cldp_trainer_predict(t, X, rows, p1));
+    for (size_t i = 0; i < rows * outs; i++) ref[i] = p0[i];
+    test_close("predictions of the device that had no samples vs the one that trained", p1, ref, rows * outs, 1e-6, 1e-5);
+    free(p0);
+    free(p1);
+    free(ref);
+    cldp_trainer_destroy(t);
+}
+
 /* The devices share host memory (PoCL): budgeted together against CLDP_HOST_MEMORY_CAP, the
  * stand-in for the host's available memory. Room for both at 4 rows: both cut to 4 (micro-
  * batches) and the result is one device's; room for one at one row: refused naming both devices
@@ -492,6 +523,7 @@ int main(int argc, char **argv)
     test_micro_batches(m, p1, np);
     test_refusals(m);
     test_shared_host(m, p1, np);
+    test_idle_device(m, np);
     test_live_balancer();
 
     free(init);
