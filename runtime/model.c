@@ -176,6 +176,14 @@ cldp_status cldp_model_init_params(const cldp_model *m, uint64_t seed, float *p,
 
 /* ---- the size table ---------------------------------------------------------------------- */
 
+static uint64_t round_up(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
+
+static uint64_t gemm_scratch_bound(const cldp_gemm_shape *g)
+{
+    uint64_t m = round_up(g->m, 128), n = round_up(g->n, 128), k = round_up(g->k, 128);
+    return (m * k + k * n + m * n) * sizeof(float);
+}
+
 void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_size *s)
 {
     const cldp_layer_desc *L = &m->layers[l];
@@ -184,6 +192,11 @@ void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_s
     s->params = L->nparams;
     s->param_off = L->w_off;
     s->out_per_row = L->out;
+    s->scratch_bound = 0;
+    for (size_t g = 0; g < s->ngemm; g++) {
+        uint64_t b = gemm_scratch_bound(&s->gemm[g]);
+        if (b > s->scratch_bound) s->scratch_bound = b;
+    }
 }
 
 size_t cldp_model_scratch_floats(const cldp_model *m, size_t rows, int i)

@@ -158,7 +158,7 @@ static void test_v1_checkpoint(const char *fixture, const char *dir)
     size_t np = cldp_model_param_count(m);
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "0:0";
+    o.devices = test_devices("test_models", 1);
     o.batch = 4;
     cldp_trainer *t = NULL;
     CHECK_OK(cldp_trainer_create(m, &o, &t));
@@ -190,7 +190,7 @@ static void test_v1_checkpoint(const char *fixture, const char *dir)
     CHECK_OK(cldp_trainer_load_checkpoint(t, again, NULL, 0, NULL));
     /* into a CNN trainer: a wrong model, said as specs */
     cldp_model *c = cnn();
-    cldp_trainer *tc = make(c, "0:0", NULL, 0);
+    cldp_trainer *tc = make(c, test_devices("test_models", 1), NULL, 0);
     CHECK_STATUS(cldp_trainer_load_checkpoint(tc, fixture, NULL, 0, NULL), CLDP_ERR_FORMAT);
     CHECK(strstr(cldp_last_error(), "wrong model") && strstr(cldp_last_error(), "conv:4:3:p1"));
     printf("  %s\n", cldp_last_error());
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
 {
     test_rng_state = test_seed("test_models");
     test_spec();
-    test_require_devices("test_models", "all", 3);
+    test_devices("test_models", 3);
     char dir[] = "/tmp/cldp-test-models-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     if (argc > 1) test_v1_checkpoint(argv[1], dir);
@@ -219,7 +219,7 @@ int main(int argc, char **argv)
     cldp_model *m = cnn();
     size_t np = cldp_model_param_count(m);
 
-    cldp_trainer *t = make(m, "0:0", NULL, 0);
+    cldp_trainer *t = make(m, test_devices("test_models", 1), NULL, 0);
     steps(t, x, y, 0, STEPS);
     float *p1 = params_of(t, np);
     cldp_trainer_destroy(t);
@@ -230,9 +230,9 @@ int main(int argc, char **argv)
     printf("  %s on %dx%dx%d: %zu parameters, largest change over %d steps %.3g\n", SPEC, C, H, W, np, STEPS, moved);
     CHECK(moved > 1e-2);
 
-    static const struct { const char *devices, *split, *what; } runs[] = {
-        {"0:0,0:1,0:2", "even", "3 devices, even split, vs 1"},
-        {"0:0,0:1,0:2", "3,1,2", "3 devices, split 3:1:2, vs 1"},
+    const struct { const char *devices, *split, *what; } runs[] = {
+        {test_devices("test_models", 3), "even", "3 devices, even split, vs 1"},
+        {test_devices("test_models", 3), "3,1,2", "3 devices, split 3:1:2, vs 1"},
     };
     float *p3 = NULL;
     for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) {
@@ -248,7 +248,7 @@ int main(int argc, char **argv)
     {
         cldp_mem_need need;
         cldp_mem_estimate(m, 5, &need);
-        const char *devs[2] = {"0:0", "0:0,0:1"};
+        const char *devs[2] = {test_devices("test_models", 1), test_devices("test_models", 2)};
         for (int k = 0; k < 2; k++) {
             t = make(m, devs[k], k ? "2,1" : NULL, need.total);
             size_t rows = 0;
@@ -264,7 +264,7 @@ int main(int argc, char **argv)
         }
     }
     /* determinism: the same run again, bitwise */
-    t = make(m, "0:0,0:1,0:2", "even", 0);
+    t = make(m, test_devices("test_models", 3), "even", 0);
     steps(t, x, y, 0, STEPS);
     float *again = params_of(t, np);
     CHECK(!memcmp(again, p3, np * sizeof(float)));
@@ -273,11 +273,11 @@ int main(int argc, char **argv)
     /* a checkpoint after 4 steps, loaded into a new trainer, 4 more: bitwise the run above */
     char path[300];
     snprintf(path, sizeof path, "%s/cnn.cldp", dir);
-    t = make(m, "0:0,0:1,0:2", "even", 0);
+    t = make(m, test_devices("test_models", 3), "even", 0);
     steps(t, x, y, 0, 4);
     CHECK_OK(cldp_trainer_save_checkpoint(t, path, NULL, 0));
     cldp_trainer_destroy(t);
-    t = make(m, "0:0,0:1,0:2", "even", 0);
+    t = make(m, test_devices("test_models", 3), "even", 0);
     CHECK_OK(cldp_trainer_load_checkpoint(t, path, NULL, 0, NULL));
     steps(t, x, y, 4, STEPS);
     float *resumed = params_of(t, np);
