@@ -133,3 +133,16 @@ __kernel void maxpool_backward(__global const float *dy, __global const int *arg
         }
     dx[i] = s;
 }
+
+/* dx of max pooling when the windows do not overlap (stride >= window): each input element is in
+ * one window at most, so each output writes its gradient to its arg-max alone, one work-item per
+ * output, into a dx the host has zeroed. No two work-items write the same element. */
+__kernel void maxpool_backward_disjoint(__global const float *dy, __global const int *arg, const uint planes,
+                                        const uint H, const uint W, const uint OH, const uint OW,
+                                        __global float *dx)
+{
+    const size_t i = get_global_id(0);
+    if (i >= (size_t)planes * OH * OW) return;
+    const size_t pl = i / ((size_t)OH * OW);
+    dx[pl * H * W + (uint)arg[i]] = dy[i];
+}

@@ -1,7 +1,9 @@
 /* layer_pool.c — max pooling over K×K windows at stride S (no padding; PyTorch's nn.MaxPool2d
  * with its default floor rounding). Forward keeps each output's arg-max; backward routes the
  * gradient there, each input gathering from the windows it won. Ties: the first element of the
- * window in row-major order wins, on the device and in the reference alike. */
+ * window in row-major order wins, on the device and in the reference alike. Where windows do not
+ * overlap (stride >= window) each input has one window at most and the output writes it
+ * directly; otherwise each input sums, in window order, the outputs it won. */
 #include "layers.h"
 
 #include <stdio.h>
@@ -43,6 +45,17 @@ static cldp_status pool_backward(cldp_replica *r, const cldp_layer_desc *L, cons
 {
     if (!ps->din) return CLDP_OK;
     cl_kernel k;
+    if (L->stride >= L->k) { /* disjoint windows: a zeroed dx and one write per output */
+        const float zero = 0.0f;
+        CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, ps->din, &zero, sizeof zero, 0, ps->rows * L->in * sizeof(float), 0, NULL, NULL));
+        TRY(cldp_replica_kernel(r, "maxpool_backward_disjoint", &k));
+        cl_uint u[5] = {(cl_uint)(ps->rows * L->in_c), (cl_uint)L->in_h, (cl_uint)L->in_w, (cl_uint)L->out_h, (cl_uint)L->out_w};
+        ARG(k, 0, ps->dout);
+        ARG(k, 1, r->aux[ps->l]);
+        for (cl_uint i = 0; i < 5; i++) ARG(k, i + 2, u[i]);
+        ARG(k, 7, ps->din);
+        return cldp_replica_launch(r, k, "maxpool_backward_disjoint", ps->rows * L->out);
+    }
     TRY(cldp_replica_kernel(r, "maxpool_backward", &k));
     cl_uint v[7] = {(cl_uint)(ps->rows * L->in_c), (cl_uint)L->in_h, (cl_uint)L->in_w, (cl_uint)L->k, (cl_uint)L->stride,
                     (cl_uint)L->out_h, (cl_uint)L->out_w};
