@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 #include "checkpoint_model.h"
+#include "le.h"
 #include "config.h"
 
 #include <errno.h>
@@ -49,42 +50,6 @@
 #define OPTM_FIXED 48u
 #define SPLT_FIXED 8u
 #define SPLT_DEVICE 24u
-
-/* ---- little-endian encoding ----------------------------------------------------------- */
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_f32(unsigned char *p, float f)
-{
-    uint32_t v;
-    memcpy(&v, &f, 4);
-    put_u32(p, v);
-}
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static float get_f32(const unsigned char *p)
-{
-    uint32_t v = get_u32(p);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
 
 /* ---- writing -------------------------------------------------------------------------- */
 

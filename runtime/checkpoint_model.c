@@ -10,6 +10,7 @@
  * A file's model is rebuilt layer by layer through the layer table, which checks every setting
  * and shape exactly as building the model did, then compared with the trainer's. */
 #include "checkpoint_model.h"
+#include "le.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,38 +21,27 @@
 #define V1_FIXED 24u
 #define V1_LAYER 16u
 
-static void put32(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t get64(const unsigned char *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
-
 uint64_t cldp_ckpt_model_len(const cldp_model *m) { return V2_FIXED + V2_LAYER * (uint64_t)m->nlayers; }
 
 void cldp_ckpt_model_put(const cldp_model *m, unsigned char *b)
 {
     memset(b, 0, (size_t)cldp_ckpt_model_len(m));
-    put64(b, m->inputs);
-    put64(b + 8, m->nparams);
-    put32(b + 16, (uint32_t)m->loss);
-    put32(b + 20, m->nlayers);
-    put32(b + 24, m->in_c);
-    put32(b + 28, m->in_h);
-    put32(b + 32, m->in_w);
+    put_u64(b, m->inputs);
+    put_u64(b + 8, m->nparams);
+    put_u32(b + 16, (uint32_t)m->loss);
+    put_u32(b + 20, (uint32_t)m->nlayers);
+    put_u32(b + 24, (uint32_t)m->in_c);
+    put_u32(b + 28, (uint32_t)m->in_h);
+    put_u32(b + 32, (uint32_t)m->in_w);
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
         unsigned char *e = b + V2_FIXED + V2_LAYER * l;
-        put32(e, (uint32_t)L->kind);
-        put32(e + 4, (uint32_t)L->act);
-        put64(e + 8, L->out_c);
-        put32(e + 16, L->k);
-        put32(e + 20, L->stride);
-        put32(e + 24, L->pad);
+        put_u32(e, (uint32_t)L->kind);
+        put_u32(e + 4, (uint32_t)L->act);
+        put_u64(e + 8, L->out_c);
+        put_u32(e + 16, (uint32_t)L->k);
+        put_u32(e + 20, (uint32_t)L->stride);
+        put_u32(e + 24, (uint32_t)L->pad);
     }
 }
 
@@ -61,14 +51,14 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
 {
     uint64_t fixed = version == 1 ? V1_FIXED : V2_FIXED, per = version == 1 ? V1_LAYER : V2_LAYER;
     if (len < fixed) return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: model section of %llu bytes", path, (unsigned long long)len);
-    uint64_t inputs = get64(b);
-    uint32_t loss = get32(b + 16), nlayers = get32(b + 20);
-    *nparams = get64(b + 8);
+    uint64_t inputs = get_u64(b);
+    uint32_t loss = get_u32(b + 16), nlayers = get_u32(b + 20);
+    *nparams = get_u64(b + 8);
     if (nlayers > CLDP_MAX_LAYERS || len != fixed + per * (uint64_t)nlayers)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: model section of %llu bytes for %u layers", path,
                          (unsigned long long)len, nlayers);
-    uint64_t c = version == 1 ? inputs : get32(b + 24), h = version == 1 ? 1 : get32(b + 28), w = version == 1 ? 1 : get32(b + 32);
-    if ((version > 1 && get32(b + 36) != 0) || c == 0 || h == 0 || w == 0 || c * h * w != inputs || inputs > CLDP_MAX_UNITS ||
+    uint64_t c = version == 1 ? inputs : get_u32(b + 24), h = version == 1 ? 1 : get_u32(b + 28), w = version == 1 ? 1 : get_u32(b + 32);
+    if ((version > 1 && get_u32(b + 36) != 0) || c == 0 || h == 0 || w == 0 || c * h * w != inputs || inputs > CLDP_MAX_UNITS ||
         loss != CLDP_LOSS_SOFTMAX_CROSS_ENTROPY)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: input %llu (%llux%llux%llu), loss %u", path,
                          (unsigned long long)inputs, (unsigned long long)c, (unsigned long long)h, (unsigned long long)w, loss);
@@ -81,15 +71,15 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
         uint32_t reserved;
         if (version == 1) {
             L.kind = CLDP_LAYER_DENSE;
-            L.out_c = (size_t)get64(e);
-            L.act = (cldp_activation)get32(e + 8);
-            reserved = get32(e + 12);
+            L.out_c = (size_t)get_u64(e);
+            L.act = (cldp_activation)get_u32(e + 8);
+            reserved = get_u32(e + 12);
         } else {
-            L.kind = (cldp_layer_kind)get32(e);
-            L.act = (cldp_activation)get32(e + 4);
-            L.out_c = (size_t)get64(e + 8);
-            L.k = get32(e + 16), L.stride = get32(e + 20), L.pad = get32(e + 24);
-            reserved = get32(e + 28);
+            L.kind = (cldp_layer_kind)get_u32(e);
+            L.act = (cldp_activation)get_u32(e + 4);
+            L.out_c = (size_t)get_u64(e + 8);
+            L.k = get_u32(e + 16), L.stride = get_u32(e + 20), L.pad = get_u32(e + 24);
+            reserved = get_u32(e + 28);
         }
         if (reserved != 0) /* a reader of a later layout must not guess */
             return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: reserved field of layer %u is not 0", path, l);

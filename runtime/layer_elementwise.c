@@ -26,30 +26,28 @@ static int act_of(const cldp_layer_desc *L)
     return L->kind == CLDP_LAYER_RELU ? CLDP_ACT_RELU : L->kind == CLDP_LAYER_TANH ? CLDP_ACT_TANH : CLDP_ACT_SIGMOID;
 }
 
-cldp_status cldp_replica_act_forward(cldp_replica *r, cl_mem in, cl_mem out, size_t n, int act)
+/* act_forward (x -> y) or act_backward (d -> d·act'(y)): the same arguments, n elements. */
+static cldp_status act_kernel(cldp_replica *r, const char *name, cl_mem a, cl_mem b, size_t n, int act)
 {
     cl_kernel k;
-    TRY(cldp_replica_kernel(r, "act_forward", &k));
+    TRY(cldp_replica_kernel(r, name, &k));
     cl_uint un = (cl_uint)n;
-    cl_int a = act;
-    ARG(k, 0, in);
-    ARG(k, 1, out);
+    cl_int code = act;
+    ARG(k, 0, a);
+    ARG(k, 1, b);
     ARG(k, 2, un);
-    ARG(k, 3, a);
-    return cldp_replica_launch(r, k, "act_forward", n);
+    ARG(k, 3, code);
+    return cldp_replica_launch(r, k, name, n);
+}
+
+cldp_status cldp_replica_act_forward(cldp_replica *r, cl_mem in, cl_mem out, size_t n, int act)
+{
+    return act_kernel(r, "act_forward", in, out, n, act);
 }
 
 cldp_status cldp_replica_act_backward(cldp_replica *r, cl_mem dout, cl_mem out, size_t n, int act)
 {
-    cl_kernel k;
-    TRY(cldp_replica_kernel(r, "act_backward", &k));
-    cl_uint un = (cl_uint)n;
-    cl_int a = act;
-    ARG(k, 0, dout);
-    ARG(k, 1, out);
-    ARG(k, 2, un);
-    ARG(k, 3, a);
-    return cldp_replica_launch(r, k, "act_backward", n);
+    return act_kernel(r, "act_backward", dout, out, n, act);
 }
 
 static cldp_status act_forward(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)

@@ -6,6 +6,7 @@
  * overlap, finite values. */
 #define _POSIX_C_SOURCE 200809L
 #include "safetensors.h"
+#include "le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,16 +114,12 @@ cldp_status cldp_model_save_safetensors(const cldp_model *m, const float *params
     FILE *f = fopen(tmp, "wb");
     int err = f ? 0 : errno;
     unsigned char len8[8], buf[4096];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    put_u64(len8, (uint64_t)hlen);
     if (f && (fwrite(len8, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen)) err = errno ? errno : EIO;
     for (size_t i = 0; f && !err && i < n; i++) /* tensor order: data_offsets ascending */
         for (size_t j = 0; j < t[i].count && !err;) {
             size_t k = 0;
-            for (; k < sizeof buf / 4 && j < t[i].count; k++, j++) {
-                uint32_t v;
-                memcpy(&v, &params[t[i].off + j], 4);
-                for (int b = 0; b < 4; b++) buf[4 * k + b] = (unsigned char)(v >> (8 * b));
-            }
+            for (; k < sizeof buf / 4 && j < t[i].count; k++, j++) put_f32(buf + 4 * k, params[t[i].off + j]);
             if (fwrite(buf, 1, 4 * k, f) != 4 * k) err = errno ? errno : EIO;
         }
     if (f && !err && (fflush(f) != 0 || fsync(fileno(f)) != 0)) err = errno;
@@ -283,8 +280,7 @@ static int by_begin(const void *a, const void *b)
 cldp_status cldp_safetensors_parse(const cldp_model *m, const unsigned char *buf, size_t size, const char *what, float *params)
 {
     if (size < 8) BAD(NULL, "safetensors file '%s' is truncated: %zu bytes, shorter than its 8-byte header length", what, size);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+    uint64_t hlen = get_u64(buf);
     if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > size - 8)
         BAD(NULL, "safetensors file '%s' is damaged: its header length %llu does not fit its %zu bytes", what, (unsigned long long)hlen, size);
     uint64_t data_len = size - 8 - hlen;
@@ -332,18 +328,13 @@ cldp_status cldp_safetensors_parse(const cldp_model *m, const unsigned char *buf
             BAD(&j, "safetensors file '%s': tensors '%s' and '%s' overlap in its data", what, order[i - 1]->name, order[i]->name);
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < t[i].count; k++) {
-            const unsigned char *b = data + t[i].begin + 4 * k;
-            uint32_t v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-            float f;
-            memcpy(&f, &v, 4);
+            float f = get_f32(data + t[i].begin + 4 * k);
             if (!isfinite(f)) BAD(&j, "safetensors file '%s': element %zu of tensor '%s' is not finite", what, k, t[i].name);
         }
     /* everything checked: now the parameters */
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < t[i].count; k++) {
-            const unsigned char *b = data + t[i].begin + 4 * k;
-            uint32_t v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-            memcpy(&params[t[i].off + k], &v, 4);
+            params[t[i].off + k] = get_f32(data + t[i].begin + 4 * k);
         }
     return CLDP_OK;
 }

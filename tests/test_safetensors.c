@@ -99,27 +99,20 @@ int main(void)
     memcpy(b, good, n);
     b[5] = 1;
     refused(m, b, n, "header length past the end", "header length");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "\"dtype\"", "\"dtyp\"\""));
-    refused(m, b, n, "broken JSON", "safetensors file 'f.safetensors'");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "\"F32\"", "\"F16\""));
-    refused(m, b, n, "dtype F16", "dtype 'F16'");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "[4,3,3,3]", "[4,3,3,2]"));
-    refused(m, b, n, "wrong shape", "shape (4, 3, 3, 2) but the model's is (4, 3, 3, 3)");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "\"3.bias\"", "\"4.bias\""));
-    refused(m, b, n, "a tensor the model has not", "'4.bias' the model has not");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "\"3.bias\"", "\"0.bias\""));
-    refused(m, b, n, "a tensor named twice", "twice");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "\"data_offsets\":[0,432]", "\"data_offsets\":[1,433]"));
-    refused(m, b, n, "overlapping offsets", "overlap");
-    memcpy(b, good, n);
-    CHECK(patch(b, n, "conv:4:3:p1", "conv:4:3:p0"));
-    refused(m, b, n, "another model's metadata", "holds the model conv:4:3:p0");
+    static const struct { const char *from, *to, *why, *says; } patches[] = {
+        {"\"dtype\"", "\"dtyp\"\"", "broken JSON", "safetensors file 'f.safetensors'"},
+        {"\"F32\"", "\"F16\"", "dtype F16", "dtype 'F16'"},
+        {"[4,3,3,3]", "[4,3,3,2]", "wrong shape", "shape (4, 3, 3, 2) but the model's is (4, 3, 3, 3)"},
+        {"\"3.bias\"", "\"4.bias\"", "a tensor the model has not", "'4.bias' the model has not"},
+        {"\"3.bias\"", "\"0.bias\"", "a tensor named twice", "twice"},
+        {"\"data_offsets\":[0,432]", "\"data_offsets\":[1,433]", "overlapping offsets", "overlap"},
+        {"conv:4:3:p1", "conv:4:3:p0", "another model's metadata", "holds the model conv:4:3:p0"},
+    };
+    for (size_t k = 0; k < sizeof patches / sizeof *patches; k++) {
+        memcpy(b, good, n);
+        CHECK(patch(b, n, patches[k].from, patches[k].to));
+        refused(m, b, n, patches[k].why, patches[k].says);
+    }
     memcpy(b, good, n);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
