@@ -144,7 +144,8 @@ typedef enum cldp_loss {
     CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
 } cldp_loss;
 
-/* A model description: an input size and a stack of dense layers y = x·Wᵀ + b.
+/* A model description: an input size (or shape, below) and a stack of layers: dense layers
+ * y = x·Wᵀ + b, and the image and activation layers below.
  * Parameters are one flat float32 vector, layer after layer: W[out][in] row-major, then b[out]
  * (PyTorch's nn.Linear layout). Initial values (Kaiming-uniform): W ~ U(-a, a) with
  * a = gain·sqrt(3/in), gain sqrt(2) for ReLU, 5/3 for tanh, 1 for none; b ~ U(-1/sqrt(in),

@@ -79,11 +79,11 @@ static void act_ref_backward(const cldp_layer_desc *L, const float *p, const dou
         for (size_t i = 0; i < rows * L->in; i++) dx[i] = dy[i] * cldp_ref_act_grad(act_of(L), y[i]);
 }
 
-const cldp_layer_ops cldp_layer_relu = {"relu", 1, same_shape, own_size, NULL, act_forward, act_backward, NULL,
+const cldp_layer_ops cldp_layer_relu = {"relu", 1, 0, same_shape, own_size, NULL, act_forward, act_backward, NULL,
                                         act_describe, act_ref_forward, act_ref_backward};
-const cldp_layer_ops cldp_layer_tanh = {"tanh", 1, same_shape, own_size, NULL, act_forward, act_backward, NULL,
+const cldp_layer_ops cldp_layer_tanh = {"tanh", 1, 0, same_shape, own_size, NULL, act_forward, act_backward, NULL,
                                         act_describe, act_ref_forward, act_ref_backward};
-const cldp_layer_ops cldp_layer_sigmoid = {"sigmoid", 1, same_shape, own_size, NULL, act_forward, act_backward, NULL,
+const cldp_layer_ops cldp_layer_sigmoid = {"sigmoid", 1, 0, same_shape, own_size, NULL, act_forward, act_backward, NULL,
                                            act_describe, act_ref_forward, act_ref_backward};
 
 /* ---- flatten ---- */
@@ -122,5 +122,5 @@ static void flatten_ref_backward(const cldp_layer_desc *L, const float *p, const
     if (dx) memcpy(dx, dy, rows * L->in * sizeof *dx);
 }
 
-const cldp_layer_ops cldp_layer_flatten = {"flatten", 1, flatten_shape, flatten_size, NULL, flatten_pass, flatten_pass, NULL,
+const cldp_layer_ops cldp_layer_flatten = {"flatten", 1, 0, flatten_shape, flatten_size, NULL, flatten_pass, flatten_pass, NULL,
                                            act_describe, flatten_ref_forward, flatten_ref_backward};

@@ -107,5 +107,5 @@ static void pool_ref_backward(const cldp_layer_desc *L, const float *p, const do
                 dx[pl * hw + ref_arg(L, x + pl * hw, oh, ow)] += dy[pl * ohw + oh * L->out_w + ow];
 }
 
-const cldp_layer_ops cldp_layer_maxpool2d = {"maxpool", 0, pool_shape, pool_size, NULL, pool_forward, pool_backward, NULL,
+const cldp_layer_ops cldp_layer_maxpool2d = {"maxpool", 0, 1, pool_shape, pool_size, NULL, pool_forward, pool_backward, NULL,
                                              pool_describe, pool_ref_forward, pool_ref_backward};

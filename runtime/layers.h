@@ -22,6 +22,9 @@ typedef struct cldp_layer_ops {
     const char *name;  /* the spec keyword: "dense", "conv", "maxpool", "flatten", "relu", ... */
     /* Backward leaves dL/d(input) in dout itself (element-wise kinds, flatten) instead of din. */
     int in_place_backward;
+    /* Its kernels are in cl/spatial.cl, a second program a replica builds only for models with
+     * such a layer (a dense model compiles and loads no more than it uses). */
+    int spatial_kernels;
     /* From L's input shape and settings: its output shape and nparams; fails naming `what` on a
      * bad setting or an input shape it cannot take. */
     cldp_status (*shape)(cldp_layer_desc *L, const char *what);

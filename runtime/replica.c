@@ -113,6 +113,7 @@ void cldp_replica_destroy(cldp_replica *r)
     }
     for (size_t i = 0; i < r->nkernels; i++) clReleaseKernel(r->kernels[i].k);
     if (r->program) clReleaseProgram(r->program);
+    if (r->spatial) clReleaseProgram(r->spatial);
     if (r->queue) clReleaseCommandQueue(r->queue);
     if (r->ctx) clReleaseContext(r->ctx);
     free(r->loss_host);
@@ -163,15 +164,10 @@ static cldp_status replica_init(cldp_replica *r)
     if (cldp_test_device_alloc_fails()) err = CL_OUT_OF_RESOURCES;
     else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
     if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
-    size_t la = strlen((const char *)cldp_cl_layers), lb = strlen((const char *)cldp_cl_spatial);
-    char *source = cldp_malloc(la + lb + 2, "kernel source");
-    if (!source) return CLDP_ERR_HOST_MEMORY;
-    memcpy(source, cldp_cl_layers, la);
-    source[la] = '\n';
-    memcpy(source + la + 1, cldp_cl_spatial, lb + 1);
-    cldp_status bst = cldp_build_program(r->ctx, r->dev->id, r->name, source, "", &r->program);
-    free(source);
-    TRY(bst);
+    TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
+    int spatial = 0;
+    for (size_t l = 0; l < m->nlayers; l++) spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels;
+    if (spatial) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_spatial, "", &r->spatial));
     /* one work-group size for every kernel: 64, or less where the device allows less (a kernel
      * that allows less still is refused by name when it is made) */
     size_t local = 64, dev_max = 0;

@@ -40,7 +40,8 @@ typedef struct cldp_replica {
     cl_context ctx;
     cl_command_queue queue;
     cl_command_queue xfer;   /* a second queue for gradient transfers (made on first use) */
-    cl_program program;
+    cl_program program;      /* cl/layers.cl */
+    cl_program spatial;      /* cl/spatial.cl, for models with a layer whose kernels are there; or NULL */
     struct { const char *name; cl_kernel k; } kernels[32]; /* made on first use (cldp_replica_kernel) */
     size_t nkernels;
     size_t local_size;       /* work-group size of every kernel launch */

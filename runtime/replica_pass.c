@@ -25,6 +25,7 @@ cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k)
     REQUIRE(r->nkernels < sizeof r->kernels / sizeof *r->kernels, "%s: too many kernels (making %s)", r->name, name);
     cl_int err;
     cl_kernel made = clCreateKernel(r->program, name, &err);
+    if (err == CL_INVALID_KERNEL_NAME && r->spatial) made = clCreateKernel(r->spatial, name, &err);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateKernel(%s) failed with %s", r->name, name, cldp_cl_error_name(err));
     size_t kmax = 0;
