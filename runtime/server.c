@@ -157,7 +157,7 @@ static int may_take(const cldp_server *s, const srv_worker *w, double now, doubl
     return 0;
 }
 
-static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, double ms)
+void cldp_srv_timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, double ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -183,7 +183,7 @@ int cldp_srv_take(cldp_server *s, srv_worker *w)
         }
         if (may_take(s, w, now, &wait_ms)) break;
         if (s->stop && !s->head) return 0;
-        if (wait_ms >= 0) timed_wait(&s->work_cv, &s->mu, wait_ms);
+        if (wait_ms >= 0) cldp_srv_timed_wait(&s->work_cv, &s->mu, wait_ms);
         else pthread_cond_wait(&s->work_cv, &s->mu);
     }
     /* the batch: ranges from the head, all on one generation (a request's rows never mix two) */
@@ -234,9 +234,10 @@ static void batch_stats(srv_stats *st, size_t rows, double ms)
     st->compute_ms += ms;
 }
 
+/* The batch is settled. Its generation's reference stays the worker's, which may still be
+ * reading it (when the watchdog settled the batch): the worker lets go of it itself. */
 static void end_batch(srv_worker *w)
 {
-    cldp_srv_params_unref(w->pv);
     w->pv = NULL;
     w->busy = 0;
     w->nparts = 0;
@@ -390,7 +391,7 @@ cldp_status cldp_request_wait(cldp_request *r, double timeout_ms, cldp_status *a
         } else {
             double left = until - cldp_now_ms();
             if (left <= 0) break;
-            timed_wait(&r->cv, &r->mu, left);
+            cldp_srv_timed_wait(&r->cv, &r->mu, left);
         }
     }
     int done = r->done;
@@ -625,7 +626,7 @@ cldp_status cldp_server_shutdown(cldp_server *s)
             pthread_mutex_lock(&s->mu);
             continue;
         }
-        if (s->outstanding) timed_wait(&s->drain_cv, &s->mu, 50);
+        if (s->outstanding) cldp_srv_timed_wait(&s->drain_cv, &s->mu, 50);
     }
     int first = !s->shut;
     s->shut = 1;

@@ -143,6 +143,8 @@ void cldp_srv_sweep(struct cldp_server *s, double now, cldp_request **done);
 /* Calls the callbacks of answered requests and wakes their waiters (no lock held). */
 void cldp_srv_deliver(cldp_request *done);
 void cldp_srv_params_unref(srv_params *pv);
+/* pthread_cond_timedwait for at most `ms` from now (a spurious or early wake-up returns too). */
+void cldp_srv_timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, double ms);
 /* Drops a reference to the server core; the last frees it (replicas, pool included). */
 void cldp_srv_unref(struct cldp_server *s);
 

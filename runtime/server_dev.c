@@ -21,16 +21,6 @@ static void sleep_ms(double ms)
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
-static void timed_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, double ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double sec = (double)ts.tv_nsec * 1e-9 + ms * 1e-3;
-    ts.tv_sec += (time_t)sec;
-    ts.tv_nsec = (long)((sec - floor(sec)) * 1e9);
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 /* ---- building the replicas ------------------------------------------------------------- */
 
 /* Builds, loads and warms worker w's replica on this thread. One after another, as the trainer
@@ -68,22 +58,22 @@ static cldp_status plan(cldp_server *s, const size_t *idx, const cldp_dev *devs,
 
 /* Runs the batch w formed (no lock held): its generation's parameters onto the device if they are
  * not there yet, the rows, forward, softmax. *probs points into the replica. */
-static cldp_status run_batch(cldp_server *s, srv_worker *w, uint64_t *dev_gen, int fault, double fault_ms,
-                             const float **probs)
+static cldp_status run_batch(cldp_server *s, srv_worker *w, const srv_params *pv, size_t rows, uint64_t *dev_gen,
+                             int fault, double fault_ms, const float **probs)
 {
     cldp_replica *rep = w->rep;
     if (fault != CLDP_FAULT_NONE) {
         rep->fault = (cldp_fault_kind)fault;
         rep->stall_ms = fault_ms;
     }
-    if (*dev_gen != w->pv->gen) {
+    if (*dev_gen != pv->gen) {
         *dev_gen = UINT64_MAX; /* half-written parameters are no generation */
-        TRY(cldp_replica_write_params(rep, w->pv->p, 0, s->model.nparams));
-        *dev_gen = w->pv->gen;
+        TRY(cldp_replica_write_params(rep, pv->p, 0, s->model.nparams));
+        *dev_gen = pv->gen;
     }
-    TRY(cldp_replica_load(rep, w->x, NULL, w->rows));
-    TRY(cldp_replica_forward(rep, w->rows));
-    return cldp_replica_probs(rep, w->rows, probs);
+    TRY(cldp_replica_load(rep, w->x, NULL, rows));
+    TRY(cldp_replica_forward(rep, rows));
+    return cldp_replica_probs(rep, rows, probs);
 }
 
 /* The device leaves: it takes no more batches, and the round robin skips it. Under mu. */
@@ -118,11 +108,15 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
         }
         w->nbatch++;
         double fault_ms = w->fault_ms, slowdown = w->slowdown;
+        /* the batch's generation (a reference of its own) and size: the watchdog may settle the
+         * batch and clear w's fields while this worker still runs it */
+        srv_params *pv = w->pv;
+        size_t rows = w->rows;
         pthread_mutex_unlock(&s->mu);
 
         double t0 = cldp_now_ms();
         const float *probs = NULL;
-        cldp_status st = run_batch(s, w, &dev_gen, fault, fault_ms, &probs);
+        cldp_status st = run_batch(s, w, pv, rows, &dev_gen, fault, fault_ms, &probs);
         double ms = cldp_now_ms() - t0;
         if (CLDP_TEST_ARMED() && slowdown > 1 && st == CLDP_OK) sleep_ms((slowdown - 1) * ms);
 
@@ -130,6 +124,7 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
         pthread_mutex_lock(&s->mu);
         if (w->claimed) { /* the watchdog answered this batch and retired the device */
             pthread_mutex_unlock(&s->mu);
+            cldp_srv_params_unref(pv);
             return cldp_fail(CLDP_ERR_TIMEOUT, "%s: a batch outlived the watchdog (%.0f ms)", w->name, s->o.watchdog_ms);
         }
         w->dev_gen = dev_gen;
@@ -141,6 +136,7 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
             cldp_srv_fail_parts(s, w, st, drop, &done);
         }
         pthread_mutex_unlock(&s->mu);
+        cldp_srv_params_unref(pv);
         cldp_srv_deliver(done);
         pthread_mutex_lock(&s->mu);
     }
@@ -187,7 +183,7 @@ static void *monitor_main(void *arg)
             cldp_srv_deliver(done);
             pthread_mutex_lock(&s->mu);
         }
-        timed_wait_ms(&s->mon_cv, &s->mu, 10);
+        cldp_srv_timed_wait(&s->mon_cv, &s->mu, 10);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -254,7 +250,7 @@ void cldp_srv_stop(cldp_server *s)
      * behind: the supervisor thread keeps the core alive until it is back */
     double until = cldp_now_ms() + (s->o.watchdog_ms > 0 ? s->o.watchdog_ms : 0) + 5000;
     while (s->supervisor_started && !s->supervisor_done && cldp_now_ms() < until)
-        timed_wait_ms(&s->drain_cv, &s->mu, 50);
+        cldp_srv_timed_wait(&s->drain_cv, &s->mu, 50);
     int joinable = s->supervisor_done;
     s->mon_stop = 1;
     pthread_cond_broadcast(&s->mon_cv);

@@ -798,10 +798,11 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 /* ---- main ------------------------------------------------------------------------------- */
 
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
+#include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "serve", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, serve, mpi"
 
 static int is_section(const char *s)
 {
@@ -837,7 +838,7 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|serve|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -874,6 +875,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "gemm")) bench_gemm(&o, js);
     if (!only || !strcmp(only, "start")) bench_start(&o, js);
     if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
+    if (!only || !strcmp(only, "serve")) bench_serve(&o, js);
     if (mpi) bench_mpi(&o, js, m, &d);
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);

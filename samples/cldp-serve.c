@@ -194,24 +194,30 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, char *text
     return ret;
 }
 
+/* A JSON answer from a format: {"error": "..."} when `error`, else the text itself. */
+static enum MHD_Result vreply(struct MHD_Connection *c, unsigned code, int error, const char *fmt, va_list ap)
+{
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    return reply(c, code, error ? serve_error_json(buf) : strdup(buf), "application/json");
+}
+
 static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    enum MHD_Result r = vreply(c, code, 1, fmt, ap);
     va_end(ap);
-    return reply(c, code, serve_error_json(msg), "application/json");
+    return r;
 }
 
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
 {
-    char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    enum MHD_Result r = vreply(c, code, 0, fmt, ap);
     va_end(ap);
-    return reply(c, code, strdup(buf), "application/json");
+    return r;
 }
 
 static unsigned http_status(cldp_status st)

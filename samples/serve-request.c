@@ -112,7 +112,14 @@ void serve_request_free(serve_request *r)
 
 char *serve_error_json(const char *msg)
 {
-    json_t *o = json_pack("{s:s}", "error", msg);
+    /* a message may quote the client's bytes (jansson's "near '...'"): keep it printable ASCII,
+     * so it is always a valid JSON string */
+    char clean[1024];
+    size_t n = 0;
+    for (; msg[n] && n + 1 < sizeof clean; n++)
+        clean[n] = (unsigned char)msg[n] >= 0x20 && (unsigned char)msg[n] < 0x7f ? msg[n] : '?';
+    clean[n] = 0;
+    json_t *o = json_pack("{s:s}", "error", clean);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;

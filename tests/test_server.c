@@ -54,6 +54,18 @@ static int matches(const cldp_model *m, const float *p, const float *x, size_t r
     return 1;
 }
 
+/* Client threads draw from their own stream (test_rand's state is the main thread's). */
+static uint64_t thread_rand(uint64_t *s)
+{
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+static void thread_fill(uint64_t *s, float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)((double)(thread_rand(s) >> 11) * 0x1.0p-52 - 1.0);
+}
+
 static cldp_server_options opts(size_t max_batch)
 {
     cldp_server_options o;
@@ -282,9 +294,10 @@ static void *swap_client(void *arg)
 {
     swapctx *c = arg;
     float x[12 * IN];
+    uint64_t seed = (uintptr_t)&x | 1;
     while (!atomic_load(&c->stop)) {
-        size_t rows = 1 + test_rand() % 12; /* up to 12 rows: split over batches of 8 */
-        test_fill(x, rows * IN, -1, 1);
+        size_t rows = 1 + thread_rand(&seed) % 12; /* up to 12 rows: split over batches of 8 */
+        thread_fill(&seed, x, rows * IN);
         cldp_request *r;
         if (cldp_server_submit(c->s, x, rows, 0, NULL, NULL, &r) != CLDP_OK) {
             atomic_fetch_add(&c->failed, 1);
