@@ -124,12 +124,7 @@ cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, siz
     *out = c;
     return CLDP_OK;
 fail:
-    {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", cldp_last_error());
-        cldp_collective_destroy(c);
-        cldp_set_last_error(msg);
-    }
+    CLDP_KEEPING_ERROR(cldp_collective_destroy(c));
     return st;
 }
 
@@ -187,7 +182,7 @@ static cldp_status check_buffers(cldp_collective *c, const cl_mem *buffers, size
 static cldp_status coll_run(cldp_collective *c, const char *phase)
 {
     cldp_reducer_reset(c->reducer, c->n, store_block, NULL, c);
-    const cldp_run_desc d = {coll_job, c, NULL, phase, c->name_ptr, 0};
+    const cldp_run_desc d = {coll_job, c, NULL, phase, c->name_ptr, 0, NULL};
     cldp_run *run;
     cldp_status st = cldp_pool_run(c->pool, &d, &run);
     cldp_run_release(run);

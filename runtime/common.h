@@ -28,6 +28,16 @@ const char *cldp_clblast_error_name(int err);
 /* Replaces the calling thread's last error (used to carry a worker's message to the caller). */
 void cldp_set_last_error(const char *msg);
 
+/* Runs `cleanup` (e.g. destroying what a failed create built) without losing the failure's
+ * message, which the cleanup's own calls could overwrite. */
+#define CLDP_KEEPING_ERROR(cleanup)                                                            \
+    do {                                                                                       \
+        char keep_msg_[2048];                                                                  \
+        snprintf(keep_msg_, sizeof keep_msg_, "%s", cldp_last_error());                        \
+        cleanup;                                                                               \
+        cldp_set_last_error(keep_msg_);                                                        \
+    } while (0)
+
 /* Checks an OpenCL call made on behalf of device `dev_name`; on failure records
  * "<device>: <call> failed with <CL_NAME> (<file>:<line>)" and returns CLDP_ERR_OPENCL from the
  * enclosing function. */

@@ -18,25 +18,30 @@ void cldp_update_fence(void)
 #endif
 }
 
-/* g - g is 0 for a finite g and NaN otherwise */
+/* x - x is 0 for a finite x and NaN otherwise */
 static int scalar_update(const cldp_update *u, const float *g, const float *p, const float *m1, const float *m2,
                          float *np, float *nm1, float *nm2, size_t b, size_t e)
 {
-    int bad = 0;
+    int bad = 0, out = 0;
     const float lr = u->lr, wd = u->wd;
     for (size_t i = b; i < e; i++) {
         float gi = g[i] + wd * p[i];
         bad |= g[i] - g[i] != 0.0f;
         if (u->sgd) {
-            nm1[i] = u->mu * m1[i] + gi;
-            np[i] = p[i] - lr * nm1[i];
+            float m = u->mu * m1[i] + gi, q = p[i] - lr * m;
+            nm1[i] = m;
+            np[i] = q;
+            out |= (m - m != 0.0f) | (q - q != 0.0f);
         } else {
-            nm1[i] = u->b1 * m1[i] + (1.0f - u->b1) * gi;
-            nm2[i] = u->b2 * m2[i] + (1.0f - u->b2) * gi * gi;
-            np[i] = p[i] - lr * (nm1[i] / u->c1) / (sqrtf(nm2[i] / u->c2) + u->eps);
+            float m = u->b1 * m1[i] + (1.0f - u->b1) * gi, v = u->b2 * m2[i] + (1.0f - u->b2) * gi * gi;
+            float q = p[i] - lr * (m / u->c1) / (sqrtf(v / u->c2) + u->eps);
+            nm1[i] = m;
+            nm2[i] = v;
+            np[i] = q;
+            out |= (m - m != 0.0f) | (v - v != 0.0f) | (q - q != 0.0f);
         }
     }
-    return bad;
+    return (bad ? CLDP_UPDATE_BAD_GRAD : 0) | (out ? CLDP_UPDATE_BAD_RESULT : 0);
 }
 
 int cldp_update_block(const cldp_update *u, const float *g, const float *p, const float *m1, const float *m2,
@@ -52,7 +57,7 @@ int cldp_update_block(const cldp_update *u, const float *g, const float *p, cons
         int bad = scalar_update(u, g, p, m1, m2, np, nm1, nm2, 0, head);
         size_t i = head;
         const __m128 lr = _mm_set1_ps(u->lr), wd = _mm_set1_ps(u->wd), zero = _mm_setzero_ps();
-        __m128 nan = zero;
+        __m128 nan = zero, out = zero; /* lanes where a gradient, or a result, was not finite */
         if (u->sgd) {
             const __m128 mu = _mm_set1_ps(u->mu);
             for (; i + 4 <= len; i += 4) {
@@ -60,8 +65,10 @@ int cldp_update_block(const cldp_update *u, const float *g, const float *p, cons
                 __m128 gi = _mm_add_ps(gv, _mm_mul_ps(wd, pv));
                 nan = _mm_or_ps(nan, _mm_cmpneq_ps(_mm_sub_ps(gv, gv), zero));
                 __m128 m = _mm_add_ps(_mm_mul_ps(mu, _mm_loadu_ps(m1 + i)), gi);
+                __m128 q = _mm_sub_ps(pv, _mm_mul_ps(lr, m));
+                out = _mm_or_ps(out, _mm_cmpneq_ps(_mm_add_ps(_mm_sub_ps(m, m), _mm_sub_ps(q, q)), zero));
                 _mm_stream_ps(nm1 + i, m);
-                _mm_stream_ps(np + i, _mm_sub_ps(pv, _mm_mul_ps(lr, m)));
+                _mm_stream_ps(np + i, q);
             }
         } else {
             const __m128 b1 = _mm_set1_ps(u->b1), b2 = _mm_set1_ps(u->b2), eps = _mm_set1_ps(u->eps);
@@ -74,12 +81,15 @@ int cldp_update_block(const cldp_update *u, const float *g, const float *p, cons
                 __m128 a = _mm_add_ps(_mm_mul_ps(b1, _mm_loadu_ps(m1 + i)), _mm_mul_ps(one_b1, gi));
                 __m128 v = _mm_add_ps(_mm_mul_ps(b2, _mm_loadu_ps(m2 + i)), _mm_mul_ps(_mm_mul_ps(one_b2, gi), gi));
                 __m128 step = _mm_div_ps(_mm_mul_ps(lr, _mm_div_ps(a, c1)), _mm_add_ps(_mm_sqrt_ps(_mm_div_ps(v, c2)), eps));
+                __m128 q = _mm_sub_ps(pv, step);
+                out = _mm_or_ps(out, _mm_cmpneq_ps(
+                                         _mm_add_ps(_mm_add_ps(_mm_sub_ps(a, a), _mm_sub_ps(v, v)), _mm_sub_ps(q, q)), zero));
                 _mm_stream_ps(nm1 + i, a);
                 _mm_stream_ps(nm2 + i, v);
-                _mm_stream_ps(np + i, _mm_sub_ps(pv, step));
+                _mm_stream_ps(np + i, q);
             }
         }
-        bad |= _mm_movemask_ps(nan) != 0;
+        bad |= (_mm_movemask_ps(nan) ? CLDP_UPDATE_BAD_GRAD : 0) | (_mm_movemask_ps(out) ? CLDP_UPDATE_BAD_RESULT : 0);
         return bad | scalar_update(u, g, p, m1, m2, np, nm1, nm2, i, len);
     }
 #endif

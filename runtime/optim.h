@@ -20,8 +20,11 @@ typedef struct cldp_update {
  * parameters p and moments m1 (and m2 for Adam), writes the new ones to np, nm1 (nm2), which
  * must not overlap the inputs. The new values are written with streaming stores where the CPU
  * has them (they are not read again soon, and so never need reading into the cache first): call
- * cldp_update_fence before another thread may read them. Returns nonzero when some g[i] is NaN
- * or Inf. The arithmetic is element by element, so the bits do not depend on how it is blocked. */
+ * cldp_update_fence before another thread may read them. Returns CLDP_UPDATE_BAD_GRAD when some
+ * g[i] is NaN or Inf, CLDP_UPDATE_BAD_RESULT when a new parameter or moment is (checked on the
+ * values in registers, not read back), or both OR-ed; 0 when all is finite. The arithmetic is
+ * element by element, so the bits do not depend on how it is blocked. */
+enum { CLDP_UPDATE_BAD_GRAD = 1, CLDP_UPDATE_BAD_RESULT = 2 };
 int cldp_update_block(const cldp_update *u, const float *g, const float *p, const float *m1, const float *m2,
                       float *np, float *nm1, float *nm2, size_t len);
 void cldp_update_fence(void);

@@ -166,6 +166,12 @@ static cldp_status apply_policy(cldp_trainer *t, phase_kind kind, cldp_run *run,
     return CLDP_PHASE_RETRY;
 }
 
+static void phase_poll(void *ctx)
+{
+    phase *ph = ctx;
+    ph->poll(ph);
+}
+
 cldp_status cldp_phase_once(cldp_trainer *t, phase_kind kind, void (*prepare)(cldp_trainer *t, phase *ph),
                             cldp_run **out, phase **php)
 {
@@ -176,7 +182,8 @@ cldp_status cldp_phase_once(cldp_trainer *t, phase_kind kind, void (*prepare)(cl
     phase *ph = phase_new(t, kind);
     if (!ph) return CLDP_ERR_HOST_MEMORY;
     if (prepare) prepare(t, ph);
-    const cldp_run_desc d = {cldp_phase_job, ph, phase_release, phase_names[kind], ph->names, t->opts.timeout_ms};
+    const cldp_run_desc d = {cldp_phase_job, ph, phase_release, phase_names[kind], ph->names, t->opts.timeout_ms,
+                             ph->poll ? phase_poll : NULL};
     cldp_run *run;
     cldp_status st = cldp_pool_run(t->pool, &d, &run);
     if (!run) { /* refused before any worker saw it */

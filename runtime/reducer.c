@@ -165,6 +165,8 @@ int cldp_reducer_work(cldp_reducer *rd, cldp_run *run, int all)
     return 1;
 }
 
+int cldp_reducer_done(const cldp_reducer *rd, size_t p) { return atomic_load(&rd->done[p]); }
+
 int cldp_reducer_wait(cldp_reducer *rd, cldp_run *run, size_t p) { return cldp_run_wait_flag(run, &rd->done[p]); }
 
 int cldp_reducer_wait_delivered(cldp_reducer *rd, cldp_run *run, size_t r, size_t seg)

@@ -54,6 +54,9 @@ int cldp_reducer_work(cldp_reducer *rd, cldp_run *run, int all);
 /* Waits until rank r has delivered segment seg; 0 when the run was cancelled meanwhile. */
 int cldp_reducer_wait_delivered(cldp_reducer *rd, cldp_run *run, size_t r, size_t seg);
 
+/* 1 when piece p is done (its block callbacks' writes visible to the caller); never waits. */
+int cldp_reducer_done(const cldp_reducer *rd, size_t p);
+
 /* Waits until piece p is done; 0 when the run was abandoned meanwhile. */
 int cldp_reducer_wait(cldp_reducer *rd, cldp_run *run, size_t p);
 

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,13 @@ static void sleep_ms(double ms)
 
 int cldp_trainer_all_finite(const float *g, size_t n)
 {
-    float acc = 0.0f; /* NaN/Inf survive multiplication by 0, finite values give 0 */
-    for (size_t i = 0; i < n; i++) acc += g[i] * 0.0f;
-    return acc == 0.0f;
+    uint32_t bad = 0; /* exponent bits all set: Inf or NaN; an OR of integers, which vectorises */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, g + i, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
 }
 
 /* The fused pass's block: the summed gradient of parameters [at, at + len) updates them and
@@ -100,12 +105,9 @@ int cldp_trainer_update_block(void *ctx, size_t at, const float *g, size_t len)
     const cldp_update u = {t->opts.optimizer == CLDP_OPT_SGD, t->opts.learning_rate, t->opts.weight_decay,
                            t->opts.momentum, t->opts.beta1, t->opts.beta2, t->opts.epsilon,
                            (float)t->bc1, (float)t->bc2};
-    if (cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
-                          t->next_m + at, t->next_v + at, len))
-        return CODE_GRAD_NONFINITE;
-    int ok = cldp_trainer_all_finite(t->next_master + at, len) && cldp_trainer_all_finite(t->next_m + at, len) &&
-             (u.sgd || cldp_trainer_all_finite(t->next_v + at, len));
-    return ok ? 0 : CODE_UPDATE_NONFINITE;
+    int bad = cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
+                                t->next_m + at, t->next_v + at, len);
+    return bad & CLDP_UPDATE_BAD_GRAD ? CODE_GRAD_NONFINITE : bad ? CODE_UPDATE_NONFINITE : 0;
 }
 
 /* Forward and backward of the shard (as micro-batches when it is larger than the replica's
@@ -269,8 +271,10 @@ void cldp_trainer_release(cldp_trainer *t)
     cldp_pool_destroy(t->pool);
     cldp_reducer_destroy(t->reducer);
     cldp_reducer_destroy(t->upd);
-    free(t->lsum);
-    free(t->gsum);
+    if (!t->ranks || !t->ranks->ops->stranded(t->ranks)) { /* else MPI may still use them */
+        free(t->lsum);
+        free(t->gsum);
+    }
     if (t->ranks) t->ranks->ops->destroy(t->ranks);
     free(t->graveyard);
     for (size_t i = 0; i < t->nretired; i++) free(t->retired[i]);
@@ -404,13 +408,7 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
     *out = t;
     return CLDP_OK;
 fail:
-    {
-        /* keep the failure's message: destroying replicas must not overwrite it */
-        char msg[2048];
-        snprintf(msg, sizeof msg, "%s", cldp_last_error());
-        cldp_trainer_destroy(t);
-        cldp_set_last_error(msg);
-    }
+    CLDP_KEEPING_ERROR(cldp_trainer_destroy(t)); /* destroying replicas must not overwrite the message */
     return st;
 }
 
@@ -471,6 +469,7 @@ static void prepare_update(cldp_trainer *t, phase *ph)
     ph->rd = t->reducer;
     ph->write_params = !t->ranks;
     ph->local_grads = 1;
+    ph->poll = t->ranks ? cldp_trainer_poll_ranks : NULL; /* the combine starts meanwhile */
 }
 
 /* The per-device figures of the train phase; feeds the balancer. */
@@ -533,7 +532,8 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
          * known to commit, so until it does they may not hold `master` */
         t->dirty = 1;
         if (CLDP_TEST_ARMED()) cldp_faults_arm(t, PHASE_UPDATE);
-        cldp_status st = cldp_phase_once(t, PHASE_UPDATE, prepare_update, &run, &ph);
+        cldp_status st = t->ranks ? cldp_trainer_start_ranks(t) : CLDP_OK;
+        if (st == CLDP_OK) st = cldp_phase_once(t, PHASE_UPDATE, prepare_update, &run, &ph);
         if (st == CLDP_PHASE_RETRY) { /* dropped: the whole step again on the survivors */
             TRY(cldp_trainer_rebroadcast_if_dirty(t));
             continue;

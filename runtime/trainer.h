@@ -55,6 +55,8 @@ typedef struct phase {
      * local sums and the update are two runs with the combine between them) */
     cldp_reducer *rd;
     int write_params, local_grads;
+    /* called on the caller's thread while it waits for the workers (workers.h); NULL: none */
+    void (*poll)(struct phase *ph);
     /* reported, one slot per worker */
     double loss_sum[CLDP_MAX_DEVICES], train_end[CLDP_MAX_DEVICES], early_ms[CLDP_MAX_DEVICES];
     double reduce_ms[CLDP_MAX_DEVICES], broadcast_ms[CLDP_MAX_DEVICES];
@@ -84,6 +86,7 @@ struct cldp_trainer {
     /* several ranks (cldp_mpi.h); NULL in one process */
     cldp_ranks *ranks;
     float *lsum, *gsum;           /* (nparams) this rank's sum over its devices; the sum over ranks */
+    size_t offered;               /* pieces of lsum handed to the combine in this step */
     cldp_reducer *upd;            /* the update's pieces over gsum (one source) */
     int early;                    /* pieces may be done during the train phase */
     double bc1, bc2;              /* Adam bias corrections of the step in progress */
@@ -167,6 +170,11 @@ void cldp_trainer_split_ranks(struct cldp_trainer *t, size_t total);
 int cldp_trainer_store_local(void *ctx, size_t at, const float *g, size_t len);
 /* What the trainer cannot do over ranks, refused by name; `n` devices selected here. */
 cldp_status cldp_trainer_check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n);
+/* Before the local phase: starts the step's combine. */
+cldp_status cldp_trainer_start_ranks(struct cldp_trainer *t);
+/* While the local phase runs (its poll): the pieces the local tree has finished go to the
+ * combine, and the combine's messages progress. */
+void cldp_trainer_poll_ranks(phase *ph);
 /* After the local phase (*run, *ph): the sums combined over the ranks, then the update phase
  * from them; *run and *ph become the update's. Loss and correct are summed over the ranks. */
 cldp_status cldp_trainer_combine_ranks(struct cldp_trainer *t, cldp_run **run, phase **ph, double *loss,

@@ -62,6 +62,31 @@ static void prepare_global_update(cldp_trainer *t, phase *ph)
     ph->local_grads = 0;
 }
 
+cldp_status cldp_trainer_start_ranks(cldp_trainer *t)
+{
+    t->offered = 0;
+    return t->ranks->ops->begin(t->ranks, t->lsum, t->gsum, t->model.nparams, cldp_reducer_pieces(t->reducer));
+}
+
+/* Pieces go in index order, which is the order the local tree finishes them in when it has one
+ * worker and near it with more; a piece done out of order waits for those before it. */
+static void offer_done(cldp_trainer *t)
+{
+    cldp_ranks *rk = t->ranks;
+    size_t np = cldp_reducer_pieces(t->reducer), b, e;
+    while (t->offered < np && cldp_reducer_done(t->reducer, t->offered)) {
+        cldp_reducer_piece(t->reducer, t->offered, &b, &e);
+        rk->ops->offer(rk, t->offered++, b, e);
+    }
+}
+
+void cldp_trainer_poll_ranks(phase *ph)
+{
+    cldp_trainer *t = ph->t;
+    offer_done(t);
+    t->ranks->ops->progress(t->ranks);
+}
+
 /* A rank that fails or falls silent fails the step here for the others within the watchdog;
  * the ranks are then out of step, so the trainer can only be destroyed. */
 cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **ph, double *loss, size_t *correct)
@@ -73,7 +98,8 @@ cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **
     *run = NULL;
     cldp_ranks *rk = t->ranks;
     double v[2] = {*loss, (double)*correct};
-    cldp_status st = rk->ops->allreduce(rk, t->lsum, t->gsum, t->model.nparams, t->opts.timeout_ms);
+    offer_done(t); /* every piece is done now */
+    cldp_status st = rk->ops->finish(rk, t->opts.timeout_ms);
     if (st == CLDP_OK) st = rk->ops->sum_doubles(rk, v, 2, t->opts.timeout_ms);
     if (st != CLDP_OK) {
         t->broken = 1;

@@ -162,7 +162,7 @@ static void late_done(void)
 cldp_status cldp_wait_abandoned(double timeout_ms)
 {
     REQUIRE(timeout_ms >= 0, "cldp_wait_abandoned: timeout_ms must be >= 0, got %g", timeout_ms);
-    struct timespec deadline;
+    struct timespec deadline = {0, 0};
     clock_gettime(CLOCK_REALTIME, &deadline);
     double s = (double)deadline.tv_nsec * 1e-9 + timeout_ms * 1e-3;
     deadline.tv_sec += (time_t)s;
@@ -338,7 +338,7 @@ cldp_status cldp_pool_run(cldp_pool *p, const cldp_run_desc *d, cldp_run **out)
     p->run = run;
     p->generation++;
     pthread_cond_broadcast(&p->wake);
-    struct timespec deadline;
+    struct timespec deadline = {0, 0};
     if (d->timeout_ms > 0) {
         clock_gettime(CLOCK_REALTIME, &deadline);
         double s = (double)deadline.tv_nsec * 1e-9 + d->timeout_ms * 1e-3;
@@ -347,6 +347,22 @@ cldp_status cldp_pool_run(cldp_pool *p, const cldp_run_desc *d, cldp_run **out)
     }
     int fired = 0;
     while (!all_done(p, run)) {
+        if (d->poll) { /* the caller's own work between short waits */
+            pthread_mutex_unlock(&p->mu);
+            d->poll(d->ctx);
+            pthread_mutex_lock(&p->mu);
+            if (all_done(p, run)) break;
+            struct timespec slice;
+            clock_gettime(CLOCK_REALTIME, &slice);
+            slice.tv_nsec += CLDP_POLL_US * 1000L;
+            if (slice.tv_nsec >= 1000000000L) slice.tv_sec++, slice.tv_nsec -= 1000000000L;
+            int past = d->timeout_ms > 0 && (slice.tv_sec > deadline.tv_sec ||
+                                             (slice.tv_sec == deadline.tv_sec && slice.tv_nsec >= deadline.tv_nsec));
+            if (!past) {
+                pthread_cond_timedwait(&p->done_cv, &p->mu, &slice);
+                continue;
+            }
+        }
         if (d->timeout_ms <= 0) {
             pthread_cond_wait(&p->done_cv, &p->mu);
         } else if (pthread_cond_timedwait(&p->done_cv, &p->mu, &deadline) == ETIMEDOUT && !all_done(p, run)) {

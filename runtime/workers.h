@@ -38,7 +38,14 @@ typedef struct cldp_run_desc {
     const char *phase;             /* what the job does, for messages: "forward and backward" */
     const char *const *names;      /* (pool size) what each rank is, for messages; may be NULL */
     double timeout_ms;             /* the watchdog for this run (0: none) */
+    /* Called with ctx on the caller's thread about every CLDP_POLL_US while it waits for the
+     * workers (never under the pool's lock); may be NULL. For work that belongs to the caller's
+     * thread alone, such as MPI progressed from one thread. It must not block for long: the
+     * watchdog is checked between calls. */
+    void (*poll)(void *ctx);
 } cldp_run_desc;
+
+#define CLDP_POLL_US 100
 
 cldp_status cldp_pool_create(size_t n, cldp_pool **out);
 /* Joins the idle threads; a thread still inside an abandoned run is detached instead, and the

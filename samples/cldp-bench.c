@@ -89,7 +89,8 @@ static cldp_model *bench_model(size_t h)
     return m;
 }
 
-static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size_t batch, const char *split)
+/* The bench's trainer options: SGD at 0.01, the rest cldp's defaults. */
+static cldp_trainer_options bench_options(const char *devices, size_t batch, const char *split)
 {
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
@@ -98,6 +99,12 @@ static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size
     o.optimizer = CLDP_OPT_SGD;
     o.learning_rate = 0.01f;
     o.split = split;
+    return o;
+}
+
+static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size_t batch, const char *split)
+{
+    cldp_trainer_options o = bench_options(devices, batch, split);
     cldp_trainer *t;
     if (cldp_trainer_create(m, &o, &t) != CLDP_OK) die("creating a trainer");
     return t;
@@ -845,7 +852,7 @@ int main(int argc, char **argv)
                    "on the thread that drives it, one core each. --quick uses fewer steps and sizes.\n"
                    "With --json the last line is one JSON object of every figure.\n"
                    "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
-                   "  mpiexec -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
+                   "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
             return 0;
         } else {
             fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);

@@ -159,6 +159,17 @@ static cldp_trainer *local_trainer(cldp_model *m, size_t devices, int sgd)
     return t;
 }
 
+/* Loads the checkpoint into t, trains its second half of the steps, returns the parameters and
+ * destroys t. */
+static float *resume(cldp_trainer *t, const char *ck, size_t np)
+{
+    CHECK_OK(cldp_trainer_load_checkpoint(t, ck, NULL, 0, NULL));
+    train(t, STEPS / 2, STEPS, 0);
+    float *p = params_of(t, np);
+    cldp_trainer_destroy(t);
+    return p;
+}
+
 static void equal_mode(size_t per_rank)
 {
     cldp_model *m = model();
@@ -233,11 +244,7 @@ static void equal_mode(size_t per_rank)
     float *ranks_on = params_of(t, np);
     cldp_trainer_destroy(t);
     if (rank == 0) {
-        t = local_trainer(m, all, 0);
-        CHECK_OK(cldp_trainer_load_checkpoint(t, ck, NULL, 0, NULL));
-        train(t, STEPS / 2, STEPS, 0);
-        float *resumed = params_of(t, np);
-        cldp_trainer_destroy(t);
+        float *resumed = resume(local_trainer(m, all, 0), ck, np);
         snprintf(what, sizeof what, "a checkpoint of %d ranks resumed on 1 rank x %zu devices", size, all);
         same_bits(what, resumed, ranks_on, np);
         free(resumed);
@@ -248,11 +255,7 @@ static void equal_mode(size_t per_rank)
         cldp_trainer_destroy(t);
     }
     idle_barrier();
-    t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
-    CHECK_OK(cldp_trainer_load_checkpoint(t, ck, NULL, 0, NULL));
-    train(t, STEPS / 2, STEPS, 0);
-    float *from_one = params_of(t, np);
-    cldp_trainer_destroy(t);
+    float *from_one = resume(mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec), ck, np);
     snprintf(what, sizeof what, "rank %d: a checkpoint of 1 rank resumed on %d ranks", rank, size);
     same_bits(what, from_one, ranks_on, np);
     if (rank == 0) remove(ck);
