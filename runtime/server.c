@@ -571,10 +571,7 @@ cldp_status cldp_server_create(const cldp_model *m, const float *params, size_t 
     pthread_cond_init(&s->drain_cv, NULL);
     pthread_cond_init(&s->mon_cv, NULL);
     if ((st = cldp_srv_start(s)) != CLDP_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", cldp_last_error());
-        cldp_server_destroy(s);
-        cldp_set_last_error(msg);
+        CLDP_KEEPING_ERROR(cldp_server_destroy(s));
         return st;
     }
     pthread_mutex_lock(&s->mu);

@@ -148,7 +148,7 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
 static void *supervisor_main(void *arg)
 {
     cldp_server *s = arg;
-    const cldp_run_desc d = {serve_job, s, NULL, "serving", s->names, 0};
+    const cldp_run_desc d = {serve_job, s, NULL, "serving", s->names, 0, NULL};
     cldp_run *run = NULL;
     cldp_pool_run(s->pool, &d, &run);
     cldp_run_release(run);
