@@ -1,7 +1,7 @@
 /* server.h — the inference server's state, shared by server.c (the request queue, dynamic
- * batching, answers and statistics, the public calls) and server_dev.c (forward-only replicas,
- * the device workers as one supervised run, the watchdog, faults and slowdowns). Internal; the
- * public API is include/cldp.h.
+ * batching, requests, answers and statistics), server_life.c (options, creation, swaps,
+ * shutdown) and server_dev.c (forward-only replicas, the device workers as one supervised run,
+ * the watchdog, faults and slowdowns). Internal; the public API is include/cldp.h.
  *
  * Locking: one mutex (mu) guards the queue, every request's counters, the workers' batch state
  * and the statistics. A worker holds it to form a batch (copying the rows in) and to settle one
@@ -145,6 +145,7 @@ void cldp_srv_deliver(cldp_request *done);
 void cldp_srv_params_unref(srv_params *pv);
 /* pthread_cond_timedwait for at most `ms` from now (a spurious or early wake-up returns too). */
 void cldp_srv_timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, double ms);
+/* ---- server_life.c ---- */
 /* Drops a reference to the server core; the last frees it (replicas, pool included). */
 void cldp_srv_unref(struct cldp_server *s);
 

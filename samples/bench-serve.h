@@ -155,7 +155,7 @@ static void srv_server_split(cldp_server *s, const cldp_server_stats *a, srv_res
 static srv_result srv_loop(cldp_server *s, int port, const char *req, size_t len, const float *x, int clients, double ms,
                            double rate)
 {
-    static srv_load L[SRV_MAX_CLIENTS];
+    srv_load *L = malloc(SRV_MAX_CLIENTS * sizeof *L); /* re-entrant: two loops may run at once */
     pthread_t th[SRV_MAX_CLIENTS];
     srv_result r = {0};
     cldp_server_stats a = {0};
@@ -176,6 +176,7 @@ static srv_result srv_loop(cldp_server *s, int port, const char *req, size_t len
     r.rps = (double)n / wall * 1e3;
     r.p50 = srv_pct(all, n, 0.5), r.p95 = srv_pct(all, n, 0.95), r.p99 = srv_pct(all, n, 0.99);
     free(all);
+    free(L);
     srv_server_split(s, &a, &r);
     return r;
 }
@@ -183,6 +184,26 @@ static srv_result srv_loop(cldp_server *s, int port, const char *req, size_t len
 static srv_result srv_closed(cldp_server *s, int port, const char *req, size_t len, const float *x, int clients, double ms)
 {
     return srv_loop(s, port, req, len, x, clients, ms, 0);
+}
+
+/* The machine's ceiling for two devices: two one-device servers loaded at once, 32 clients each. */
+typedef struct srv_pair { cldp_server *s; const float *x; double ms; srv_result r; } srv_pair;
+
+static void *srv_pair_main(void *arg)
+{
+    srv_pair *p = arg;
+    p->r = srv_closed(p->s, 0, NULL, 0, p->x, 32, p->ms);
+    return NULL;
+}
+
+static double srv_ceiling(cldp_server *a, cldp_server *b, const float *x, double ms)
+{
+    srv_pair p[2] = {{.s = a, .x = x, .ms = ms}, {.s = b, .x = x, .ms = ms}};
+    pthread_t th;
+    pthread_create(&th, NULL, srv_pair_main, &p[1]);
+    srv_pair_main(&p[0]);
+    pthread_join(th, NULL);
+    return p[0].r.rps + p[1].r.rps;
 }
 
 /* ---- open loop ---- */
@@ -323,8 +344,10 @@ static void bench_serve(const opts *o, FILE *js)
     cldp_device_select("all", idx, 64, &nd);
     cldp_device_info i0;
     cldp_device_get_info(idx[0], &i0);
-    char one[32];
+    char one[32], other[32];
     snprintf(one, sizeof one, "%u:%u", i0.platform_index, i0.device_index);
+    cldp_device_get_info(idx[nd > 1], &i0);
+    snprintf(other, sizeof other, "%u:%u", i0.platform_index, i0.device_index);
 
     /* in process: the sweep on every device, dynamic batching */
     cldp_server *s2 = srv_make(t, "all", 64, CLDP_SCHEDULE_PULL);
@@ -342,18 +365,23 @@ static void bench_serve(const opts *o, FILE *js)
 
     /* ratios at 64 clients, rounds alternating so drift falls on both sides alike */
     cldp_server *s1 = srv_make(t, one, 64, CLDP_SCHEDULE_PULL), *sb = srv_make(t, "all", 1, CLDP_SCHEDULE_PULL);
-    double two = 0, single = 0, batch1 = 0;
+    cldp_server *s1b = srv_make(t, other, 64, CLDP_SCHEDULE_PULL);
+    double two = 0, single = 0, batch1 = 0, ceiling = 0;
     srv_result r;
     for (int round = 0; round < 2; round++) {
         two += srv_closed(s2, 0, NULL, 0, x, 64, ms / 2).rps;
+        ceiling += srv_ceiling(s1, s1b, x, ms / 2);
         single += (r = srv_closed(s1, 0, NULL, 0, x, 64, ms / 2)).rps;
         if (round == 1) srv_print("1 device, 64 clients", &r);
         batch1 += (r = srv_closed(sb, 0, NULL, 0, x, 64, ms / 2)).rps;
         if (round == 1) srv_print("max_batch 1, 64 clients", &r);
     }
     cldp_server_destroy(s1);
+    cldp_server_destroy(s1b);
     cldp_server_destroy(sb);
     printf("   2 devices / 1 device at 64 clients:      %.2fx (target >= 1.85x)\n", two / single);
+    printf("   ceiling: two 1-device servers at once (32 clients each) / one: %.2fx; 2 devices / that ceiling: %.0f%%\n",
+           ceiling / single, 100 * two / ceiling);
     printf("   dynamic batching / max_batch 1, 64 cl.:  %.2fx (target >= 3x)\n", two / batch1);
 
     /* open loop at half the saturated rate */
@@ -379,7 +407,7 @@ static void bench_serve(const opts *o, FILE *js)
     cldp_server_destroy(sp);
     cldp_server_destroy(sr);
     printf("   pull / round robin, one device 3x slower: %.2fx (target >= 1.3x)\n", pull / rr);
-    fprintf(js, "\"devices_ratio\":%.3f,\"batching_ratio\":%.3f,\"p99_over_p50\":%.3f,\"pull_over_rr\":%.3f,", two / single,
+    fprintf(js, "\"ceiling_ratio\":%.3f,\"devices_ratio\":%.3f,\"batching_ratio\":%.3f,\"p99_over_p50\":%.3f,\"pull_over_rr\":%.3f,", ceiling / single, two / single,
             two / batch1, po.p50 > 0 ? po.p99 / po.p50 : 0, pull / rr);
 
     /* HTTP: cldp-serve on the same parameters */
