@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "server.h"
 #include "balance.h"
+#include "memplan.h"
 #include "config.h"
 #include "testhooks.h"
 

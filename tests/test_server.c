@@ -20,6 +20,8 @@
 #define ATOL 1e-5 /* float32 forward of a 19-21-4 MLP against double: a few ulps of the logits */
 #define RTOL 1e-4
 
+static const char *DEVS; /* the first two devices, as a selection spec (test_devices) */
+
 static cldp_model *make_model(size_t in, size_t hid)
 {
     cldp_model *m;
@@ -70,7 +72,7 @@ static cldp_server_options opts(size_t max_batch)
 {
     cldp_server_options o;
     cldp_server_options_init(&o);
-    o.devices = "all";
+    o.devices = DEVS;
     o.max_batch = max_batch;
     return o;
 }
@@ -81,7 +83,7 @@ static void test_predict_equal(cldp_model *m)
 {
     cldp_trainer_options to;
     cldp_trainer_options_init(&to);
-    to.devices = "all";
+    to.devices = DEVS;
     to.batch = 32;
     to.seed = test_rand();
     cldp_trainer *t;
@@ -234,13 +236,7 @@ static void test_busy_expiry_cancel(cldp_model *m, const float *params)
 {
     cldp_server_options o = opts(4);
     o.max_queue_rows = 8;
-    size_t idx[64], n = 0;
-    CHECK_OK(cldp_device_select("all", idx, 64, &n));
-    cldp_device_info info;
-    CHECK_OK(cldp_device_get_info(idx[0], &info));
-    char one[32];
-    snprintf(one, sizeof one, "%u:%u", info.platform_index, info.device_index);
-    o.devices = one;
+    o.devices = test_device_name("test_server", 0);
     cldp_server *s;
     CHECK_OK(cldp_server_create(m, params, cldp_model_param_count(m), &o, &s));
     if (!s) return;
@@ -328,7 +324,7 @@ static void test_hot_swap(cldp_model *m, const float *params0)
     /* generation 2 comes from a trainer in this process, 3 from a checkpoint file */
     cldp_trainer_options to;
     cldp_trainer_options_init(&to);
-    to.devices = "all";
+    to.devices = DEVS;
     to.batch = 8;
     cldp_trainer *t;
     CHECK_OK(cldp_trainer_create(m, &to, &t));
@@ -460,7 +456,7 @@ static void test_memory_plan(void)
     CHECK_OK(cldp_server_create(m, p, np, &o, &s));
     cldp_trainer_options to;
     cldp_trainer_options_init(&to);
-    to.devices = "all";
+    to.devices = DEVS;
     to.batch = 64;
     cldp_trainer *t = NULL;
     CHECK_STATUS(cldp_trainer_create(m, &to, &t), CLDP_ERR_DEVICE_MEMORY);
@@ -477,7 +473,7 @@ static void test_memory_plan(void)
 int main(void)
 {
     test_rng_state = test_seed("test_server");
-    test_require_devices("test_server", "all", 2);
+    DEVS = test_devices("test_server", 2);
     cldp_model *m = make_model(IN, HID);
     size_t np = cldp_model_param_count(m);
     float *params = malloc(np * sizeof(float));
