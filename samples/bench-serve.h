@@ -29,6 +29,7 @@
 
 #define SRV_MAX_CLIENTS 64
 #define SRV_MAX_LAT 20000 /* latencies kept per client per run */
+#define SRV_MAX_OPEN 200000 /* requests of one in-process open loop */
 
 extern char **environ;
 
@@ -210,7 +211,7 @@ static double srv_ceiling(cldp_server *a, cldp_server *b, const float *x, double
 
 typedef struct srv_open {
     _Atomic size_t done;
-    double t_submit[SRV_MAX_LAT], lat[SRV_MAX_LAT];
+    double t_submit[SRV_MAX_OPEN], lat[SRV_MAX_OPEN];
 } srv_open;
 
 typedef struct srv_slot { srv_open *o; size_t i; } srv_slot;
@@ -229,14 +230,14 @@ static void srv_open_done(cldp_request *req, cldp_status st, void *user)
 static srv_result srv_poisson(cldp_server *s, const float *x, double rate, double ms)
 {
     srv_open *o = calloc(1, sizeof *o);
-    srv_slot *slots = calloc(SRV_MAX_LAT, sizeof *slots);
+    srv_slot *slots = calloc(SRV_MAX_OPEN, sizeof *slots);
     srv_result r = {0};
     cldp_server_stats a;
     cldp_server_stats_get(s, SIZE_MAX, &a);
     double t0 = now_ms(), next = t0;
     uint64_t seed = 88172645463325252ull;
     size_t n = 0;
-    while (next < t0 + ms && n < SRV_MAX_LAT) {
+    while (next < t0 + ms && n < SRV_MAX_OPEN) {
         srv_sleep_until(next += srv_interval(&seed, rate));
         slots[n] = (srv_slot){o, n};
         o->t_submit[n] = next;

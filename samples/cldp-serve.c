@@ -195,29 +195,14 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, char *text
 }
 
 /* A JSON answer from a format: {"error": "..."} when `error`, else the text itself. */
-static enum MHD_Result vreply(struct MHD_Connection *c, unsigned code, int error, const char *fmt, va_list ap)
+static enum MHD_Result reply_fmt(struct MHD_Connection *c, unsigned code, int error, const char *fmt, ...)
 {
     char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
     return reply(c, code, error ? serve_error_json(buf) : strdup(buf), "application/json");
-}
-
-static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result r = vreply(c, code, 1, fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    enum MHD_Result r = vreply(c, code, 0, fmt, ap);
-    va_end(ap);
-    return r;
 }
 
 static unsigned http_status(cldp_status st)
@@ -235,12 +220,12 @@ static enum MHD_Result infer(struct MHD_Connection *c, conn *k)
     serve_request rq;
     char err[512];
     if (serve_request_parse(k->body ? k->body : "", k->len, INPUTS, C.o.max_queue_rows, &rq, err, sizeof err))
-        return reply_error(c, 400, "%s", err);
+        return reply_fmt(c, 400, 1, "%s", err);
     float *probs = malloc(rq.rows * CLASSES * sizeof(float));
     cldp_status st = probs ? cldp_server_infer(S, rq.data, rq.rows, probs, 0) : CLDP_ERR_HOST_MEMORY;
     enum MHD_Result ret;
     if (st == CLDP_OK) ret = reply(c, 200, serve_answer_json(C.model_name, rq.id, probs, rq.rows, CLASSES), "application/json");
-    else ret = reply_error(c, http_status(st), "%s: %s", cldp_status_string(st), cldp_last_error());
+    else ret = reply_fmt(c, http_status(st), 1, "%s: %s", cldp_status_string(st), cldp_last_error());
     free(probs);
     serve_request_free(&rq);
     return ret;
@@ -354,32 +339,32 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
-    if (k->too_large) return reply_error(c, 413, "the request body is larger than %zu bytes (--max-body-bytes)", C.max_body);
+    if (k->too_large) return reply_fmt(c, 413, 1, "the request body is larger than %zu bytes (--max-body-bytes)", C.max_body);
     int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
     size_t nl = strlen(C.model_name);
-    if (!strcmp(url, "/v2/health/live")) return get ? reply_json(c, 200, "{\"live\":true}") : reply_error(c, 405, "use GET");
+    if (!strcmp(url, "/v2/health/live")) return get ? reply_fmt(c, 200, 0, "{\"live\":true}") : reply_fmt(c, 405, 1, "use GET");
     if (!strcmp(url, "/v2/health/ready")) {
         int ready = cldp_server_ready(S);
-        return reply_json(c, ready ? 200 : 503, "{\"ready\":%s}", ready ? "true" : "false");
+        return reply_fmt(c, ready ? 200 : 503, 0, "{\"ready\":%s}", ready ? "true" : "false");
     }
-    if (!strcmp(url, "/v2")) return reply_json(c, 200, "{\"name\":\"cldp-serve\",\"version\":\"%u.%u.%u\",\"extensions\":[]}",
+    if (!strcmp(url, "/v2")) return reply_fmt(c, 200, 0, "{\"name\":\"cldp-serve\",\"version\":\"%u.%u.%u\",\"extensions\":[]}",
                                                CLDP_VERSION_MAJOR, CLDP_VERSION_MINOR, CLDP_VERSION_PATCH);
     if (!strcmp(url, "/metrics")) return reply(c, 200, metrics(), "text/plain; version=0.0.4");
     if (!strncmp(url, "/v2/models/", 11)) {
         const char *name = url + 11, *rest = name + strcspn(name, "/");
         if ((size_t)(rest - name) != nl || strncmp(name, C.model_name, nl))
-            return reply_error(c, 404, "unknown model '%.*s'; this server has '%s'", (int)(rest - name), name, C.model_name);
+            return reply_fmt(c, 404, 1, "unknown model '%.*s'; this server has '%s'", (int)(rest - name), name, C.model_name);
         if (!*rest)
-            return reply_json(c, 200, "{\"name\":\"%s\",\"versions\":[\"1\"],\"platform\":\"cldp\",\"inputs\":[{\"name\":\"input\","
+            return reply_fmt(c, 200, 0, "{\"name\":\"%s\",\"versions\":[\"1\"],\"platform\":\"cldp\",\"inputs\":[{\"name\":\"input\","
                               "\"datatype\":\"FP32\",\"shape\":[-1,%d]}],\"outputs\":[{\"name\":\"probabilities\",\"datatype\":"
                               "\"FP32\",\"shape\":[-1,%d]}]}", C.model_name, INPUTS, CLASSES);
         if (!strcmp(rest, "/ready")) {
             int ready = cldp_server_ready(S);
-            return reply_json(c, ready ? 200 : 503, "{\"name\":\"%s\",\"ready\":%s}", C.model_name, ready ? "true" : "false");
+            return reply_fmt(c, ready ? 200 : 503, 0, "{\"name\":\"%s\",\"ready\":%s}", C.model_name, ready ? "true" : "false");
         }
-        if (!strcmp(rest, "/infer")) return post ? infer(c, k) : reply_error(c, 405, "use POST for /infer");
+        if (!strcmp(rest, "/infer")) return post ? infer(c, k) : reply_fmt(c, 405, 1, "use POST for /infer");
     }
-    return reply_error(c, 404, "no such path '%s' (see /v2/models/%s)", url, C.model_name);
+    return reply_fmt(c, 404, 1, "no such path '%s' (see /v2/models/%s)", url, C.model_name);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why)
