@@ -4,6 +4,8 @@
  * process): one host thread drives each device, each device holds a replica and computes its shard
  * of the batch through CLBlast, a host-staged tree reduction averages the gradients, the optimizer
  * updates the host master parameters, and the new parameters are broadcast back to every device.
+ * The same replicas serve inference to concurrent clients (cldp_server: dynamic batching, one
+ * bounded queue pulled by every device, hot parameter swaps).
  *
  * Ten lines of use:
  *

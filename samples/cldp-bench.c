@@ -1,7 +1,8 @@
 /* cldp-bench — measures cldp's performance claims side by side in one run, as ratios (these
  * machines are shared and noisy): runtime overhead, scaling over devices, the host all-reduce
  * against the machine's memcpy bandwidth, tuned vs default CLBlast GEMM beside a CPU BLAS, start-up
- * time with cold and warm caches, and speed-aware balancing against even shards.
+ * time with cold and warm caches, speed-aware balancing against even shards, and the inference
+ * server under load, in process and over HTTP (bench-serve.h).
  *
  * Unlike the other samples it includes internal headers: the overhead baseline issues the
  * replica's CLBlast calls and kernels directly, with no runtime around them. Sections that need a
