@@ -42,9 +42,10 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * moving average of the time at each shard size it has run (sizes within 1/NEAR of each other
  * share one point), and the model is a weighted least-squares line through those points, with a
  * fixed cost >= 0; while the sizes seen span less than SPREAD, the fixed cost is not refitted (it
- * starts at 0: the proportional model); so that it can be, the initial search on devices that
- * differ runs each device whose sizes span too little at an eighth of its shard for one step (a
- * probe, smallest shard first). A device's first measured step is not used (it pays first-use
+ * starts at 0: the proportional model), and a point far off the line of the others (a stalled
+ * step, a speed since gone) is forgotten. So that the fixed cost can be fitted, the initial
+ * search on devices that differ runs each device whose sizes span too little at an eighth of its
+ * shard for one step (a probe, smallest shard first). A device's first measured step is not used (it pays first-use
  * costs). Devices that share a machine also slow each other down (PoCL's CPU devices share its
  * cores), which no per-device model sees: so when the initial search has settled (within
  * 2 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
@@ -76,6 +77,7 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 #define CLDP_BALANCE_STALE 30       /* a point older than this many of its device's steps is dropped */
 #define CLDP_BALANCE_REFRESH 12     /* ... and one measured again after this many starts afresh */
 #define CLDP_BALANCE_PROBE 8        /* the probe runs a device at 1/PROBE of its shard */
+#define CLDP_BALANCE_OUTLIER 0.5    /* a point this far (relative) off the fitted line is forgotten */
 #define CLDP_BALANCE_TRIAL 3        /* steps a trial without a device lasts, and steps it is judged against */
 #define CLDP_BALANCE_SPREAD 1.5     /* largest / smallest size the fit needs to fit a fixed cost */
 

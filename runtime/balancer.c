@@ -152,29 +152,46 @@ static int spans(const cldp_balancer *b, size_t s)
 /* The line through the device's recent points, weighted by how often each was measured (at most
  * 8 each), with a fixed cost >= 0 and a cost per sample of at least a thousandth of the average.
  * While the sizes span less than SPREAD the fixed cost is kept (at most 0.99 of the average
- * time) and only the cost per sample refitted. */
+ * time) and only the cost per sample refitted. A point more than OUTLIER off the line of three or
+ * more is forgotten and the line fitted again (a step the machine stalled, a speed since gone). */
 static void fit(cldp_balancer *b, size_t s)
 {
-    double sw = 0, sn = 0, st = 0, snn = 0, snt = 0;
-    for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) {
-        const cldp_balance_point *p = &b->point[s][i];
-        if (!p->count || b->samples[s] - p->at > CLDP_BALANCE_STALE) continue;
-        double w = p->count < 8 ? p->count : 8;
-        sw += w, sn += w * p->n, st += w * p->ms, snn += w * p->n * p->n, snt += w * p->n * p->ms;
+    for (int pass = 0; pass < 2; pass++) {
+        double sw = 0, sn = 0, st = 0, snn = 0, snt = 0;
+        size_t used = 0;
+        for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) {
+            const cldp_balance_point *p = &b->point[s][i];
+            if (!p->count || b->samples[s] - p->at > CLDP_BALANCE_STALE) continue;
+            double w = p->count < 8 ? p->count : 8;
+            sw += w, sn += w * p->n, st += w * p->ms, snn += w * p->n * p->n, snt += w * p->n * p->ms;
+            used++;
+        }
+        if (!(sw > 0)) return;
+        double mn = sn / sw, mt = st / sw, slope, a;
+        if (spans(b, s)) {
+            double var = snn / sw - mn * mn, cov = snt / sw - mn * mt;
+            slope = fmax(var > 0 ? cov / var : 0, 1e-3 * mt / mn);
+            a = mt - slope * mn;
+            if (a < 0) a = 0, slope = snt / snn; /* through the origin */
+        } else {
+            a = fmin(b->fixed_ms[s], 0.99 * mt);
+            slope = (mt - a) / mn;
+        }
+        b->fixed_ms[s] = a;
+        b->ms_per_sample[s] = slope;
+        /* the worst point, unless that is the newest: then it may be a new speed, or a stall, and
+         * the next steps will tell */
+        cldp_balance_point *worst = NULL;
+        double worst_dev = CLDP_BALANCE_OUTLIER;
+        for (size_t i = 0; used >= 3 && i < CLDP_BALANCE_POINTS; i++) {
+            cldp_balance_point *p = &b->point[s][i];
+            if (!p->count || b->samples[s] - p->at > CLDP_BALANCE_STALE) continue;
+            double pred = a + slope * p->n, dev = fabs(p->ms - pred) / pred;
+            if (dev > worst_dev) worst = p, worst_dev = dev;
+        }
+        if (!worst || worst->at == b->samples[s]) return;
+        worst->count = 0;
     }
-    if (!(sw > 0)) return;
-    double mn = sn / sw, mt = st / sw, slope, a;
-    if (spans(b, s)) {
-        double var = snn / sw - mn * mn, cov = snt / sw - mn * mt;
-        slope = fmax(var > 0 ? cov / var : 0, 1e-3 * mt / mn);
-        a = mt - slope * mn;
-        if (a < 0) a = 0, slope = snt / snn; /* through the origin */
-    } else {
-        a = fmin(b->fixed_ms[s], 0.99 * mt);
-        slope = (mt - a) / mn;
-    }
-    b->fixed_ms[s] = a;
-    b->ms_per_sample[s] = slope;
 }
 
 /* ---- observing a step ------------------------------------------------------------------ */

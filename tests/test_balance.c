@@ -373,6 +373,23 @@ static void test_contention(void)
     CHECK(shard[0] > 0 && shard[1] > 0 && !b.left_out[0] && !b.left_out[1]);
 }
 
+/* The fit: a device of 1.5 ms + 0.02 ms per sample measured at 100 and 50 samples, then once at
+ * 75 samples in a step the machine stalled (10x), then at 100 again: the newest point is trusted
+ * (it may be a new speed) but once another is newer the stalled one, far off the others' line,
+ * is forgotten and the model is within 5% of the truth. */
+static void test_fit(void)
+{
+    cldp_balancer b;
+    cldp_balancer_init(&b, 1, NULL, 0);
+    size_t sizes[10] = {100, 100, 100, 100, 50, 50, 50, 50, 75, 100};
+    for (int k = 0; k < 10; k++) {
+        double ms = (1.5 + 0.02 * (double)sizes[k]) * (k == 8 ? 10 : 1);
+        cldp_balancer_observe(&b, NULL, 1, &sizes[k], &ms);
+    }
+    printf("  fit: %.3f ms + %.4f ms per sample (truth 1.5 + 0.02), after a 10x stalled step\n", b.fixed_ms[0], b.ms_per_sample[0]);
+    CHECK(fabs(b.fixed_ms[0] - 1.5) < 0.075 && fabs(b.ms_per_sample[0] - 0.02) < 0.001);
+}
+
 static void test_fixed_costs(void)
 {
     cldp_balancer b;
@@ -668,6 +685,7 @@ int main(void)
     test_shards();
     test_balancer();
     test_best_split();
+    test_fit();
     test_fixed_costs();
     test_contention();
     test_memory();
