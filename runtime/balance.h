@@ -48,11 +48,11 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * shard for one step (a probe, smallest shard first). A device's first measured step is not used (it pays first-use
  * costs). Devices that share a machine also slow each other down (PoCL's CPU devices share its
  * cores), which no per-device model sees: so when the initial search has settled (within
- * 2 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
+ * 3 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
  * fixed cost, a trial leaves it out for TRIAL steps, and keeps it out when the measured step (the
  * slowest device's compute, median of TRIAL) is shorter by more than THRESHOLD than the TRIAL
- * steps before; once per device, until the split is set again. A measurement is clamped to
- * within CLAMP of its point's average so one hiccup cannot swing the split; a
+ * steps before; at most TRIALS times per device, until the split is set again. A measurement is
+ * clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
  * point not measured for STALE of the device's steps leaves the fit, and one measured again after
  * REFRESH starts afresh, so a device that changes speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
  * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
@@ -79,6 +79,7 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 #define CLDP_BALANCE_PROBE 8        /* the probe runs a device at 1/PROBE of its shard */
 #define CLDP_BALANCE_OUTLIER 0.5    /* a point this far (relative) off the fitted line is forgotten */
 #define CLDP_BALANCE_TRIAL 3        /* steps a trial without a device lasts, and steps it is judged against */
+#define CLDP_BALANCE_TRIALS 2       /* trials a device may have */
 #define CLDP_BALANCE_SPREAD 1.5     /* largest / smallest size the fit needs to fit a fixed cost */
 
 typedef struct cldp_balance_point {
@@ -111,7 +112,7 @@ typedef struct cldp_balancer {
     size_t trial_slot;                  /* the device it leaves out */
     double trial_ref;                   /* the median step time before it */
     double trial_w[CLDP_BALANCE_MAX];   /* the weights to restore when it loses */
-    unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and won */
+    unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and one won */
 } cldp_balancer;
 
 /* Starts with `slots` devices, the given weights (NULL: even) and balancing on or off. */

@@ -240,8 +240,9 @@ static int trial_step(cldp_balancer *b, const size_t *slot, size_t n, double ste
 }
 
 /* Starts a trial without the device of smallest shard, when its model says at least two thirds
- * of its step are fixed cost (the case where leaving it out can pay), it was not tried yet, at least two devices
- * have samples and TRIAL steps of the split in use were measured. Returns 1 when it did. */
+ * of its step are fixed cost (the case where leaving it out can pay), it had fewer than TRIALS
+ * (a trial the machine's noise lost may be won on the next), at least two devices have samples
+ * and TRIAL steps of the split in use were measured. Returns 1 when it did. */
 static int trial_start(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *fixed,
                        const double *per)
 {
@@ -251,13 +252,13 @@ static int trial_start(cldp_balancer *b, const size_t *slot, size_t n, const siz
         busy++;
         if (pick == n || shard[r] < shard[pick]) pick = r;
     }
-    if (pick == n || busy < 2 || b->nrecent < CLDP_BALANCE_TRIAL || b->tried[slot_of(slot, pick)] ||
+    if (pick == n || busy < 2 || b->nrecent < CLDP_BALANCE_TRIAL || b->tried[slot_of(slot, pick)] >= CLDP_BALANCE_TRIALS ||
         !(fixed[pick] >= 2 * per[pick] * (double)shard[pick]))
         return 0;
     b->trial_ref = median3(b->recent);
     for (size_t r = 0; r < n; r++) b->trial_w[r] = b->weight[slot_of(slot, r)];
     b->weight[slot_of(slot, pick)] = 0;
-    b->tried[slot_of(slot, pick)] = 1;
+    b->tried[slot_of(slot, pick)]++;
     b->trial_slot = slot_of(slot, pick);
     b->trial_on = 1;
     b->nrecent = 0;
@@ -337,7 +338,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         b->pending = 0;
         /* the trial belongs to the initial search: later, after a change of speed, the models
          * are off for a while and would call for trials that only cost steps */
-        return !learning && b->resplits > 0 && b->steps <= 2 * CLDP_BALANCE_ACQUIRE && trial_start(b, slot, n, shard, fixed, per);
+        return !learning && b->resplits > 0 && b->steps <= 3 * CLDP_BALANCE_ACQUIRE && trial_start(b, slot, n, shard, fixed, per);
     }
     if (++b->pending < (learning ? 1u : CLDP_BALANCE_PATIENCE)) return 0;
     double old[CLDP_BALANCE_MAX], osum = 0;
