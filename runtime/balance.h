@@ -51,8 +51,12 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * 3 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
  * fixed cost, a trial leaves it out for TRIAL steps, and keeps it out when the measured step (the
  * slowest device's compute, median of TRIAL) is shorter by more than THRESHOLD than the TRIAL
- * steps before; at most TRIALS times per device, until the split is set again. A measurement is
- * clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
+ * steps before; at most TRIALS times per device, until the split is set again. A device left
+ * out is not measured, so after EXPLORE steps, then after twice as many each time (up
+ * to 16 x EXPLORE), it gets a few samples for one step (a look, at most its fixed cost's worth of
+ * delay), so that a model fitted to a bad moment of the machine, or a device that got faster, is
+ * found out: when the look takes over CHANGED times as long as the model says, or under 1 /
+ * CHANGED, the device's points (and a trial's verdict) are forgotten. A measurement is clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
  * point not measured for STALE of the device's steps leaves the fit, and one measured again after
  * REFRESH starts afresh, so a device that changes speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
  * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
@@ -80,6 +84,9 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 #define CLDP_BALANCE_OUTLIER 0.5    /* a point this far (relative) off the fitted line is forgotten */
 #define CLDP_BALANCE_TRIAL 3        /* steps a trial without a device lasts, and steps it is judged against */
 #define CLDP_BALANCE_TRIALS 2       /* trials a device may have */
+#define CLDP_BALANCE_EXPLORE 40     /* steps before the first look at a device the models left out */
+#define CLDP_BALANCE_CHANGED 2.0    /* a look this far off its model (either way): the device changed */
+#define CLDP_BALANCE_LOOK 32        /* a look gives it total / (devices x LOOK) samples (at least 1) */
 #define CLDP_BALANCE_SPREAD 1.5     /* largest / smallest size the fit needs to fit a fixed cost */
 
 typedef struct cldp_balance_point {
@@ -111,8 +118,12 @@ typedef struct cldp_balancer {
     int trial_on;                       /* a trial is running */
     size_t trial_slot;                  /* the device it leaves out */
     double trial_ref;                   /* the median step time before it */
-    double trial_w[CLDP_BALANCE_MAX];   /* the weights to restore when it loses */
+    double trial_w[CLDP_BALANCE_MAX];   /* the weights (by slot) to restore when it loses */
     unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and one won */
+    int looking;                        /* this step gives a left-out device a few samples */
+    unsigned looked_at;                 /* the step of the last look */
+    unsigned looks;                     /* looks taken since the split was set */
+    double look_w[CLDP_BALANCE_MAX];    /* the weights (by slot) to restore after it */
 } cldp_balancer;
 
 /* Starts with `slots` devices, the given weights (NULL: even) and balancing on or off. */

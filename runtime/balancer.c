@@ -38,6 +38,8 @@ void cldp_balancer_set(cldp_balancer *b, const size_t *slot, size_t n, const dou
     b->pending = 0;
     b->nrecent = 0;
     b->trial_on = 0;
+    b->looking = 0;
+    b->looks = 0;
     memset(b->tried, 0, sizeof b->tried);
     memset(b->left_out, 0, sizeof b->left_out);
 }
@@ -235,7 +237,7 @@ static int trial_step(cldp_balancer *b, const size_t *slot, size_t n, double ste
         b->left_out[b->trial_slot] = 1;
         return 0;
     }
-    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = b->trial_w[r];
+    memcpy(b->weight, b->trial_w, sizeof b->weight);
     return 1;
 }
 
@@ -256,11 +258,37 @@ static int trial_start(cldp_balancer *b, const size_t *slot, size_t n, const siz
         !(fixed[pick] >= 2 * per[pick] * (double)shard[pick]))
         return 0;
     b->trial_ref = median3(b->recent);
-    for (size_t r = 0; r < n; r++) b->trial_w[r] = b->weight[slot_of(slot, r)];
+    memcpy(b->trial_w, b->weight, sizeof b->weight);
     b->weight[slot_of(slot, pick)] = 0;
     b->tried[slot_of(slot, pick)]++;
     b->trial_slot = slot_of(slot, pick);
     b->trial_on = 1;
+    b->nrecent = 0;
+    return 1;
+}
+
+/* A look at a device left out (shard 0, weight 0: by the models or by a trial): after
+ * EXPLORE steps, then twice as many after each look (at most 16 times), it gets a few samples for
+ * one step, the others the rest in their shares. Returns 1 when it set such a split. */
+static int look_start(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, size_t total)
+{
+    size_t pick = n;
+    for (size_t r = 0; r < n && pick == n; r++) {
+        size_t s = slot_of(slot, r);
+        if (!shard[r] && b->weight[s] == 0) pick = r;
+    }
+    unsigned every = CLDP_BALANCE_EXPLORE << (b->looks < 4 ? b->looks : 4); /* 40, 80, ... 640 steps */
+    if (pick == n || b->steps - b->looked_at < every) return 0;
+    size_t few = total / (n * CLDP_BALANCE_LOOK) ? total / (n * CLDP_BALANCE_LOOK) : 1, rest[CLDP_BALANCE_MAX];
+    double w[CLDP_BALANCE_MAX];
+    for (size_t r = 0; r < n; r++) w[r] = r == pick ? 0 : (double)shard[r];
+    if (few >= total) return 0;
+    cldp_split_shards(w, n, total - few, rest);
+    memcpy(b->look_w, b->weight, sizeof b->weight);
+    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = (double)(r == pick ? few : rest[r]) / (double)total;
+    b->looking = 1;
+    b->looks++;
+    b->looked_at = b->steps;
     b->nrecent = 0;
     return 1;
 }
@@ -274,6 +302,13 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         size_t s = slot_of(slot, r);
         if (shard[r] == 0 || !(compute_ms[r] > 0) || !isfinite(compute_ms[r])) continue;
         if (++b->samples[s] == 1) continue; /* a device's first step pays first-use costs: not its speed */
+        if (b->looking && b->look_w[s] == 0 && b->ms_per_sample[s] > 0) { /* the device looked at */
+            double pred = b->fixed_ms[s] + b->ms_per_sample[s] * (double)shard[r];
+            if (compute_ms[r] > CLDP_BALANCE_CHANGED * pred || compute_ms[r] * CLDP_BALANCE_CHANGED < pred) { /* it changed */
+                for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) b->point[s][i].count = 0;
+                b->left_out[s] = b->tried[s] = 0;
+            }
+        }
         double dev = add_point(b, s, (double)shard[r], compute_ms[r]);
         if (!isnan(dev)) { /* the noise, before the clamp; a deviation counts as at most 100% */
             unsigned k = ++b->noise_samples[s];
@@ -286,6 +321,11 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     }
     if (!measured) return 0;
     b->steps++;
+    if (!b->enabled && (b->trial_on || b->looking)) { /* balancing turned off mid-way: the split before it */
+        memcpy(b->weight, b->trial_on ? b->trial_w : b->look_w, sizeof b->weight);
+        b->trial_on = b->looking = 0;
+        return 1;
+    }
     if (!b->enabled || total == 0) return 0;
     double step = 0; /* the step as measured: the slowest device with samples */
     size_t present = 0;
@@ -294,6 +334,12 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         present += !b->left_out[slot_of(slot, r)];
     }
     if (b->trial_on) return trial_step(b, slot, n, step);
+    if (b->looking) { /* the look measured the device: back to the split before it; the models decide */
+        memcpy(b->weight, b->look_w, sizeof b->weight);
+        b->looking = 0;
+        b->nrecent = 0;
+        return 1;
+    }
     b->recent[b->nrecent++ % CLDP_BALANCE_TRIAL] = step;
 
     /* The proposal: the best split for this total under the models; a device never measured
@@ -336,6 +382,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     if (b->last_gain <= b->last_threshold) {
         if (b->steps > CLDP_BALANCE_LEARN) b->settled = 1;
         b->pending = 0;
+        if (!learning && look_start(b, slot, n, shard, total)) return 1;
         /* the trial belongs to the initial search: later, after a change of speed, the models
          * are off for a while and would call for trials that only cost steps */
         return !learning && b->resplits > 0 && b->steps <= 3 * CLDP_BALANCE_ACQUIRE && trial_start(b, slot, n, shard, fixed, per);
