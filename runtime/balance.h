@@ -56,7 +56,8 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * to 16 x EXPLORE), it gets a few samples for one step (a look, at most its fixed cost's worth of
  * delay), so that a model fitted to a bad moment of the machine, or a device that got faster, is
  * found out: when the look takes over CHANGED times as long as the model says, or under 1 /
- * CHANGED, the device's points (and a trial's verdict) are forgotten. A measurement is clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
+ * CHANGED, the device's points and a trial's verdict are forgotten, and trials may run again
+ * for 3 x ACQUIRE steps. A measurement is clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
  * point not measured for STALE of the device's steps leaves the fit, and one measured again after
  * REFRESH starts afresh, so a device that changes speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
  * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
@@ -123,6 +124,8 @@ typedef struct cldp_balancer {
     int looking;                        /* this step gives a left-out device a few samples */
     unsigned looked_at;                 /* the step of the last look */
     unsigned looks;                     /* looks taken since the split was set */
+    unsigned trials_until;              /* the last step a trial may start (after a look that
+                                           found a device changed, again for a while) */
     double look_w[CLDP_BALANCE_MAX];    /* the weights (by slot) to restore after it */
 } cldp_balancer;
 

@@ -13,6 +13,7 @@ void cldp_balancer_init(cldp_balancer *b, size_t slots, const double *weights, i
     b->slots = slots > CLDP_BALANCE_MAX ? CLDP_BALANCE_MAX : slots;
     for (size_t s = 0; s < b->slots; s++) b->weight[s] = weights ? weights[s] : 1.0;
     b->enabled = enabled;
+    b->trials_until = 3 * CLDP_BALANCE_ACQUIRE;
 }
 
 static size_t slot_of(const size_t *slot, size_t r) { return slot ? slot[r] : r; }
@@ -307,6 +308,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
             if (compute_ms[r] > CLDP_BALANCE_CHANGED * pred || compute_ms[r] * CLDP_BALANCE_CHANGED < pred) { /* it changed */
                 for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) b->point[s][i].count = 0;
                 b->left_out[s] = b->tried[s] = 0;
+                b->trials_until = b->steps + 1 + 3 * CLDP_BALANCE_ACQUIRE; /* and it may be tried again */
             }
         }
         double dev = add_point(b, s, (double)shard[r], compute_ms[r]);
@@ -385,7 +387,7 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         if (!learning && look_start(b, slot, n, shard, total)) return 1;
         /* the trial belongs to the initial search: later, after a change of speed, the models
          * are off for a while and would call for trials that only cost steps */
-        return !learning && b->resplits > 0 && b->steps <= 3 * CLDP_BALANCE_ACQUIRE && trial_start(b, slot, n, shard, fixed, per);
+        return !learning && b->resplits > 0 && b->steps <= b->trials_until && trial_start(b, slot, n, shard, fixed, per);
     }
     if (++b->pending < (learning ? 1u : CLDP_BALANCE_PATIENCE)) return 0;
     double old[CLDP_BALANCE_MAX], osum = 0;
