@@ -801,7 +801,10 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
         cldp_trainer_device_stats(bal, 1, &ds1);
         shard0[s] = ds0.shard;
         step_ms[s] = st.step_ms;
-        if (s >= 20) idle_frac += (ds0.idle_ms + ds1.idle_ms) / (2.0 * st.step_ms);
+        /* the wait of the devices that computed: one given no samples is out, not waiting */
+        int busy = (ds0.shard > 0) + (ds1.shard > 0);
+        if (s >= 20 && busy)
+            idle_frac += ((ds0.shard ? ds0.idle_ms : 0) + (ds1.shard ? ds1.idle_ms : 0)) / (busy * st.step_ms);
     }
     idle_frac /= (double)steps;
     /* converged: the first step from which the split stays within 5% of the batch of its end value */
@@ -821,7 +824,7 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
     printf("   balanced:       %7.1f ms/step  %7.0f samples/s   speed-up %.2fx (target >= 1.3x)\n", bal_ms,
            (double)o->batch / bal_ms * 1e3, even_ms / bal_ms);
     printf("   split converged at step %d to %zu/%zu; after step 20 it moved within %zu samples (%.1f%% of the batch);\n"
-           "   idle time once balanced: %.1f%% of the step (target <= 10%%)\n",
+           "   idle time once balanced (of the devices with samples): %.1f%% of the step (target <= 10%%)\n",
            conv, shard0[total - 1], o->batch - shard0[total - 1], hi - lo, 100.0 * (double)(hi - lo) / (double)o->batch,
            100.0 * idle_frac);
     fprintf(js, "\"balance\":{\"even_ms\":%.2f,\"balanced_ms\":%.2f,\"speedup\":%.3f,\"converged_step\":%d,"
