@@ -249,9 +249,12 @@ typedef struct cldp_trainer_options {
  * Before building anything, cldp_trainer_create estimates each device's memory need
  * (parameters, gradients, activations per sample of its shard, CLBlast scratch, staging) against
  * CL_DEVICE_GLOBAL_MEM_SIZE less a sixteenth and CL_DEVICE_MAX_MEM_ALLOC_SIZE; devices that share
- * host memory (CPUs through PoCL, integrated GPUs) are budgeted together against the host's
- * available memory. A shard whose activations do not fit runs as micro-batches; a model that
- * does not fit at all is refused with CLDP_ERR_DEVICE_MEMORY. */
+ * host memory (CL_DEVICE_HOST_UNIFIED_MEMORY: CPUs through PoCL, integrated GPUs) are budgeted
+ * together against the host's available memory (MemAvailable, and an address-space limit such as
+ * `ulimit -v` less what the process has mapped), beside the trainer's own host vectors, with a
+ * sixteenth and 512 MiB left to the drivers. A shard whose activations do not fit runs as
+ * micro-batches; a model that does not fit at all is refused with CLDP_ERR_DEVICE_MEMORY, naming
+ * the devices and the bytes and suggesting only device selections that would fit. */
 CLDP_API void cldp_trainer_options_init(cldp_trainer_options *opts);
 
 /* A model replicated on every selected device, with one worker thread per device and the host
@@ -490,6 +493,8 @@ CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
  *         write) | stall_reduce (in the host reduction and update) | stall_eval | stall_predict
  *         (inside a GEMM of an evaluation or prediction made when the trainer is at STEP).
  *       CLDP_DEVICE_MEMORY_CAP bytes (K/M/G suffixes): the memory each device may use.
+ *       CLDP_HOST_MEMORY_CAP bytes: the host memory taken as available to the devices that share
+ *         it (in place of MemAvailable and an address-space limit, when lower).
  *       CLDP_TEST_SLOWDOWN "RANK:FACTOR,...": that rank's worker sleeps after its compute so its
  *         part of a step takes FACTOR times as long (a stand-in for a slower GPU).
  *       CLDP_TEST_CHECKPOINT_DELAY_MS: a save sleeps that long between its fsync and its rename.

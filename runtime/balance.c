@@ -1,9 +1,8 @@
 /* balance.c — dividing the batch between devices: split specs, shard sizes from weights, the
- * speed-aware balancer, the memory estimate behind micro-batches, and the test-only slowdown.
+ * byte counts, and the test-only slowdown (the balancer is balancer.c, the memory plan memplan.c).
  * No OpenCL here: everything is a pure function of its inputs, so the tests can drive it. */
 #define _POSIX_C_SOURCE 200809L
 #include "balance.h"
-#include "replica.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -51,8 +50,8 @@ cldp_status cldp_split_parse(const char *spec, size_t n, double *weights, int *a
         }
         if (w < 0)
             return cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
-                             "split \"%s\": weight %zu is %g; weights must be >= 0 (a device with weight 0 gets no samples)",
-                             spec, count + 1, w);
+                             "split \"%s\": weight %zu (rank %zu) is %g; weights must be >= 0 (a device with weight 0 "
+                             "gets no samples)", spec, count + 1, count, w);
         if (count < CLDP_BALANCE_MAX) tmp[count] = w;
         count++;
         sum += w;
@@ -64,9 +63,9 @@ cldp_status cldp_split_parse(const char *spec, size_t n, double *weights, int *a
         }
         if (*p == 0) break;
         return cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
-                         "split \"%s\": unexpected \"%s\" after weight %zu; give one weight >= 0 per device, "
+                         "split \"%s\": unexpected \"%s\" after weight %zu (rank %zu); give one weight >= 0 per device, "
                          "separated by commas (e.g. \"3,1\" for 2 devices)",
-                         spec, p, count);
+                         spec, p, count, count - 1);
     }
     if (count != n)
         return cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
@@ -86,7 +85,8 @@ cldp_status cldp_split_check(const double *w, size_t n, const char *who)
     REQUIRE(n > 0 && n <= CLDP_BALANCE_MAX, "%s: %zu weights (1 to %d)", who, n, CLDP_BALANCE_MAX);
     double sum = 0;
     for (size_t r = 0; r < n; r++) {
-        REQUIRE(isfinite(w[r]) && w[r] >= 0, "%s: weight %zu is %g; weights must be finite and >= 0", who, r, w[r]);
+        REQUIRE(isfinite(w[r]) && w[r] >= 0, "%s: weight %zu (rank %zu) is %g; weights must be finite and >= 0", who, r + 1, r,
+                w[r]);
         sum += w[r];
     }
     REQUIRE(sum > 0 && isfinite(sum), "%s: the weights add up to %g; at least one must be above 0", who, sum);
@@ -127,210 +127,7 @@ void cldp_split_shards(const double *w, size_t n, size_t total, size_t *len)
     }
 }
 
-/* ---- speed-aware balancer -------------------------------------------------------------- */
-
-void cldp_balancer_init(cldp_balancer *b, size_t slots, const double *weights, int enabled)
-{
-    memset(b, 0, sizeof *b);
-    b->slots = slots > CLDP_BALANCE_MAX ? CLDP_BALANCE_MAX : slots;
-    for (size_t s = 0; s < b->slots; s++) b->weight[s] = weights ? weights[s] : 1.0;
-    b->enabled = enabled;
-}
-
-static size_t slot_of(const size_t *slot, size_t r) { return slot ? slot[r] : r; }
-
-void cldp_balancer_weights(const cldp_balancer *b, const size_t *slot, size_t n, double *w)
-{
-    for (size_t r = 0; r < n; r++) w[r] = b->weight[slot_of(slot, r)];
-}
-
-void cldp_balancer_set(cldp_balancer *b, const size_t *slot, size_t n, const double *w)
-{
-    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = w[r];
-    b->pending = 0;
-}
-
-/* Predicted time of a step: the slowest device's ms per sample times its shard. */
-static double predicted_ms(const double *ms_per_sample, const size_t *shard, size_t n)
-{
-    double t = 0;
-    for (size_t r = 0; r < n; r++) t = fmax(t, ms_per_sample[r] * (double)shard[r]);
-    return t;
-}
-
-int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *compute_ms)
-{
-    int measured = 0;
-    size_t total = 0;
-    for (size_t r = 0; r < n; r++) {
-        total += shard[r];
-        size_t s = slot_of(slot, r);
-        if (shard[r] == 0 || !(compute_ms[r] > 0) || !isfinite(compute_ms[r])) continue;
-        double m = compute_ms[r] / (double)shard[r], *est = &b->ms_per_sample[s];
-        unsigned k = b->samples[s];
-        if (k > 0) { /* the noise, before the clamp; a deviation counts as at most 100% */
-            double dev = (m - *est) / *est, dev2 = fmin(dev * dev, 1.0);
-            b->rel_var[s] = k < CLDP_BALANCE_LEARN ? (b->rel_var[s] * (k - 1) + dev2) / k
-                                                   : b->rel_var[s] + CLDP_BALANCE_ALPHA * (dev2 - b->rel_var[s]);
-        }
-        if (k < CLDP_BALANCE_LEARN) {
-            *est = (*est * k + m) / (k + 1);
-        } else {
-            m = fmin(fmax(m, *est / CLDP_BALANCE_CLAMP), *est * CLDP_BALANCE_CLAMP);
-            *est += CLDP_BALANCE_ALPHA * (m - *est);
-        }
-        b->samples[s]++;
-        measured = 1;
-    }
-    if (!measured) return 0;
-    b->steps++;
-    if (!b->enabled || total == 0) return 0;
-
-    /* The proposal: weights 1 / (ms per sample); devices never measured count as average. */
-    double est[CLDP_BALANCE_MAX], w[CLDP_BALANCE_MAX], known = 0, wsum = 0, var1 = 0, var2 = 0;
-    size_t nknown = 0;
-    for (size_t r = 0; r < n; r++) {
-        size_t s = slot_of(slot, r);
-        if (b->ms_per_sample[s] > 0) {
-            known += b->ms_per_sample[s];
-            nknown++;
-        }
-        double v = b->rel_var[s]; /* the two noisiest devices set the noise of a comparison */
-        if (v > var1) var2 = var1, var1 = v;
-        else if (v > var2) var2 = v;
-    }
-    for (size_t r = 0; r < n; r++) {
-        double e = b->ms_per_sample[slot_of(slot, r)];
-        est[r] = e > 0 ? e : known / (double)nknown;
-        w[r] = 1.0 / est[r];
-        wsum += w[r];
-    }
-    for (size_t r = 0; r < n; r++) w[r] /= wsum;
-    size_t proposed[CLDP_BALANCE_MAX];
-    cldp_split_shards(w, n, total, proposed);
-    double now = predicted_ms(est, shard, n), then = predicted_ms(est, proposed, n);
-    b->last_gain = now > 0 ? (now - then) / now : 0;
-    /* noise alone moves the ratio of two averages by about sqrt(var1 + var2) * sqrt(a / (2 - a))
-     * (the moving average's share of the variance) and the predicted gain by about half that */
-    double spread = sqrt((var1 + var2) * CLDP_BALANCE_ALPHA / (2.0 - CLDP_BALANCE_ALPHA)) / 2;
-    /* the initial search: until a split needs no change (or ACQUIRE steps), re-split at once */
-    int learning = b->steps <= CLDP_BALANCE_LEARN || (b->steps <= CLDP_BALANCE_ACQUIRE && !b->settled);
-    b->last_threshold = learning ? CLDP_BALANCE_THRESHOLD : fmax(CLDP_BALANCE_THRESHOLD, CLDP_BALANCE_NOISE_Z * spread);
-    if (b->last_gain <= b->last_threshold) {
-        if (b->steps > CLDP_BALANCE_LEARN) b->settled = 1;
-        b->pending = 0;
-        return 0;
-    }
-    if (++b->pending < (learning ? 1u : CLDP_BALANCE_PATIENCE)) return 0;
-    double old[CLDP_BALANCE_MAX], osum = 0;
-    for (size_t r = 0; r < n; r++) osum += (old[r] = b->weight[slot_of(slot, r)]);
-    for (size_t r = 0; r < n; r++) {
-        double share = osum > 0 ? old[r] / osum : 0;
-        b->weight[slot_of(slot, r)] = learning || !(osum > 0) ? w[r] : share + CLDP_BALANCE_DAMP * (w[r] - share);
-    }
-    b->pending = 0;
-    b->resplits++;
-    return 1;
-}
-
-/* ---- memory ---------------------------------------------------------------------------- */
-
-static uint64_t round_up(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
-
-/* CLBlast's indirect GEMM pads each matrix to its work-group tiles (at most 128 on any tuning we
- * know) and may copy all three into its scratch; direct GEMM needs none. Assume the worst. */
-static uint64_t gemm_scratch(uint64_t m, uint64_t n, uint64_t k)
-{
-    m = round_up(m, 128);
-    n = round_up(n, 128);
-    k = round_up(k, 128);
-    return (m * k + k * n + m * n) * sizeof(float);
-}
-
-void cldp_mem_estimate(const cldp_model *m, size_t rows, cldp_mem_need *need)
-{
-    memset(need, 0, sizeof *need);
-    uint64_t np = m->nparams, width = cldp_model_max_width(m);
-    need->params = need->grads = np * sizeof(float);
-    need->activations = (uint64_t)cldp_replica_bytes(m, rows) - need->params - need->grads;
-    for (size_t l = 0; l < m->nlayers; l++) {
-        uint64_t in = m->layers[l].in, out = m->layers[l].out, s[3];
-        s[0] = gemm_scratch(rows, out, in); /* forward X·Wᵀ */
-        s[1] = gemm_scratch(out, in, rows); /* dW = dYᵀ·X */
-        s[2] = gemm_scratch(rows, in, out); /* dX = dY·W */
-        for (int i = 0; i < 3; i++) need->scratch = s[i] > need->scratch ? s[i] : need->scratch;
-    }
-    /* drivers may stage a transfer through pinned memory: the gradient read, one batch's input */
-    need->staging = (np + (uint64_t)rows * (m->inputs + 1)) * sizeof(float);
-    need->total = need->params + need->grads + need->activations + need->scratch + need->staging;
-    uint64_t big = need->params;
-    uint64_t rowbuf = (uint64_t)rows * width * sizeof(float);
-    if (rowbuf > big) big = rowbuf;
-    if (need->scratch > big) big = need->scratch;
-    need->largest_buffer = big;
-}
-
-uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap)
-{
-    uint64_t usable = global_mem ? global_mem - global_mem / 16 : UINT64_MAX; /* 0: not reported */
-    return cap && cap < usable ? cap : usable;
-}
-
-static int fits(const cldp_model *m, size_t rows, uint64_t usable, uint64_t max_alloc)
-{
-    cldp_mem_need need;
-    cldp_mem_estimate(m, rows, &need);
-    return need.total <= usable && (max_alloc == 0 || need.largest_buffer <= max_alloc);
-}
-
-cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                          uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows)
-{
-    REQUIRE(m && dev_name && others && rows && batch > 0, "cldp_mem_plan: bad arguments");
-    uint64_t usable = cldp_mem_usable(global_mem, cap);
-    char how[160];
-    if (others[0])
-        snprintf(how, sizeof how, "leave this device out with --devices or CLDP_DEVICES (e.g. CLDP_DEVICES=%s), or use a smaller model", others);
-    else
-        snprintf(how, sizeof how, "it is the only device selected: use a smaller model, or a device with more memory");
-    cldp_mem_need one;
-    cldp_mem_estimate(m, 1, &one);
-    if (max_alloc && one.params > max_alloc)
-        return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                         "%s: the model's %zu parameters need %llu bytes in one buffer but the device allows at most %llu "
-                         "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); %s",
-                         dev_name, m->nparams, (unsigned long long)one.params, (unsigned long long)max_alloc, how);
-    if (!fits(m, 1, usable, max_alloc)) {
-        char has[160];
-        if (cap && cap < cldp_mem_usable(global_mem, 0))
-            snprintf(has, sizeof has, "capped by device_memory_cap / CLDP_DEVICE_MEMORY_CAP; the device reports %llu",
-                     (unsigned long long)global_mem);
-        else
-            snprintf(has, sizeof has, "CL_DEVICE_GLOBAL_MEM_SIZE %llu less a sixteenth for the driver", (unsigned long long)global_mem);
-        if (one.total <= usable) /* the memory is there but a single buffer is too large */
-            return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                             "%s: one sample needs a %llu-byte buffer but the device allows at most %llu in one "
-                             "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); %s",
-                             dev_name, (unsigned long long)one.largest_buffer, (unsigned long long)max_alloc, how);
-        return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                         "%s: the model does not fit: it needs %llu bytes (parameters %llu, gradients %llu, "
-                         "activations of one sample %llu, CLBlast scratch %llu, staging %llu) but the device has "
-                         "%llu bytes usable (%s); %s",
-                         dev_name, (unsigned long long)one.total, (unsigned long long)one.params,
-                         (unsigned long long)one.grads, (unsigned long long)one.activations,
-                         (unsigned long long)one.scratch, (unsigned long long)one.staging,
-                         (unsigned long long)usable, has, how);
-    }
-    /* the need grows with the rows: the largest that fits, by bisection */
-    size_t lo = 1, hi = batch;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo + 1) / 2;
-        if (fits(m, mid, usable, max_alloc)) lo = mid;
-        else hi = mid - 1;
-    }
-    *rows = lo;
-    return CLDP_OK;
-}
+/* ---- byte counts ----------------------------------------------------------------------- */
 
 cldp_status cldp_parse_bytes(const char *s, const char *what, uint64_t *out)
 {

@@ -1,11 +1,12 @@
 /* balance.h — how the batch is divided between devices: the split spec ("3,1"), shard sizes from
- * weights, the speed-aware balancer (moving average of ms per sample, hysteresis), the per-device
- * memory estimate that sizes micro-batches, and the test-only slowdown of a device. Pure host
- * logic with no OpenCL calls, so tests drive it with synthetic timings. Internal. */
+ * weights, the speed-aware balancer (a fixed cost plus a cost per sample per device, fitted to
+ * measured step times; hysteresis; balancer.c), the test-only slowdown of a device, and (memplan.h)
+ * the memory plan. Pure host logic with no OpenCL calls, so tests drive it with synthetic timings.
+ * Internal. */
 #ifndef CLDP_BALANCE_H
 #define CLDP_BALANCE_H
 
-#include "model.h"
+#include "memplan.h"
 
 #define CLDP_BALANCE_MAX 64 /* devices (slots) a balancer tracks */
 
@@ -31,18 +32,37 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 
 /* ---- speed-aware balancer -------------------------------------------------------------- */
 
-/* Why these constants: per-step timings on shared machines are noisy (other processes, clock
- * boosts; +-30% from one step to the next on a loaded 2-core PoCL machine). The moving average
- * smooths them; a measurement is clamped to within CLAMP of the average so one hiccup cannot
- * swing the split; a re-split must promise a step-time gain above a threshold for PATIENCE
+/* Each device is modelled as a fixed cost per step plus a cost per sample: compute_ms(shard) =
+ * fixed_ms + ms_per_sample · shard. The fixed part (kernel launches, a thread pool waking up,
+ * reading the gradient back) does not shrink with the shard, so a device whose fixed cost is
+ * longer than the step the others take without it is best given no samples at all.
+ *
+ * Why these constants: per-step timings on shared machines are noisy (other processes, clock
+ * boosts; +-30% from one step to the next on a loaded 2-core PoCL machine). Each device keeps a
+ * moving average of the time at each shard size it has run (sizes within 1/NEAR of each other
+ * share one point), and the model is a weighted least-squares line through those points, with a
+ * fixed cost >= 0; while the sizes seen span less than SPREAD, the fixed cost is not refitted (it
+ * starts at 0: the proportional model); so that it can be, the initial search on devices that
+ * differ runs each device whose sizes span too little at an eighth of its shard for one step (a
+ * probe, smallest shard first). A device's first measured step is not used (it pays first-use
+ * costs). Devices that share a machine also slow each other down (PoCL's CPU devices share its
+ * cores), which no per-device model sees: so when the initial search has settled (within
+ * 2 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
+ * fixed cost, a trial leaves it out for TRIAL steps, and keeps it out when the measured step (the
+ * slowest device's compute, median of TRIAL) is shorter by more than THRESHOLD than the TRIAL
+ * steps before; once per device, until the split is set again. A measurement is clamped to
+ * within CLAMP of its point's average so one hiccup cannot swing the split; a
+ * point not measured for STALE of the device's steps leaves the fit, and one measured again after
+ * REFRESH starts afresh, so a device that changes speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
  * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
  * spread that noise alone gives the predicted gain, from each device's measured variance, so
  * noise does not read as a change of speed. After the first steps a re-split moves only DAMP of
- * the way to the proposal, so a change driven by noise stays small, while a real change of speed
- * (a device becoming 3x slower) is followed within about twenty steps. Tuned on simulated
- * devices with +-10..30% noise per step (the balancer's tests in tests/test_balance.c). The first LEARN measurements of a
- * device are averaged plainly (no clamp), and during the first LEARN steps a re-split needs no
- * patience and is not damped, so the initial split converges in a few steps. */
+ * the way to the proposal (a device the proposal leaves out gets no samples at once), so a
+ * change driven by noise stays small, while a real change of speed (a device becoming 3x slower)
+ * is followed within about twenty steps. Tuned on simulated devices with +-10..30% noise per
+ * step (tests/test_balance.c). The first LEARN measurements of a point are averaged plainly (no
+ * clamp), and during the first LEARN steps a re-split needs no patience and is not damped, so
+ * the initial split converges in a few steps. */
 #define CLDP_BALANCE_ALPHA 0.25     /* weight of a new measurement in the moving average */
 #define CLDP_BALANCE_CLAMP 2.0      /* a measurement is limited to [avg/CLAMP, avg*CLAMP] */
 #define CLDP_BALANCE_THRESHOLD 0.05 /* re-split only when predicted step time drops > 5% */
@@ -51,20 +71,45 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 #define CLDP_BALANCE_DAMP 0.7       /* fraction of the way a later re-split moves */
 #define CLDP_BALANCE_LEARN 3        /* measurements averaged plainly before the moving average */
 #define CLDP_BALANCE_ACQUIRE 12     /* steps the initial, undamped search may take at most */
+#define CLDP_BALANCE_POINTS 6       /* shard sizes a device remembers for its fit */
+#define CLDP_BALANCE_NEAR 16        /* sizes within 1/NEAR of a point's size share it */
+#define CLDP_BALANCE_STALE 30       /* a point older than this many of its device's steps is dropped */
+#define CLDP_BALANCE_REFRESH 12     /* ... and one measured again after this many starts afresh */
+#define CLDP_BALANCE_PROBE 8        /* the probe runs a device at 1/PROBE of its shard */
+#define CLDP_BALANCE_TRIAL 3        /* steps a trial without a device lasts, and steps it is judged against */
+#define CLDP_BALANCE_SPREAD 1.5     /* largest / smallest size the fit needs to fit a fixed cost */
+
+typedef struct cldp_balance_point {
+    double n, ms;      /* moving averages of a shard size and the compute time it took */
+    unsigned count;    /* measurements averaged in (0: the slot is free) */
+    unsigned at;       /* its device's measurement count when it was last updated */
+} cldp_balance_point;
 
 typedef struct cldp_balancer {
     size_t slots;                      /* devices at creation; a slot is a device's first rank */
-    double weight[CLDP_BALANCE_MAX];   /* the split in use, relative (any positive scale) */
-    double ms_per_sample[CLDP_BALANCE_MAX]; /* moving average of compute ms / shard; 0: unknown */
+    double weight[CLDP_BALANCE_MAX];   /* the split in use, relative (any positive scale); 0: no samples */
+    double ms_per_sample[CLDP_BALANCE_MAX]; /* the model's cost per sample; 0: unknown */
+    double fixed_ms[CLDP_BALANCE_MAX]; /* the model's fixed cost of a step with samples */
     unsigned samples[CLDP_BALANCE_MAX];     /* measurements taken of each slot */
+    cldp_balance_point point[CLDP_BALANCE_MAX][CLDP_BALANCE_POINTS]; /* what the model is fitted to */
     unsigned steps;                    /* observations that measured at least one device */
     unsigned pending;                  /* consecutive steps that asked for a re-split */
     unsigned resplits;                 /* re-splits made so far */
     int enabled;                       /* 0: the split stays as set */
     double last_gain;                  /* predicted relative gain at the last observation */
-    double rel_var[CLDP_BALANCE_MAX];  /* moving average of ((measured - average) / average)^2 */
+    double rel_var[CLDP_BALANCE_MAX];  /* moving average of ((measured - its point) / its point)^2 */
+    unsigned noise_samples[CLDP_BALANCE_MAX]; /* measurements that went into rel_var */
     double last_threshold;             /* the gain a re-split needed at the last observation */
     int settled;                       /* the initial search found a split it keeps */
+    unsigned char probed[CLDP_BALANCE_MAX]; /* the initial search ran the device at 1/PROBE of its shard */
+    /* the trial: the measured step without a device, against the step with it */
+    double recent[CLDP_BALANCE_TRIAL];  /* step times (the slowest device's compute) under the split in use */
+    unsigned nrecent;                   /* ... taken since it was set */
+    int trial_on;                       /* a trial is running */
+    size_t trial_slot;                  /* the device it leaves out */
+    double trial_ref;                   /* the median step time before it */
+    double trial_w[CLDP_BALANCE_MAX];   /* the weights to restore when it loses */
+    unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and won */
 } cldp_balancer;
 
 /* Starts with `slots` devices, the given weights (NULL: even) and balancing on or off. */
@@ -73,43 +118,32 @@ void cldp_balancer_init(cldp_balancer *b, size_t slots, const double *weights, i
 /* Weights of the n devices present, whose slots are slot[0..n) (slot NULL: identity). */
 void cldp_balancer_weights(const cldp_balancer *b, const size_t *slot, size_t n, double *w);
 
+/* Shards of `total` samples for the n devices present, from the weights in use (even when only
+ * devices of weight 0 are left, after drops): what a step computes. */
+void cldp_balancer_split(const cldp_balancer *b, const size_t *slot, size_t n, size_t total, size_t *len);
+
 /* Replaces the weights of the devices present (validated by the caller) and forgets any re-split
- * that was pending; the speed measurements stay. */
+ * or trial that was pending, and which devices trials left out; the speed measurements stay. */
 void cldp_balancer_set(cldp_balancer *b, const size_t *slot, size_t n, const double *w);
+
+/* The split of `total` samples over n devices that minimises the predicted step time, the
+ * largest fixed_ms[r] + ms_per_sample[r]·shard[r] over the devices given samples (a device with
+ * shard 0 costs nothing). A device is left out (shard 0) when giving it samples would lengthen
+ * the step. Writes shard[n] (summing to total) and returns the predicted step time in ms.
+ * Pure and deterministic: ties go to the lower rank, and to fewer devices. ms_per_sample must be
+ * > 0 and fixed_ms >= 0, all finite. */
+double cldp_balancer_shards(const double *fixed_ms, const double *ms_per_sample, size_t n, size_t total, size_t *shard);
 
 /* Feeds one training step's timings: shard[r] samples took compute_ms[r] (forward, backward and
  * reading the gradient; not the time spent waiting for others) on the device in slot[r].
- * Updates the speed estimates and, when enabled and the hysteresis allows, sets the weights to
- * 1 / (ms per sample). Returns 1 when the weights changed. Devices with a 0 shard are not
- * measured; a device never measured is assumed as fast as the average of the others. */
+ * Updates each device's model and, when enabled and the hysteresis allows, sets the weights to
+ * the shares cldp_balancer_shards gives this total (0 for a device it leaves out). Returns 1
+ * when the weights changed. Devices with a 0 shard are not measured (a device left out keeps the
+ * model that left it out); a device never measured is assumed to be the average of the others. */
 int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard,
                           const double *compute_ms);
 
-/* ---- memory ---------------------------------------------------------------------------- */
-
-typedef struct cldp_mem_need {
-    uint64_t params, grads;      /* bytes of the parameter and gradient buffers */
-    uint64_t activations;        /* input, activations, layer gradients, labels... for `rows` */
-    uint64_t scratch;            /* CLBlast temporary buffers, estimated conservatively */
-    uint64_t staging;            /* driver staging of the transfers */
-    uint64_t total;
-    uint64_t largest_buffer;     /* the largest single allocation */
-} cldp_mem_need;
-
-/* Device bytes a replica of `m` needs to run `rows` rows at once. */
-void cldp_mem_estimate(const cldp_model *m, size_t rows, cldp_mem_need *need);
-
-/* Memory the trainer may use on a device: its global memory less a sixteenth for the driver,
- * and no more than `cap` when cap is not 0 (the test-only limit). */
-uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap);
-
-/* The most rows (1..batch) that fit the device's usable memory (cldp_mem_usable) with no buffer
- * above max_alloc (0: no limit), written to *rows; shards larger than that run as micro-batches.
- * When not even one row fits, CLDP_ERR_DEVICE_MEMORY with a message naming `dev_name`, the bytes
- * needed and the bytes it has, and how to leave it out (`others`: the platform:device list of
- * the other selected devices, "" when there are none). */
-cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                          uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows);
+/* ---- byte counts ----------------------------------------------------------------------- */
 
 /* Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024, an optional
  * trailing "B" or "iB"), e.g. "65536", "64K", "1.5G". `what` names the source in messages. */

@@ -97,9 +97,9 @@ STRING_PARSER(p_slowdown, slowdown)
 
 /* A byte count: digits with an optional K, M, G or T suffix (powers of 1024), an optional
  * trailing B or iB. */
-static int p_memcap(cldp_config *c, const char *v, char *why, size_t n)
+static int parse_bytes(uint64_t *out, const char *v, char *why, size_t n)
 {
-    c->device_memory_cap = 0;
+    *out = 0;
     if (!v || !*v) return 0;
     char *end;
     double x = strtod(v, &end);
@@ -117,9 +117,12 @@ static int p_memcap(cldp_config *c, const char *v, char *why, size_t n)
         snprintf(why, n, "give bytes, optionally with a K, M, G or T suffix, e.g. 64M");
         return -1;
     }
-    c->device_memory_cap = (uint64_t)(x * mult);
+    *out = (uint64_t)(x * mult);
     return 0;
 }
+
+static int p_memcap(cldp_config *c, const char *v, char *why, size_t n) { return parse_bytes(&c->device_memory_cap, v, why, n); }
+static int p_hostcap(cldp_config *c, const char *v, char *why, size_t n) { return parse_bytes(&c->host_memory_cap, v, why, n); }
 
 static int p_ckpt_delay(cldp_config *c, const char *v, char *why, size_t n)
 {
@@ -146,6 +149,7 @@ static const struct var {
     {"CLDP_DEVICES", p_devices},           {"CLDP_SPLIT", p_split},
     {"CLDP_FAULT", p_fault},               {"CLDP_DEVICE_MEMORY_CAP", p_memcap},
     {"CLDP_TEST_SLOWDOWN", p_slowdown},    {"CLDP_TEST_CHECKPOINT_DELAY_MS", p_ckpt_delay},
+    {"CLDP_HOST_MEMORY_CAP", p_hostcap},
 };
 #define NVARS (sizeof vars / sizeof *vars)
 
@@ -156,7 +160,7 @@ static int apply(const struct var *v, const char *value)
     if (v->parse(&g_cfg, value, why, sizeof why) == 0) {
         /* a test-only variable in use arms the test hooks (testhooks.h) */
         if (value && (!strncmp(v->name, "CLDP_TEST_", 10) || !strcmp(v->name, "CLDP_FAULT") ||
-                      !strcmp(v->name, "CLDP_DEVICE_MEMORY_CAP")))
+                      !strcmp(v->name, "CLDP_DEVICE_MEMORY_CAP") || !strcmp(v->name, "CLDP_HOST_MEMORY_CAP")))
             cldp_test_arm();
         return 0;
     }

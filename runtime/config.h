@@ -23,6 +23,8 @@ typedef struct cldp_config {
     /* test-only (see cldp_test_control) */
     char fault[256];           /* CLDP_FAULT: faults armed in every trainer created */
     uint64_t device_memory_cap; /* CLDP_DEVICE_MEMORY_CAP: bytes per device (0: none) */
+    uint64_t host_memory_cap;   /* CLDP_HOST_MEMORY_CAP: bytes of host memory the devices that share it
+                                   may use together, and the trainer beside them (0: none) */
     char slowdown[256];        /* CLDP_TEST_SLOWDOWN: "RANK:FACTOR,..." */
     double checkpoint_delay_ms; /* CLDP_TEST_CHECKPOINT_DELAY_MS: sleep before a save's rename */
 } cldp_config;

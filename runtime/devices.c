@@ -16,11 +16,17 @@ static cldp_status g_status = CLDP_OK;
 static char g_error[1024];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+/* A string fact into buf[cap]: sized by the query first (a driver's string may be longer than
+ * the field: PoCL's pthread device has a 64-character CL_DEVICE_VERSION), then cut to fit. "?"
+ * when the driver does not answer. */
 static void get_str(cl_device_id d, cl_device_info what, char *buf, size_t cap)
 {
-    buf[0] = 0;
-    if (clGetDeviceInfo(d, what, cap, buf, NULL) != CL_SUCCESS) snprintf(buf, cap, "?");
-    buf[cap - 1] = 0;
+    size_t len = 0;
+    char *full = NULL;
+    snprintf(buf, cap, "?");
+    if (clGetDeviceInfo(d, what, 0, NULL, &len) != CL_SUCCESS || len == 0 || !(full = calloc(len + 1, 1))) return;
+    if (clGetDeviceInfo(d, what, len, full, NULL) == CL_SUCCESS) snprintf(buf, cap, "%s", full);
+    free(full);
 }
 
 /* ---- identity: one physical device, counted once ------------------------------------- */
@@ -224,7 +230,13 @@ static cldp_status discover(void)
             g_ndev = cldp_dedupe(g_devs, g_ndev);
         }
     }
-    if (g_ndev == 0)
+    const char *pocl = getenv("POCL_DEVICES"); /* PoCL's own variable, read only to explain */
+    if (g_ndev == 0 && pocl)
+        st = cldp_fail(CLDP_ERR_NO_DEVICE,
+                       "%u OpenCL platform(s) found but no device, and POCL_DEVICES is set to \"%.64s\": PoCL "
+                       "offers only the device types it lists, so a type it does not know leaves it none; unset "
+                       "POCL_DEVICES or give known types (e.g. POCL_DEVICES=\"basic basic\" or \"pthread\")", np, pocl);
+    else if (g_ndev == 0)
         st = cldp_fail(CLDP_ERR_NO_DEVICE,
                        "%u OpenCL platform(s) found but no device: check the driver installation "
                        "(clinfo lists what the ICD loader sees)", np);

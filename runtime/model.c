@@ -91,6 +91,14 @@ cldp_status cldp_model_init_params(const cldp_model *m, uint64_t seed, float *p,
 
 /* ---- the size table ---------------------------------------------------------------------- */
 
+static uint64_t round_up(uint64_t x, uint64_t to) { return (x + to - 1) / to * to; }
+
+static uint64_t gemm_scratch_bound(const cldp_gemm_shape *g)
+{
+    uint64_t m = round_up(g->m, 128), n = round_up(g->n, 128), k = round_up(g->k, 128);
+    return (m * k + k * n + m * n) * sizeof(float);
+}
+
 void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_size *s)
 {
     const cldp_layer_desc *L = &m->layers[l];
@@ -101,6 +109,11 @@ void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_s
     s->gemm[CLDP_GEMM_FORWARD] = (cldp_gemm_shape){"forward X·Wᵀ", 0, 1, rows, out, in, 0, in, L->w_off, in, 0, out};
     s->gemm[CLDP_GEMM_DW] = (cldp_gemm_shape){"backward dW = dYᵀ·X", 1, 0, out, in, rows, 0, out, 0, in, L->w_off, in};
     s->gemm[CLDP_GEMM_DX] = (cldp_gemm_shape){"backward dX = dY·W", 0, 0, rows, in, out, 0, out, L->w_off, in, 0, in};
+    s->scratch_bound = 0;
+    for (int g = 0; g < CLDP_GEMM_COUNT; g++) {
+        uint64_t b = gemm_scratch_bound(&s->gemm[g]);
+        if (b > s->scratch_bound) s->scratch_bound = b;
+    }
 }
 
 size_t cldp_model_replica_floats(const cldp_model *m, size_t rows)

@@ -46,6 +46,11 @@ typedef struct cldp_layer_size {
     /* at `rows` rows: forward Y = X·Wᵀ (A = X, B = W, C = Y); dW = dYᵀ·X (A = dY, B = X,
      * C = gradients); dX = dY·W (A = dY, B = W, C = dX) */
     cldp_gemm_shape gemm[CLDP_GEMM_COUNT];
+    /* bytes of CLBlast scratch the largest of these GEMMs may need, at most: its indirect GEMM
+     * pads each matrix to its work-group tiles (at most 128 on any tuning we know) and may copy
+     * all three. The memory plan's estimate, made before any device exists; the replica asks
+     * CLBlast for the exact figure of the same shapes (CLBlastSGemmTempBufferSize). */
+    uint64_t scratch_bound;
 } cldp_layer_size;
 
 /* Layer l's sizes at `rows` rows. */

@@ -20,12 +20,7 @@
 
 void cldp_trainer_split(cldp_trainer *t, size_t total)
 {
-    double w[CLDP_MAX_DEVICES], sum = 0;
-    cldp_balancer_weights(t->bal, t->origin, t->n, w);
-    for (size_t r = 0; r < t->n; r++) sum += w[r];
-    if (!(sum > 0)) /* only zero-weight devices are left (the others were dropped): even */
-        for (size_t r = 0; r < t->n; r++) w[r] = 1.0;
-    cldp_split_shards(w, t->n, total, t->shard_len);
+    cldp_balancer_split(t->bal, t->origin, t->n, total, t->shard_len);
     size_t o = 0;
     for (size_t r = 0; r < t->n; r++) {
         t->shard_off[r] = o;
@@ -53,21 +48,13 @@ static cldp_status plan_sharding(cldp_trainer *t, const cldp_trainer_options *op
     }
     cldp_balancer_init(t->bal, t->n, w, automatic && balance);
     TRY(cldp_slowdown_parse(cfg->slowdown, t->n, t->slowdown));
-    for (size_t r = 0; r < t->n; r++) {
-        const cldp_device_info *in = &t->devs[r]->info;
-        char name[192], others[256] = "";
-        snprintf(name, sizeof name, "device %u:%u (%s)", in->platform_index, in->device_index, in->name);
-        for (size_t q = 0, used = 0; q < t->n; q++) {
-            if (q == r) continue;
-            int len = snprintf(others + used, sizeof others - used, "%s%u:%u", used ? "," : "",
-                               t->devs[q]->info.platform_index, t->devs[q]->info.device_index);
-            if (len < 0 || used + (size_t)len >= sizeof others) break;
-            used += (size_t)len;
-        }
-        TRY(cldp_mem_plan(&t->model, opts->batch, name, in->global_mem_bytes, in->max_alloc_bytes,
-                          cfg->device_memory_cap, others, &rows[r]));
-    }
-    return CLDP_OK;
+    const cldp_device_info *info[CLDP_MAX_DEVICES];
+    for (size_t r = 0; r < t->n; r++) info[r] = &t->devs[r]->info;
+    cldp_host_mem host; /* devices that share host memory are budgeted together against it */
+    cldp_host_memory(cfg->host_memory_cap, &host);
+    /* master, moments, the next ones; over ranks also the local and the global sums */
+    uint64_t host_vectors = (t->ranks ? 8 : 6) * (uint64_t)t->model.nparams * sizeof(float);
+    return cldp_mem_plan_devices(&t->model, opts->batch, info, t->n, cfg->device_memory_cap, &host, host_vectors, rows);
 }
 
 /* Micro-batch k of `parts` over a shard of len rows: sizes differ by at most one. */

@@ -76,13 +76,7 @@ cldp_status cldp_trainer_get_split(const cldp_trainer *t, double *weights, size_
     double w[CLDP_MAX_DEVICES];
     cldp_balancer_weights(t->bal, t->origin, t->n, w);
     if (weights) memcpy(weights, w, n * sizeof *w);
-    if (shards) {
-        double sum = 0;
-        for (size_t r = 0; r < n; r++) sum += w[r];
-        if (!(sum > 0))
-            for (size_t r = 0; r < n; r++) w[r] = 1.0;
-        cldp_split_shards(w, n, t->opts.batch, shards);
-    }
+    if (shards) cldp_balancer_split(t->bal, t->origin, n, t->opts.batch, shards);
     return CLDP_OK;
 }
 

@@ -102,6 +102,36 @@ static cldp_trainer_options bench_options(const char *devices, size_t batch, con
     return o;
 }
 
+/* "p:d,p:d": `count` devices from the `first`-th of every device there is (cldp_device_select
+ * "all" order, whatever the platforms); NULL when fewer exist. Eight results live at once. */
+static const char *devices_from(size_t first, size_t count)
+{
+    static char buf[8][256];
+    static int next;
+    size_t idx[64], n = 0;
+    if (cldp_device_select("all", idx, 64, &n) != CLDP_OK || n < first + count) return NULL;
+    char *spec = buf[next++ % 8];
+    size_t len = 0;
+    spec[0] = 0;
+    for (size_t i = 0; i < count; i++) {
+        cldp_device_info info;
+        if (cldp_device_get_info(idx[first + i], &info) != CLDP_OK) return NULL;
+        len += (size_t)snprintf(spec + len, sizeof buf[0] - len, "%s%u:%u", i ? "," : "", info.platform_index, info.device_index);
+    }
+    return spec;
+}
+
+/* The same, or the end of the bench with a message saying how many devices a section needs. */
+static const char *need_devices(size_t first, size_t count)
+{
+    const char *spec = devices_from(first, count);
+    if (!spec) {
+        fprintf(stderr, "cldp-bench: this section needs %zu OpenCL device(s) (e.g. POCL_DEVICES=\"basic basic\")\n", first + count);
+        exit(1);
+    }
+    return spec;
+}
+
 static cldp_trainer *make_trainer(const cldp_model *m, const char *devices, size_t batch, const char *split)
 {
     cldp_trainer_options o = bench_options(devices, batch, split);
@@ -217,9 +247,9 @@ static void bench_overhead(const opts *o, FILE *js, const cldp_model *m, const d
     static const char *const pinned[] = {"CLDP_STAGING", "pinned", NULL};
     static const char *const host[] = {"CLDP_STAGING", "copy", NULL};
     static const char *const host_end[] = {"CLDP_STAGING", "copy", "CLDP_OVERLAP", "off", NULL};
-    cldp_trainer *t[4] = {make_trainer(m, "0:0", o->batch, NULL), make_trainer_env(m, "0:0", o->batch, NULL, pinned),
-                          make_trainer_env(m, "0:0", o->batch, NULL, host),
-                          make_trainer_env(m, "0:0", o->batch, NULL, host_end)};
+    cldp_trainer *t[4] = {make_trainer(m, need_devices(0, 1), o->batch, NULL), make_trainer_env(m, need_devices(0, 1), o->batch, NULL, pinned),
+                          make_trainer_env(m, need_devices(0, 1), o->batch, NULL, host),
+                          make_trainer_env(m, need_devices(0, 1), o->batch, NULL, host_end)};
     direct dr;
     direct_init(&dr, m, d, o->batch);
     /* The machine's speed drifts over seconds here, so the five alternate step by step, and each
@@ -267,10 +297,10 @@ static void bench_scaling(const opts *o, FILE *js, const cldp_model *m, const da
     static const char *const early[] = {"CLDP_STAGING", "pinned", NULL};
     static const char *const late[] = {"CLDP_STAGING", "pinned", "CLDP_EARLY_REDUCE", "off", NULL};
     size_t half = o->batch / 2;
-    cldp_trainer *t1 = make_trainer(m, "0:0", o->batch, "even"), *t1b = make_trainer(m, "0:1", o->batch, "even");
-    cldp_trainer *t2 = make_trainer(m, "0:0,0:1", o->batch, "even");
-    cldp_trainer *t2early = make_trainer_env(m, "0:0,0:1", o->batch, "even", early);
-    cldp_trainer *t2late = make_trainer_env(m, "0:0,0:1", o->batch, "even", late);
+    cldp_trainer *t1 = make_trainer(m, need_devices(0, 1), o->batch, "even"), *t1b = make_trainer(m, need_devices(1, 1), o->batch, "even");
+    cldp_trainer *t2 = make_trainer(m, need_devices(0, 2), o->batch, "even");
+    cldp_trainer *t2early = make_trainer_env(m, need_devices(0, 2), o->batch, "even", early);
+    cldp_trainer *t2late = make_trainer_env(m, need_devices(0, 2), o->batch, "even", late);
     /* step by step, alternating, and medians: the machine's speed drifts over seconds */
     enum { MAXS = 64 };
     int steps = 3 * o->steps < MAXS ? 3 * o->steps : MAXS, n1 = 0, n2 = 0, n3 = 0, n4 = 0;
@@ -715,7 +745,7 @@ static void probe_start(size_t h, size_t batch)
     data d = make_data(batch, 784, 10);
     cldp_model *m = bench_model(h);
     double t0 = now_ms();
-    cldp_trainer *t = make_trainer(m, "0:0", batch, NULL);
+    cldp_trainer *t = make_trainer(m, need_devices(0, 1), batch, NULL);
     double t1 = now_ms();
     if (cldp_trainer_step(t, d.x, d.y, batch, NULL) != CLDP_OK) die("step");
     printf("%.1f %.1f\n", now_ms() - t0, t1 - t0);
@@ -745,8 +775,7 @@ static void bench_start(const opts *o, FILE *js)
 
 static void bench_balance(const opts *o, FILE *js, const data *d)
 {
-    size_t idx[8], n = 0;
-    if (cldp_device_select("0:0,0:1", idx, 8, &n) != CLDP_OK) {
+    if (!devices_from(0, 2)) {
         printf("\n6. balance: needs two devices; skipped\n");
         return;
     }
@@ -755,10 +784,10 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "1:3");
     cldp_model *m = bench_model(o->hidden);
     int steps = o->quick ? 20 : 40;
-    cldp_trainer *even = make_trainer(m, "0:0,0:1", o->batch, "even");
+    cldp_trainer *even = make_trainer(m, need_devices(0, 2), o->batch, "even");
     double even_ms = time_steps(even, d, o->batch, steps);
     cldp_trainer_destroy(even);
-    cldp_trainer *bal = make_trainer(m, "0:0,0:1", o->batch, "auto");
+    cldp_trainer *bal = make_trainer(m, need_devices(0, 2), o->batch, "auto");
     size_t shard0[80];
     double idle_frac = 0, step_ms[80];
     int conv = -1, total = steps + 20;
@@ -804,11 +833,12 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+#include "cldp-bench-mixed.h" /* the section "mixed", for two devices that differ */
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mixed", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mixed, mpi"
 
 static int is_section(const char *s)
 {
@@ -844,12 +874,14 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mixed|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
                    "on the thread that drives it, one core each. --quick uses fewer steps and sizes.\n"
                    "With --json the last line is one JSON object of every figure.\n"
+                   "--only mixed compares the first two devices as they are, balanced vs each alone, e.g.\n"
+                   "  POCL_DEVICES=\"basic pthread\" cldp-bench --only mixed\n"
                    "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
                    "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
             return 0;
@@ -881,6 +913,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "gemm")) bench_gemm(&o, js);
     if (!only || !strcmp(only, "start")) bench_start(&o, js);
     if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
+    if (only && !strcmp(only, "mixed")) bench_mixed(&o, js, &d);
     if (mpi) bench_mpi(&o, js, m, &d);
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);

@@ -346,9 +346,10 @@ static int train(int argc, char **argv)
             for (size_t r = 0; w && r < ndev; r++) wsum += w[r];
             for (size_t r = 0; r < ndev; r++) {
                 double c = dev_ms[r] / steps_run, idle = dev_idle[r] / steps_run;
-                printf("          [%zu] shard %.1f (mean), compute %.2f ms/step, idle %.2f ms/step (%.0f%%), split now %.3f\n", r,
-                       dev_shard[r] / steps_run, c, idle, c + idle > 0 ? 100 * idle / (c + idle) : 0.0,
-                       w && wsum > 0 ? w[r] / wsum : 0.0);
+                double share = w && wsum > 0 ? w[r] / wsum : 0.0;
+                printf("          [%zu] shard %.1f (mean), compute %.2f ms/step, idle %.2f ms/step (%.0f%%), split now %.3f%s\n", r,
+                       dev_shard[r] / steps_run, c, idle, c + idle > 0 ? 100 * idle / (c + idle) : 0.0, share,
+                       share == 0 ? " (no samples: it idles, and receives the parameters)" : "");
             }
             free(w);
         }

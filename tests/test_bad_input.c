@@ -10,7 +10,7 @@
 int main(void)
 {
     test_rng_state = test_seed("test_bad_input");
-    test_require_devices("test_bad_input", "all", 1);
+    test_devices("test_bad_input", 1);
     size_t idx[8], n;
 
     /* ---- device specs */
@@ -39,7 +39,7 @@ int main(void)
     CHECK_STATUS(cldp_model_set_loss(m, (cldp_loss)5), CLDP_ERR_INVALID_ARGUMENT);
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "all";
+    o.devices = test_devices("test_bad_input", 1);
     o.batch = 8;
     cldp_trainer *t = NULL;
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_INVALID_ARGUMENT); /* no layers yet */
@@ -77,7 +77,7 @@ int main(void)
     {
         cldp_trainer_options old;
         cldp_trainer_options_init(&old);
-        old.devices = "all";
+        old.devices = test_devices("test_bad_input", 1);
         old.batch = 8;
         old.struct_size = offsetof(cldp_trainer_options, split);
         old.split = "bogus"; /* beyond its struct_size: never read */
@@ -91,7 +91,7 @@ int main(void)
         old.struct_size = 8;
         CHECK_STATUS(cldp_trainer_create(m, &old, &ot), CLDP_ERR_INVALID_ARGUMENT);
     }
-    o.devices = "all";
+    o.devices = test_devices("test_bad_input", 1);
     CHECK_OK(cldp_trainer_create(m, &o, &t));
     if (!t) return test_finish("test_bad_input");
 

@@ -2,11 +2,15 @@
  * parser (good and bad input), shard sizes from weights (exact sums, proportional, deterministic),
  * the speed-aware balancer on synthetic timings (converges within 20 steps, never oscillates by
  * more than 5% of the batch, hysteresis holds against noise and outliers, follows a change of
- * speed, survives a dropped device), the memory plan and its refusal message, the
- * byte-count and slowdown parsers, and de-duplication of devices seen through two platforms. */
+ * speed, survives a dropped device), the fixed-cost split (the best split of modelled devices
+ * against an exhaustive search; a device whose fixed cost only lengthens the step gets no
+ * samples; under contention between devices the measured trial leaves it out), the memory plan and its refusal message, the
+ * byte-count and slowdown parsers, de-duplication of devices seen through two platforms, and the
+ * string facts of the real devices (run on "basic pthread": the pthread device's long version). */
 #undef NDEBUG
 #include "balance.h"
 #include "devices.h"
+#include "memplan.h"
 #include "testutil.h"
 
 /* ---- split spec ------------------------------------------------------------------------ */
@@ -51,7 +55,13 @@ static void test_parse(void)
     printf("  split parser: e.g. %s\n", (cldp_split_parse("0,0", 2, w, &autom), cldp_last_error()));
     double good[2] = {1, 0}, neg[2] = {1, -1}, zero[2] = {0, 0}, nan2[2] = {NAN, 1};
     CHECK_OK(cldp_split_check(good, 2, "t"));
+    /* the spec and the API count weights the same way: the second weight is "weight 2 (rank 1)" */
+    CHECK_STATUS(cldp_split_parse("1,-1", 2, w, &autom), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "weight 2 (rank 1)") != NULL);
+    CHECK_STATUS(cldp_split_parse("1,2;", 2, w, &autom), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "after weight 2 (rank 1)") != NULL);
     CHECK_STATUS(cldp_split_check(neg, 2, "t"), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "weight 2 (rank 1)") != NULL);
     CHECK_STATUS(cldp_split_check(zero, 2, "t"), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_split_check(nan2, 2, "t"), CLDP_ERR_INVALID_ARGUMENT);
 }
@@ -115,6 +125,7 @@ typedef struct sim {
     size_t n;
     double c[4], a[4];
     double noise;
+    double contend; /* each device is this much slower for every other device at work (shared cores) */
 } sim;
 
 static double sim_ms(const sim *s, size_t r, size_t shard, double mult)
@@ -162,7 +173,7 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
                            double factor, const size_t *slot, int verbose)
 {
     run_result res = {-1, 0, 0};
-    double lo[4], hi[4], w[4];
+    double lo[4], hi[4];
     for (size_t r = 0; r < s->n; r++) lo[r] = 1, hi[r] = 0;
     double opt = optimal_ms(s, total), opt_after = opt;
     int within_since = -1;
@@ -175,8 +186,7 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
         }
         size_t shard[4];
         double ms[4];
-        cldp_balancer_weights(b, slot, s->n, w);
-        cldp_split_shards(w, s->n, total, shard);
+        cldp_balancer_split(b, slot, s->n, total, shard);
         double ratio = true_ms(s, shard) / (k >= change_at && change_at >= 0 ? opt_after : opt);
         if (ratio <= 1.10 && within_since < 0) within_since = k;
         if (ratio > 1.15) within_since = -1;
@@ -186,9 +196,14 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
                 lo[r] = fmin(lo[r], share);
                 hi[r] = fmax(hi[r], share);
             }
-        for (size_t r = 0; r < s->n; r++) ms[r] = shard[r] ? sim_ms(s, r, shard[r], 1) : 0.01;
+        size_t busy = 0;
+        for (size_t r = 0; r < s->n; r++) busy += shard[r] > 0;
+        for (size_t r = 0; r < s->n; r++) ms[r] = shard[r] ? sim_ms(s, r, shard[r], 1 + s->contend * (double)(busy - 1)) : 0.01;
         cldp_balancer_observe(b, slot, s->n, shard, ms);
-        if (verbose && s->n == 2 && (k < 6 || k % 40 == 0))
+        if (verbose > 1 && s->n == 2)
+            printf("      step %3d: shards %zu/%zu, %.3f; model %.3f+%.4f / %.3f+%.4f, gain %.3f threshold %.3f\n", k, shard[0], shard[1],
+                   ratio, b->fixed_ms[0], b->ms_per_sample[0], b->fixed_ms[1], b->ms_per_sample[1], b->last_gain, b->last_threshold);
+        else if (verbose && s->n == 2 && (k < 6 || k % 40 == 0))
             printf("      step %3d: shards %zu/%zu, predicted/optimal step time %.3f\n", k, shard[0], shard[1], ratio);
     }
     res.converged_at = within_since;
@@ -202,7 +217,7 @@ static void test_balancer(void)
     cldp_balancer b;
 
     /* one device 3x slower than the other, +-10% noise, batch 256, from an even split */
-    sim s1 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.10};
+    sim s1 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.10, 0};
     cldp_balancer_init(&b, 2, NULL, 1);
     run_result r1 = simulate(&s1, &b, 256, 120, 20, -1, 0, 1, NULL, 1);
     double w[4];
@@ -215,16 +230,16 @@ static void test_balancer(void)
     CHECK(w[0] > w[1]);
 
     /* three devices 1x / 2x / 4x, batch 240 */
-    sim s2 = {3, {0.3, 0.3, 0.3}, {0.01, 0.02, 0.04}, 0.10};
+    sim s2 = {3, {0.3, 0.3, 0.3}, {0.01, 0.02, 0.04}, 0.10, 0};
     cldp_balancer_init(&b, 3, NULL, 1);
     run_result r2 = simulate(&s2, &b, 240, 120, 20, -1, 0, 1, NULL, 0);
-    printf("  balancer, devices 1x/2x/4x: converged at step %d, %u re-splits, largest swing after step 20 %.1f%%\n",
-           r2.converged_at, r2.resplits, 100 * r2.max_swing);
+    printf("  balancer, devices 1x/2x/4x: converged at step %d, %u re-splits, largest swing after step 20 %.1f%%, trials %d%d%d\n",
+           r2.converged_at, r2.resplits, 100 * r2.max_swing, b.tried[0], b.tried[1], b.tried[2]);
     CHECK(r2.converged_at >= 0 && r2.converged_at <= 20);
     CHECK(r2.max_swing <= 0.05);
 
     /* hysteresis: equal devices with +-4% noise never re-split */
-    sim s3 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.04};
+    sim s3 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.04, 0};
     cldp_balancer_init(&b, 2, NULL, 1);
     run_result r3 = simulate(&s3, &b, 256, 300, 0, -1, 0, 1, NULL, 0);
     printf("  balancer, equal devices, 4%% noise: %u re-splits in 300 steps, swing %.1f%%\n", r3.resplits, 100 * r3.max_swing);
@@ -246,16 +261,16 @@ static void test_balancer(void)
 
     /* a device that becomes 3x slower mid-run: followed within 30 steps (the moving average, the
      * patience and the damping that keep noise out also slow this down), then holds */
-    sim s4 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05};
+    sim s4 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05, 0};
     cldp_balancer_init(&b, 2, NULL, 1);
     run_result r4 = simulate(&s4, &b, 256, 160, 80, 40, 1, 3.0, NULL, 0);
-    printf("  balancer, device 1 3x slower from step 40: converged at step %d, swing after step 80 %.1f%%\n", r4.converged_at,
-           100 * r4.max_swing);
+    printf("  balancer, device 1 3x slower from step 40: converged at step %d, swing after step 80 %.1f%%, trials %d%d\n",
+           r4.converged_at, 100 * r4.max_swing, b.tried[0], b.tried[1]);
     CHECK(r4.converged_at >= 40 && r4.converged_at <= 70);
     CHECK(r4.max_swing <= 0.05);
 
     /* a device that starts with no samples (split "1,0") is measured and given work */
-    sim s5 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05};
+    sim s5 = {2, {0.5, 0.5}, {0.02, 0.02}, 0.05, 0};
     cldp_balancer_init(&b, 2, (double[]){1, 0}, 1);
     run_result r5 = simulate(&s5, &b, 256, 40, 20, -1, 0, 1, NULL, 0);
     cldp_balancer_weights(&b, NULL, 2, w);
@@ -264,15 +279,15 @@ static void test_balancer(void)
 
     /* disabled: measures, never moves */
     cldp_balancer_init(&b, 2, (double[]){1, 1}, 0);
-    sim s6 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05};
+    sim s6 = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05, 0};
     run_result r6 = simulate(&s6, &b, 256, 30, 0, -1, 0, 1, NULL, 0);
     CHECK(r6.resplits == 0 && r6.max_swing == 0 && b.ms_per_sample[1] > 2 * b.ms_per_sample[0]);
 
     /* a dropped device: slots {0, 2} of three remain; the split follows their speeds */
-    sim s7 = {3, {0.5, 0.5, 0.5}, {0.01, 0.01, 0.03}, 0.05};
+    sim s7 = {3, {0.5, 0.5, 0.5}, {0.01, 0.01, 0.03}, 0.05, 0};
     cldp_balancer_init(&b, 3, NULL, 1);
     simulate(&s7, &b, 256, 30, 30, -1, 0, 1, NULL, 0);
-    sim s7b = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05};
+    sim s7b = {2, {0.5, 0.5}, {0.01, 0.03}, 0.05, 0};
     size_t slot[2] = {0, 2};
     run_result r7 = simulate(&s7b, &b, 256, 40, 20, -1, 0, 1, slot, 0);
     cldp_balancer_weights(&b, slot, 2, w);
@@ -287,7 +302,202 @@ static void test_balancer(void)
     CHECK(w[0] == 1 && w[1] == 1 && b.ms_per_sample[2] == ms_before);
 }
 
+/* ---- fixed costs ----------------------------------------------------------------------- */
+
+/* cldp_balancer_shards against an exhaustive search: the sum is exact, and the predicted step is
+ * the optimum's to within one sample of the slowest device (the rounding to whole samples). */
+static void test_best_split(void)
+{
+    size_t sh[3];
+    double t = cldp_balancer_shards((double[]){0, 0}, (double[]){1, 1}, 2, 10, sh);
+    CHECK(sh[0] == 5 && sh[1] == 5 && t == 5);
+    /* device 1's fixed cost (4 ms) is longer than device 0 takes for the whole batch: left out */
+    t = cldp_balancer_shards((double[]){0.3, 4.0}, (double[]){0.026, 0.013}, 2, 125, sh);
+    CHECK(sh[0] == 125 && sh[1] == 0 && fabs(t - (0.3 + 0.026 * 125)) < 1e-12);
+    /* the same device on a batch large enough to pay for its fixed cost takes most of it */
+    t = cldp_balancer_shards((double[]){0.3, 4.0}, (double[]){0.026, 0.013}, 2, 4096, sh);
+    CHECK(sh[1] > sh[0] && sh[0] + sh[1] == 4096);
+    CHECK(cldp_balancer_shards((double[]){1, 1}, (double[]){1, 1}, 2, 0, sh) == 0 && sh[0] == 0 && sh[1] == 0);
+    cldp_balancer_shards((double[]){0.5}, (double[]){0.1}, 1, 7, sh);
+    CHECK(sh[0] == 7);
+
+    double worst = 0;
+    for (int k = 0; k < 3000; k++) {
+        sim s = {2 + test_rand() % 2, {0}, {0}, 0, 0};
+        for (size_t r = 0; r < s.n; r++) {
+            s.c[r] = test_rand() % 3 ? test_uniform(0, 5) : 0;
+            s.a[r] = test_uniform(0.001, 0.1);
+        }
+        size_t total = 1 + test_rand() % (s.n == 2 ? 400 : 120), sum = 0;
+        double got = cldp_balancer_shards(s.c, s.a, s.n, total, sh), slack = 0;
+        for (size_t r = 0; r < s.n; r++) sum += sh[r], slack = fmax(slack, s.a[r]);
+        double opt = optimal_ms(&s, total);
+        CHECK(sum == total && fabs(got - true_ms(&s, sh)) < 1e-9);
+        CHECK(got <= opt + slack + 1e-9);
+        worst = fmax(worst, (got - opt) / opt);
+    }
+    printf("  best split: 3000 random 2-3 device models, worst step %.2f%% above the exhaustive optimum\n", 100 * worst);
+}
+
+/* Devices whose fixed cost per step matters, with +-10% noise: a device that only lengthens the
+ * step ends with no samples (the basic+pthread pair of PoCL: the pthread device takes ~3.5 ms
+ * whatever its shard), and a device whose fixed cost the batch pays for keeps its share. */
+/* Two devices that slow each other down (PoCL's devices share the machine's cores), one of them
+ * mostly fixed cost: every model is fitted under the contention, so only the measured trial
+ * without that device finds the step shorter alone; it is then left out for good. */
+static void test_contention(void)
+{
+    sim s = {2, {0.3, 2.5}, {0.026, 0.02}, 0.10, 0.8};
+    cldp_balancer b;
+    cldp_balancer_init(&b, 2, NULL, 1);
+    simulate(&s, &b, 128, 60, 60, -1, 0, 1, NULL, 0);
+    size_t shard[2];
+    cldp_balancer_split(&b, NULL, 2, 128, shard);
+    double alone = s.c[0] + s.a[0] * 128, both = 0;
+    size_t best = 0;
+    for (size_t k = 1; k < 128; k++) { /* the best split that keeps both, with the contention */
+        double t = fmax(s.c[0] + s.a[0] * (double)k, s.c[1] + s.a[1] * (double)(128 - k)) * (1 + s.contend);
+        if (!best || t < both) both = t, best = k;
+    }
+    printf("  contention: device 1 left out by its trial (shards %zu/%zu, %s); alone %.2f ms vs the best split with "
+           "both %zu/%zu %.2f ms\n", shard[0], shard[1], b.left_out[1] ? "left out" : "kept", alone, best, 128 - best, both);
+    CHECK(shard[0] == 128 && shard[1] == 0 && b.left_out[1] && b.tried[1] && !b.trial_on);
+    CHECK(alone < both);
+
+    /* without the contention the same devices share the batch (no trial: the step is mostly
+     * per-sample cost for the smaller share) */
+    sim t = {2, {0.3, 0.3}, {0.026, 0.02}, 0.10, 0};
+    cldp_balancer_init(&b, 2, NULL, 1);
+    simulate(&t, &b, 128, 60, 60, -1, 0, 1, NULL, 0);
+    cldp_balancer_split(&b, NULL, 2, 128, shard);
+    CHECK(shard[0] > 0 && shard[1] > 0 && !b.left_out[0] && !b.left_out[1]);
+}
+
+static void test_fixed_costs(void)
+{
+    cldp_balancer b;
+    static const struct {
+        const char *what;
+        sim s;
+        size_t total;
+        int left_out; /* the rank the optimum gives no samples, or -1 */
+    } cases[] = {
+        {"a 4 ms fixed cost beside a 3.5 ms device", {2, {0.3, 4.0}, {0.026, 0.013}, 0.10, 0}, 125, 1},
+        {"launch latency of 6 ms beside two quick devices", {3, {0.2, 6.0, 0.2}, {0.02, 0.005, 0.02}, 0.10, 0}, 256, 1},
+        {"a 2 ms fixed cost the batch pays for", {2, {0.1, 2.0}, {0.02, 0.005}, 0.10, 0}, 1024, -1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        sim s = cases[c].s;
+        cldp_balancer_init(&b, s.n, NULL, 1);
+        run_result res = simulate(&s, &b, cases[c].total, 80, 40, -1, 0, 1, NULL, getenv("VERBOSE") ? 2 : 0);
+        size_t shard[4];
+        cldp_balancer_split(&b, NULL, s.n, cases[c].total, shard);
+        double ratio = true_ms(&s, shard) / optimal_ms(&s, cases[c].total);
+        char shards[64];
+        snprintf(shards, sizeof shards, s.n > 2 ? "%zu/%zu/%zu" : "%zu/%zu", shard[0], shard[1], shard[2]);
+        printf("  fixed costs, %s: converged at step %d, final shards %s, step %.3f x the optimum, swing %.1f%%\n",
+               cases[c].what, res.converged_at, shards, ratio, 100 * res.max_swing);
+        CHECK(res.converged_at >= 0 && res.converged_at <= 20 && ratio <= 1.10 && res.max_swing <= 0.05);
+        if (cases[c].left_out >= 0) {
+            double w[4];
+            cldp_balancer_weights(&b, NULL, s.n, w);
+            CHECK(shard[cases[c].left_out] == 0 && w[cases[c].left_out] == 0);
+        } else {
+            CHECK(shard[1] > shard[0]);
+        }
+    }
+}
+
 /* ---- memory plan ----------------------------------------------------------------------- */
+
+/* Devices that share host memory, budgeted together (cldp_mem_plan_devices) on made-up devices:
+ * two 5 GiB PoCL-like devices and a discrete GPU. */
+static cldp_device_info fake_device(unsigned platform, unsigned device, const char *name, uint64_t mem, int shares_host)
+{
+    cldp_device_info d;
+    memset(&d, 0, sizeof d);
+    d.platform_index = platform, d.device_index = device;
+    snprintf(d.name, sizeof d.name, "%s", name);
+    d.global_mem_bytes = mem, d.max_alloc_bytes = mem / 4, d.host_unified_memory = shares_host;
+    return d;
+}
+
+/* The host's avail for a joint budget of `budget` bytes beside `fixed` (the trainer's vectors and
+ * the drivers' reserve): avail less a sixteenth less fixed. */
+static cldp_host_mem host_for(uint64_t budget, uint64_t fixed)
+{
+    cldp_host_mem h = {0, "made up"};
+    h.avail = (budget + fixed) / 15 * 16 + 32;
+    while (h.avail - h.avail / 16 - fixed > budget) h.avail--;
+    while (h.avail - h.avail / 16 - fixed < budget) h.avail++;
+    return h;
+}
+
+static void test_shared_memory(const cldp_model *m, const cldp_mem_need *one)
+{
+    cldp_device_info a = fake_device(0, 0, "cpu A", 5ull << 30, 1), b = fake_device(0, 1, "cpu B", 5ull << 30, 1),
+                     gpu = fake_device(1, 0, "gpu", 8ull << 30, 0);
+    const cldp_device_info *ab[2] = {&a, &b}, *agb[3] = {&a, &gpu, &b};
+    size_t rows[3];
+    uint64_t vectors = 6 * m->nparams * sizeof(float), fixed = vectors + CLDP_HOST_RESERVE; /* what the plan keeps aside */
+
+    /* plenty of host memory: every device holds the whole batch */
+    cldp_host_mem plenty = {64ull << 30, "made up"}, unknown = {0, ""};
+    CHECK_OK(cldp_mem_plan_devices(m, 256, ab, 2, 0, &plenty, vectors, rows));
+    CHECK(rows[0] == 256 && rows[1] == 256);
+    CHECK_OK(cldp_mem_plan_devices(m, 256, ab, 2, 0, &unknown, vectors, rows));
+    CHECK(rows[0] == 256 && rows[1] == 256);
+
+    /* room for both at 40 rows but not 41: both are cut to 40, the GPU keeps the whole batch */
+    cldp_mem_need n40, n41;
+    cldp_mem_estimate(m, 40, &n40);
+    cldp_mem_estimate(m, 41, &n41);
+    uint64_t batch40 = 40 * (m->inputs + 1) * sizeof(float), batch41 = 41 * (m->inputs + 1) * sizeof(float);
+    cldp_host_mem h = host_for(2 * n40.total + batch40 + (2 * n41.total + batch41 - 2 * n40.total - batch40) / 2, fixed);
+    CHECK_OK(cldp_mem_plan_devices(m, 256, agb, 3, 0, &h, vectors, rows));
+    printf("  shared host memory, room for 2 x 40 rows: rows %zu / %zu (GPU) / %zu\n", rows[0], rows[1], rows[2]);
+    CHECK(rows[0] == 40 && rows[2] == 40 && rows[1] == 256);
+
+    /* room for one of them at one row: refused naming both, suggesting one of them with the GPU */
+    uint64_t batch1 = (m->inputs + 1) * sizeof(float);
+    h = host_for(one->total + one->total / 2 + batch1, fixed);
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, agb, 3, 0, &h, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    const char *msg = cldp_last_error();
+    printf("  shared host memory, room for one: %s\n", msg);
+    char needs[64];
+    snprintf(needs, sizeof needs, "together they need %llu bytes", (unsigned long long)(2 * one->total));
+    CHECK(strstr(msg, "2 devices share host memory") && strstr(msg, "device 0:0 (cpu A)") && strstr(msg, "device 0:1 (cpu B)") &&
+          strstr(msg, needs) && strstr(msg, "at most 1 of them fit") && strstr(msg, "CLDP_DEVICES=0:0,1:0") && !strstr(msg, "0:1,"));
+    const cldp_device_info *suggested[2] = {&a, &gpu};
+    CHECK_OK(cldp_mem_plan_devices(m, 256, suggested, 2, 0, &h, vectors, rows)); /* the suggestion fits */
+
+    /* room for none: says so, suggests no selection */
+    h = host_for(one->total / 2 + batch1, fixed);
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, ab, 2, 0, &h, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(strstr(cldp_last_error(), "not even one of them fits") && !strstr(cldp_last_error(), "CLDP_DEVICES="));
+
+    /* a device too small for the model: the refusal suggests only devices that fit, never an
+     * identical one that fails the same way */
+    cldp_device_info small_a = fake_device(0, 0, "small A", one->total, 0), small_b = fake_device(0, 1, "small B", one->total, 0);
+    const cldp_device_info *two_small[2] = {&small_a, &small_b}, *small_gpu[2] = {&small_a, &gpu};
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, two_small, 2, 0, &plenty, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    printf("  two identical devices too small: %s\n", cldp_last_error());
+    CHECK(strstr(cldp_last_error(), "device 0:0 (small A)") && strstr(cldp_last_error(), "none of the other selected devices") &&
+          !strstr(cldp_last_error(), "CLDP_DEVICES="));
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, small_gpu, 2, 0, &plenty, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(strstr(cldp_last_error(), "CLDP_DEVICES=1:0") != NULL);
+    /* the test cap applies to every device: none is suggested */
+    CHECK_STATUS(cldp_mem_plan_devices(m, 256, ab, 2, one->total - 1, &plenty, vectors, rows), CLDP_ERR_DEVICE_MEMORY);
+    CHECK(!strstr(cldp_last_error(), "CLDP_DEVICES="));
+
+    /* the host as the process sees it: a figure and where it comes from */
+    cldp_host_mem real;
+    cldp_host_memory(0, &real);
+    printf("  this host: %llu bytes available (%s)\n", (unsigned long long)real.avail, real.what);
+    CHECK(real.avail > 0 && real.what[0]);
+    cldp_host_memory(1 << 20, &real);
+    CHECK(real.avail == 1 << 20 && strstr(real.what, "CLDP_HOST_MEMORY_CAP"));
+}
 
 static void test_memory(void)
 {
@@ -338,6 +548,7 @@ static void test_memory(void)
     CHECK_STATUS(cldp_mem_plan(m, 256, "device 0:0 (x)", 1ull << 40, one.params - 1, 0, "1:0", &rows), CLDP_ERR_DEVICE_MEMORY);
     CHECK(strstr(cldp_last_error(), "CL_DEVICE_MAX_MEM_ALLOC_SIZE"));
     CHECK(cldp_mem_usable(1600, 0) == 1500 && cldp_mem_usable(1600, 100) == 100 && cldp_mem_usable(1600, 5000) == 1500);
+    test_shared_memory(m, &one);
     cldp_model_destroy(m);
 
     uint64_t v;
@@ -440,6 +651,11 @@ static void test_dedupe(void)
             cldp_device_info info;
             CHECK_OK(cldp_device_get_info(i, &info));
             CHECK(info.identity[0] != 0);
+            /* string facts are sized by the query and cut to fit: PoCL's pthread device has a
+             * 64-character CL_DEVICE_VERSION, one more than the field holds */
+            CHECK(!strncmp(info.opencl_version, "OpenCL ", 7) && strlen(info.opencl_version) < sizeof info.opencl_version);
+            CHECK(strcmp(info.name, "?") && strcmp(info.driver_version, "?") && strcmp(info.vendor, "?"));
+            printf("  device %u:%u OpenCL version \"%s\"\n", info.platform_index, info.device_index, info.opencl_version);
             printf("  device %u:%u %s: identity %s%s%s\n", info.platform_index, info.device_index, info.name, info.identity,
                    info.duplicates[0] ? ", also seen as " : "", info.duplicates);
         }
@@ -451,6 +667,9 @@ int main(void)
     test_parse();
     test_shards();
     test_balancer();
+    test_best_split();
+    test_fixed_costs();
+    test_contention();
     test_memory();
     test_slowdown();
     test_dedupe();

@@ -160,7 +160,7 @@ static void test_resume(cldp_optimizer opt, const cldp_model *m, cldp_trainer *f
 
     /* Adam's run uses an uneven split, which the checkpoint carries to fresh2 (built "even") */
     const char *split = opt == CLDP_OPT_ADAM ? "3,1" : "even";
-    cldp_trainer *a = make_trainer(m, "all", split, opt, 11, BATCH);
+    cldp_trainer *a = make_trainer(m, test_devices("test_checkpoint", 2), split, opt, 11, BATCH);
     run_steps(a, x, y, 0, K);
     CHECK_OK(cldp_trainer_save_checkpoint(a, path, blob, sizeof blob));
     run_steps(a, x, y, K, K + M);
@@ -223,7 +223,7 @@ static void test_refusals(const cldp_model *m, cldp_trainer *t2, const float *x,
 
     /* a wrong model: other width, other activation */
     cldp_model *m2 = make_model(IN, HID + 1, CLDP_ACT_RELU, OUT), *m3 = make_model(IN, HID, CLDP_ACT_TANH, OUT);
-    cldp_trainer *w = make_trainer(m2, "0:0", "even", CLDP_OPT_ADAM, 3, 8), *w3 = make_trainer(m3, "0:0", "even", CLDP_OPT_ADAM, 3, 8);
+    cldp_trainer *w = make_trainer(m2, test_devices("test_checkpoint", 1), "even", CLDP_OPT_ADAM, 3, 8), *w3 = make_trainer(m3, test_devices("test_checkpoint", 1), "even", CLDP_OPT_ADAM, 3, 8);
     CHECK_OK(cldp_trainer_save_checkpoint(w, other, NULL, 0));
     CHECK_STATUS(cldp_trainer_load_checkpoint(t2, other, NULL, 0, NULL), CLDP_ERR_FORMAT);
     CHECK(strstr(cldp_last_error(), "wrong model") && strstr(cldp_last_error(), other));
@@ -327,7 +327,7 @@ static void test_not_regular(cldp_trainer *t2)
 static void test_every_byte(void)
 {
     cldp_model *m = make_model(5, 4, CLDP_ACT_RELU, 3);
-    cldp_trainer *t = make_trainer(m, "0:0", NULL, CLDP_OPT_ADAM, 5, 8);
+    cldp_trainer *t = make_trainer(m, test_devices("test_checkpoint", 1), NULL, CLDP_OPT_ADAM, 5, 8);
     float x[8 * 5];
     int32_t y[8];
     test_fill(x, 8 * 5, -1, 1);
@@ -427,7 +427,7 @@ static void test_every_byte(void)
 int main(void)
 {
     test_rng_state = test_seed("test_checkpoint");
-    test_require_devices("test_checkpoint", "all", 2);
+    test_devices("test_checkpoint", 2);
     const char *tmpdir = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/cldp-ckpt-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (!mkdtemp(dir)) {
@@ -443,7 +443,7 @@ int main(void)
     for (int i = 0; i < steps * BATCH; i++) y[i] = (int32_t)(test_rand() % OUT);
 
     cldp_model *m = make_model(IN, HID, CLDP_ACT_RELU, OUT);
-    cldp_trainer *t2 = make_trainer(m, "all", "even", CLDP_OPT_ADAM, 99, BATCH), *t1 = make_trainer(m, "0:0", "even", CLDP_OPT_ADAM, 98, BATCH);
+    cldp_trainer *t2 = make_trainer(m, test_devices("test_checkpoint", 2), "even", CLDP_OPT_ADAM, 99, BATCH), *t1 = make_trainer(m, test_devices("test_checkpoint", 1), "even", CLDP_OPT_ADAM, 98, BATCH);
     test_resume(CLDP_OPT_ADAM, m, t2, t1, x, y);
     test_resume(CLDP_OPT_SGD, m, t2, t1, x, y);
     test_refusals(m, t2, x, y);

@@ -1,6 +1,7 @@
 /* test_cli — what the sample programs say to a new user, run for real: a refused value states
  * its limit; an option whose value is missing says so (not "unknown option '1'"); cldp-bench
- * refuses an unknown --only section, listing the valid ones; the help text and plurals read
+ * refuses an unknown --only section, listing the valid ones; no device under a POCL_DEVICES that
+ * names none says so; the help text and plurals read
  * right; --json's param_checksum is the text line's hex; a batch larger than the training set is
  * cut to it with a notice; a label outside the classes (a test label of 200, a training label of
  * 255 in a --data directory, or any label at or above --classes) is refused naming the file, the
@@ -71,6 +72,18 @@ static void test_limits_and_values(void)
     expect("cldp-devices --devices", dev, 2, dw, da, &p);
     const char *dev2[] = {devices_exe, "--devices", "--help", NULL};
     expect("cldp-devices --devices --help", dev2, 2, dw, da, &p);
+
+    /* no device because POCL_DEVICES names none PoCL knows: the message says so */
+    const char *pocl_env[] = {"POCL_DEVICES=nosuchtype", NULL}, *list[] = {devices_exe, NULL},
+               *pw[] = {"POCL_DEVICES is set to \"nosuchtype\"", "unset POCL_DEVICES", NULL};
+    proc_run(&p, list, pocl_env);
+    if (!(p.exited && p.code != 0) || !strstr(p.err, pw[0]) || !strstr(p.err, pw[1])) {
+        fprintf(stderr, "FAIL POCL_DEVICES=nosuchtype cldp-devices should fail naming POCL_DEVICES\n");
+        proc_dump(&p, "POCL_DEVICES=nosuchtype cldp-devices");
+        test_failures++;
+    } else {
+        printf("  POCL_DEVICES=nosuchtype: %.*s\n", (int)strcspn(p.err, "\n"), p.err);
+    }
 
     const char *only[] = {bench_exe, "--only", "nope", NULL},
                *ow[] = {"'nope'", "overhead", "scaling", "allreduce", "gemm", "start", "balance", NULL};
@@ -239,7 +252,7 @@ int main(int argc, char **argv)
     bench_exe = argv[3];
     data_dir = argv[4];
     test_rng_state = test_seed("test_cli");
-    test_require_devices("test_cli", "all", 1);
+    test_devices("test_cli", 1);
     signal(SIGPIPE, SIG_IGN);
     if (argc == 6) {
         test_bench_gemm();

@@ -18,11 +18,11 @@ static cldp_model *tiny(void)
     return m;
 }
 
-static cldp_status create(cldp_model *m)
+static cldp_status create(cldp_model *m, const char *devices)
 {
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "all";
+    o.devices = devices;
     o.batch = 4;
     cldp_trainer *t = NULL;
     cldp_status st = cldp_trainer_create(m, &o, &t);
@@ -39,7 +39,7 @@ static int env_case(const char *name)
         return 1;
     }
     cldp_model *m = tiny();
-    CHECK_STATUS(create(m), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(create(m, NULL), CLDP_ERR_INVALID_ARGUMENT); /* refused before any device is selected */
     char want[128];
     snprintf(want, sizeof want, "%s=%s", name, value);
     printf("  %s -> %s\n", want, cldp_last_error());
@@ -49,8 +49,8 @@ static int env_case(const char *name)
     CHECK_STATUS(cldp_device_select("all", idx, 4, &n), CLDP_ERR_INVALID_ARGUMENT);
     /* fixed through the door, the same process goes on */
     CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, name, (const char *)NULL));
-    test_require_devices("test_config", "all", 1);
-    CHECK_OK(create(m));
+    test_devices("test_config", 1);
+    CHECK_OK(create(m, test_devices("test_config", 1)));
     cldp_model_destroy(m);
     return test_finish("test_config (environment)");
 }
@@ -66,8 +66,8 @@ static void cache_dir_case(cldp_model *m)
     fflush(stderr);
     int saved = dup(2);
     dup2(lfd, 2);
-    CHECK_OK(create(m));
-    CHECK_OK(create(m));
+    CHECK_OK(create(m, test_devices("test_config", 1)));
+    CHECK_OK(create(m, test_devices("test_config", 1)));
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -88,13 +88,14 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_rng_state = test_seed("test_config");
     if (argc == 3 && !strcmp(argv[1], "env")) return env_case(argv[2]);
-    test_require_devices("test_config", "all", 1);
+    test_devices("test_config", 1);
 
     static const struct { const char *name, *bad, *good; } vars[] = {
         {"CLDP_STAGING", "bogus", "pinned"},     {"CLDP_OVERLAP", "maybe", "off"},
         {"CLDP_EARLY_REDUCE", "perhaps", "on"},  {"CLDP_KERNEL_CACHE", "nah", "off"},
         {"CLDP_DEDUPE", "banana", "0"},          {"CLDP_TUNING", "sometimes", "verbose"},
         {"CLDP_DEVICE_MEMORY_CAP", "lots", "64M"}, {"CLDP_TEST_CHECKPOINT_DELAY_MS", "-3", "10"},
+        {"CLDP_HOST_MEMORY_CAP", "heaps", "1G"},
     };
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         CHECK_STATUS(cldp_test_control(CLDP_TEST_CONFIG, vars[i].name, vars[i].bad), CLDP_ERR_INVALID_ARGUMENT);
@@ -120,7 +121,7 @@ int main(int argc, char **argv)
     CHECK_STATUS(cldp_test_control((cldp_test_op)99), CLDP_ERR_INVALID_ARGUMENT);
 
     cldp_model *m = tiny();
-    CHECK_OK(create(m));
+    CHECK_OK(create(m, test_devices("test_config", 1)));
     cache_dir_case(m);
     cldp_model_destroy(m);
     return test_finish("test_config");

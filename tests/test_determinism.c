@@ -32,7 +32,7 @@ static uint32_t train_crc(const float *x, const int32_t *y, int steps)
     CHECK_OK(cldp_model_add_dense(m, 6, CLDP_ACT_NONE));
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "all";
+    o.devices = test_devices("test_determinism", 3);
     o.batch = 45;
     o.seed = 7;
     o.split = "even"; /* bitwise determinism is per split; "auto" follows the timings */
@@ -235,7 +235,7 @@ static void test_collective(void)
 int main(void)
 {
     test_rng_state = test_seed("test_determinism");
-    test_require_devices("test_determinism", "all", 3);
+    test_devices("test_determinism", 3);
     const int steps = 8;
     float *x = malloc((size_t)steps * 45 * 31 * sizeof(float));
     int32_t *y = malloc((size_t)steps * 45 * sizeof(int32_t));

@@ -94,7 +94,7 @@ static void compare(const char *what, const float *a, const float *b, size_t n, 
 int main(void)
 {
     test_rng_state = test_seed("test_equivalence");
-    test_require_devices("test_equivalence", "all", 3);
+    test_devices("test_equivalence", 3);
     size_t total = 0;
     for (int s = 0; s < STEPS; s++) total += batches[s];
     float *x = malloc(total * IN * sizeof(float));
@@ -103,9 +103,9 @@ int main(void)
     for (size_t i = 0; i < total; i++) y[i] = (int32_t)(test_rand() % CLASSES);
 
     size_t np;
-    float *p1 = train("0:0", CLDP_OPT_SGD, x, y, &np);
-    float *p2 = train("0:0,0:1", CLDP_OPT_SGD, x, y, &np);
-    float *p3 = train("0:0,0:1,0:2", CLDP_OPT_SGD, x, y, &np);
+    float *p1 = train(test_devices("test_equivalence", 1), CLDP_OPT_SGD, x, y, &np);
+    float *p2 = train(test_devices("test_equivalence", 2), CLDP_OPT_SGD, x, y, &np);
+    float *p3 = train(test_devices("test_equivalence", 3), CLDP_OPT_SGD, x, y, &np);
     compare("sgd, 2 devices vs 1", p2, p1, np, 2e-6, 1e-4);
     compare("sgd, 3 devices vs 1", p3, p1, np, 2e-6, 1e-4);
     double *ref = train_reference(x, y);
@@ -114,8 +114,8 @@ int main(void)
     printf("  sgd, 1 device vs CPU double reference: max |diff| %.3g\n", worst);
     test_close("sgd, 1 device vs CPU double reference", p1, ref, np, 2e-5, 1e-3);
 
-    float *a1 = train("0:0", CLDP_OPT_ADAM, x, y, &np);
-    float *a3 = train("0:0,0:1,0:2", CLDP_OPT_ADAM, x, y, &np);
+    float *a1 = train(test_devices("test_equivalence", 1), CLDP_OPT_ADAM, x, y, &np);
+    float *a3 = train(test_devices("test_equivalence", 3), CLDP_OPT_ADAM, x, y, &np);
     compare("adam, 3 devices vs 1", a3, a1, np, 2e-5, 1e-3);
     /* the parameters moved: equivalence of untrained models would prove nothing */
     float *init = malloc(np * sizeof(float));

@@ -14,21 +14,11 @@
 static float X[40 * B * IN];
 static int32_t Y[40 * B];
 
-/* The platform:device names of the first three devices "all" selects, whatever the platforms:
- * DEV[r] is rank r's ("0:1"), FIRST2 the first two as a selection spec. */
-static char DEV[3][24], FIRST2[64];
-
-static void name_devices(void)
-{
-    size_t idx[64], n = 0;
-    CHECK_OK(cldp_device_select("all", idx, 64, &n));
-    for (size_t r = 0; r < 3 && r < n; r++) {
-        cldp_device_info info;
-        CHECK_OK(cldp_device_get_info(idx[r], &info));
-        snprintf(DEV[r], sizeof DEV[r], "%u:%u", info.platform_index, info.device_index);
-    }
-    snprintf(FIRST2, sizeof FIRST2, "%s,%s", DEV[0], DEV[1]);
-}
+/* The devices, whatever the platforms: DEV(r) is rank r's ("0:1"), ALL the three ranks, FIRST2
+ * the first two. */
+#define DEV(r) test_device_name("test_faults", r)
+#define ALL test_devices("test_faults", 3)
+#define FIRST2 test_devices("test_faults", 2)
 
 static cldp_model *make_model(void)
 {
@@ -67,7 +57,7 @@ static void step_ok(cldp_trainer *t, int s)
 static void stop_case(cldp_model *m, const char *fault, cldp_status want)
 {
     size_t np = cldp_model_param_count(m);
-    cldp_trainer *t = make(m, "all", fault, CLDP_ON_FAILURE_STOP, 0);
+    cldp_trainer *t = make(m, ALL, fault, CLDP_ON_FAILURE_STOP, 0);
     if (!t) return;
     step_ok(t, 0);
     step_ok(t, 1);
@@ -76,7 +66,7 @@ static void stop_case(cldp_model *m, const char *fault, cldp_status want)
     cldp_status st = cldp_trainer_step(t, X + 2 * B * IN, Y + 2 * B, B, NULL);
     printf("  %-12s -> %s: %s\n", fault, cldp_status_string(st), cldp_last_error());
     CHECK(st == want);
-    CHECK(strstr(cldp_last_error(), DEV[1]) != NULL && strstr(cldp_last_error(), "injected") != NULL);
+    CHECK(strstr(cldp_last_error(), DEV(1)) != NULL && strstr(cldp_last_error(), "injected") != NULL);
     cldp_trainer_get_params(t, after, np);
     if (!strstr(fault, "write")) CHECK(memcmp(before, after, np * sizeof(float)) == 0);
     step_ok(t, 3); /* the fault fired once; the trainer goes on */
@@ -92,8 +82,8 @@ static void stop_case(cldp_model *m, const char *fault, cldp_status want)
 static void drop_case(cldp_model *m, const char *fault, double timeout, double min_ms)
 {
     size_t np = cldp_model_param_count(m);
-    cldp_trainer *t = make(m, "all", fault, CLDP_ON_FAILURE_DROP, timeout);
-    cldp_trainer *a = make(m, "all", NULL, CLDP_ON_FAILURE_STOP, 0);
+    cldp_trainer *t = make(m, ALL, fault, CLDP_ON_FAILURE_DROP, timeout);
+    cldp_trainer *a = make(m, ALL, NULL, CLDP_ON_FAILURE_STOP, 0);
     if (!t || !a) return;
     for (int s = 0; s < 3; s++) {
         step_ok(t, s);
@@ -132,8 +122,7 @@ static void drop_case(cldp_model *m, const char *fault, double timeout, double m
 int main(void)
 {
     test_rng_state = test_seed("test_faults");
-    test_require_devices("test_faults", "all", 3);
-    name_devices();
+    test_devices("test_faults", 3);
     test_fill(X, sizeof X / sizeof *X, -1, 1);
     for (size_t i = 0; i < sizeof Y / sizeof *Y; i++) Y[i] = (int32_t)(test_rand() % CLASSES);
     cldp_model *m = make_model();
@@ -155,14 +144,14 @@ int main(void)
 
     /* a stall under "stop": a timeout, not a hang; afterwards only reading and destroying */
     if (stalls) {
-        cldp_trainer *t = make(m, "all", "0:1:stall:60000", CLDP_ON_FAILURE_STOP, 300);
+        cldp_trainer *t = make(m, ALL, "0:1:stall:60000", CLDP_ON_FAILURE_STOP, 300);
         if (t) {
             step_ok(t, 0);
             float *before = malloc(np * sizeof(float)), *after = malloc(np * sizeof(float));
             cldp_trainer_get_params(t, before, np);
             CHECK_STATUS(cldp_trainer_step(t, X, Y, B, NULL), CLDP_ERR_TIMEOUT);
             printf("  stall, stop  -> %s\n", cldp_last_error());
-            CHECK(strstr(cldp_last_error(), "watchdog") != NULL && strstr(cldp_last_error(), DEV[0]) != NULL);
+            CHECK(strstr(cldp_last_error(), "watchdog") != NULL && strstr(cldp_last_error(), DEV(0)) != NULL);
             CHECK_STATUS(cldp_trainer_step(t, X, Y, B, NULL), CLDP_ERR_STATE);
             CHECK_OK(cldp_trainer_get_params(t, after, np));
             CHECK(memcmp(before, after, np * sizeof(float)) == 0);
@@ -175,7 +164,7 @@ int main(void)
     for (int stop = 0; stop < 2; stop++) {
         cldp_trainer_options o;
         cldp_trainer_options_init(&o);
-        o.devices = "all";
+        o.devices = ALL;
         o.batch = B;
         o.on_nonfinite = stop ? CLDP_ON_NONFINITE_STOP : CLDP_ON_NONFINITE_SKIP;
         cldp_trainer *t = NULL;
@@ -204,7 +193,7 @@ int main(void)
     for (int adam = 0; adam < 2; adam++) {
         cldp_trainer_options o;
         cldp_trainer_options_init(&o);
-        o.devices = "all";
+        o.devices = ALL;
         o.batch = B;
         o.optimizer = adam ? CLDP_OPT_ADAM : CLDP_OPT_SGD;
         o.learning_rate = adam ? 1e-3f : 1e13f;
@@ -240,14 +229,14 @@ int main(void)
     }
     /* every device failing under "drop" is an error, not an empty trainer */
     {
-        cldp_trainer *t = make(m, "all", "0:0:gemm,1:0:gemm,2:0:gemm", CLDP_ON_FAILURE_DROP, 0);
+        cldp_trainer *t = make(m, ALL, "0:0:gemm,1:0:gemm,2:0:gemm", CLDP_ON_FAILURE_DROP, 0);
         if (t) CHECK_STATUS(cldp_trainer_step(t, X, Y, B, NULL), CLDP_ERR_CLBLAST);
         cldp_trainer_destroy(t);
     }
     /* bad fault specs */
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "all";
+    o.devices = ALL;
     cldp_trainer *t = NULL;
     CHECK_OK(cldp_trainer_create(m, &o, &t));
     const char *bad[] = {"1:2", "x:1:gemm", "1:2:melt", "9:1:gemm", "1:2:gemm;", "1:2:stall:-4"};

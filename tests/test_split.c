@@ -2,7 +2,10 @@
  * devices): training with splits "5,1", "1,0", "0,1" and a split changed at every step gives one
  * device's parameters; a memory cap that forces micro-batches gives the undivided batch's
  * parameters, losses and probabilities; a cap the model cannot fit is refused at creation with
- * the device, the bytes and how to leave it out; bad split, cap and slowdown settings are
+ * the device, the bytes and how to leave it out (suggesting only devices that fit); a device given
+ * no samples still receives the parameters and its stats say it idled; devices that
+ * share host memory budgeted together (through CLDP_HOST_MEMORY_CAP; and `test_split ulimit`:
+ * the reported case under a real ulimit -v); bad split, cap and slowdown settings are
  * refused; and with one device slowed down 3x (CLDP_TEST_SLOWDOWN) the live balancer moves most
  * samples to the other one (asserted on the direction only, never on times).
  * Tolerances (|a - b| <= atol + rtol·|b|), stated and printed with the measured worst case:
@@ -12,7 +15,10 @@
 #define _POSIX_C_SOURCE 200809L
 #undef NDEBUG
 #include "balance.h"
+#include "memplan.h"
 #include "testutil.h"
+
+#include <sys/resource.h>
 
 #define STEPS 12
 #define BATCH 50
@@ -100,7 +106,7 @@ static void test_equivalence_of_splits(const cldp_model *m, const float *p1, siz
 {
     static const char *splits[] = {"5,1", "1,0", "0,1", "1,3"};
     for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
-        cldp_trainer *t = make(m, "0:0,0:1", splits[i], 1, 0);
+        cldp_trainer *t = make(m, test_devices("test_split", 2), splits[i], 1, 0);
         float *p = train(t, np, NULL);
         cldp_device_stats d0, d1;
         if (t) {
@@ -114,7 +120,7 @@ static void test_equivalence_of_splits(const cldp_model *m, const float *p1, siz
         free(p);
         cldp_trainer_destroy(t);
     }
-    cldp_trainer *t = make(m, "0:0,0:1", "even", 1, 0);
+    cldp_trainer *t = make(m, test_devices("test_split", 2), "even", 1, 0);
     printf("  a split changed before every step:\n");
     float *p = train(t, np, random_split);
     compare("split changed every step vs 1 device", p, p1, np);
@@ -127,7 +133,7 @@ static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
     /* a cap that fits exactly 7 rows: shards of up to 50 run as 8 micro-batches */
     cldp_mem_need need;
     cldp_mem_estimate(m, 7, &need);
-    cldp_trainer *t = make(m, "0:0", NULL, 1, need.total);
+    cldp_trainer *t = make(m, test_devices("test_split", 1), NULL, 1, need.total);
     size_t rows = 0;
     if (t) CHECK_OK(cldp_trainer_device_rows(t, 0, &rows));
     printf("  memory cap %llu bytes: the device computes %zu rows at once (batch %d)\n", (unsigned long long)need.total, rows, BATCH);
@@ -137,7 +143,7 @@ static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
     free(p);
 
     /* evaluation and prediction in micro-batches match the uncapped trainer */
-    cldp_trainer *u = make(m, "0:0", NULL, 1, 0);
+    cldp_trainer *u = make(m, test_devices("test_split", 1), NULL, 1, 0);
     if (t && u) {
         CHECK_OK(cldp_trainer_device_rows(u, 0, &rows));
         CHECK(rows == BATCH);
@@ -167,7 +173,7 @@ static void test_micro_batches(const cldp_model *m, const float *p1, size_t np)
 
     /* two devices, an uneven split, and micro-batches on both */
     cldp_mem_estimate(m, 4, &need);
-    t = make(m, "0:0,0:1", "3,2", 1, need.total);
+    t = make(m, test_devices("test_split", 2), "3,2", 1, need.total);
     p = train(t, np, NULL);
     compare("split 3,2 in micro-batches of <= 4 rows vs 1 device", p, p1, np);
     free(p);
@@ -178,7 +184,7 @@ static void test_refusals(const cldp_model *m)
 {
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "0:0,0:1";
+    o.devices = test_devices("test_split", 2);
     o.batch = BATCH;
     cldp_trainer *t = NULL;
 
@@ -193,8 +199,11 @@ static void test_refusals(const cldp_model *m)
     char needs[64];
     snprintf(needs, sizeof needs, "needs %llu bytes", (unsigned long long)one.total);
     printf("  refusal: %s\n", msg);
-    CHECK(t == NULL && strstr(msg, "device 0:0") && strstr(msg, needs) && strstr(msg, "bytes usable") &&
-          strstr(msg, "CLDP_DEVICES=0:1"));
+    char dev0[64];
+    snprintf(dev0, sizeof dev0, "device %s", test_device_name("test_split", 0));
+    /* the cap holds for both devices, so the other one is not suggested: it would fail the same way */
+    CHECK(t == NULL && strstr(msg, dev0) && strstr(msg, needs) && strstr(msg, "bytes usable") &&
+          strstr(msg, "none of the other selected devices") && !strstr(msg, "CLDP_DEVICES="));
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", "1K");
     CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_DEVICE_MEMORY);
     CHECK(strstr(cldp_last_error(), "has 1024 bytes") != NULL);
@@ -269,7 +278,7 @@ static void test_live_balancer(void)
     float *pb = malloc(np * sizeof(float)), *p1 = malloc(np * sizeof(float));
     for (int balance = 1; balance >= 0; balance--) {
         cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "1:3");
-        o.devices = "0:0,0:1";
+        o.devices = test_devices("test_split", 2);
         o.split = "auto";
         o.balance = balance;
         cldp_trainer *t = NULL;
@@ -312,7 +321,7 @@ static void test_live_balancer(void)
         cldp_trainer_destroy(t);
     }
     /* the balanced run, whose split moved while it trained, equals one device's */
-    o.devices = "0:0";
+    o.devices = test_devices("test_split", 1);
     o.split = NULL;
     o.balance = 1;
     cldp_trainer *t = NULL;
@@ -328,10 +337,167 @@ static void test_live_balancer(void)
     cldp_model_destroy(m);
 }
 
-int main(void)
+/* A device given no samples (split 1,0) still receives every update: with the split turned to
+ * 0,1 after the steps, its predictions are the first device's (atol 1e-6, rtol 1e-5); its stats
+ * for the last step say it computed no samples (its time then is the wait and, with a model this
+ * small, the pieces of the reduction it summed meanwhile). */
+static void test_idle_device(const cldp_model *m, size_t np)
+{
+    cldp_trainer *t = make(m, test_devices("test_split", 2), "1,0", 0, 0);
+    if (!t) return;
+    free(train(t, np, NULL));
+    cldp_device_stats busy, idle;
+    CHECK_OK(cldp_trainer_device_stats(t, 0, &busy));
+    CHECK_OK(cldp_trainer_device_stats(t, 1, &idle));
+    printf("  split 1,0, last step: [0] shard %zu, compute %.3f ms; [1] shard %zu, compute %.3f ms, idle %.3f ms\n", busy.shard,
+           busy.compute_ms, idle.shard, idle.compute_ms, idle.idle_ms);
+    CHECK(busy.shard == 50 && idle.shard == 0 && idle.idle_ms >= 0 && idle.compute_ms >= 0);
+    size_t rows = 20, outs = cldp_model_outputs(m);
+    float *p0 = malloc(rows * outs * sizeof(float)), *p1 = malloc(rows * outs * sizeof(float));
+    double *ref = malloc(rows * outs * sizeof(double));
+    for (size_t i = 0; i < rows * outs; i++) p0[i] = p1[i] = NAN; /* poisoned: unwritten ones show */
+    CHECK_OK(cldp_trainer_predict(t, X, rows, p0));
+    CHECK_OK(cldp_trainer_set_split(t, (double[]){0, 1}, 2));
+    CHECK_OK(cldp_trainer_predict(t, X, rows, p1));
+    for (size_t i = 0; i < rows * outs; i++) ref[i] = p0[i];
+    test_close("predictions of the device that had no samples vs the one that trained", p1, ref, rows * outs, 1e-6, 1e-5);
+    free(p0);
+    free(p1);
+    free(ref);
+    cldp_trainer_destroy(t);
+}
+
+/* The devices share host memory (PoCL): budgeted together against CLDP_HOST_MEMORY_CAP, the
+ * stand-in for the host's available memory. Room for both at 4 rows: both cut to 4 (micro-
+ * batches) and the result is one device's; room for one at one row: refused naming both devices
+ * and suggesting only the one that fits, which then trains. */
+static void set_host_cap(uint64_t budget, uint64_t fixed)
+{
+    uint64_t avail = (budget + fixed) / 15 * 16 + 32;
+    while (avail - avail / 16 - fixed > budget) avail--;
+    while (avail - avail / 16 - fixed < budget) avail++;
+    char capstr[32];
+    snprintf(capstr, sizeof capstr, "%llu", (unsigned long long)avail);
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_HOST_MEMORY_CAP", capstr));
+}
+
+static void test_shared_host(const cldp_model *m, const float *p1, size_t np)
+{
+    cldp_device_info info;
+    size_t idx[2], n = 0;
+    CHECK_OK(cldp_device_select(test_devices("test_split", 2), idx, 2, &n));
+    CHECK_OK(cldp_device_get_info(idx[0], &info));
+    if (!info.host_unified_memory) {
+        printf("  SKIP shared host memory: device 0 does not share host memory\n");
+        return;
+    }
+    uint64_t fixed = 6 * np * sizeof(float) + CLDP_HOST_RESERVE, in = cldp_model_inputs(m) + 1;
+    cldp_mem_need n4, n5, one;
+    cldp_mem_estimate(m, 4, &n4);
+    cldp_mem_estimate(m, 5, &n5);
+    cldp_mem_estimate(m, 1, &one);
+    set_host_cap(2 * n4.total + 4 * in * sizeof(float) + (n5.total - n4.total) / 2, fixed); /* + the warm-up's batch */
+    cldp_trainer *t = make(m, test_devices("test_split", 2), "3,2", 0, 0);
+    size_t r0 = 0, r1 = 0;
+    if (t) {
+        CHECK_OK(cldp_trainer_device_rows(t, 0, &r0));
+        CHECK_OK(cldp_trainer_device_rows(t, 1, &r1));
+        printf("  shared host memory, room for 2 x 4 rows: rows %zu / %zu\n", r0, r1);
+        CHECK(r0 == 4 && r1 == 4);
+        float *p = train(t, np, NULL);
+        compare("split 3,2, rows cut to 4 by the shared host budget, vs 1 device", p, p1, np);
+        free(p);
+        cldp_trainer_destroy(t);
+    }
+
+    set_host_cap(one.total + one.total / 2 + in * sizeof(float), fixed);
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = test_devices("test_split", 2);
+    o.batch = BATCH;
+    t = NULL;
+    CHECK_STATUS(cldp_trainer_create(m, &o, &t), CLDP_ERR_DEVICE_MEMORY);
+    const char *msg = cldp_last_error();
+    char fits[64], d0[48], d1[48];
+    snprintf(fits, sizeof fits, "CLDP_DEVICES=%s,", test_device_name("test_split", 0));
+    snprintf(d0, sizeof d0, "device %s (", test_device_name("test_split", 0));
+    snprintf(d1, sizeof d1, "device %s (", test_device_name("test_split", 1));
+    printf("  shared host memory, room for one: %s\n", msg);
+    CHECK(t == NULL && strstr(msg, "2 devices share host memory") && strstr(msg, d0) && strstr(msg, d1) &&
+          strstr(msg, "at most 1 of them fit") && strstr(msg, "CLDP_HOST_MEMORY_CAP"));
+    snprintf(fits, sizeof fits, "CLDP_DEVICES=%s)", test_device_name("test_split", 0));
+    CHECK(strstr(msg, fits) != NULL);
+    o.devices = test_devices("test_split", 1); /* what it suggested fits */
+    CHECK_OK(cldp_trainer_create(m, &o, &t));
+    cldp_trainer_destroy(t);
+    CHECK_STATUS(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_HOST_MEMORY_CAP", "plenty"), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "CLDP_HOST_MEMORY_CAP=plenty") != NULL);
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_HOST_MEMORY_CAP", (const char *)NULL));
+}
+
+/* `test_split ulimit`: the reported case, for real. Under an address-space limit of 12,000,000
+ * KiB (ulimit -v) two PoCL devices and a batch of 1048576 once aborted inside PoCL at creation,
+ * each device planned against its own 5 GB; budgeted together they are cut to fit, and a step
+ * runs, or they are refused cleanly. Not under a sanitizer, whose shadow memory needs more
+ * address space than that. */
+static int ulimit_case(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    printf("SKIP test_split ulimit: a sanitizer's shadow memory does not fit under ulimit -v\n");
+    return TEST_SKIP_CODE;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    printf("SKIP test_split ulimit: a sanitizer's shadow memory does not fit under ulimit -v\n");
+    return TEST_SKIP_CODE;
+#endif
+#endif
+    const char *devices = test_devices("test_split ulimit", 2);
+    struct rlimit rl = {12000000ull * 1024, 12000000ull * 1024};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) {
+        perror("test_split ulimit: setrlimit");
+        return 1;
+    }
+    cldp_model *m;
+    CHECK_OK(cldp_model_create(784, &m));
+    CHECK_OK(cldp_model_add_dense(m, 256, CLDP_ACT_RELU));
+    CHECK_OK(cldp_model_add_dense(m, 128, CLDP_ACT_RELU));
+    CHECK_OK(cldp_model_add_dense(m, 10, CLDP_ACT_NONE));
+    cldp_trainer_options o;
+    cldp_trainer_options_init(&o);
+    o.devices = devices;
+    o.batch = 1048576;
+    cldp_trainer *t = NULL;
+    cldp_status st = cldp_trainer_create(m, &o, &t);
+    if (st == CLDP_OK) {
+        size_t r0 = 0, r1 = 0, n = 512;
+        CHECK_OK(cldp_trainer_device_rows(t, 0, &r0));
+        CHECK_OK(cldp_trainer_device_rows(t, 1, &r1));
+        printf("  ulimit -v 12000000, batch 1048576 on 2 devices: created, rows %zu / %zu\n", r0, r1);
+        CHECK(r0 < o.batch && r1 < o.batch);
+        float *x = malloc(n * 784 * sizeof(float));
+        int32_t *y = malloc(n * sizeof(int32_t));
+        CHECK(x && y);
+        if (x && y) {
+            test_fill(x, n * 784, 0, 1);
+            for (size_t i = 0; i < n; i++) y[i] = (int32_t)(test_rand() % 10);
+            CHECK_OK(cldp_trainer_step(t, x, y, n, NULL));
+        }
+        free(x);
+        free(y);
+    } else {
+        printf("  ulimit -v 12000000, batch 1048576 on 2 devices: refused: %s\n", cldp_last_error());
+        CHECK(st == CLDP_ERR_DEVICE_MEMORY && strstr(cldp_last_error(), "ulimit -v"));
+    }
+    cldp_trainer_destroy(t);
+    cldp_model_destroy(m);
+    return test_finish("test_split ulimit");
+}
+
+int main(int argc, char **argv)
 {
     test_rng_state = test_seed("test_split");
-    test_require_devices("test_split", "all", 2);
+    if (argc == 2 && !strcmp(argv[1], "ulimit")) return ulimit_case();
+    test_devices("test_split", 2);
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_SPLIT", (const char *)NULL);
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
     cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", (const char *)NULL);
@@ -343,7 +509,7 @@ int main(void)
 
     cldp_model *m = small_model();
     size_t np = cldp_model_param_count(m);
-    cldp_trainer *t1 = make(m, "0:0", NULL, 1, 0);
+    cldp_trainer *t1 = make(m, test_devices("test_split", 1), NULL, 1, 0);
     float *p1 = train(t1, np, NULL);
     cldp_trainer_destroy(t1);
     float *init = malloc(np * sizeof(float));
@@ -356,6 +522,8 @@ int main(void)
     test_equivalence_of_splits(m, p1, np);
     test_micro_batches(m, p1, np);
     test_refusals(m);
+    test_shared_host(m, p1, np);
+    test_idle_device(m, np);
     test_live_balancer();
 
     free(init);

@@ -6,7 +6,7 @@
 int main(void)
 {
     test_rng_state = test_seed("test_training");
-    test_require_devices("test_training", "all", 2);
+    test_devices("test_training", 2);
     cldp_dataset *train = NULL, *test = NULL;
     CHECK_OK(cldp_dataset_embedded(1, &train));
     CHECK_OK(cldp_dataset_embedded(0, &test));
@@ -21,7 +21,7 @@ int main(void)
     CHECK_OK(cldp_model_add_dense(m, 10, CLDP_ACT_NONE));
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "all";
+    o.devices = test_devices("test_training", 2);
     o.batch = 100;
     o.seed = test_rand();
     cldp_trainer *t = NULL;

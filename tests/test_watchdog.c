@@ -70,7 +70,7 @@ static void run_case(const cldp_model *m, const struct stall_case *c, cldp_failu
     size_t np = cldp_model_param_count(m);
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
-    o.devices = "all";
+    o.devices = test_devices("test_watchdog", 3);
     o.batch = B;
     o.split = "even";
     o.timeout_ms = TIMEOUT_MS;
@@ -145,7 +145,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_rng_state = test_seed("test_watchdog");
-    test_require_devices("test_watchdog", "all", 3);
+    test_devices("test_watchdog", 3);
     test_fill(X, sizeof X / sizeof *X, -1, 1);
     for (size_t i = 0; i < sizeof Y / sizeof *Y; i++) Y[i] = (int32_t)(test_rand() % CLASSES);
     cldp_model *m;

@@ -1,5 +1,6 @@
 /* testutil.h — what the tests share: a CHECK that counts failures, tolerance comparison against
- * a double-precision reference that reports the worst element, fresh random inputs, and skips. */
+ * a double-precision reference that reports the worst element, fresh random inputs, skips, and
+ * the devices a test uses, named through the API whatever the platforms. */
 #ifndef CLDP_TESTUTIL_H
 #define CLDP_TESTUTIL_H
 
@@ -109,15 +110,55 @@ static inline int test_close(const char *what, const float *got, const double *r
     return 1;
 }
 
-/* Skips (exit 77) when fewer than `want` devices are available to select with `spec`. */
-static inline size_t test_require_devices(const char *name, const char *spec, size_t want)
+/* ---- devices, whatever the platforms ------------------------------------------------------ */
+
+#define TEST_MAX_DEVICES 8
+static char test_spec_of[TEST_MAX_DEVICES + 1][TEST_MAX_DEVICES * 24]; /* [k]: the first k devices */
+static char test_name_of[TEST_MAX_DEVICES][24];                         /* [i]: device i alone */
+static size_t test_devices_found;
+static int test_devices_listed;
+
+static inline void test_list_devices(void)
 {
+    if (test_devices_listed) return;
+    test_devices_listed = 1;
     size_t idx[64], n = 0;
-    if (cldp_device_select(spec, idx, 64, &n) != CLDP_OK || n < want) {
-        printf("SKIP %s: needs %zu OpenCL device(s) matching \"%s\", found %zu (%s)\n", name, want, spec, n, cldp_last_error());
+    if (cldp_device_select("all", idx, 64, &n) != CLDP_OK) n = 0;
+    test_devices_found = n;
+    for (size_t i = 0; i < n && i < TEST_MAX_DEVICES; i++) {
+        cldp_device_info info;
+        if (cldp_device_get_info(idx[i], &info) != CLDP_OK) {
+            test_devices_found = i;
+            break;
+        }
+        snprintf(test_name_of[i], sizeof test_name_of[i], "%u:%u", info.platform_index, info.device_index);
+        for (size_t k = i + 1; k <= TEST_MAX_DEVICES; k++) {
+            size_t len = strlen(test_spec_of[k]);
+            snprintf(test_spec_of[k] + len, sizeof test_spec_of[k] - len, "%s%s", i ? "," : "", test_name_of[i]);
+        }
+    }
+}
+
+/* The first k devices of every platform there is, in cldp_device_select("all") order, as a
+ * selection spec ("0:0,0:1", or "0:0,1:0" with two platforms); skips (exit 77, saying why) when
+ * fewer than k exist. Tests name their devices through this, never as "0:0,0:1" or "all": with a
+ * second platform, the devices need not all be on platform 0, and "all" selects more. */
+static inline const char *test_devices(const char *name, size_t k)
+{
+    test_list_devices();
+    if (k == 0 || k > TEST_MAX_DEVICES || test_devices_found < k) {
+        printf("SKIP %s: needs %zu OpenCL device(s), found %zu (%s)\n", name, k, test_devices_found,
+               test_devices_found ? "POCL_DEVICES=\"basic basic basic\" gives three" : cldp_last_error());
         exit(TEST_SKIP_CODE);
     }
-    return n;
+    return test_spec_of[k];
+}
+
+/* Device i of that list alone, as "p:d" (for specs and messages that name one device). */
+static inline const char *test_device_name(const char *name, size_t i)
+{
+    test_devices(name, i + 1);
+    return test_name_of[i];
 }
 
 #endif
