@@ -32,6 +32,8 @@
 #include <stdint.h>
 
 #ifndef CL_TARGET_OPENCL_VERSION
+/* The OpenCL API level cldp is written against (1.2); define it before including cldp.h for
+ * another. The OpenCL headers (Debian: opencl-headers) must be installed: cldp.h uses cl_mem. */
 #define CL_TARGET_OPENCL_VERSION 120
 #endif
 #include <CL/cl.h>
@@ -40,6 +42,7 @@
 extern "C" {
 #endif
 
+/* Marks the exported functions: libcldp.so exports these names and no others. */
 #if defined(_WIN32) && defined(CLDP_BUILDING_SHARED)
 #define CLDP_API __declspec(dllexport)
 #elif defined(_WIN32) && defined(CLDP_SHARED)
@@ -50,9 +53,11 @@ extern "C" {
 #define CLDP_API
 #endif
 
-#define CLDP_VERSION_MAJOR 0
-#define CLDP_VERSION_MINOR 2
-#define CLDP_VERSION_PATCH 0
+#define CLDP_VERSION_MAJOR 0 /* changes when the ABI breaks: the SONAME is libcldp.so.MAJOR */
+#define CLDP_VERSION_MINOR 2 /* new API, compatible */
+#define CLDP_VERSION_PATCH 0 /* fixes */
+/* MAJOR*10000 + MINOR*100 + PATCH, as the header compiled against says it (compare with
+ * cldp_version_number(), the library's). */
 #define CLDP_VERSION_NUMBER (CLDP_VERSION_MAJOR * 10000 + CLDP_VERSION_MINOR * 100 + CLDP_VERSION_PATCH)
 
 /* The version of the library actually linked, as CLDP_VERSION_NUMBER. */
@@ -60,8 +65,10 @@ CLDP_API unsigned cldp_version_number(void);
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
+/* What a call did: CLDP_OK, or why it failed (cldp_last_error() has the detail). Each status's
+ * causes and cures: docs/troubleshooting.md. */
 typedef enum cldp_status {
-    CLDP_OK = 0,
+    CLDP_OK = 0,                   /* success */
     CLDP_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, a zero size, mismatched sizes, a bad option */
     CLDP_ERR_NO_DEVICE = 2,        /* no OpenCL platform/device, or a selection that matches none */
     CLDP_ERR_OPENCL = 3,           /* an OpenCL call failed; the message names call and error */
@@ -87,26 +94,29 @@ CLDP_API const char *cldp_last_error(void);
 
 /* ---- devices ------------------------------------------------------------------------------ */
 
+/* The kind of a device, as CL_DEVICE_TYPE says it. */
 typedef enum cldp_device_type {
-    CLDP_DEVICE_GPU = 1,
-    CLDP_DEVICE_CPU = 2,
-    CLDP_DEVICE_ACCELERATOR = 4,
-    CLDP_DEVICE_OTHER = 8
+    CLDP_DEVICE_GPU = 1,         /* CL_DEVICE_TYPE_GPU */
+    CLDP_DEVICE_CPU = 2,         /* CL_DEVICE_TYPE_CPU (e.g. PoCL) */
+    CLDP_DEVICE_ACCELERATOR = 4, /* CL_DEVICE_TYPE_ACCELERATOR */
+    CLDP_DEVICE_OTHER = 8        /* anything else (e.g. CL_DEVICE_TYPE_CUSTOM) */
 } cldp_device_type;
 
+/* Facts about one OpenCL device (cldp_device_get_info, cldp_trainer_device_info). Strings are
+ * NUL-terminated and cut to fit. */
 typedef struct cldp_device_info {
     size_t index;               /* position in the list cldp_device_count() enumerates */
     unsigned platform_index;    /* platform:device, as the ICD loader orders them */
-    unsigned device_index;
-    cldp_device_type type;
-    char platform_name[128];
-    char name[128];
-    char vendor[128];
-    char driver_version[64];
+    unsigned device_index;      /* the device's index within its platform */
+    cldp_device_type type;      /* GPU, CPU, accelerator or other */
+    char platform_name[128];    /* CL_PLATFORM_NAME, e.g. "Portable Computing Language" */
+    char name[128];             /* CL_DEVICE_NAME */
+    char vendor[128];           /* CL_DEVICE_VENDOR */
+    char driver_version[64];    /* CL_DRIVER_VERSION */
     char opencl_version[64];    /* CL_DEVICE_VERSION, e.g. "OpenCL 3.0 PoCL ..." */
-    unsigned compute_units;
-    uint64_t global_mem_bytes;
-    uint64_t max_alloc_bytes;
+    unsigned compute_units;     /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    uint64_t global_mem_bytes;  /* CL_DEVICE_GLOBAL_MEM_SIZE */
+    uint64_t max_alloc_bytes;   /* CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer */
     int host_unified_memory;    /* 1 when the device shares host memory (CPUs, integrated GPUs) */
     /* The physical device, from cl_khr_device_uuid, cl_khr_pci_bus_info or the AMD/NVIDIA
      * attribute queries: "pci:0000:65:00.0 uuid:5f1c...", or "unknown" when the driver says
@@ -137,12 +147,14 @@ CLDP_API cldp_status cldp_device_select(const char *spec, size_t *indices, size_
 
 /* ---- models ------------------------------------------------------------------------------- */
 
+/* The function a dense layer applies to its outputs. */
 typedef enum cldp_activation {
-    CLDP_ACT_NONE = 0,
-    CLDP_ACT_RELU = 1,
-    CLDP_ACT_TANH = 2
+    CLDP_ACT_NONE = 0, /* identity (e.g. the logits of the last layer) */
+    CLDP_ACT_RELU = 1, /* max(0, y) */
+    CLDP_ACT_TANH = 2  /* tanh(y) */
 } cldp_activation;
 
+/* The loss a model trains on. */
 typedef enum cldp_loss {
     CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
 } cldp_loss;
@@ -155,15 +167,19 @@ typedef enum cldp_loss {
  * devices starts from the same bits. */
 typedef struct cldp_model cldp_model;
 
+/* A new model of `inputs` features with no layer yet, in *out (destroy with cldp_model_destroy). */
 CLDP_API cldp_status cldp_model_create(size_t inputs, cldp_model **out);
+/* Appends a dense layer of `units` outputs (>= 1) followed by `act`. */
 CLDP_API cldp_status cldp_model_add_dense(cldp_model *model, size_t units, cldp_activation act);
+/* Sets the loss (the default, and only one so far: softmax cross-entropy). */
 CLDP_API cldp_status cldp_model_set_loss(cldp_model *model, cldp_loss loss);
+/* Frees the description (trainers made from it keep their own copy); NULL is a no-op. */
 CLDP_API void cldp_model_destroy(cldp_model *model);
 
 CLDP_API size_t cldp_model_param_count(const cldp_model *model); /* 0 for NULL */
-CLDP_API size_t cldp_model_inputs(const cldp_model *model);
+CLDP_API size_t cldp_model_inputs(const cldp_model *model);       /* features per sample; 0 for NULL */
 CLDP_API size_t cldp_model_outputs(const cldp_model *model);      /* units of the last layer */
-CLDP_API size_t cldp_model_layer_count(const cldp_model *model);
+CLDP_API size_t cldp_model_layer_count(const cldp_model *model);  /* dense layers; 0 for NULL */
 
 /* Writes the seeded initial parameters (the layout above) to `params`, which holds `count`. */
 CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t seed, float *params,
@@ -171,21 +187,25 @@ CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t se
 
 /* ---- trainer ------------------------------------------------------------------------------ */
 
+/* How the averaged gradient g updates the parameters p. */
 typedef enum cldp_optimizer {
     CLDP_OPT_SGD = 0,  /* v = momentum·v + g + wd·p;  p -= lr·v */
     CLDP_OPT_ADAM = 1  /* Adam with L2 weight decay added to the gradient */
 } cldp_optimizer;
 
+/* What a step does when a device fails (an OpenCL or CLBlast error, or the watchdog). */
 typedef enum cldp_failure_policy {
     CLDP_ON_FAILURE_STOP = 0, /* the step fails; parameters stay those before it */
     CLDP_ON_FAILURE_DROP = 1  /* the failed devices are removed and the step is redone on the rest */
 } cldp_failure_policy;
 
+/* What a step does when the gradient, or the update it would make, is NaN or Inf. */
 typedef enum cldp_nonfinite_policy {
     CLDP_ON_NONFINITE_SKIP = 0, /* the update is skipped and counted; the step returns CLDP_OK */
     CLDP_ON_NONFINITE_STOP = 1  /* the update is skipped; the step returns CLDP_ERR_NONFINITE */
 } cldp_nonfinite_policy;
 
+/* How a trainer is made; fill with cldp_trainer_options_init, then change what you need. */
 typedef struct cldp_trainer_options {
     /* Set by cldp_trainer_options_init to sizeof the struct the caller was built with: a caller
      * built against an older cldp passes its smaller struct, and the fields it lacks (those
@@ -193,16 +213,18 @@ typedef struct cldp_trainer_options {
     size_t struct_size;
     const char *devices;    /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
     size_t batch;           /* largest global batch a step may get (buffers are sized for it) */
-    cldp_optimizer optimizer;
-    float learning_rate;
+    cldp_optimizer optimizer; /* SGD with momentum, or Adam */
+    float learning_rate;    /* the step size (cldp_trainer_set_learning_rate changes it later) */
     float momentum;         /* SGD */
-    float weight_decay;
-    float beta1, beta2, epsilon; /* Adam */
+    float weight_decay;     /* L2: wd·p added to the gradient */
+    float beta1;            /* Adam: decay of the first moment */
+    float beta2;            /* Adam: decay of the second moment */
+    float epsilon;          /* Adam: added to the second moment's root */
     uint64_t seed;          /* parameter initialisation */
     double timeout_ms;      /* watchdog: a device part of a step longer than this fails the step
                                with CLDP_ERR_TIMEOUT (0: no limit) */
-    cldp_failure_policy on_failure;
-    cldp_nonfinite_policy on_nonfinite;
+    cldp_failure_policy on_failure;     /* a failed device: stop, or drop it and go on */
+    cldp_nonfinite_policy on_nonfinite; /* a NaN/Inf gradient or update: skip it quietly, or fail */
     /* How the batch is divided between the devices (ranks in selection order):
      *   NULL: the CLDP_SPLIT environment variable, else "auto";
      *   "auto": start even, then size the shards by each device's measured speed (see balance);
@@ -239,6 +261,8 @@ typedef struct cldp_trainer_options {
  * the devices and the bytes and suggesting only device selections that would fit. */
 CLDP_API void cldp_trainer_options_init(cldp_trainer_options *opts);
 
+/* A model replicated on every selected device, with one worker thread per device and the host
+ * master parameters and optimizer state (cldp_trainer_create / cldp_trainer_destroy). */
 typedef struct cldp_trainer cldp_trainer;
 
 /* Selects the devices, builds a replica of `model` on each (its own context, queue, kernels and
@@ -249,13 +273,17 @@ typedef struct cldp_trainer cldp_trainer;
  * out; a device that fits the model but not a whole shard computes it in micro-batches. */
 CLDP_API cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts,
                                          cldp_trainer **out);
+/* Stops the workers and frees everything, devices' buffers included (a worker the watchdog gave
+ * up on releases its part when it comes back: see cldp_wait_abandoned). NULL is a no-op. */
 CLDP_API void cldp_trainer_destroy(cldp_trainer *trainer);
 
+/* Devices in use: those selected, less any the drop policy removed; 0 for NULL. */
 CLDP_API size_t cldp_trainer_device_count(const cldp_trainer *trainer);
 /* Facts of the trainer's `rank`-th device (ranks are the order of the selection). */
 CLDP_API cldp_status cldp_trainer_device_info(const cldp_trainer *trainer, size_t rank,
                                               cldp_device_info *info);
 
+/* One device's part of the last step (cldp_trainer_device_stats). */
 typedef struct cldp_device_stats {
     size_t shard;           /* samples this device computed in the step */
     double compute_ms;      /* forward + backward + reading its gradients to the host */
@@ -273,10 +301,11 @@ typedef struct cldp_drop {
 
 #define CLDP_MAX_DROPS 4    /* drops one cldp_step_stats reports (`dropped` counts them all) */
 
+/* What a step did (cldp_trainer_step's last argument). */
 typedef struct cldp_step_stats {
     double loss;            /* mean cross-entropy over the batch, before the update */
     size_t correct;         /* samples whose arg-max logit was the label, before the update */
-    size_t samples;
+    size_t samples;         /* the batch's size, n */
     double step_ms;         /* wall time of the whole step */
     int skipped;            /* 1 when the update was skipped for a NaN/Inf gradient */
     uint64_t skipped_total; /* such steps since the trainer was created */
@@ -367,9 +396,9 @@ CLDP_API cldp_status cldp_trainer_set_params(cldp_trainer *trainer, const float 
  * identically to a run that was never stopped; on a different number of devices, or with the
  * speed-aware "auto" split (whose shards follow timings), within float32 rounding.
  *
- * Saving writes `path`.tmp.<pid> in the same directory, flushes and fsyncs it, renames it over
+ * Saving writes `path.tmp.<pid>` in the same directory, flushes and fsyncs it, renames it over
  * `path` and fsyncs the directory, so a crash at any moment leaves the old or the new checkpoint,
- * never a broken one (a process killed mid-write may leave its .tmp.<pid> file, which is never
+ * never a broken one (a process killed mid-write may leave its `.tmp.<pid>` file, which is never
  * read and may be deleted). The blob `user` (user_len bytes, may be NULL when user_len is 0) is
  * stored as is; the library does not interpret it. The trainer is not changed. Returns
  * CLDP_ERR_IO, naming the file, when the file cannot be written (the temporary file is removed),
@@ -411,6 +440,7 @@ typedef struct cldp_collective cldp_collective;
 /* n: 1 to 64 ranks. */
 CLDP_API cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, size_t count,
                                             cldp_collective **out);
+/* Frees the collective (not the queues or buffers, which stay the caller's); NULL is a no-op. */
 CLDP_API void cldp_collective_destroy(cldp_collective *coll);
 /* Sum over ranks, in place; with `scale` != 1 the sum is multiplied by it (1/n gives the mean). */
 CLDP_API cldp_status cldp_collective_allreduce(cldp_collective *coll, const cl_mem *buffers,
@@ -438,10 +468,10 @@ CLDP_API cldp_status cldp_dataset_from_idx_memory(const void *images, size_t ima
 CLDP_API cldp_status cldp_dataset_load_fashion_mnist(const char *dir, int train, cldp_dataset **out);
 /* A small real subset of Fashion-MNIST compiled into the library (train: 2000, test: 500). */
 CLDP_API cldp_status cldp_dataset_embedded(int train, cldp_dataset **out);
-CLDP_API void cldp_dataset_destroy(cldp_dataset *ds);
+CLDP_API void cldp_dataset_destroy(cldp_dataset *ds); /* NULL is a no-op */
 
-CLDP_API size_t cldp_dataset_count(const cldp_dataset *ds);
-CLDP_API size_t cldp_dataset_features(const cldp_dataset *ds);
+CLDP_API size_t cldp_dataset_count(const cldp_dataset *ds);    /* samples */
+CLDP_API size_t cldp_dataset_features(const cldp_dataset *ds); /* floats per sample (784 for 28x28) */
 CLDP_API size_t cldp_dataset_classes(const cldp_dataset *ds); /* max label + 1 */
 CLDP_API const float *cldp_dataset_images(const cldp_dataset *ds);   /* count x features */
 CLDP_API const int32_t *cldp_dataset_labels(const cldp_dataset *ds); /* count */

@@ -106,7 +106,7 @@ static void usage(FILE *f)
             "  --mpi-combine WHAT  fixed (default): the ranks' sums in a fixed order, bitwise\n"
             "                      reproducible; allreduce: MPI_Allreduce's order, which is not\n"
             "  --json              end with one JSON line of the results\n"
-            "  --quiet             no progress line during an epoch\n"
+            "  --quiet             print only the summary (and --json's line, and events: a resume, a signal)\n"
             "  --help              this text\n"
             "On SIGINT or SIGTERM it finishes the step in progress, saves the checkpoint (with\n"
             "--checkpoint or --resume), says where and exits with status 130 (SIGINT) or 143 (SIGTERM);\n"
