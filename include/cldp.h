@@ -4,6 +4,8 @@
  * process): one host thread drives each device, each device holds a replica and computes its shard
  * of the batch through CLBlast, a host-staged tree reduction averages the gradients, the optimizer
  * updates the host master parameters, and the new parameters are broadcast back to every device.
+ * The same replicas serve inference to concurrent clients (cldp_server: dynamic batching, one
+ * bounded queue pulled by every device, hot parameter swaps).
  *
  * Ten lines of use:
  *
@@ -71,7 +73,9 @@ typedef enum cldp_status {
     CLDP_ERR_BUILD = 9,            /* an OpenCL program failed to compile (the log is kept) */
     CLDP_ERR_TIMEOUT = 10,         /* a device did not finish its part in time */
     CLDP_ERR_NONFINITE = 11,       /* NaN or Inf met where a finite value was needed */
-    CLDP_ERR_STATE = 12            /* a call out of order (e.g. on a trainer whose step failed) */
+    CLDP_ERR_STATE = 12,           /* a call out of order (e.g. on a trainer whose step failed) */
+    CLDP_ERR_BUSY = 13,            /* a server's queue is full: retry later (backpressure) */
+    CLDP_CANCELLED = 14            /* a request was cancelled before it ran */
 } cldp_status;
 
 /* A static English name for a status, e.g. "CLDP_ERR_OPENCL". Never NULL. */
@@ -445,6 +449,159 @@ CLDP_API const int32_t *cldp_dataset_labels(const cldp_dataset *ds); /* count */
 /* CRC-32 (zlib's) of `len` bytes, e.g. of a parameter vector, to compare runs. */
 CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
 
+/* ---- inference server --------------------------------------------------------------------
+ *
+ * Serves concurrent inference requests from forward-only replicas of a model, one per selected
+ * device. Requests (one or more rows each) wait in one bounded queue; every idle device worker
+ * pulls up to max_batch rows from its head (dynamic batching: rows of several requests run as one
+ * batch), so a faster device simply pulls more often. A worker waits for a fuller batch at most
+ * max_queue_delay_us counted from the oldest queued request (at 0, a lone request is never held
+ * back). A request larger than max_batch is split and its results reassembled in order.
+ * Inference replicas hold the parameters, the input rows and the activations of one batch:
+ * no gradients, no optimizer state.
+ *
+ * Every accepted request is answered exactly once, with its probabilities or an error: through
+ * deadlines, cancellation, device failures, parameter swaps and shutdown. Each batch runs on
+ * one parameter generation, and all the rows of one request on the same one, so no request
+ * ever sees a mix of old and new parameters. All server and request calls are thread-safe. */
+
+typedef struct cldp_server cldp_server;
+typedef struct cldp_request cldp_request;
+
+typedef enum cldp_schedule {
+    CLDP_SCHEDULE_PULL = 0,       /* every idle device takes the next batch (the default) */
+    CLDP_SCHEDULE_ROUND_ROBIN = 1 /* batches go to the devices in turn, whatever their speed
+                                     (for comparisons: a slow device holds up its turns) */
+} cldp_schedule;
+
+typedef struct cldp_server_options {
+    size_t struct_size;           /* sizeof(cldp_server_options), set by cldp_server_options_init */
+    const char *devices;          /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
+    size_t max_batch;             /* rows per device batch (1 .. 65536) */
+    double max_queue_delay_us;    /* the longest a worker waits for a fuller batch (>= 0) */
+    size_t max_queue_rows;        /* rows the queue holds; a submit beyond it is CLDP_ERR_BUSY */
+    double default_timeout_ms;    /* each request's deadline from submit; a request may only
+                                     lower it (0: no deadline) */
+    double watchdog_ms;           /* a batch running longer than this fails with CLDP_ERR_TIMEOUT
+                                     and its device leaves (0: no limit) */
+    cldp_failure_policy on_failure; /* STOP: a failed batch's requests get the error, the device
+                                     stays (unless it is stuck); DROP: the device leaves and its
+                                     batch is retried once on the others */
+    cldp_schedule schedule;
+} cldp_server_options;
+
+/* Defaults: devices NULL, max_batch 64, delay 0, queue 4096 rows, timeout 10 s, watchdog 30 s,
+ * stop on failure, pull scheduling. */
+CLDP_API void cldp_server_options_init(cldp_server_options *opts);
+
+/* Creates a server for `model` (copied) with the flat parameters `params` (count ==
+ * cldp_model_param_count, all finite). Builds a forward-only replica on every selected device
+ * (one after another, compiling its kernels) and starts its worker. Before building anything it
+ * estimates each device's need (parameters, one batch's input and activations, the forward
+ * GEMMs' CLBlast scratch, staging) and refuses with CLDP_ERR_DEVICE_MEMORY, naming the device,
+ * when even one row does not fit; a device that fits fewer rows than max_batch serves smaller
+ * batches. Blocks until every replica is ready. */
+CLDP_API cldp_status cldp_server_create(const cldp_model *model, const float *params, size_t count,
+                                        const cldp_server_options *opts, cldp_server **out);
+/* The same with the parameters of a checkpoint written by cldp_trainer_save_checkpoint for the
+ * same model (else CLDP_ERR_FORMAT naming the file; CLDP_ERR_IO when it cannot be read). */
+CLDP_API cldp_status cldp_server_create_from_checkpoint(const cldp_model *model, const char *path,
+                                                        const cldp_server_options *opts,
+                                                        cldp_server **out);
+/* The same with a live trainer's master parameters (cldp_trainer_get_params) and its model. The
+ * trainer must not be stepping on another thread during this call; afterwards they are
+ * independent (see cldp_server_swap_from_trainer). */
+CLDP_API cldp_status cldp_server_create_from_trainer(const cldp_trainer *trainer,
+                                                     const cldp_server_options *opts,
+                                                     cldp_server **out);
+
+/* Stops accepting (later submits are CLDP_ERR_STATE) and drains: blocks until every accepted
+ * request has been answered (they still run on the devices, or expire at their deadline), then
+ * stops the workers. Idempotent. */
+CLDP_API cldp_status cldp_server_shutdown(cldp_server *server);
+/* Shuts down (draining) and frees the server. Requests handles the caller still holds stay
+ * valid (answered) until cldp_request_destroy. A worker stuck in a driver call is left behind
+ * and frees what it holds when it comes back. */
+CLDP_API void cldp_server_destroy(cldp_server *server);
+
+/* Called once per request, on the thread that answers it (a device worker, the watchdog, a
+ * canceller or shutdown), with the answer: CLDP_OK (the probabilities are ready), or
+ * CLDP_ERR_TIMEOUT, CLDP_CANCELLED, CLDP_ERR_OPENCL, ... It must not block for long; it may call
+ * cldp_request_probs, cldp_request_destroy and cldp_server_submit; cldp_request_wait returns
+ * only after it has returned. */
+typedef void (*cldp_request_callback)(cldp_request *req, cldp_status status, void *user);
+
+/* Queues `rows` rows of x (rows x inputs floats, all finite, copied at once). timeout_ms: 0 for
+ * the server's default deadline, else min(timeout_ms, default). `cb` (may be NULL) is called
+ * with `user` when the request is answered. *out (may be NULL: nobody waits, the server frees
+ * the request after the callback) receives the handle; release it with cldp_request_destroy.
+ * Never blocks. CLDP_ERR_BUSY when the queue cannot take `rows` more rows, CLDP_ERR_STATE once
+ * shutdown began, CLDP_ERR_NO_DEVICE when every device has left, CLDP_ERR_NONFINITE naming the
+ * row, CLDP_ERR_INVALID_ARGUMENT for bad sizes: then nothing was queued and cb is not called. */
+CLDP_API cldp_status cldp_server_submit(cldp_server *server, const float *x, size_t rows,
+                                        double timeout_ms, cldp_request_callback cb, void *user,
+                                        cldp_request **out);
+/* Waits until the request is answered or timeout_ms passed (< 0: no limit). CLDP_OK with
+ * *answer set once it is answered; CLDP_ERR_TIMEOUT when it is still pending. */
+CLDP_API cldp_status cldp_request_wait(cldp_request *req, double timeout_ms, cldp_status *answer);
+/* Cancels a request not yet answered: rows not yet in a batch are dropped, and it is answered
+ * CLDP_CANCELLED (at once, or when its rows already running finish). CLDP_ERR_STATE when it was
+ * already answered. */
+CLDP_API cldp_status cldp_request_cancel(cldp_request *req);
+/* The answered request's probabilities (rows x outputs, row-major), owned by the request; NULL
+ * unless it was answered CLDP_OK. *generation (may be NULL) gets the parameter generation that
+ * computed it (0: the creation's; +1 per swap). */
+CLDP_API const float *cldp_request_probs(const cldp_request *req, uint64_t *generation);
+/* Lets go of the handle (NULL: no-op); a pending request is still answered (callback included). */
+CLDP_API void cldp_request_destroy(cldp_request *req);
+
+/* Blocking convenience: submit, wait, copy the probabilities (rows x outputs) into `probs`. */
+CLDP_API cldp_status cldp_server_infer(cldp_server *server, const float *x, size_t rows,
+                                       float *probs, double timeout_ms);
+
+/* Hot swap: new parameters (count == cldp_model_param_count, finite, copied) for every batch
+ * formed from now on; batches in flight finish on the old ones, no request fails and none mixes
+ * the two. Returns the new generation in *generation (may be NULL). Does not block on devices. */
+CLDP_API cldp_status cldp_server_swap_params(cldp_server *server, const float *params, size_t count,
+                                             uint64_t *generation);
+/* The same from a checkpoint of the same model (a refused file changes nothing). */
+CLDP_API cldp_status cldp_server_swap_checkpoint(cldp_server *server, const char *path,
+                                                 uint64_t *generation);
+/* The same from a trainer of the same model in this process (its master parameters now; the
+ * trainer must not be stepping on another thread during the call). */
+CLDP_API cldp_status cldp_server_swap_from_trainer(cldp_server *server, const cldp_trainer *trainer,
+                                                   uint64_t *generation);
+
+#define CLDP_SERVER_HIST 12 /* batch-size buckets: 1, 2, 3-4, 5-8, ..., 1025 and more rows */
+
+typedef struct cldp_server_stats {
+    uint64_t succeeded, failed;   /* requests answered CLDP_OK / with an error (timeouts and
+                                     cancellations included) */
+    uint64_t timed_out, cancelled, rejected; /* of failed: deadline, cancel; rejected: BUSY */
+    uint64_t rows, batches;       /* rows inferred and batches run (rows / batches: mean batch) */
+    double queue_ms, compute_ms;  /* cumulative: submit to first batch per request; batch compute */
+    size_t pending_rows;          /* rows queued now (total only) */
+    uint64_t batch_hist[CLDP_SERVER_HIST];
+    double p50_ms, p95_ms, p99_ms; /* latency, submit to answer, over the last 8192 requests */
+    int alive;                    /* the device still serves (1), or left after a failure (0);
+                                     in the total: how many devices serve */
+    uint64_t generation;          /* parameters the device holds (total: the newest) */
+} cldp_server_stats;
+
+/* Devices of the server at creation (ranks 0..n-1 in selection order; dropped ones stay). */
+CLDP_API size_t cldp_server_device_count(const cldp_server *server);
+CLDP_API cldp_status cldp_server_device_info(const cldp_server *server, size_t rank,
+                                             cldp_device_info *info);
+/* Statistics of device `rank`, or of the whole server for rank == SIZE_MAX (requests count where
+ * their last rows ran). A consistent snapshot; thread-safe. */
+CLDP_API cldp_status cldp_server_stats_get(const cldp_server *server, size_t rank,
+                                           cldp_server_stats *stats);
+/* Model facts: inputs and outputs per row. */
+CLDP_API size_t cldp_server_inputs(const cldp_server *server);
+CLDP_API size_t cldp_server_outputs(const cldp_server *server);
+/* 1 while the server accepts requests (created, a device alive, not shutting down). */
+CLDP_API int cldp_server_ready(const cldp_server *server);
+
 /* ---- test control: NOT for use by applications ------------------------------------------
  *
  * One fenced door for the test suite's hooks, in the manner of sqlite3_test_control: fault
@@ -475,13 +632,20 @@ CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
  *     queues, replica buffers) from now fails as if memory ran out; -1 injects nothing.
  *   CLDP_TEST_WORKER_DELAY (void (*fn)(size_t rank)): every worker calls fn before its part of
  *     a run (NULL: none), so tests can shuffle arrival order.
+ *   CLDP_TEST_SERVER_FAULT (cldp_server *server, const char *spec): arms faults on a running
+ *     server, "RANK:BATCH:KIND[:MS],...": the device of rank RANK fails its BATCH-th batch
+ *     (0-based, counted on that device from now) with KIND gemm | kernel (an error from that
+ *     call) | stall (the worker sleeps MS, default 5000, inside a GEMM).
+ *   CLDP_TEST_SLOWDOWN applies to servers created afterwards too: the slowed worker sleeps after
+ *     each batch for (FACTOR - 1) times its compute.
  */
 typedef enum cldp_test_op {
     CLDP_TEST_CONFIG = 1,
     CLDP_TEST_FAULT = 2,
     CLDP_TEST_HOST_ALLOC_FAIL = 3,
     CLDP_TEST_DEVICE_ALLOC_FAIL = 4,
-    CLDP_TEST_WORKER_DELAY = 5
+    CLDP_TEST_WORKER_DELAY = 5,
+    CLDP_TEST_SERVER_FAULT = 6
 } cldp_test_op;
 
 CLDP_API cldp_status cldp_test_control(cldp_test_op op, ...);

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 #include "config.h"
+#include "le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,42 +51,6 @@
 #define OPTM_FIXED 48u
 #define SPLT_FIXED 8u
 #define SPLT_DEVICE 24u
-
-/* ---- little-endian encoding ----------------------------------------------------------- */
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_f32(unsigned char *p, float f)
-{
-    uint32_t v;
-    memcpy(&v, &f, 4);
-    put_u32(p, v);
-}
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static float get_f32(const unsigned char *p)
-{
-    uint32_t v = get_u32(p);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
 
 /* ---- writing -------------------------------------------------------------------------- */
 
@@ -351,9 +316,8 @@ static void describe_model(char *buf, size_t cap, uint64_t inputs, size_t nlayer
 }
 
 /* Compares the MODL section with the trainer's model: any difference is a "wrong model". */
-static cldp_status check_model(const cldp_trainer *t, const char *path, const parsed *p)
+static cldp_status check_model(const cldp_model *m, const char *path, const parsed *p)
 {
-    const cldp_model *m = &t->model;
     const unsigned char *b = p->modl;
     uint64_t inputs = get_u64(b), nparams = get_u64(b + 8);
     uint32_t loss = get_u32(b + 16), nlayers = get_u32(b + 20);
@@ -381,7 +345,7 @@ static cldp_status check_model(const cldp_trainer *t, const char *path, const pa
     describe_model(have, sizeof have, inputs, nlayers, units, acts);
     describe_model(want, sizeof want, m->inputs, m->nlayers, mu, ma);
     return cldp_fail(CLDP_ERR_FORMAT,
-                     "checkpoint '%s' is for a wrong model: the file holds %s (loss %u, %llu parameters), the trainer has %s (loss %u, %zu "
+                     "checkpoint '%s' is for a wrong model: the file holds %s (loss %u, %llu parameters), this one has %s (loss %u, %zu "
                      "parameters); load it into a trainer built with the same model",
                      path, have, loss, (unsigned long long)nparams, want, (unsigned)m->loss, m->nparams);
 }
@@ -426,7 +390,7 @@ static cldp_status check_split(const char *path, const parsed *p)
 
 /* Checks the whole file in memory: header, length, CRC, every section's bounds, the model and the
  * optimizer; on success `p` points into `buf`. Nothing of the trainer is touched. */
-static cldp_status validate(const cldp_trainer *t, const char *path, const unsigned char *buf, size_t size, parsed *p)
+static cldp_status validate(const cldp_model *m, const char *path, const unsigned char *buf, size_t size, parsed *p)
 {
     memset(p, 0, sizeof *p);
     if (size < 8 || memcmp(buf, CKPT_MAGIC, 8) != 0)
@@ -481,9 +445,8 @@ static cldp_status validate(const cldp_trainer *t, const char *path, const unsig
                          !p->modl ? "model (MODL)" : !p->prms ? "parameter (PRMS)" : "optimizer (OPTM)");
     if (p->modl_len < MODL_FIXED)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: model section of %llu bytes", path, (unsigned long long)p->modl_len);
-    TRY(check_model(t, path, p));
+    TRY(check_model(m, path, p));
 
-    const cldp_model *m = &t->model;
     if (p->prms_len != prms_len(m) || get_u64(p->prms) != m->nparams)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: parameter section of %llu bytes, expected %llu", path,
                          (unsigned long long)p->prms_len, (unsigned long long)prms_len(m));
@@ -548,7 +511,7 @@ cldp_status cldp_trainer_load_checkpoint(cldp_trainer *t, const char *path, void
     size_t size = 0;
     TRY(read_file(path, &buf, &size));
     parsed p;
-    cldp_status st = validate(t, path, buf, size, &p);
+    cldp_status st = validate(&t->model, path, buf, size, &p);
     if (st == CLDP_OK && user && p.user_len > user_capacity)
         st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
                        "checkpoint '%s' carries %llu bytes of application data but the buffer holds %zu; the trainer is unchanged", path,
@@ -598,4 +561,18 @@ cldp_status cldp_trainer_load_checkpoint(cldp_trainer *t, const char *path, void
     if (user_len) *user_len = (size_t)p.user_len;
     free(buf);
     return bst;
+}
+
+cldp_status cldp_checkpoint_read_params(const cldp_model *m, const char *path, float *params)
+{
+    REQUIRE(m && path && params, "cldp_checkpoint_read_params: bad arguments");
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    TRY(read_file(path, &buf, &size));
+    parsed p;
+    cldp_status st = validate(m, path, buf, size, &p);
+    if (st == CLDP_OK)
+        for (size_t i = 0; i < m->nparams; i++) params[i] = get_f32(p.prms + 8 + 4 * i);
+    free(buf);
+    return st;
 }

@@ -77,7 +77,7 @@ static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
     for (size_t l = 0; l < m->nlayers; l++) {
         cldp_layer_size ls;
         cldp_layer_size_of(m, l, rows, &ls);
-        for (int g = 0; g < CLDP_GEMM_COUNT; g++) {
+        for (int g = 0; g < (r->forward_only ? 1 : CLDP_GEMM_COUNT); g++) {
             const cldp_gemm_shape *G = &ls.gemm[g];
             size_t s = 0;
             CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
@@ -195,8 +195,10 @@ static cldp_status replica_init(cldp_replica *r)
      * (valgrind saw softmax_xent and act_backward branch on it) */
     const float zero = 0.0f;
     CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->params, &zero, sizeof zero, 0, m->nparams * sizeof(float), 0, NULL, NULL));
-    TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
-    TRY(make_staging(r));
+    if (!r->forward_only) {
+        TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
+        TRY(make_staging(r));
+    }
     return make_row_buffers(r);
 }
 
@@ -206,17 +208,20 @@ static cldp_status make_row_buffers(cldp_replica *r)
     size_t rows = r->max_rows, width = cldp_model_max_width(m);
     TRY(make_buffer(r, rows * m->inputs, "input batch", &r->x));
     for (size_t l = 0; l < m->nlayers; l++) TRY(make_buffer(r, rows * m->layers[l].out, "activations", &r->act[l]));
-    TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[0]));
-    TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
-    TRY(make_buffer(r, rows, "labels", &r->labels));
-    TRY(make_buffer(r, rows, "losses", &r->loss));
-    TRY(make_buffer(r, rows, "correct flags", &r->correct));
+    /* an inference replica keeps only its probabilities there, and nothing of a backward pass */
+    TRY(make_buffer(r, rows * (r->forward_only ? cldp_model_outputs(m) : width), "layer gradients", &r->delta[0]));
+    if (!r->forward_only) {
+        TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
+        TRY(make_buffer(r, rows, "labels", &r->labels));
+        TRY(make_buffer(r, rows, "losses", &r->loss));
+        TRY(make_buffer(r, rows, "correct flags", &r->correct));
+    }
     TRY(size_gemm_temp(r, rows, &r->gemm_temp_bytes));
     if (r->gemm_temp_bytes) TRY(make_buffer(r, (r->gemm_temp_bytes + 3) / 4, "CLBlast scratch", &r->gemm_temp));
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, int forward_only, cldp_replica **out)
 {
     REQUIRE(dev && m && out && max_rows > 0, "cldp_replica_create: bad arguments");
     REQUIRE(m->nlayers > 0, "the model has no layers: add at least one with cldp_model_add_dense");
@@ -227,6 +232,7 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     r->dev = dev;
     r->model = m;
     r->max_rows = max_rows;
+    r->forward_only = forward_only;
     snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
     const cldp_config *cfg;
     cldp_status st = cldp_config_get(&cfg);
@@ -251,6 +257,16 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     }
     *out = r;
     return CLDP_OK;
+}
+
+cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+{
+    return replica_create(dev, m, max_rows, 0, out);
+}
+
+cldp_status cldp_replica_create_forward(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+{
+    return replica_create(dev, m, max_rows, 1, out);
 }
 
 /* ---- passes ---------------------------------------------------------------------------- */
@@ -594,9 +610,9 @@ cldp_status cldp_replica_warm_up(cldp_replica *r)
     /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
     size_t sizes[2] = {rows, 1};
     for (int i = 0; i < 2; i++) {
-        if ((st = cldp_replica_load(r, x, y, sizes[i])) != CLDP_OK) goto out;
+        if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
         if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
-        if ((st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
+        if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
     }
     const float *probs;
     if ((st = cldp_replica_probs(r, 1, &probs)) != CLDP_OK) goto out;

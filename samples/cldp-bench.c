@@ -1,7 +1,8 @@
 /* cldp-bench — measures cldp's performance claims side by side in one run, as ratios (these
  * machines are shared and noisy): runtime overhead, scaling over devices, the host all-reduce
  * against the machine's memcpy bandwidth, tuned vs default CLBlast GEMM beside a CPU BLAS, start-up
- * time with cold and warm caches, and speed-aware balancing against even shards.
+ * time with cold and warm caches, speed-aware balancing against even shards, and the inference
+ * server under load, in process and over HTTP (bench-serve.h).
  *
  * Unlike the other samples it includes internal headers: the overhead baseline issues the
  * replica's CLBlast calls and kernels directly, with no runtime around them. Sections that need a
@@ -838,10 +839,11 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 
 #include "cldp-bench-mixed.h" /* the section "mixed", for two devices that differ */
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
+#include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mixed", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mixed, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mixed", "serve", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mixed, serve, mpi"
 
 static int is_section(const char *s)
 {
@@ -877,7 +879,7 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mixed|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mixed|serve|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -917,6 +919,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "start")) bench_start(&o, js);
     if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
     if (only && !strcmp(only, "mixed")) bench_mixed(&o, js, &d);
+    if (!only || !strcmp(only, "serve")) bench_serve(&o, js);
     if (mpi) bench_mpi(&o, js, m, &d);
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);

@@ -36,6 +36,9 @@ cldp_install() {
 }
 
 CLDP_BASE_PACKAGES="gcc libc6-dev make cmake ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd zlib1g-dev"
+# cldp-serve (HTTP over libmicrohttpd, JSON through jansson, found with pkg-config) and its HTTP
+# test's clients (curl, python3's http.client)
+CLDP_SERVE_PACKAGES="libmicrohttpd-dev libjansson-dev pkg-config curl python3"
 # the MPI trainer (cldp_mpi.h, -DCLDP_WITH_MPI=ON) and its tests under mpiexec
 CLDP_MPI_PACKAGES="openmpi-bin libopenmpi-dev"
 
@@ -43,7 +46,7 @@ cldp_setup() {
     local build=$1
     shift
     # shellcheck disable=SC2086
-    cldp_install $CLDP_BASE_PACKAGES "$@"
+    cldp_install $CLDP_BASE_PACKAGES $CLDP_SERVE_PACKAGES "$@"
     local jobs
     jobs=$(nproc 2>/dev/null || echo 2)
     mkdir -p "$build"
