@@ -4,6 +4,8 @@
  * process): one host thread drives each device, each device holds a replica and computes its shard
  * of the batch through CLBlast, a host-staged tree reduction averages the gradients, the optimizer
  * updates the host master parameters, and the new parameters are broadcast back to every device.
+ * The same replicas serve inference to concurrent clients (cldp_server: dynamic batching, one
+ * bounded queue pulled by every device, hot parameter swaps).
  *
  * Ten lines of use:
  *
@@ -30,6 +32,8 @@
 #include <stdint.h>
 
 #ifndef CL_TARGET_OPENCL_VERSION
+/* The OpenCL API level cldp is written against (1.2); define it before including cldp.h for
+ * another. The OpenCL headers (Debian: opencl-headers) must be installed: cldp.h uses cl_mem. */
 #define CL_TARGET_OPENCL_VERSION 120
 #endif
 #include <CL/cl.h>
@@ -38,6 +42,7 @@
 extern "C" {
 #endif
 
+/* Marks the exported functions: libcldp.so exports these names and no others. */
 #if defined(_WIN32) && defined(CLDP_BUILDING_SHARED)
 #define CLDP_API __declspec(dllexport)
 #elif defined(_WIN32) && defined(CLDP_SHARED)
@@ -48,9 +53,11 @@ extern "C" {
 #define CLDP_API
 #endif
 
-#define CLDP_VERSION_MAJOR 0
-#define CLDP_VERSION_MINOR 2
-#define CLDP_VERSION_PATCH 0
+#define CLDP_VERSION_MAJOR 0 /* changes when the ABI breaks: the SONAME is libcldp.so.MAJOR */
+#define CLDP_VERSION_MINOR 2 /* new API, compatible */
+#define CLDP_VERSION_PATCH 0 /* fixes */
+/* MAJOR*10000 + MINOR*100 + PATCH, as the header compiled against says it (compare with
+ * cldp_version_number(), the library's). */
 #define CLDP_VERSION_NUMBER (CLDP_VERSION_MAJOR * 10000 + CLDP_VERSION_MINOR * 100 + CLDP_VERSION_PATCH)
 
 /* The version of the library actually linked, as CLDP_VERSION_NUMBER. */
@@ -58,8 +65,10 @@ CLDP_API unsigned cldp_version_number(void);
 
 /* ---- status and errors ------------------------------------------------------------------- */
 
+/* What a call did: CLDP_OK, or why it failed (cldp_last_error() has the detail). Each status's
+ * causes and cures: docs/troubleshooting.md. */
 typedef enum cldp_status {
-    CLDP_OK = 0,
+    CLDP_OK = 0,                   /* success */
     CLDP_ERR_INVALID_ARGUMENT = 1, /* a NULL pointer, a zero size, mismatched sizes, a bad option */
     CLDP_ERR_NO_DEVICE = 2,        /* no OpenCL platform/device, or a selection that matches none */
     CLDP_ERR_OPENCL = 3,           /* an OpenCL call failed; the message names call and error */
@@ -71,7 +80,9 @@ typedef enum cldp_status {
     CLDP_ERR_BUILD = 9,            /* an OpenCL program failed to compile (the log is kept) */
     CLDP_ERR_TIMEOUT = 10,         /* a device did not finish its part in time */
     CLDP_ERR_NONFINITE = 11,       /* NaN or Inf met where a finite value was needed */
-    CLDP_ERR_STATE = 12            /* a call out of order (e.g. on a trainer whose step failed) */
+    CLDP_ERR_STATE = 12,           /* a call out of order (e.g. on a trainer whose step failed) */
+    CLDP_ERR_BUSY = 13,            /* a server's queue is full: retry later (backpressure) */
+    CLDP_CANCELLED = 14            /* a request was cancelled before it ran */
 } cldp_status;
 
 /* A static English name for a status, e.g. "CLDP_ERR_OPENCL". Never NULL. */
@@ -83,26 +94,29 @@ CLDP_API const char *cldp_last_error(void);
 
 /* ---- devices ------------------------------------------------------------------------------ */
 
+/* The kind of a device, as CL_DEVICE_TYPE says it. */
 typedef enum cldp_device_type {
-    CLDP_DEVICE_GPU = 1,
-    CLDP_DEVICE_CPU = 2,
-    CLDP_DEVICE_ACCELERATOR = 4,
-    CLDP_DEVICE_OTHER = 8
+    CLDP_DEVICE_GPU = 1,         /* CL_DEVICE_TYPE_GPU */
+    CLDP_DEVICE_CPU = 2,         /* CL_DEVICE_TYPE_CPU (e.g. PoCL) */
+    CLDP_DEVICE_ACCELERATOR = 4, /* CL_DEVICE_TYPE_ACCELERATOR */
+    CLDP_DEVICE_OTHER = 8        /* anything else (e.g. CL_DEVICE_TYPE_CUSTOM) */
 } cldp_device_type;
 
+/* Facts about one OpenCL device (cldp_device_get_info, cldp_trainer_device_info). Strings are
+ * NUL-terminated and cut to fit. */
 typedef struct cldp_device_info {
     size_t index;               /* position in the list cldp_device_count() enumerates */
     unsigned platform_index;    /* platform:device, as the ICD loader orders them */
-    unsigned device_index;
-    cldp_device_type type;
-    char platform_name[128];
-    char name[128];
-    char vendor[128];
-    char driver_version[64];
+    unsigned device_index;      /* the device's index within its platform */
+    cldp_device_type type;      /* GPU, CPU, accelerator or other */
+    char platform_name[128];    /* CL_PLATFORM_NAME, e.g. "Portable Computing Language" */
+    char name[128];             /* CL_DEVICE_NAME */
+    char vendor[128];           /* CL_DEVICE_VENDOR */
+    char driver_version[64];    /* CL_DRIVER_VERSION */
     char opencl_version[64];    /* CL_DEVICE_VERSION, e.g. "OpenCL 3.0 PoCL ..." */
-    unsigned compute_units;
-    uint64_t global_mem_bytes;
-    uint64_t max_alloc_bytes;
+    unsigned compute_units;     /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    uint64_t global_mem_bytes;  /* CL_DEVICE_GLOBAL_MEM_SIZE */
+    uint64_t max_alloc_bytes;   /* CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer */
     int host_unified_memory;    /* 1 when the device shares host memory (CPUs, integrated GPUs) */
     /* The physical device, from cl_khr_device_uuid, cl_khr_pci_bus_info or the AMD/NVIDIA
      * attribute queries: "pci:0000:65:00.0 uuid:5f1c...", or "unknown" when the driver says
@@ -133,13 +147,15 @@ CLDP_API cldp_status cldp_device_select(const char *spec, size_t *indices, size_
 
 /* ---- models ------------------------------------------------------------------------------- */
 
+/* The function a dense layer applies to its outputs (and an activation layer's, see below). */
 typedef enum cldp_activation {
-    CLDP_ACT_NONE = 0,
-    CLDP_ACT_RELU = 1,
-    CLDP_ACT_TANH = 2,
-    CLDP_ACT_SIGMOID = 3
+    CLDP_ACT_NONE = 0,   /* identity (e.g. the logits of the last layer) */
+    CLDP_ACT_RELU = 1,   /* max(0, y) */
+    CLDP_ACT_TANH = 2,   /* tanh(y) */
+    CLDP_ACT_SIGMOID = 3 /* 1 / (1 + exp(-y)) */
 } cldp_activation;
 
+/* The loss a model trains on. */
 typedef enum cldp_loss {
     CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
 } cldp_loss;
@@ -153,15 +169,19 @@ typedef enum cldp_loss {
  * devices starts from the same bits. */
 typedef struct cldp_model cldp_model;
 
+/* A new model of `inputs` features with no layer yet, in *out (destroy with cldp_model_destroy). */
 CLDP_API cldp_status cldp_model_create(size_t inputs, cldp_model **out);
+/* Appends a dense layer of `units` outputs (>= 1) followed by `act`. */
 CLDP_API cldp_status cldp_model_add_dense(cldp_model *model, size_t units, cldp_activation act);
+/* Sets the loss (the default, and only one so far: softmax cross-entropy). */
 CLDP_API cldp_status cldp_model_set_loss(cldp_model *model, cldp_loss loss);
+/* Frees the description (trainers made from it keep their own copy); NULL is a no-op. */
 CLDP_API void cldp_model_destroy(cldp_model *model);
 
 CLDP_API size_t cldp_model_param_count(const cldp_model *model); /* 0 for NULL */
-CLDP_API size_t cldp_model_inputs(const cldp_model *model);
+CLDP_API size_t cldp_model_inputs(const cldp_model *model);       /* features per sample; 0 for NULL */
 CLDP_API size_t cldp_model_outputs(const cldp_model *model);      /* units of the last layer */
-CLDP_API size_t cldp_model_layer_count(const cldp_model *model);
+CLDP_API size_t cldp_model_layer_count(const cldp_model *model);  /* dense layers; 0 for NULL */
 
 /* ---- models of other layer kinds: an input shape C×H×W, image layers, a spec in text ----
  * A sample is still a flat float vector, C×H×W in NCHW order (channel, row, column). Layers see
@@ -181,10 +201,12 @@ CLDP_API size_t cldp_model_layer_count(const cldp_model *model);
 /* A model whose samples are channels×height×width (cldp_model_create(n) is n×1×1). */
 CLDP_API cldp_status cldp_model_create_shaped(size_t channels, size_t height, size_t width,
                                               cldp_model **out);
+/* Appends conv2d: out_channels, a kernel x kernel window, stride (>= 1), zero padding (< kernel). */
 CLDP_API cldp_status cldp_model_add_conv2d(cldp_model *model, size_t out_channels, size_t kernel,
                                            size_t stride, size_t padding);
 /* stride 0 means stride = kernel */
 CLDP_API cldp_status cldp_model_add_maxpool2d(cldp_model *model, size_t kernel, size_t stride);
+/* Appends flatten: C×H×W becomes C·H·W (what a dense layer after image layers needs). */
 CLDP_API cldp_status cldp_model_add_flatten(cldp_model *model);
 /* relu, tanh or sigmoid as a layer of its own */
 CLDP_API cldp_status cldp_model_add_activation(cldp_model *model, cldp_activation act);
@@ -204,6 +226,7 @@ CLDP_API cldp_status cldp_model_parse(const char *spec, size_t channels, size_t 
 /* The model's layers as a spec (dense with a built-in activation reads "dense:N,relu"), into
  * buf (capacity bytes, NUL-terminated); CLDP_ERR_INVALID_ARGUMENT when it does not fit. */
 CLDP_API cldp_status cldp_model_describe(const cldp_model *model, char *buf, size_t capacity);
+/* The model's input shape: channels, height, width. */
 CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *channels,
                                             size_t *height, size_t *width);
 
@@ -218,6 +241,7 @@ CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *cha
  * naming this model) and only then writes `params`; CLDP_ERR_FORMAT says what is wrong. */
 CLDP_API cldp_status cldp_model_save_safetensors(const cldp_model *model, const float *params,
                                                  size_t count, const char *path);
+/* Reads `count` (= the parameter count) floats into `params` from a safetensors file, as above. */
 CLDP_API cldp_status cldp_model_load_safetensors(const cldp_model *model, const char *path,
                                                  float *params, size_t count);
 
@@ -227,21 +251,25 @@ CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t se
 
 /* ---- trainer ------------------------------------------------------------------------------ */
 
+/* How the averaged gradient g updates the parameters p. */
 typedef enum cldp_optimizer {
     CLDP_OPT_SGD = 0,  /* v = momentum·v + g + wd·p;  p -= lr·v */
     CLDP_OPT_ADAM = 1  /* Adam with L2 weight decay added to the gradient */
 } cldp_optimizer;
 
+/* What a step does when a device fails (an OpenCL or CLBlast error, or the watchdog). */
 typedef enum cldp_failure_policy {
     CLDP_ON_FAILURE_STOP = 0, /* the step fails; parameters stay those before it */
     CLDP_ON_FAILURE_DROP = 1  /* the failed devices are removed and the step is redone on the rest */
 } cldp_failure_policy;
 
+/* What a step does when the gradient, or the update it would make, is NaN or Inf. */
 typedef enum cldp_nonfinite_policy {
     CLDP_ON_NONFINITE_SKIP = 0, /* the update is skipped and counted; the step returns CLDP_OK */
     CLDP_ON_NONFINITE_STOP = 1  /* the update is skipped; the step returns CLDP_ERR_NONFINITE */
 } cldp_nonfinite_policy;
 
+/* How a trainer is made; fill with cldp_trainer_options_init, then change what you need. */
 typedef struct cldp_trainer_options {
     /* Set by cldp_trainer_options_init to sizeof the struct the caller was built with: a caller
      * built against an older cldp passes its smaller struct, and the fields it lacks (those
@@ -249,16 +277,18 @@ typedef struct cldp_trainer_options {
     size_t struct_size;
     const char *devices;    /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
     size_t batch;           /* largest global batch a step may get (buffers are sized for it) */
-    cldp_optimizer optimizer;
-    float learning_rate;
+    cldp_optimizer optimizer; /* SGD with momentum, or Adam */
+    float learning_rate;    /* the step size (cldp_trainer_set_learning_rate changes it later) */
     float momentum;         /* SGD */
-    float weight_decay;
-    float beta1, beta2, epsilon; /* Adam */
+    float weight_decay;     /* L2: wd·p added to the gradient */
+    float beta1;            /* Adam: decay of the first moment */
+    float beta2;            /* Adam: decay of the second moment */
+    float epsilon;          /* Adam: added to the second moment's root */
     uint64_t seed;          /* parameter initialisation */
     double timeout_ms;      /* watchdog: a device part of a step longer than this fails the step
                                with CLDP_ERR_TIMEOUT (0: no limit) */
-    cldp_failure_policy on_failure;
-    cldp_nonfinite_policy on_nonfinite;
+    cldp_failure_policy on_failure;     /* a failed device: stop, or drop it and go on */
+    cldp_nonfinite_policy on_nonfinite; /* a NaN/Inf gradient or update: skip it quietly, or fail */
     /* How the batch is divided between the devices (ranks in selection order):
      *   NULL: the CLDP_SPLIT environment variable, else "auto";
      *   "auto": start even, then size the shards by each device's measured speed (see balance);
@@ -295,6 +325,8 @@ typedef struct cldp_trainer_options {
  * the devices and the bytes and suggesting only device selections that would fit. */
 CLDP_API void cldp_trainer_options_init(cldp_trainer_options *opts);
 
+/* A model replicated on every selected device, with one worker thread per device and the host
+ * master parameters and optimizer state (cldp_trainer_create / cldp_trainer_destroy). */
 typedef struct cldp_trainer cldp_trainer;
 
 /* Selects the devices, builds a replica of `model` on each (its own context, queue, kernels and
@@ -305,13 +337,17 @@ typedef struct cldp_trainer cldp_trainer;
  * out; a device that fits the model but not a whole shard computes it in micro-batches. */
 CLDP_API cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_options *opts,
                                          cldp_trainer **out);
+/* Stops the workers and frees everything, devices' buffers included (a worker the watchdog gave
+ * up on releases its part when it comes back: see cldp_wait_abandoned). NULL is a no-op. */
 CLDP_API void cldp_trainer_destroy(cldp_trainer *trainer);
 
+/* Devices in use: those selected, less any the drop policy removed; 0 for NULL. */
 CLDP_API size_t cldp_trainer_device_count(const cldp_trainer *trainer);
 /* Facts of the trainer's `rank`-th device (ranks are the order of the selection). */
 CLDP_API cldp_status cldp_trainer_device_info(const cldp_trainer *trainer, size_t rank,
                                               cldp_device_info *info);
 
+/* One device's part of the last step (cldp_trainer_device_stats). */
 typedef struct cldp_device_stats {
     size_t shard;           /* samples this device computed in the step */
     double compute_ms;      /* forward + backward + reading its gradients to the host */
@@ -329,10 +365,11 @@ typedef struct cldp_drop {
 
 #define CLDP_MAX_DROPS 4    /* drops one cldp_step_stats reports (`dropped` counts them all) */
 
+/* What a step did (cldp_trainer_step's last argument). */
 typedef struct cldp_step_stats {
     double loss;            /* mean cross-entropy over the batch, before the update */
     size_t correct;         /* samples whose arg-max logit was the label, before the update */
-    size_t samples;
+    size_t samples;         /* the batch's size, n */
     double step_ms;         /* wall time of the whole step */
     int skipped;            /* 1 when the update was skipped for a NaN/Inf gradient */
     uint64_t skipped_total; /* such steps since the trainer was created */
@@ -423,9 +460,9 @@ CLDP_API cldp_status cldp_trainer_set_params(cldp_trainer *trainer, const float 
  * identically to a run that was never stopped; on a different number of devices, or with the
  * speed-aware "auto" split (whose shards follow timings), within float32 rounding.
  *
- * Saving writes `path`.tmp.<pid> in the same directory, flushes and fsyncs it, renames it over
+ * Saving writes `path.tmp.<pid>` in the same directory, flushes and fsyncs it, renames it over
  * `path` and fsyncs the directory, so a crash at any moment leaves the old or the new checkpoint,
- * never a broken one (a process killed mid-write may leave its .tmp.<pid> file, which is never
+ * never a broken one (a process killed mid-write may leave its `.tmp.<pid>` file, which is never
  * read and may be deleted). The blob `user` (user_len bytes, may be NULL when user_len is 0) is
  * stored as is; the library does not interpret it. The trainer is not changed. Returns
  * CLDP_ERR_IO, naming the file, when the file cannot be written (the temporary file is removed),
@@ -467,6 +504,7 @@ typedef struct cldp_collective cldp_collective;
 /* n: 1 to 64 ranks. */
 CLDP_API cldp_status cldp_collective_create(const cl_command_queue *queues, size_t n, size_t count,
                                             cldp_collective **out);
+/* Frees the collective (not the queues or buffers, which stay the caller's); NULL is a no-op. */
 CLDP_API void cldp_collective_destroy(cldp_collective *coll);
 /* Sum over ranks, in place; with `scale` != 1 the sum is multiplied by it (1/n gives the mean). */
 CLDP_API cldp_status cldp_collective_allreduce(cldp_collective *coll, const cl_mem *buffers,
@@ -494,16 +532,182 @@ CLDP_API cldp_status cldp_dataset_from_idx_memory(const void *images, size_t ima
 CLDP_API cldp_status cldp_dataset_load_fashion_mnist(const char *dir, int train, cldp_dataset **out);
 /* A small real subset of Fashion-MNIST compiled into the library (train: 2000, test: 500). */
 CLDP_API cldp_status cldp_dataset_embedded(int train, cldp_dataset **out);
-CLDP_API void cldp_dataset_destroy(cldp_dataset *ds);
+CLDP_API void cldp_dataset_destroy(cldp_dataset *ds); /* NULL is a no-op */
 
-CLDP_API size_t cldp_dataset_count(const cldp_dataset *ds);
-CLDP_API size_t cldp_dataset_features(const cldp_dataset *ds);
+CLDP_API size_t cldp_dataset_count(const cldp_dataset *ds);    /* samples */
+CLDP_API size_t cldp_dataset_features(const cldp_dataset *ds); /* floats per sample (784 for 28x28) */
 CLDP_API size_t cldp_dataset_classes(const cldp_dataset *ds); /* max label + 1 */
 CLDP_API const float *cldp_dataset_images(const cldp_dataset *ds);   /* count x features */
 CLDP_API const int32_t *cldp_dataset_labels(const cldp_dataset *ds); /* count */
 
 /* CRC-32 (zlib's) of `len` bytes, e.g. of a parameter vector, to compare runs. */
 CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
+
+/* ---- inference server --------------------------------------------------------------------
+ *
+ * Serves concurrent inference requests from forward-only replicas of a model, one per selected
+ * device. Requests (one or more rows each) wait in one bounded queue; every idle device worker
+ * pulls up to max_batch rows from its head (dynamic batching: rows of several requests run as one
+ * batch), so a faster device simply pulls more often. A worker waits for a fuller batch at most
+ * max_queue_delay_us counted from the oldest queued request (at 0, a lone request is never held
+ * back). A request larger than max_batch is split and its results reassembled in order.
+ * Inference replicas hold the parameters, the input rows and the activations of one batch:
+ * no gradients, no optimizer state.
+ *
+ * Every accepted request is answered exactly once, with its probabilities or an error: through
+ * deadlines, cancellation, device failures, parameter swaps and shutdown. Each batch runs on
+ * one parameter generation, and all the rows of one request on the same one, so no request
+ * ever sees a mix of old and new parameters. All server and request calls are thread-safe. */
+
+typedef struct cldp_server cldp_server;
+/* One submitted request: waited for, cancelled, then destroyed (cldp_request_destroy). */
+typedef struct cldp_request cldp_request;
+
+/* How batches go to the devices. */
+typedef enum cldp_schedule {
+    CLDP_SCHEDULE_PULL = 0,       /* every idle device takes the next batch (the default) */
+    CLDP_SCHEDULE_ROUND_ROBIN = 1 /* batches go to the devices in turn, whatever their speed
+                                     (for comparisons: a slow device holds up its turns) */
+} cldp_schedule;
+
+/* A server's settings (cldp_server_options_init fills in the defaults). */
+typedef struct cldp_server_options {
+    size_t struct_size;           /* sizeof(cldp_server_options), set by cldp_server_options_init */
+    const char *devices;          /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
+    size_t max_batch;             /* rows per device batch (1 .. 65536) */
+    double max_queue_delay_us;    /* the longest a worker waits for a fuller batch (>= 0) */
+    size_t max_queue_rows;        /* rows the queue holds; a submit beyond it is CLDP_ERR_BUSY */
+    double default_timeout_ms;    /* each request's deadline from submit; a request may only
+                                     lower it (0: no deadline) */
+    double watchdog_ms;           /* a batch running longer than this fails with CLDP_ERR_TIMEOUT
+                                     and its device leaves (0: no limit) */
+    cldp_failure_policy on_failure; /* STOP: a failed batch's requests get the error, the device
+                                     stays (unless it is stuck); DROP: the device leaves and its
+                                     batch is retried once on the others */
+    cldp_schedule schedule;       /* pull (the default) or round robin */
+} cldp_server_options;
+
+/* Defaults: devices NULL, max_batch 64, delay 0, queue 4096 rows, timeout 10 s, watchdog 30 s,
+ * stop on failure, pull scheduling. */
+CLDP_API void cldp_server_options_init(cldp_server_options *opts);
+
+/* Creates a server for `model` (copied) with the flat parameters `params` (count ==
+ * cldp_model_param_count, all finite). Builds a forward-only replica on every selected device
+ * (one after another, compiling its kernels) and starts its worker. Before building anything it
+ * estimates each device's need (parameters, one batch's input and activations, the forward
+ * GEMMs' CLBlast scratch, staging) and refuses with CLDP_ERR_DEVICE_MEMORY, naming the device,
+ * when even one row does not fit; a device that fits fewer rows than max_batch serves smaller
+ * batches. Blocks until every replica is ready. */
+CLDP_API cldp_status cldp_server_create(const cldp_model *model, const float *params, size_t count,
+                                        const cldp_server_options *opts, cldp_server **out);
+/* The same with the parameters of a checkpoint written by cldp_trainer_save_checkpoint for the
+ * same model (else CLDP_ERR_FORMAT naming the file; CLDP_ERR_IO when it cannot be read). */
+CLDP_API cldp_status cldp_server_create_from_checkpoint(const cldp_model *model, const char *path,
+                                                        const cldp_server_options *opts,
+                                                        cldp_server **out);
+/* The same with a live trainer's master parameters (cldp_trainer_get_params) and its model. The
+ * trainer must not be stepping on another thread during this call; afterwards they are
+ * independent (see cldp_server_swap_from_trainer). */
+CLDP_API cldp_status cldp_server_create_from_trainer(const cldp_trainer *trainer,
+                                                     const cldp_server_options *opts,
+                                                     cldp_server **out);
+
+/* Stops accepting (later submits are CLDP_ERR_STATE) and drains: blocks until every accepted
+ * request has been answered (they still run on the devices, or expire at their deadline), then
+ * stops the workers. Idempotent. */
+CLDP_API cldp_status cldp_server_shutdown(cldp_server *server);
+/* Shuts down (draining) and frees the server. Requests handles the caller still holds stay
+ * valid (answered) until cldp_request_destroy. A worker stuck in a driver call is left behind
+ * and frees what it holds when it comes back. */
+CLDP_API void cldp_server_destroy(cldp_server *server);
+
+/* Called once per request, on the thread that answers it (a device worker, the watchdog, a
+ * canceller or shutdown), with the answer: CLDP_OK (the probabilities are ready), or
+ * CLDP_ERR_TIMEOUT, CLDP_CANCELLED, CLDP_ERR_OPENCL, ... It must not block for long; it may call
+ * cldp_request_probs, cldp_request_destroy and cldp_server_submit; cldp_request_wait returns
+ * only after it has returned. */
+typedef void (*cldp_request_callback)(cldp_request *req, cldp_status status, void *user);
+
+/* Queues `rows` rows of x (rows x inputs floats, all finite, copied at once). timeout_ms: 0 for
+ * the server's default deadline, else min(timeout_ms, default). `cb` (may be NULL) is called
+ * with `user` when the request is answered. *out (may be NULL: nobody waits, the server frees
+ * the request after the callback) receives the handle; release it with cldp_request_destroy.
+ * Never blocks. CLDP_ERR_BUSY when the queue cannot take `rows` more rows, CLDP_ERR_STATE once
+ * shutdown began, CLDP_ERR_NO_DEVICE when every device has left, CLDP_ERR_NONFINITE naming the
+ * row, CLDP_ERR_INVALID_ARGUMENT for bad sizes: then nothing was queued and cb is not called. */
+CLDP_API cldp_status cldp_server_submit(cldp_server *server, const float *x, size_t rows,
+                                        double timeout_ms, cldp_request_callback cb, void *user,
+                                        cldp_request **out);
+/* Waits until the request is answered or timeout_ms passed (< 0: no limit). CLDP_OK with
+ * *answer set once it is answered; CLDP_ERR_TIMEOUT when it is still pending. */
+CLDP_API cldp_status cldp_request_wait(cldp_request *req, double timeout_ms, cldp_status *answer);
+/* Cancels a request not yet answered: rows not yet in a batch are dropped, and it is answered
+ * CLDP_CANCELLED (at once, or when its rows already running finish). CLDP_ERR_STATE when it was
+ * already answered. */
+CLDP_API cldp_status cldp_request_cancel(cldp_request *req);
+/* The answered request's probabilities (rows x outputs, row-major), owned by the request; NULL
+ * unless it was answered CLDP_OK. *generation (may be NULL) gets the parameter generation that
+ * computed it (0: the creation's; +1 per swap). */
+CLDP_API const float *cldp_request_probs(const cldp_request *req, uint64_t *generation);
+/* Lets go of the handle (NULL: no-op); a pending request is still answered (callback included). */
+CLDP_API void cldp_request_destroy(cldp_request *req);
+
+/* Blocking convenience: submit, wait, copy the probabilities (rows x outputs) into `probs`. */
+CLDP_API cldp_status cldp_server_infer(cldp_server *server, const float *x, size_t rows,
+                                       float *probs, double timeout_ms);
+
+/* Hot swap: new parameters (count == cldp_model_param_count, finite, copied) for every batch
+ * formed from now on; batches in flight finish on the old ones, no request fails and none mixes
+ * the two. Returns the new generation in *generation (may be NULL). Does not block on devices. */
+CLDP_API cldp_status cldp_server_swap_params(cldp_server *server, const float *params, size_t count,
+                                             uint64_t *generation);
+/* The same from a checkpoint of the same model (a refused file changes nothing). */
+CLDP_API cldp_status cldp_server_swap_checkpoint(cldp_server *server, const char *path,
+                                                 uint64_t *generation);
+/* The same from a trainer of the same model in this process (its master parameters now; the
+ * trainer must not be stepping on another thread during the call). */
+CLDP_API cldp_status cldp_server_swap_from_trainer(cldp_server *server, const cldp_trainer *trainer,
+                                                   uint64_t *generation);
+
+#define CLDP_SERVER_HIST 12 /* batch-size buckets: 1, 2, 3-4, 5-8, ..., 1025 and more rows */
+
+/* A server's statistics, per device or in total (cldp_server_stats_get). */
+typedef struct cldp_server_stats {
+    uint64_t succeeded;           /* requests answered CLDP_OK */
+    uint64_t failed;              /* requests answered with an error (timeouts and cancellations
+                                     included) */
+    uint64_t timed_out;           /* of failed: past their deadline */
+    uint64_t cancelled;           /* of failed: cancelled */
+    uint64_t rejected;            /* submits refused with CLDP_ERR_BUSY (queue full) */
+    uint64_t rows;                /* rows inferred */
+    uint64_t batches;             /* batches run (rows / batches: the mean batch) */
+    double queue_ms;              /* cumulative: submit to first batch, per request */
+    double compute_ms;            /* cumulative: batch compute */
+    size_t pending_rows;          /* rows queued now (total only) */
+    uint64_t batch_hist[CLDP_SERVER_HIST]; /* batches by size, CLDP_SERVER_HIST buckets */
+    double p50_ms;                /* latency, submit to answer, over the last 8192 requests: median */
+    double p95_ms;                /* 95th percentile */
+    double p99_ms;                /* 99th percentile */
+    int alive;                    /* the device still serves (1), or left after a failure (0);
+                                     in the total: how many devices serve */
+    uint64_t generation;          /* parameters the device holds (total: the newest) */
+} cldp_server_stats;
+
+/* Devices of the server at creation (ranks 0..n-1 in selection order; dropped ones stay). */
+CLDP_API size_t cldp_server_device_count(const cldp_server *server);
+/* Facts about the server's device `rank`. */
+CLDP_API cldp_status cldp_server_device_info(const cldp_server *server, size_t rank,
+                                             cldp_device_info *info);
+/* Statistics of device `rank`, or of the whole server for rank == SIZE_MAX (requests count where
+ * their last rows ran). A consistent snapshot; thread-safe. */
+CLDP_API cldp_status cldp_server_stats_get(const cldp_server *server, size_t rank,
+                                           cldp_server_stats *stats);
+/* Model facts: inputs per row. */
+CLDP_API size_t cldp_server_inputs(const cldp_server *server);
+/* Model facts: outputs per row. */
+CLDP_API size_t cldp_server_outputs(const cldp_server *server);
+/* 1 while the server accepts requests (created, a device alive, not shutting down). */
+CLDP_API int cldp_server_ready(const cldp_server *server);
 
 /* ---- test control: NOT for use by applications ------------------------------------------
  *
@@ -535,13 +739,20 @@ CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
  *     queues, replica buffers) from now fails as if memory ran out; -1 injects nothing.
  *   CLDP_TEST_WORKER_DELAY (void (*fn)(size_t rank)): every worker calls fn before its part of
  *     a run (NULL: none), so tests can shuffle arrival order.
+ *   CLDP_TEST_SERVER_FAULT (cldp_server *server, const char *spec): arms faults on a running
+ *     server, "RANK:BATCH:KIND[:MS],...": the device of rank RANK fails its BATCH-th batch
+ *     (0-based, counted on that device from now) with KIND gemm | kernel (an error from that
+ *     call) | stall (the worker sleeps MS, default 5000, inside a GEMM).
+ *   CLDP_TEST_SLOWDOWN applies to servers created afterwards too: the slowed worker sleeps after
+ *     each batch for (FACTOR - 1) times its compute.
  */
 typedef enum cldp_test_op {
     CLDP_TEST_CONFIG = 1,
     CLDP_TEST_FAULT = 2,
     CLDP_TEST_HOST_ALLOC_FAIL = 3,
     CLDP_TEST_DEVICE_ALLOC_FAIL = 4,
-    CLDP_TEST_WORKER_DELAY = 5
+    CLDP_TEST_WORKER_DELAY = 5,
+    CLDP_TEST_SERVER_FAULT = 6
 } cldp_test_op;
 
 CLDP_API cldp_status cldp_test_control(cldp_test_op op, ...);

@@ -45,6 +45,7 @@
 extern "C" {
 #endif
 
+/* How the ranks combine their local sums. */
 typedef enum cldp_mpi_combine {
     CLDP_MPI_FIXED_ORDER = 0, /* deterministic: a fixed tree over the ranks */
     CLDP_MPI_ALLREDUCE = 1    /* MPI_Iallreduce: the library's order, not reproducible */

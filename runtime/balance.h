@@ -42,16 +42,22 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
  * moving average of the time at each shard size it has run (sizes within 1/NEAR of each other
  * share one point), and the model is a weighted least-squares line through those points, with a
  * fixed cost >= 0; while the sizes seen span less than SPREAD, the fixed cost is not refitted (it
- * starts at 0: the proportional model); so that it can be, the initial search on devices that
- * differ runs each device whose sizes span too little at an eighth of its shard for one step (a
- * probe, smallest shard first). A device's first measured step is not used (it pays first-use
+ * starts at 0: the proportional model), and a point far off the line of the others (a stalled
+ * step, a speed since gone) is forgotten. So that the fixed cost can be fitted, the initial
+ * search on devices that differ runs each device whose sizes span too little at an eighth of its
+ * shard for one step (a probe, smallest shard first). A device's first measured step is not used (it pays first-use
  * costs). Devices that share a machine also slow each other down (PoCL's CPU devices share its
  * cores), which no per-device model sees: so when the initial search has settled (within
- * 2 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
+ * 3 x ACQUIRE steps), if the device with the smallest shard spends two thirds of its step in
  * fixed cost, a trial leaves it out for TRIAL steps, and keeps it out when the measured step (the
  * slowest device's compute, median of TRIAL) is shorter by more than THRESHOLD than the TRIAL
- * steps before; once per device, until the split is set again. A measurement is clamped to
- * within CLAMP of its point's average so one hiccup cannot swing the split; a
+ * steps before; at most TRIALS times per device, until the split is set again. A device left
+ * out is not measured, so after EXPLORE steps, then after twice as many each time (up
+ * to 16 x EXPLORE), it gets a few samples for one step (a look, at most its fixed cost's worth of
+ * delay), so that a model fitted to a bad moment of the machine, or a device that got faster, is
+ * found out: when the look takes over CHANGED times as long as the model says, or under 1 /
+ * CHANGED, the device's points and a trial's verdict are forgotten, and trials may run again
+ * for 3 x ACQUIRE steps. A measurement is clamped to within CLAMP of its point's average so one hiccup cannot swing the split; a
  * point not measured for STALE of the device's steps leaves the fit, and one measured again after
  * REFRESH starts afresh, so a device that changes speed is followed. A re-split must promise a step-time gain above a threshold for PATIENCE
  * steps in a row. The threshold is THRESHOLD, or more on a noisy machine: NOISE_Z times the
@@ -76,7 +82,12 @@ void cldp_split_shards(const double *weights, size_t n, size_t total, size_t *le
 #define CLDP_BALANCE_STALE 30       /* a point older than this many of its device's steps is dropped */
 #define CLDP_BALANCE_REFRESH 12     /* ... and one measured again after this many starts afresh */
 #define CLDP_BALANCE_PROBE 8        /* the probe runs a device at 1/PROBE of its shard */
+#define CLDP_BALANCE_OUTLIER 0.5    /* a point this far (relative) off the fitted line is forgotten */
 #define CLDP_BALANCE_TRIAL 3        /* steps a trial without a device lasts, and steps it is judged against */
+#define CLDP_BALANCE_TRIALS 2       /* trials a device may have */
+#define CLDP_BALANCE_EXPLORE 40     /* steps before the first look at a device the models left out */
+#define CLDP_BALANCE_CHANGED 2.0    /* a look this far off its model (either way): the device changed */
+#define CLDP_BALANCE_LOOK 32        /* a look gives it total / (devices x LOOK) samples (at least 1) */
 #define CLDP_BALANCE_SPREAD 1.5     /* largest / smallest size the fit needs to fit a fixed cost */
 
 typedef struct cldp_balance_point {
@@ -108,8 +119,14 @@ typedef struct cldp_balancer {
     int trial_on;                       /* a trial is running */
     size_t trial_slot;                  /* the device it leaves out */
     double trial_ref;                   /* the median step time before it */
-    double trial_w[CLDP_BALANCE_MAX];   /* the weights to restore when it loses */
-    unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and won */
+    double trial_w[CLDP_BALANCE_MAX];   /* the weights (by slot) to restore when it loses */
+    unsigned char tried[CLDP_BALANCE_MAX], left_out[CLDP_BALANCE_MAX]; /* trials made, and one won */
+    int looking;                        /* this step gives a left-out device a few samples */
+    unsigned looked_at;                 /* the step of the last look */
+    unsigned looks;                     /* looks taken since the split was set */
+    unsigned trials_until;              /* the last step a trial may start (after a look that
+                                           found a device changed, again for a while) */
+    double look_w[CLDP_BALANCE_MAX];    /* the weights (by slot) to restore after it */
 } cldp_balancer;
 
 /* Starts with `slots` devices, the given weights (NULL: even) and balancing on or off. */

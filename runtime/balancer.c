@@ -13,6 +13,7 @@ void cldp_balancer_init(cldp_balancer *b, size_t slots, const double *weights, i
     b->slots = slots > CLDP_BALANCE_MAX ? CLDP_BALANCE_MAX : slots;
     for (size_t s = 0; s < b->slots; s++) b->weight[s] = weights ? weights[s] : 1.0;
     b->enabled = enabled;
+    b->trials_until = 3 * CLDP_BALANCE_ACQUIRE;
 }
 
 static size_t slot_of(const size_t *slot, size_t r) { return slot ? slot[r] : r; }
@@ -38,6 +39,8 @@ void cldp_balancer_set(cldp_balancer *b, const size_t *slot, size_t n, const dou
     b->pending = 0;
     b->nrecent = 0;
     b->trial_on = 0;
+    b->looking = 0;
+    b->looks = 0;
     memset(b->tried, 0, sizeof b->tried);
     memset(b->left_out, 0, sizeof b->left_out);
 }
@@ -152,29 +155,46 @@ static int spans(const cldp_balancer *b, size_t s)
 /* The line through the device's recent points, weighted by how often each was measured (at most
  * 8 each), with a fixed cost >= 0 and a cost per sample of at least a thousandth of the average.
  * While the sizes span less than SPREAD the fixed cost is kept (at most 0.99 of the average
- * time) and only the cost per sample refitted. */
+ * time) and only the cost per sample refitted. A point more than OUTLIER off the line of three or
+ * more is forgotten and the line fitted again (a step the machine stalled, a speed since gone). */
 static void fit(cldp_balancer *b, size_t s)
 {
-    double sw = 0, sn = 0, st = 0, snn = 0, snt = 0;
-    for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) {
-        const cldp_balance_point *p = &b->point[s][i];
-        if (!p->count || b->samples[s] - p->at > CLDP_BALANCE_STALE) continue;
-        double w = p->count < 8 ? p->count : 8;
-        sw += w, sn += w * p->n, st += w * p->ms, snn += w * p->n * p->n, snt += w * p->n * p->ms;
+    for (int pass = 0; pass < 2; pass++) {
+        double sw = 0, sn = 0, st = 0, snn = 0, snt = 0;
+        size_t used = 0;
+        for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) {
+            const cldp_balance_point *p = &b->point[s][i];
+            if (!p->count || b->samples[s] - p->at > CLDP_BALANCE_STALE) continue;
+            double w = p->count < 8 ? p->count : 8;
+            sw += w, sn += w * p->n, st += w * p->ms, snn += w * p->n * p->n, snt += w * p->n * p->ms;
+            used++;
+        }
+        if (!(sw > 0)) return;
+        double mn = sn / sw, mt = st / sw, slope, a;
+        if (spans(b, s)) {
+            double var = snn / sw - mn * mn, cov = snt / sw - mn * mt;
+            slope = fmax(var > 0 ? cov / var : 0, 1e-3 * mt / mn);
+            a = mt - slope * mn;
+            if (a < 0) a = 0, slope = snt / snn; /* through the origin */
+        } else {
+            a = fmin(b->fixed_ms[s], 0.99 * mt);
+            slope = (mt - a) / mn;
+        }
+        b->fixed_ms[s] = a;
+        b->ms_per_sample[s] = slope;
+        /* the worst point, unless that is the newest: then it may be a new speed, or a stall, and
+         * the next steps will tell */
+        cldp_balance_point *worst = NULL;
+        double worst_dev = CLDP_BALANCE_OUTLIER;
+        for (size_t i = 0; used >= 3 && i < CLDP_BALANCE_POINTS; i++) {
+            cldp_balance_point *p = &b->point[s][i];
+            if (!p->count || b->samples[s] - p->at > CLDP_BALANCE_STALE) continue;
+            double pred = a + slope * p->n, dev = fabs(p->ms - pred) / pred;
+            if (dev > worst_dev) worst = p, worst_dev = dev;
+        }
+        if (!worst || worst->at == b->samples[s]) return;
+        worst->count = 0;
     }
-    if (!(sw > 0)) return;
-    double mn = sn / sw, mt = st / sw, slope, a;
-    if (spans(b, s)) {
-        double var = snn / sw - mn * mn, cov = snt / sw - mn * mt;
-        slope = fmax(var > 0 ? cov / var : 0, 1e-3 * mt / mn);
-        a = mt - slope * mn;
-        if (a < 0) a = 0, slope = snt / snn; /* through the origin */
-    } else {
-        a = fmin(b->fixed_ms[s], 0.99 * mt);
-        slope = (mt - a) / mn;
-    }
-    b->fixed_ms[s] = a;
-    b->ms_per_sample[s] = slope;
 }
 
 /* ---- observing a step ------------------------------------------------------------------ */
@@ -218,13 +238,14 @@ static int trial_step(cldp_balancer *b, const size_t *slot, size_t n, double ste
         b->left_out[b->trial_slot] = 1;
         return 0;
     }
-    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = b->trial_w[r];
+    memcpy(b->weight, b->trial_w, sizeof b->weight);
     return 1;
 }
 
 /* Starts a trial without the device of smallest shard, when its model says at least two thirds
- * of its step are fixed cost (the case where leaving it out can pay), it was not tried yet, at least two devices
- * have samples and TRIAL steps of the split in use were measured. Returns 1 when it did. */
+ * of its step are fixed cost (the case where leaving it out can pay), it had fewer than TRIALS
+ * (a trial the machine's noise lost may be won on the next), at least two devices have samples
+ * and TRIAL steps of the split in use were measured. Returns 1 when it did. */
 static int trial_start(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *fixed,
                        const double *per)
 {
@@ -234,15 +255,41 @@ static int trial_start(cldp_balancer *b, const size_t *slot, size_t n, const siz
         busy++;
         if (pick == n || shard[r] < shard[pick]) pick = r;
     }
-    if (pick == n || busy < 2 || b->nrecent < CLDP_BALANCE_TRIAL || b->tried[slot_of(slot, pick)] ||
+    if (pick == n || busy < 2 || b->nrecent < CLDP_BALANCE_TRIAL || b->tried[slot_of(slot, pick)] >= CLDP_BALANCE_TRIALS ||
         !(fixed[pick] >= 2 * per[pick] * (double)shard[pick]))
         return 0;
     b->trial_ref = median3(b->recent);
-    for (size_t r = 0; r < n; r++) b->trial_w[r] = b->weight[slot_of(slot, r)];
+    memcpy(b->trial_w, b->weight, sizeof b->weight);
     b->weight[slot_of(slot, pick)] = 0;
-    b->tried[slot_of(slot, pick)] = 1;
+    b->tried[slot_of(slot, pick)]++;
     b->trial_slot = slot_of(slot, pick);
     b->trial_on = 1;
+    b->nrecent = 0;
+    return 1;
+}
+
+/* A look at a device left out (shard 0, weight 0: by the models or by a trial): after
+ * EXPLORE steps, then twice as many after each look (at most 16 times), it gets a few samples for
+ * one step, the others the rest in their shares. Returns 1 when it set such a split. */
+static int look_start(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, size_t total)
+{
+    size_t pick = n;
+    for (size_t r = 0; r < n && pick == n; r++) {
+        size_t s = slot_of(slot, r);
+        if (!shard[r] && b->weight[s] == 0) pick = r;
+    }
+    unsigned every = CLDP_BALANCE_EXPLORE << (b->looks < 4 ? b->looks : 4); /* 40, 80, ... 640 steps */
+    if (pick == n || b->steps - b->looked_at < every) return 0;
+    size_t few = total / (n * CLDP_BALANCE_LOOK) ? total / (n * CLDP_BALANCE_LOOK) : 1, rest[CLDP_BALANCE_MAX];
+    double w[CLDP_BALANCE_MAX];
+    for (size_t r = 0; r < n; r++) w[r] = r == pick ? 0 : (double)shard[r];
+    if (few >= total) return 0;
+    cldp_split_shards(w, n, total - few, rest);
+    memcpy(b->look_w, b->weight, sizeof b->weight);
+    for (size_t r = 0; r < n; r++) b->weight[slot_of(slot, r)] = (double)(r == pick ? few : rest[r]) / (double)total;
+    b->looking = 1;
+    b->looks++;
+    b->looked_at = b->steps;
     b->nrecent = 0;
     return 1;
 }
@@ -256,6 +303,14 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         size_t s = slot_of(slot, r);
         if (shard[r] == 0 || !(compute_ms[r] > 0) || !isfinite(compute_ms[r])) continue;
         if (++b->samples[s] == 1) continue; /* a device's first step pays first-use costs: not its speed */
+        if (b->looking && b->look_w[s] == 0 && b->ms_per_sample[s] > 0) { /* the device looked at */
+            double pred = b->fixed_ms[s] + b->ms_per_sample[s] * (double)shard[r];
+            if (compute_ms[r] > CLDP_BALANCE_CHANGED * pred || compute_ms[r] * CLDP_BALANCE_CHANGED < pred) { /* it changed */
+                for (size_t i = 0; i < CLDP_BALANCE_POINTS; i++) b->point[s][i].count = 0;
+                b->left_out[s] = b->tried[s] = 0;
+                b->trials_until = b->steps + 1 + 3 * CLDP_BALANCE_ACQUIRE; /* and it may be tried again */
+            }
+        }
         double dev = add_point(b, s, (double)shard[r], compute_ms[r]);
         if (!isnan(dev)) { /* the noise, before the clamp; a deviation counts as at most 100% */
             unsigned k = ++b->noise_samples[s];
@@ -268,6 +323,11 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     }
     if (!measured) return 0;
     b->steps++;
+    if (!b->enabled && (b->trial_on || b->looking)) { /* balancing turned off mid-way: the split before it */
+        memcpy(b->weight, b->trial_on ? b->trial_w : b->look_w, sizeof b->weight);
+        b->trial_on = b->looking = 0;
+        return 1;
+    }
     if (!b->enabled || total == 0) return 0;
     double step = 0; /* the step as measured: the slowest device with samples */
     size_t present = 0;
@@ -276,6 +336,12 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         present += !b->left_out[slot_of(slot, r)];
     }
     if (b->trial_on) return trial_step(b, slot, n, step);
+    if (b->looking) { /* the look measured the device: back to the split before it; the models decide */
+        memcpy(b->weight, b->look_w, sizeof b->weight);
+        b->looking = 0;
+        b->nrecent = 0;
+        return 1;
+    }
     b->recent[b->nrecent++ % CLDP_BALANCE_TRIAL] = step;
 
     /* The proposal: the best split for this total under the models; a device never measured
@@ -318,9 +384,10 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     if (b->last_gain <= b->last_threshold) {
         if (b->steps > CLDP_BALANCE_LEARN) b->settled = 1;
         b->pending = 0;
+        if (!learning && look_start(b, slot, n, shard, total)) return 1;
         /* the trial belongs to the initial search: later, after a change of speed, the models
          * are off for a while and would call for trials that only cost steps */
-        return !learning && b->resplits > 0 && b->steps <= 2 * CLDP_BALANCE_ACQUIRE && trial_start(b, slot, n, shard, fixed, per);
+        return !learning && b->resplits > 0 && b->steps <= b->trials_until && trial_start(b, slot, n, shard, fixed, per);
     }
     if (++b->pending < (learning ? 1u : CLDP_BALANCE_PATIENCE)) return 0;
     double old[CLDP_BALANCE_MAX], osum = 0;

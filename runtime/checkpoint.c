@@ -4,8 +4,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 #include "checkpoint_model.h"
-#include "le.h"
 #include "config.h"
+#include "le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -335,7 +335,7 @@ static cldp_status check_split(const char *path, const parsed *p)
 
 /* Checks the whole file in memory: header, length, CRC, every section's bounds, the model and the
  * optimizer; on success `p` points into `buf`. Nothing of the trainer is touched. */
-static cldp_status validate(const cldp_trainer *t, const char *path, const unsigned char *buf, size_t size, parsed *p)
+static cldp_status validate(const cldp_model *m, const char *path, const unsigned char *buf, size_t size, parsed *p)
 {
     memset(p, 0, sizeof *p);
     if (size < 8 || memcmp(buf, CKPT_MAGIC, 8) != 0)
@@ -389,9 +389,8 @@ static cldp_status validate(const cldp_trainer *t, const char *path, const unsig
     if (!p->modl || !p->prms || !p->optm)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: the %s section is missing", path,
                          !p->modl ? "model (MODL)" : !p->prms ? "parameter (PRMS)" : "optimizer (OPTM)");
-    TRY(cldp_ckpt_model_check(path, version, p->modl, p->modl_len, &t->model));
+    TRY(cldp_ckpt_model_check(path, version, p->modl, p->modl_len, m));
 
-    const cldp_model *m = &t->model;
     if (p->prms_len != prms_len(m) || get_u64(p->prms) != m->nparams)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: parameter section of %llu bytes, expected %llu", path,
                          (unsigned long long)p->prms_len, (unsigned long long)prms_len(m));
@@ -456,7 +455,7 @@ cldp_status cldp_trainer_load_checkpoint(cldp_trainer *t, const char *path, void
     size_t size = 0;
     TRY(read_file(path, &buf, &size));
     parsed p;
-    cldp_status st = validate(t, path, buf, size, &p);
+    cldp_status st = validate(&t->model, path, buf, size, &p);
     if (st == CLDP_OK && user && p.user_len > user_capacity)
         st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
                        "checkpoint '%s' carries %llu bytes of application data but the buffer holds %zu; the trainer is unchanged", path,
@@ -506,4 +505,18 @@ cldp_status cldp_trainer_load_checkpoint(cldp_trainer *t, const char *path, void
     if (user_len) *user_len = (size_t)p.user_len;
     free(buf);
     return bst;
+}
+
+cldp_status cldp_checkpoint_read_params(const cldp_model *m, const char *path, float *params)
+{
+    REQUIRE(m && path && params, "cldp_checkpoint_read_params: bad arguments");
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    TRY(read_file(path, &buf, &size));
+    parsed p;
+    cldp_status st = validate(m, path, buf, size, &p);
+    if (st == CLDP_OK)
+        for (size_t i = 0; i < m->nparams; i++) params[i] = get_f32(p.prms + 8 + 4 * i);
+    free(buf);
+    return st;
 }

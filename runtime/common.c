@@ -48,6 +48,8 @@ const char *cldp_status_string(cldp_status s)
     case CLDP_ERR_TIMEOUT: return "CLDP_ERR_TIMEOUT";
     case CLDP_ERR_NONFINITE: return "CLDP_ERR_NONFINITE";
     case CLDP_ERR_STATE: return "CLDP_ERR_STATE";
+    case CLDP_ERR_BUSY: return "CLDP_ERR_BUSY";
+    case CLDP_CANCELLED: return "CLDP_CANCELLED";
     }
     return "CLDP_ERR_UNKNOWN";
 }

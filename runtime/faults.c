@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
 #include "testhooks.h"
+#include "server.h"
 #include "trainer.h"
 
 #include <stdarg.h>
@@ -112,6 +113,12 @@ cldp_status cldp_test_control(cldp_test_op op, ...)
     case CLDP_TEST_HOST_ALLOC_FAIL: atomic_store(&cldp_test_alloc_fail_after, va_arg(ap, long)); break;
     case CLDP_TEST_DEVICE_ALLOC_FAIL: atomic_store(&cldp_test_device_alloc_fail_after, va_arg(ap, long)); break;
     case CLDP_TEST_WORKER_DELAY: cldp_test_worker_delay = va_arg(ap, void (*)(size_t)); break;
+    case CLDP_TEST_SERVER_FAULT: {
+        cldp_server *s = va_arg(ap, cldp_server *);
+        const char *spec = va_arg(ap, const char *);
+        st = cldp_srv_arm_faults(s, spec);
+        break;
+    }
     default: st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_test_control: unknown operation %d", (int)op); break;
     }
     va_end(ap);

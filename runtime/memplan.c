@@ -30,21 +30,44 @@ void cldp_mem_estimate(const cldp_model *m, size_t rows, cldp_mem_need *need)
     need->largest_buffer = big;
 }
 
+void cldp_mem_estimate_forward(const cldp_model *m, size_t rows, cldp_mem_need *need)
+{
+    memset(need, 0, sizeof *need);
+    uint64_t outs = 0, big = (uint64_t)rows * m->inputs;
+    need->params = m->nparams * sizeof(float);
+    for (size_t l = 0; l < m->nlayers; l++) {
+        cldp_layer_size s;
+        cldp_layer_size_of(m, l, rows, &s);
+        if (s.scratch_forward > need->scratch) need->scratch = s.scratch_forward;
+        outs += (uint64_t)rows * s.out_per_row;
+        if ((uint64_t)rows * s.out_per_row > big) big = (uint64_t)rows * s.out_per_row;
+    }
+    /* the input batch, every layer's output and the probabilities; staged: the input and the answer */
+    uint64_t probs = (uint64_t)rows * cldp_model_outputs(m);
+    need->activations = ((uint64_t)rows * m->inputs + outs + probs) * sizeof(float);
+    need->staging = ((uint64_t)rows * m->inputs + probs) * sizeof(float);
+    need->total = need->params + need->activations + need->scratch + need->staging;
+    big *= sizeof(float);
+    if (need->params > big) big = need->params;
+    need->largest_buffer = need->scratch > big ? need->scratch : big;
+}
+
 uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap)
 {
     uint64_t usable = global_mem ? global_mem - global_mem / 16 : UINT64_MAX; /* 0: not reported */
     return cap && cap < usable ? cap : usable;
 }
 
-static int fits(const cldp_model *m, size_t rows, uint64_t usable, uint64_t max_alloc)
+static int fits(const cldp_model *m, size_t rows, uint64_t usable, uint64_t max_alloc, int forward)
 {
     cldp_mem_need need;
-    cldp_mem_estimate(m, rows, &need);
+    if (forward) cldp_mem_estimate_forward(m, rows, &need);
+    else cldp_mem_estimate(m, rows, &need);
     return need.total <= usable && (max_alloc == 0 || need.largest_buffer <= max_alloc);
 }
 
-cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                          uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows)
+static cldp_status mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
+                            uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows, int forward)
 {
     REQUIRE(m && dev_name && rows && batch > 0, "cldp_mem_plan: bad arguments");
     uint64_t usable = cldp_mem_usable(global_mem, cap);
@@ -56,13 +79,14 @@ cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_nam
     else
         snprintf(how, sizeof how, "none of the other selected devices would fit it either: use a smaller model, or a device with more memory");
     cldp_mem_need one;
-    cldp_mem_estimate(m, 1, &one);
+    if (forward) cldp_mem_estimate_forward(m, 1, &one);
+    else cldp_mem_estimate(m, 1, &one);
     if (max_alloc && one.params > max_alloc)
         return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
                          "%s: the model's %zu parameters need %llu bytes in one buffer but the device allows at most %llu "
                          "(CL_DEVICE_MAX_MEM_ALLOC_SIZE); %s",
                          dev_name, m->nparams, (unsigned long long)one.params, (unsigned long long)max_alloc, how);
-    if (!fits(m, 1, usable, max_alloc)) {
+    if (!fits(m, 1, usable, max_alloc, forward)) {
         char has[160];
         if (cap && cap < cldp_mem_usable(global_mem, 0))
             snprintf(has, sizeof has, "capped by device_memory_cap / CLDP_DEVICE_MEMORY_CAP; the device reports %llu",
@@ -87,11 +111,23 @@ cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_nam
     size_t lo = 1, hi = batch;
     while (lo < hi) {
         size_t mid = lo + (hi - lo + 1) / 2;
-        if (fits(m, mid, usable, max_alloc)) lo = mid;
+        if (fits(m, mid, usable, max_alloc, forward)) lo = mid;
         else hi = mid - 1;
     }
     *rows = lo;
     return CLDP_OK;
+}
+
+cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
+                          uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows)
+{
+    return mem_plan(m, batch, dev_name, global_mem, max_alloc, cap, others, rows, 0);
+}
+
+cldp_status cldp_mem_plan_forward(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
+                                  uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows)
+{
+    return mem_plan(m, batch, dev_name, global_mem, max_alloc, cap, others, rows, 1);
 }
 
 

@@ -19,6 +19,10 @@ typedef struct cldp_mem_need {
 /* Device bytes a replica of `m` needs to run `rows` rows at once. */
 void cldp_mem_estimate(const cldp_model *m, size_t rows, cldp_mem_need *need);
 
+/* The same for a forward-only (inference) replica: parameters, the input, activations and
+ * probabilities of `rows` rows, the forward GEMMs' scratch; no gradients, no optimizer state. */
+void cldp_mem_estimate_forward(const cldp_model *m, size_t rows, cldp_mem_need *need);
+
 /* Memory the trainer may use on a device: its global memory less a sixteenth for the driver,
  * and no more than `cap` when cap is not 0 (the test-only limit). */
 uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap);
@@ -31,6 +35,9 @@ uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap);
  * when other devices are selected but none of them would fit either. */
 cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
                           uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows);
+/* The same for a forward-only replica (cldp_mem_estimate_forward): a server's batch rows. */
+cldp_status cldp_mem_plan_forward(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
+                                  uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows);
 
 /* ---- devices that share host memory ---------------------------------------------------- */
 

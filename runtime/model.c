@@ -197,6 +197,7 @@ void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_s
         uint64_t b = gemm_scratch_bound(&s->gemm[g]);
         if (b > s->scratch_bound) s->scratch_bound = b;
     }
+    s->scratch_forward = gemm_scratch_bound(&s->gemm[CLDP_GEMM_FORWARD]);
 }
 
 size_t cldp_model_scratch_floats(const cldp_model *m, size_t rows, int i)

@@ -89,6 +89,7 @@ typedef struct cldp_layer_size {
      * all three. The memory plan's estimate, made before any device exists; the replica asks
      * CLBlast for the exact figure of the same shapes (CLBlastSGemmTempBufferSize). */
     uint64_t scratch_bound;
+    uint64_t scratch_forward;      /* the same for the forward GEMM alone (an inference replica) */
 } cldp_layer_size;
 
 /* Layer l's sizes at `rows` rows. */

@@ -69,7 +69,8 @@ static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
     for (size_t l = 0; l < m->nlayers; l++) {
         cldp_layer_size ls;
         cldp_layer_size_of(m, l, rows, &ls);
-        for (size_t g = 0; g < ls.ngemm; g++) {
+        size_t ngemm = r->forward_only && ls.ngemm ? 1 : ls.ngemm; /* inference: forward GEMMs only */
+        for (size_t g = 0; g < ngemm; g++) {
             const cldp_gemm_shape *G = &ls.gemm[g];
             size_t s = 0;
             CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
@@ -186,8 +187,10 @@ static cldp_status replica_init(cldp_replica *r)
      * (valgrind saw softmax_xent and act_backward branch on it) */
     const float zero = 0.0f;
     CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->params, &zero, sizeof zero, 0, m->nparams * sizeof(float), 0, NULL, NULL));
-    TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
-    TRY(make_staging(r));
+    if (!r->forward_only) {
+        TRY(make_buffer(r, m->nparams, "gradients", &r->grads));
+        TRY(make_staging(r));
+    }
     return make_row_buffers(r);
 }
 
@@ -211,17 +214,20 @@ static cldp_status make_row_buffers(cldp_replica *r)
         size_t f = cldp_model_scratch_floats(m, rows, i);
         if (f) TRY(make_buffer(r, f, "layer scratch", &r->scratch[i]));
     }
-    TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[0]));
-    TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
-    TRY(make_buffer(r, rows, "labels", &r->labels));
-    TRY(make_buffer(r, rows, "losses", &r->loss));
-    TRY(make_buffer(r, rows, "correct flags", &r->correct));
+    /* an inference replica keeps only its probabilities there, and nothing of a backward pass */
+    TRY(make_buffer(r, rows * (r->forward_only ? cldp_model_outputs(m) : width), "layer gradients", &r->delta[0]));
+    if (!r->forward_only) {
+        TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
+        TRY(make_buffer(r, rows, "labels", &r->labels));
+        TRY(make_buffer(r, rows, "losses", &r->loss));
+        TRY(make_buffer(r, rows, "correct flags", &r->correct));
+    }
     TRY(size_gemm_temp(r, rows, &r->gemm_temp_bytes));
     if (r->gemm_temp_bytes) TRY(make_buffer(r, (r->gemm_temp_bytes + 3) / 4, "CLBlast scratch", &r->gemm_temp));
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, int forward_only, cldp_replica **out)
 {
     REQUIRE(dev && m && out && max_rows > 0, "cldp_replica_create: bad arguments");
     REQUIRE(m->nlayers > 0, "the model has no layers: add at least one with cldp_model_add_dense");
@@ -235,6 +241,7 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     r->dev = dev;
     r->model = m;
     r->max_rows = max_rows;
+    r->forward_only = forward_only;
     snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
     const cldp_config *cfg;
     cldp_status st = cldp_config_get(&cfg);
@@ -259,6 +266,16 @@ cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t
     }
     *out = r;
     return CLDP_OK;
+}
+
+cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+{
+    return replica_create(dev, m, max_rows, 0, out);
+}
+
+cldp_status cldp_replica_create_forward(const cldp_dev *dev, const cldp_model *m, size_t max_rows, cldp_replica **out)
+{
+    return replica_create(dev, m, max_rows, 1, out);
 }
 
 /* ---- transfers ---------------------------------------------------------------------- */

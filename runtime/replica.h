@@ -74,6 +74,8 @@ typedef struct cldp_replica {
     float *x_host;           /* (max_rows, inputs) the loaded rows, copied from the caller */
     int32_t *labels_host;    /* (max_rows) */
     float *out_host;         /* (max_rows, outputs) cldp_replica_probs's result */
+    int forward_only;        /* an inference replica: no gradients, staging, labels or losses,
+                             delta[0] holds (max_rows, outputs) probabilities only */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -89,6 +91,10 @@ size_t cldp_replica_bytes(const cldp_model *m, size_t max_rows);
 
 cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows,
                                 cldp_replica **out);
+/* An inference replica: forward and cldp_replica_probs only (no gradient, loss or backward
+ * buffers); warm-up compiles the forward shapes alone. */
+cldp_status cldp_replica_create_forward(const cldp_dev *dev, const cldp_model *m, size_t max_rows,
+                                        cldp_replica **out);
 void cldp_replica_destroy(cldp_replica *r);
 
 /* Writes params[begin, end) to the device (blocking). */

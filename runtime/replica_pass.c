@@ -254,9 +254,9 @@ cldp_status cldp_replica_warm_up(cldp_replica *r)
     /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
     size_t sizes[2] = {rows, 1};
     for (int i = 0; i < 2; i++) {
-        if ((st = cldp_replica_load(r, x, y, sizes[i])) != CLDP_OK) goto out;
+        if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
         if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
-        if ((st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
+        if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
     }
     const float *probs;
     if ((st = cldp_replica_probs(r, 1, &probs)) != CLDP_OK) goto out;

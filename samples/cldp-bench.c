@@ -1,7 +1,8 @@
 /* cldp-bench — measures cldp's performance claims side by side in one run, as ratios (these
  * machines are shared and noisy): runtime overhead, scaling over devices, the host all-reduce
  * against the machine's memcpy bandwidth, tuned vs default CLBlast GEMM beside a CPU BLAS, start-up
- * time with cold and warm caches, and speed-aware balancing against even shards.
+ * time with cold and warm caches, speed-aware balancing against even shards, and the inference
+ * server under load, in process and over HTTP (bench-serve.h).
  *
  * Unlike the other samples it includes internal headers: the overhead baseline issues the
  * replica's CLBlast calls and kernels directly, with no runtime around them. Sections that need a
@@ -800,7 +801,10 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
         cldp_trainer_device_stats(bal, 1, &ds1);
         shard0[s] = ds0.shard;
         step_ms[s] = st.step_ms;
-        if (s >= 20) idle_frac += (ds0.idle_ms + ds1.idle_ms) / (2.0 * st.step_ms);
+        /* the wait of the devices that computed: one given no samples is out, not waiting */
+        int busy = (ds0.shard > 0) + (ds1.shard > 0);
+        if (s >= 20 && busy)
+            idle_frac += ((ds0.shard ? ds0.idle_ms : 0) + (ds1.shard ? ds1.idle_ms : 0)) / (busy * st.step_ms);
     }
     idle_frac /= (double)steps;
     /* converged: the first step from which the split stays within 5% of the batch of its end value */
@@ -820,7 +824,7 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
     printf("   balanced:       %7.1f ms/step  %7.0f samples/s   speed-up %.2fx (target >= 1.3x)\n", bal_ms,
            (double)o->batch / bal_ms * 1e3, even_ms / bal_ms);
     printf("   split converged at step %d to %zu/%zu; after step 20 it moved within %zu samples (%.1f%% of the batch);\n"
-           "   idle time once balanced: %.1f%% of the step (target <= 10%%)\n",
+           "   idle time once balanced (of the devices with samples): %.1f%% of the step (target <= 10%%)\n",
            conv, shard0[total - 1], o->batch - shard0[total - 1], hi - lo, 100.0 * (double)(hi - lo) / (double)o->batch,
            100.0 * idle_frac);
     fprintf(js, "\"balance\":{\"even_ms\":%.2f,\"balanced_ms\":%.2f,\"speedup\":%.3f,\"converged_step\":%d,"
@@ -835,11 +839,12 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 
 #include "cldp-bench-mixed.h" /* the section "mixed", for two devices that differ */
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
+#include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
 #include "cldp-bench-cnn.h" /* the section "cnn": the CNN preset, conv rates, the MLP step */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, mpi"
 
 static int is_section(const char *s)
 {
@@ -877,7 +882,7 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -918,6 +923,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
     if ((!only || !strcmp(only, "cnn")) && ndev >= 2) bench_cnn(&o, js, m, &d);
     if (only && !strcmp(only, "mixed")) bench_mixed(&o, js, &d);
+    if (!only || !strcmp(only, "serve")) bench_serve(&o, js);
     if (mpi) bench_mpi(&o, js, m, &d);
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);

@@ -11,9 +11,10 @@
 
 #include "cldp.h"
 
-static int mpi_rank = 0, mpi_size = 1, mpi_running = 0;
+static int mpi_rank = 0; /* this process's rank (0 without MPI) */
 
 #ifdef CLDP_WITH_MPI
+static int mpi_size = 1, mpi_running = 0;
 #include "cldp_mpi.h"
 
 /* Joins the job; returns nonzero (message printed) when MPI cannot give what cldp needs. */

@@ -17,6 +17,7 @@
 #include "cldp-train-args.h"       /* the command line */
 #include "cldp-train-checkpoint.h" /* checkpoints: the location, the run state, saving, resuming */
 #include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
+#include "cldp-train-progress.h"   /* the line redrawn during an epoch on a terminal */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
 static void standardise(cldp_dataset *train, float *xtr, float *xte, size_t nte)
@@ -211,20 +212,21 @@ static int train(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (st != CLDP_OK) return fail("creating the trainer");
     size_t ndev = cldp_trainer_device_count(tr);
-    printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
-    printf("cldp-train: model %zux%zux%zu -> %s (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", shape[0],
-           shape[1], shape[2], model_spec, cldp_model_param_count(model),
-           a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a.lr, a.batch, a.epochs, a.epochs == 1 ? "" : "s",
-           (unsigned long long)a.seed);
-    printf("cldp-train: %zu device(s), ready in %.2f s:\n", ndev, now_s() - t_create);
-    for (size_t r = 0; r < ndev; r++) {
-        cldp_device_info d;
-        cldp_trainer_device_info(tr, r, &d);
-        size_t rows = 0;
-        cldp_trainer_device_rows(tr, r, &rows);
-        printf("  [%zu] %u:%u %s (%s)", r, d.platform_index, d.device_index, d.name, d.vendor);
-        if (rows < a.batch) printf(", memory for %zu rows at once: larger shards run as micro-batches", rows);
-        printf("\n");
+    if (!a.quiet) { /* --quiet: only the summary */
+        printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
+        printf("cldp-train: model %zux%zux%zu -> %s (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", shape[0],
+               shape[1], shape[2], model_spec, cldp_model_param_count(model), a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd",
+               (double)a.lr, a.batch, a.epochs, a.epochs == 1 ? "" : "s", (unsigned long long)a.seed);
+        printf("cldp-train: %zu device(s), ready in %.2f s:\n", ndev, now_s() - t_create);
+        for (size_t r = 0; r < ndev; r++) {
+            cldp_device_info d;
+            cldp_trainer_device_info(tr, r, &d);
+            size_t rows = 0;
+            cldp_trainer_device_rows(tr, r, &rows);
+            printf("  [%zu] %u:%u %s (%s)", r, d.platform_index, d.device_index, d.name, d.vendor);
+            if (rows < a.batch) printf(", memory for %zu rows at once: larger shards run as micro-batches", rows);
+            printf("\n");
+        }
     }
     fflush(stdout); /* a parent reading a pipe (test_kill_resume) learns that training starts */
 
@@ -235,7 +237,8 @@ static int train(int argc, char **argv)
     double final_loss = 0, test_acc = 0, train_time = 0, samples_done = 0;
     double *dev_ms = calloc(ndev, sizeof(double)), *dev_idle = calloc(ndev, sizeof(double));
     double *dev_shard = calloc(ndev, sizeof(double)); /* summed over the epoch's steps: the split may change */
-    int tty = isatty(STDERR_FILENO) && !a.quiet;
+    progress prog;
+    progress_init(&prog, a.quiet);
 
     /* where the run starts: the beginning, or where --resume's checkpoint left it */
     run_state rs;
@@ -303,7 +306,9 @@ static int train(int argc, char **argv)
             float lr = (float)(a.lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)step / (double)total_steps)));
             cldp_trainer_set_learning_rate(tr, lr > 0 ? lr : 1e-12f);
             cldp_step_stats ss;
+            double ts = now_s();
             if (cldp_trainer_step(tr, xb, yb, nb, &ss) != CLDP_OK) {
+                progress_clear(&prog);
                 /* the trainer keeps the parameters from before the failed step: save those */
                 fprintf(stderr, "cldp-train: step %zu failed: %s\n", step + 1, cldp_last_error());
                 if (a.checkpoint) {
@@ -316,7 +321,9 @@ static int train(int argc, char **argv)
                 goto release;
             }
             if (ss.skipped || ss.devices < ndev) { /* a skipped update or a dropped device: say so */
-                fprintf(stderr, "\ncldp-train: %s\n", cldp_last_error());
+                progress_clear(&prog);
+                fflush(stdout);
+                fprintf(stderr, "cldp-train: %s\n", cldp_last_error());
                 ndev = ss.devices;
             }
             ep_loss += ss.loss * (double)nb;
@@ -329,11 +336,13 @@ static int train(int argc, char **argv)
                 dev_idle[r] += ds.idle_ms;
                 dev_shard[r] += (double)ds.shard;
             }
-            if (tty && (s % 20 == 0 || s + 1 == steps_per_epoch))
-                fprintf(stderr, "\r  epoch %d: step %zu/%zu, loss %.4f ", ep, s + 1, steps_per_epoch, ep_loss / (double)(b0 + nb));
+            double tn = now_s();
+            progress_step(&prog, tn - ts, ep, a.epochs, s, steps_per_epoch, total_steps - step - 1, ep_loss / (double)(b0 + nb),
+                          ep_samples, tn - t0, tn);
             int stop = mpi_agree(stop_signal); /* over MPI ranks, all stop after the same step */
             int due = a.checkpoint_every && (step + 1) % a.checkpoint_every == 0;
             if (a.checkpoint && (due || stop)) {
+                progress_clear(&prog);
                 set_position(&rs, ep, s + 1, rng, ep_loss, ep_correct, final_loss, test_acc);
                 if (save_run(tr, a.checkpoint, &rs, order, blob)) {
                     exit_code = 1;
@@ -341,7 +350,7 @@ static int train(int argc, char **argv)
                 }
             }
             if (stop) {
-                if (tty) fprintf(stderr, "\n");
+                progress_clear(&prog);
                 printf("cldp-train: %s after step %zu of %zu (epoch %d, step %zu of %zu); %s%s%s\n",
                        stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, total_steps, ep, s + 1, steps_per_epoch,
                        a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved",
@@ -354,15 +363,16 @@ static int train(int argc, char **argv)
         double dt = now_s() - t0;
         train_time += dt;
         samples_done += ep_samples;
-        if (tty) fprintf(stderr, "\r%60s\r", "");
+        progress_clear(&prog);
         size_t correct = 0;
         double tl;
         if (cldp_trainer_evaluate(tr, xte, yte, nte, &tl, &correct) != CLDP_OK) return fail("evaluation");
         final_loss = ep_loss / (double)ntr;
         test_acc = (double)correct / (double)nte;
-        printf("epoch %2d  loss %.4f  train acc %.4f  test acc %.4f  test loss %.4f  %.0f samples/s  %.1f s\n", ep,
+        if (!a.quiet)
+            printf("epoch %2d  loss %.4f  train acc %.4f  test acc %.4f  test loss %.4f  %.0f samples/s  %.1f s\n", ep,
                final_loss, (double)ep_correct / (double)ntr, test_acc, tl, ep_samples / dt, dt);
-        {
+        if (!a.quiet) {
             /* per step, averaged over the epoch's steps: mean shard, compute, idle (waiting for
              * the slowest device), and the split the next step will use */
             double steps_run = (double)(steps_per_epoch - s0), *w = calloc(ndev, sizeof(double));
@@ -392,7 +402,7 @@ static int train(int argc, char **argv)
                 exit_code = 1;
                 goto release;
             }
-            if (!a.checkpoint_every) printf("          checkpoint written to %s\n", a.checkpoint);
+            if (!a.checkpoint_every && !a.quiet) printf("          checkpoint written to %s\n", a.checkpoint);
         }
         fflush(stdout);
         if (stop_ep) {

@@ -4,7 +4,8 @@
  * more than 5% of the batch, hysteresis holds against noise and outliers, follows a change of
  * speed, survives a dropped device), the fixed-cost split (the best split of modelled devices
  * against an exhaustive search; a device whose fixed cost only lengthens the step gets no
- * samples; under contention between devices the measured trial leaves it out), the memory plan and its refusal message, the
+ * samples; under contention between devices the measured trial leaves it out; a look finds a
+ * left-out device that got faster), the memory plan and its refusal message, the
  * byte-count and slowdown parsers, de-duplication of devices seen through two platforms, and the
  * string facts of the real devices (run on "basic pthread": the pthread device's long version). */
 #undef NDEBUG
@@ -165,6 +166,7 @@ typedef struct run_result {
     int converged_at;       /* first step whose split is within 10% of the optimum and stays within 15% */
     double max_swing;       /* largest range of a device's share of the batch after `settle` */
     unsigned resplits;
+    unsigned looks;         /* steps that gave a left-out device a few samples to measure it */
 } run_result;
 
 /* Runs `steps` steps with batch `total`; after step `change_at` (if >= 0) device `slow` computes
@@ -172,7 +174,7 @@ typedef struct run_result {
 static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, int judge_from, int change_at, size_t slow,
                            double factor, const size_t *slot, int verbose)
 {
-    run_result res = {-1, 0, 0};
+    run_result res = {-1, 0, 0, 0};
     double lo[4], hi[4];
     for (size_t r = 0; r < s->n; r++) lo[r] = 1, hi[r] = 0;
     double opt = optimal_ms(s, total), opt_after = opt;
@@ -186,11 +188,13 @@ static run_result simulate(sim *s, cldp_balancer *b, size_t total, int steps, in
         }
         size_t shard[4];
         double ms[4];
+        int look = b->looking; /* a step that measures a device left out: not the split, not judged */
         cldp_balancer_split(b, slot, s->n, total, shard);
         double ratio = true_ms(s, shard) / (k >= change_at && change_at >= 0 ? opt_after : opt);
-        if (ratio <= 1.10 && within_since < 0) within_since = k;
-        if (ratio > 1.15) within_since = -1;
-        if (k >= judge_from)
+        res.looks += look;
+        if (ratio <= 1.10 && within_since < 0 && !look) within_since = k;
+        if (ratio > 1.15 && !look) within_since = -1;
+        if (k >= judge_from && !look)
             for (size_t r = 0; r < s->n; r++) {
                 double share = (double)shard[r] / (double)total;
                 lo[r] = fmin(lo[r], share);
@@ -364,6 +368,21 @@ static void test_contention(void)
     CHECK(shard[0] == 128 && shard[1] == 0 && b.left_out[1] && b.tried[1] && !b.trial_on);
     CHECK(alone < both);
 
+    /* a device left out (after the initial search and its trials, 40 steps) that then becomes 10x
+     * faster: a look finds it out, and within 50 steps it takes most of the batch */
+    sim f = {2, {0.3, 4.0}, {0.026, 0.013}, 0.10, 0};
+    cldp_balancer_init(&b, 2, NULL, 1);
+    simulate(&f, &b, 125, 40, 40, -1, 0, 1, NULL, 0);
+    double w[2];
+    cldp_balancer_weights(&b, NULL, 2, w);
+    CHECK(w[1] == 0 && !b.trial_on && !b.looking);
+    f.c[1] *= 0.1, f.a[1] *= 0.1;
+    run_result rf = simulate(&f, &b, 125, 60, 60, -1, 0, 1, NULL, 0);
+    cldp_balancer_split(&b, NULL, 2, 125, shard);
+    printf("  a left-out device 10x faster from step 40: back at step %d, shards %zu/%zu, %u look(s)\n", 40 + rf.converged_at,
+           shard[0], shard[1], rf.looks);
+    CHECK(rf.converged_at >= 0 && rf.converged_at <= 50 && shard[1] > shard[0] && rf.looks >= 1);
+
     /* without the contention the same devices share the batch (no trial: the step is mostly
      * per-sample cost for the smaller share) */
     sim t = {2, {0.3, 0.3}, {0.026, 0.02}, 0.10, 0};
@@ -371,6 +390,23 @@ static void test_contention(void)
     simulate(&t, &b, 128, 60, 60, -1, 0, 1, NULL, 0);
     cldp_balancer_split(&b, NULL, 2, 128, shard);
     CHECK(shard[0] > 0 && shard[1] > 0 && !b.left_out[0] && !b.left_out[1]);
+}
+
+/* The fit: a device of 1.5 ms + 0.02 ms per sample measured at 100 and 50 samples, then once at
+ * 75 samples in a step the machine stalled (10x), then at 100 again: the newest point is trusted
+ * (it may be a new speed) but once another is newer the stalled one, far off the others' line,
+ * is forgotten and the model is within 5% of the truth. */
+static void test_fit(void)
+{
+    cldp_balancer b;
+    cldp_balancer_init(&b, 1, NULL, 0);
+    size_t sizes[10] = {100, 100, 100, 100, 50, 50, 50, 50, 75, 100};
+    for (int k = 0; k < 10; k++) {
+        double ms = (1.5 + 0.02 * (double)sizes[k]) * (k == 8 ? 10 : 1);
+        cldp_balancer_observe(&b, NULL, 1, &sizes[k], &ms);
+    }
+    printf("  fit: %.3f ms + %.4f ms per sample (truth 1.5 + 0.02), after a 10x stalled step\n", b.fixed_ms[0], b.ms_per_sample[0]);
+    CHECK(fabs(b.fixed_ms[0] - 1.5) < 0.075 && fabs(b.ms_per_sample[0] - 0.02) < 0.001);
 }
 
 static void test_fixed_costs(void)
@@ -395,9 +431,9 @@ static void test_fixed_costs(void)
         double ratio = true_ms(&s, shard) / optimal_ms(&s, cases[c].total);
         char shards[64];
         snprintf(shards, sizeof shards, s.n > 2 ? "%zu/%zu/%zu" : "%zu/%zu", shard[0], shard[1], shard[2]);
-        printf("  fixed costs, %s: converged at step %d, final shards %s, step %.3f x the optimum, swing %.1f%%\n",
-               cases[c].what, res.converged_at, shards, ratio, 100 * res.max_swing);
-        CHECK(res.converged_at >= 0 && res.converged_at <= 20 && ratio <= 1.10 && res.max_swing <= 0.05);
+        printf("  fixed costs, %s: converged at step %d, final shards %s, step %.3f x the optimum, swing %.1f%%, %u look(s)\n",
+               cases[c].what, res.converged_at, shards, ratio, 100 * res.max_swing, res.looks);
+        CHECK(res.converged_at >= 0 && res.converged_at <= 20 && ratio <= 1.10 && res.max_swing <= 0.05 && res.looks <= 1);
         if (cases[c].left_out >= 0) {
             double w[4];
             cldp_balancer_weights(&b, NULL, s.n, w);
@@ -668,6 +704,7 @@ int main(void)
     test_shards();
     test_balancer();
     test_best_split();
+    test_fit();
     test_fixed_costs();
     test_contention();
     test_memory();

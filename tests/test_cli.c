@@ -110,7 +110,7 @@ static void test_help(void)
 static void test_one_epoch(void)
 {
     proc p;
-    const char *argv[] = {train_exe, "--embedded", "--hidden", "32", "--batch", "100", "--epochs", "1", "--quiet", "--json", NULL};
+    const char *argv[] = {train_exe, "--embedded", "--hidden", "32", "--batch", "100", "--epochs", "1", "--json", NULL};
     const char *want[] = {"batch 100, 1 epoch,", "after 1 epoch,", NULL}, *never[] = {"1 epochs", NULL};
     expect("--epochs 1", argv, 0, want, never, &p);
     const char *text = strstr(p.out, "parameter CRC32 0x"), *json = strstr(p.out, "\"param_checksum\":\"0x");
@@ -125,7 +125,7 @@ static void test_one_epoch(void)
 static void test_batch_clamp(void)
 {
     proc p;
-    const char *argv[] = {train_exe, "--embedded", "--hidden", "32", "--batch", "1048576", "--epochs", "1", "--quiet", NULL};
+    const char *argv[] = {train_exe, "--embedded", "--hidden", "32", "--batch", "1048576", "--epochs", "1", NULL};
     const char *want[] = {"--batch 1048576 is larger than the 2000 training samples; using batch 2000", "batch 2000, 1 epoch", NULL};
     expect("--embedded --batch 1048576", argv, 0, want, NULL, &p);
 }
@@ -186,7 +186,7 @@ static void test_labels(void)
 
     /* a --data directory: it trains as it is */
     make_data_dir(-1, 0, -1, 0);
-    const char *ok[] = {train_exe, "--data", dir, "--hidden", "32", "--batch", "100", "--epochs", "1", "--quiet", NULL};
+    const char *ok[] = {train_exe, "--data", dir, "--hidden", "32", "--batch", "100", "--epochs", "1", NULL};
     expect("--data (the embedded files)", ok, 0, NULL, NULL, &p);
 
     /* one test label of 200: named with its file and index, not "disagree in shape" */

@@ -42,8 +42,8 @@ static double now_ms(void)
 static void start(child *c, const char *const *extra, const char *delay_ms, const char *err_path)
 {
     const char *argv[32] = {train_exe, "--embedded", "--hidden", "32", "--epochs", "2", "--batch", "100", "--seed", seed_arg,
-                            "--json", "--quiet"};
-    size_t n = 12;
+                            "--json"};
+    size_t n = 11;
     for (size_t i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
     argv[n] = NULL;
     int p[2];

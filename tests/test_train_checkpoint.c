@@ -19,8 +19,8 @@ static char dir[256];
 /* cldp-train on the embedded subset, small and quick, with `extra` options (NULL-terminated). */
 static void train(proc *p, const char *epochs, const char *const *extra, const char *const *env, int wait)
 {
-    const char *argv[40] = {train_exe, "--embedded", "--hidden", "32", "--batch", "10", "--epochs", epochs, "--quiet", "--seed", "7"};
-    size_t n = 11;
+    const char *argv[40] = {train_exe, "--embedded", "--hidden", "32", "--batch", "10", "--epochs", epochs, "--seed", "7"};
+    size_t n = 10;
     for (size_t i = 0; extra && extra[i] && n < 39; i++) argv[n++] = extra[i];
     argv[n] = NULL;
     proc_start(p, argv, env);

@@ -35,7 +35,30 @@ cldp_install() {
     }
 }
 
+# Optional: what the suite uses where present and skips (saying so) where not: pkg-config for
+# test_install's pkg-config build, python3 for test_progress and test_help, doxygen for the
+# `docs` target and test_docs. Never fatal: a failed install is a note.
+cldp_install_optional() {
+    command -v dpkg-query >/dev/null 2>&1 || return 0
+    local missing
+    missing=$(cldp_missing_packages "$@")
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "cldp: note: optional packages missing (their tests skip): sudo apt-get install -y $missing" >&2
+        return 0
+    fi
+    echo "cldp: installing $missing (optional)"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; } ||
+        echo "cldp: note: could not install the optional $missing; the tests that need them skip" >&2
+}
+
+CLDP_OPTIONAL_PACKAGES="pkg-config python3 doxygen"
 CLDP_BASE_PACKAGES="gcc libc6-dev make cmake ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd zlib1g-dev"
+# cldp-serve (HTTP over libmicrohttpd, JSON through jansson, found with pkg-config) and its HTTP
+# test's clients (curl, python3's http.client)
+CLDP_SERVE_PACKAGES="libmicrohttpd-dev libjansson-dev pkg-config curl python3"
 # the MPI trainer (cldp_mpi.h, -DCLDP_WITH_MPI=ON) and its tests under mpiexec
 CLDP_MPI_PACKAGES="openmpi-bin libopenmpi-dev"
 
@@ -43,7 +66,9 @@ cldp_setup() {
     local build=$1
     shift
     # shellcheck disable=SC2086
-    cldp_install $CLDP_BASE_PACKAGES "$@"
+    cldp_install $CLDP_BASE_PACKAGES $CLDP_SERVE_PACKAGES "$@"
+    # shellcheck disable=SC2086
+    cldp_install_optional $CLDP_OPTIONAL_PACKAGES
     local jobs
     jobs=$(nproc 2>/dev/null || echo 2)
     mkdir -p "$build"

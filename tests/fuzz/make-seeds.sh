@@ -110,6 +110,17 @@ Padtranspose/32 = PADTRA_PAD=1 PADTRA_TILE=16 PADTRA_WPT=2
 device = NVIDIA GeForce RTX 3090
 Xgemm/32 = GEMMK=1 KREG=4 KWG=1 KWI=1 MDIMA=8 MDIMC=8 MWG=32 NDIMB=8 NDIMC=8 NWG=64 SA=0 SB=0 STRM=0 STRN=0 VWM=4 VWN=4
 TXT
+# ---- fuzz_serve_request: <inputs-1><max_rows-1><body>; 3 inputs per row, at most 4 rows
+d=$c/fuzz_serve_request
+rm -rf "$d" && mkdir -p "$d"
+serve_seed() { { printf '\002\003'; printf '%s' "$2"; } >"$d/$1"; }
+serve_seed flat '{"id":"a","inputs":[{"name":"input","shape":[2,3],"datatype":"FP32","data":[1,2,3,4.5,-5e-3,6]}]}'
+serve_seed nested '{"inputs":[{"name":"input","shape":[2,3],"datatype":"FP32","data":[[1,2,3],[4,5,6]]}]}'
+serve_seed one-row '{"id":"x\u00e9","inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[0,0.25,1e30]}],"outputs":[]}'
+serve_seed wrong-type '{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP64","data":[1,2,3]}]}'
+serve_seed short-data '{"inputs":[{"name":"input","shape":[2,3],"datatype":"FP32","data":[1,2]}]}'
+serve_seed truncated '{"inputs":[{"name":"input","shape":[2,'
+
 # ---- fuzz_checkpoint: checkpoints of the target's model, written by the library itself
 if [ $# -ge 1 ]; then
     d=$c/fuzz_checkpoint
