@@ -2,7 +2,7 @@
  * activation derivatives, softmax cross-entropy (loss, its gradient, correct predictions) and the
  * bias gradient. GEMMs are CLBlast's. Plain OpenCL C 1.2, float32, no extension required.
  * Buffers are passed with an element offset so one flat parameter buffer serves every layer.
- * Activation codes match cldp_activation: 0 none, 1 ReLU, 2 tanh. */
+ * Activation codes match cldp_activation: 0 none, 1 ReLU, 2 tanh, 3 sigmoid. */
 
 /* z[r][c] = act(z[r][c] + b[c]) over rows x cols, one work-item per element. */
 __kernel void bias_act(__global float *z, const uint rows, const uint cols,
@@ -13,16 +13,31 @@ __kernel void bias_act(__global float *z, const uint rows, const uint cols,
     float v = z[i] + params[b_off + i % cols];
     if (act == 1) v = fmax(v, 0.0f);
     else if (act == 2) v = tanh(v);
+    else if (act == 3) v = 1.0f / (1.0f + exp(-v));
     z[i] = v;
 }
 
-/* d[i] *= act'(a[i]), where a is the activation's output (ReLU: a > 0; tanh: 1 - a^2). */
+/* y[i] = act(x[i]) over n elements (the activation layers). */
+__kernel void act_forward(__global const float *x, __global float *y, const uint n, const int act)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    float v = x[i];
+    if (act == 1) v = fmax(v, 0.0f);
+    else if (act == 2) v = tanh(v);
+    else if (act == 3) v = 1.0f / (1.0f + exp(-v));
+    y[i] = v;
+}
+
+/* d[i] *= act'(a[i]), where a is the activation's output (ReLU: a > 0; tanh: 1 - a^2;
+ * sigmoid: a(1 - a)). */
 __kernel void act_backward(__global float *d, __global const float *a, const uint n, const int act)
 {
     const size_t i = get_global_id(0);
     if (i >= n) return;
     if (act == 1) d[i] = a[i] > 0.0f ? d[i] : 0.0f;
     else if (act == 2) d[i] *= 1.0f - a[i] * a[i];
+    else if (act == 3) d[i] *= a[i] * (1.0f - a[i]);
 }
 
 /* One work-item per row of logits (rows x classes):

@@ -147,11 +147,12 @@ CLDP_API cldp_status cldp_device_select(const char *spec, size_t *indices, size_
 
 /* ---- models ------------------------------------------------------------------------------- */
 
-/* The function a dense layer applies to its outputs. */
+/* The function a dense layer applies to its outputs (and an activation layer's, see below). */
 typedef enum cldp_activation {
-    CLDP_ACT_NONE = 0, /* identity (e.g. the logits of the last layer) */
-    CLDP_ACT_RELU = 1, /* max(0, y) */
-    CLDP_ACT_TANH = 2  /* tanh(y) */
+    CLDP_ACT_NONE = 0,   /* identity (e.g. the logits of the last layer) */
+    CLDP_ACT_RELU = 1,   /* max(0, y) */
+    CLDP_ACT_TANH = 2,   /* tanh(y) */
+    CLDP_ACT_SIGMOID = 3 /* 1 / (1 + exp(-y)) */
 } cldp_activation;
 
 /* The loss a model trains on. */
@@ -159,7 +160,8 @@ typedef enum cldp_loss {
     CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
 } cldp_loss;
 
-/* A model description: an input size and a stack of dense layers y = x·Wᵀ + b.
+/* A model description: an input size (or shape, below) and a stack of layers: dense layers
+ * y = x·Wᵀ + b, and the image and activation layers below.
  * Parameters are one flat float32 vector, layer after layer: W[out][in] row-major, then b[out]
  * (PyTorch's nn.Linear layout). Initial values (Kaiming-uniform): W ~ U(-a, a) with
  * a = gain·sqrt(3/in), gain sqrt(2) for ReLU, 5/3 for tanh, 1 for none; b ~ U(-1/sqrt(in),
@@ -180,6 +182,68 @@ CLDP_API size_t cldp_model_param_count(const cldp_model *model); /* 0 for NULL *
 CLDP_API size_t cldp_model_inputs(const cldp_model *model);       /* features per sample; 0 for NULL */
 CLDP_API size_t cldp_model_outputs(const cldp_model *model);      /* units of the last layer */
 CLDP_API size_t cldp_model_layer_count(const cldp_model *model);  /* dense layers; 0 for NULL */
+
+/* ---- models of other layer kinds: an input shape C×H×W, image layers, a spec in text ----
+ * A sample is still a flat float vector, C×H×W in NCHW order (channel, row, column). Layers see
+ * the shape their predecessor gives: conv2d and maxpool2d take C×H×W, dense takes a flat input
+ * (n×1×1: put flatten between them). Every layer kind:
+ *   dense      y = x·Wᵀ + b, W (OUT, IN)                              PyTorch nn.Linear
+ *   conv2d     OUT channels, K×K kernel, stride, zero padding, bias;
+ *              W (OUT, IN, K, K), output (H + 2P − K)/S + 1 per side    nn.Conv2d
+ *   maxpool2d  K×K windows at stride S, no padding (ties: the first in  nn.MaxPool2d
+ *              row-major window order takes the gradient)
+ *   flatten, relu, tanh, sigmoid                                       nn.Flatten, nn.ReLU, ...
+ * Parameters stay one flat vector, layer after layer, weight then bias, in PyTorch's layouts;
+ * layers without parameters take none. Weights are Kaiming-uniform with fan_in IN (dense) or
+ * IN·K·K (conv2d) and the gain of the activation that follows the layer. Each add call checks
+ * the settings and the shape, and fails naming both, leaving the model unchanged. */
+
+/* A model whose samples are channels×height×width (cldp_model_create(n) is n×1×1). */
+CLDP_API cldp_status cldp_model_create_shaped(size_t channels, size_t height, size_t width,
+                                              cldp_model **out);
+/* Appends conv2d: out_channels, a kernel x kernel window, stride (>= 1), zero padding (< kernel). */
+CLDP_API cldp_status cldp_model_add_conv2d(cldp_model *model, size_t out_channels, size_t kernel,
+                                           size_t stride, size_t padding);
+/* stride 0 means stride = kernel */
+CLDP_API cldp_status cldp_model_add_maxpool2d(cldp_model *model, size_t kernel, size_t stride);
+/* Appends flatten: C×H×W becomes C·H·W (what a dense layer after image layers needs). */
+CLDP_API cldp_status cldp_model_add_flatten(cldp_model *model);
+/* relu, tanh or sigmoid as a layer of its own */
+CLDP_API cldp_status cldp_model_add_activation(cldp_model *model, cldp_activation act);
+
+/* Appends the layers of a spec: comma-separated tokens
+ *   conv:OUT:K[:sS][:pP]   conv2d, stride S (default 1), padding P (default 0)
+ *   maxpool:K[:sS]         maxpool2d, stride S (default K)
+ *   relu | tanh | sigmoid | flatten
+ *   dense:OUT
+ * e.g. "conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10".
+ * A bad token or a shape that does not fit is CLDP_ERR_INVALID_ARGUMENT, and cldp_last_error()
+ * names the token, its position and what is wrong; the model is then unchanged. */
+CLDP_API cldp_status cldp_model_add_spec(cldp_model *model, const char *spec);
+/* cldp_model_create_shaped then cldp_model_add_spec; *out is NULL on failure. */
+CLDP_API cldp_status cldp_model_parse(const char *spec, size_t channels, size_t height,
+                                      size_t width, cldp_model **out);
+/* The model's layers as a spec (dense with a built-in activation reads "dense:N,relu"), into
+ * buf (capacity bytes, NUL-terminated); CLDP_ERR_INVALID_ARGUMENT when it does not fit. */
+CLDP_API cldp_status cldp_model_describe(const cldp_model *model, char *buf, size_t capacity);
+/* The model's input shape: channels, height, width. */
+CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *channels,
+                                            size_t *height, size_t *width);
+
+/* Weights to and from PyTorch: a safetensors file (an 8-byte little-endian header length, a JSON
+ * header, raw little-endian float32 tensors) with the names and shapes of PyTorch's
+ * nn.Sequential built from the model's spec, one module per layer in order: module i's "i.weight"
+ * (dense (OUT, IN); conv2d (OUT, IN, K, K)) and "i.bias" (OUT). The header's __metadata__ holds
+ * "cldp_model" (the spec) and "cldp_input" ("CxHxW"). Save writes `count` (= the parameter count)
+ * floats of `params` atomically (a temporary file, synced, renamed). Load validates the whole
+ * file first (header length, JSON, dtype F32, every tensor present once with the model's shape,
+ * offsets inside the data and not overlapping, values finite, and cldp's metadata, where present,
+ * naming this model) and only then writes `params`; CLDP_ERR_FORMAT says what is wrong. */
+CLDP_API cldp_status cldp_model_save_safetensors(const cldp_model *model, const float *params,
+                                                 size_t count, const char *path);
+/* Reads `count` (= the parameter count) floats into `params` from a safetensors file, as above. */
+CLDP_API cldp_status cldp_model_load_safetensors(const cldp_model *model, const char *path,
+                                                 float *params, size_t count);
 
 /* Writes the seeded initial parameters (the layout above) to `params`, which holds `count`. */
 CLDP_API cldp_status cldp_model_init_params(const cldp_model *model, uint64_t seed, float *params,

@@ -3,6 +3,7 @@
  * written atomically (temporary file, fsync, rename, fsync of the directory). */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
+#include "checkpoint_model.h"
 #include "config.h"
 #include "le.h"
 
@@ -25,8 +26,8 @@
  *   sections tag[4]  u64 payload length  payload          (each tag at most once, any order)
  *   trailer  u32 zlib CRC-32 of every byte before it
  *
- *   MODL  u64 inputs  u64 parameter count  u32 loss  u32 layer count
- *         per layer: u64 units  u32 activation  u32 0
+ *   MODL  the model: input shape, each layer's kind and settings (checkpoint_model.c; version 1
+ *         files, dense layers only, still load)
  *   PRMS  u64 count  f32[count]                          master parameters, the flat layout
  *   OPTM  u32 optimizer  u32 0  f32 lr, momentum, weight decay, beta1, beta2, epsilon
  *         u64 steps taken (t)  u64 count  f32[count] first moment  f32[count] second moment
@@ -42,12 +43,10 @@
  * an existing section's layout bumps the version. */
 
 #define CKPT_MAGIC "CLDPCKPT"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION CLDP_CKPT_VERSION
 #define CKPT_HEADER 24u  /* magic, version, section count, file length */
 #define CKPT_SECTION 12u /* tag, payload length */
 #define CKPT_TRAILER 4u
-#define MODL_FIXED 24u
-#define MODL_LAYER 16u
 #define OPTM_FIXED 48u
 #define SPLT_FIXED 8u
 #define SPLT_DEVICE 24u
@@ -107,7 +106,7 @@ static void w_section(writer *w, const char tag[4], uint64_t len)
     w_u64(w, len);
 }
 
-static uint64_t modl_len(const cldp_model *m) { return MODL_FIXED + MODL_LAYER * (uint64_t)m->nlayers; }
+static uint64_t modl_len(const cldp_model *m) { return cldp_ckpt_model_len(m); }
 static uint64_t prms_len(const cldp_model *m) { return 8 + 4 * (uint64_t)m->nparams; }
 static uint64_t optm_len(const cldp_model *m) { return OPTM_FIXED + 8 * (uint64_t)m->nparams; }
 static uint64_t splt_len(size_t n) { return SPLT_FIXED + SPLT_DEVICE * (uint64_t)n; }
@@ -140,15 +139,9 @@ static void write_all(writer *w, const cldp_trainer *t, const void *user, size_t
     w_u64(w, total);
 
     w_section(w, "MODL", modl_len(m));
-    w_u64(w, m->inputs);
-    w_u64(w, m->nparams);
-    w_u32(w, (uint32_t)m->loss);
-    w_u32(w, (uint32_t)m->nlayers);
-    for (size_t l = 0; l < m->nlayers; l++) {
-        w_u64(w, m->layers[l].out);
-        w_u32(w, (uint32_t)m->layers[l].act);
-        w_u32(w, 0);
-    }
+    unsigned char modl[40 + 32 * CLDP_MAX_LAYERS];
+    cldp_ckpt_model_put(m, modl);
+    w_bytes(w, modl, (size_t)modl_len(m));
 
     w_section(w, "PRMS", prms_len(m));
     w_u64(w, m->nparams);
@@ -302,54 +295,6 @@ typedef struct parsed {
     uint64_t modl_len, prms_len, optm_len, splt_len, user_len;
 } parsed;
 
-static const char *act_name(uint32_t a)
-{
-    return a == CLDP_ACT_NONE ? "none" : a == CLDP_ACT_RELU ? "relu" : a == CLDP_ACT_TANH ? "tanh" : "unknown";
-}
-
-/* "784-256 relu-10 none" for a message. */
-static void describe_model(char *buf, size_t cap, uint64_t inputs, size_t nlayers, const uint64_t *units, const uint32_t *acts)
-{
-    size_t used = (size_t)snprintf(buf, cap, "%llu", (unsigned long long)inputs);
-    for (size_t l = 0; l < nlayers && used < cap; l++)
-        used += (size_t)snprintf(buf + used, cap - used, "-%llu %s", (unsigned long long)units[l], act_name(acts[l]));
-}
-
-/* Compares the MODL section with the trainer's model: any difference is a "wrong model". */
-static cldp_status check_model(const cldp_model *m, const char *path, const parsed *p)
-{
-    const unsigned char *b = p->modl;
-    uint64_t inputs = get_u64(b), nparams = get_u64(b + 8);
-    uint32_t loss = get_u32(b + 16), nlayers = get_u32(b + 20);
-    if (nlayers > CLDP_MAX_LAYERS || p->modl_len != MODL_FIXED + MODL_LAYER * (uint64_t)nlayers)
-        return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: model section of %llu bytes for %u layers", path,
-                         (unsigned long long)p->modl_len, nlayers);
-    uint64_t units[CLDP_MAX_LAYERS];
-    uint32_t acts[CLDP_MAX_LAYERS];
-    int same = inputs == m->inputs && nlayers == m->nlayers && loss == (uint32_t)m->loss && nparams == m->nparams;
-    for (uint32_t l = 0; l < nlayers; l++) {
-        units[l] = get_u64(b + MODL_FIXED + MODL_LAYER * l);
-        acts[l] = get_u32(b + MODL_FIXED + MODL_LAYER * l + 8);
-        if (get_u32(b + MODL_FIXED + MODL_LAYER * l + 12) != 0) /* reserved: a reader of a later layout must not guess */
-            return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: reserved field of layer %u is not 0", path, l);
-        if (l < m->nlayers && (units[l] != m->layers[l].out || acts[l] != (uint32_t)m->layers[l].act)) same = 0;
-    }
-    if (same) return CLDP_OK;
-    char have[512], want[512];
-    uint64_t mu[CLDP_MAX_LAYERS];
-    uint32_t ma[CLDP_MAX_LAYERS];
-    for (size_t l = 0; l < m->nlayers; l++) {
-        mu[l] = m->layers[l].out;
-        ma[l] = (uint32_t)m->layers[l].act;
-    }
-    describe_model(have, sizeof have, inputs, nlayers, units, acts);
-    describe_model(want, sizeof want, m->inputs, m->nlayers, mu, ma);
-    return cldp_fail(CLDP_ERR_FORMAT,
-                     "checkpoint '%s' is for a wrong model: the file holds %s (loss %u, %llu parameters), this one has %s (loss %u, %zu "
-                     "parameters); load it into a trainer built with the same model",
-                     path, have, loss, (unsigned long long)nparams, want, (unsigned)m->loss, m->nparams);
-}
-
 /* The same checks as trainer creation applies to options, on the values a file brings. */
 static cldp_status check_optimizer(const char *path, const unsigned char *b)
 {
@@ -400,8 +345,9 @@ static cldp_status validate(const cldp_model *m, const char *path, const unsigne
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is truncated: %zu bytes, shorter than its header", path, size);
     uint32_t version = get_u32(buf + 8), nsec = get_u32(buf + 12);
     uint64_t length = get_u64(buf + 16);
-    if (version != CKPT_VERSION)
-        return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' has format version %u; this cldp reads version %u", path, version, CKPT_VERSION);
+    if (version < CLDP_CKPT_VERSION_MIN || version > CKPT_VERSION)
+        return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' has format version %u; this cldp reads versions %u to %u", path, version,
+                         CLDP_CKPT_VERSION_MIN, CKPT_VERSION);
     if (length != size)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is %s: its header says %llu bytes, the file has %zu", path,
                          length > size ? "truncated" : "damaged", (unsigned long long)length, size);
@@ -443,9 +389,7 @@ static cldp_status validate(const cldp_model *m, const char *path, const unsigne
     if (!p->modl || !p->prms || !p->optm)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: the %s section is missing", path,
                          !p->modl ? "model (MODL)" : !p->prms ? "parameter (PRMS)" : "optimizer (OPTM)");
-    if (p->modl_len < MODL_FIXED)
-        return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: model section of %llu bytes", path, (unsigned long long)p->modl_len);
-    TRY(check_model(m, path, p));
+    TRY(cldp_ckpt_model_check(path, version, p->modl, p->modl_len, m));
 
     if (p->prms_len != prms_len(m) || get_u64(p->prms) != m->nparams)
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: parameter section of %llu bytes, expected %llu", path,

@@ -1,5 +1,5 @@
 /* le.h — little-endian encoding of integers and floats in byte buffers, whatever the host: the
- * checkpoint format's. Internal. */
+ * checkpoint's and the safetensors format's. Internal. */
 #ifndef CLDP_LE_H
 #define CLDP_LE_H
 

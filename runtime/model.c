@@ -1,7 +1,9 @@
-/* model.c — building a model description and drawing its initial parameters on the host. */
-#include "model.h"
+/* model.c — building a model description from layers of the layer table, its size table, and
+ * drawing its initial parameters on the host. */
+#include "layers.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,16 +17,60 @@ uint64_t cldp_rng_next(cldp_rng *r)
 
 double cldp_rng_uniform(cldp_rng *r) { return (double)(cldp_rng_next(r) >> 11) * 0x1.0p-53; }
 
+cldp_status cldp_model_create_shaped(size_t c, size_t h, size_t w, cldp_model **out)
+{
+    REQUIRE(out, "cldp_model_create: out is NULL");
+    *out = NULL;
+    size_t n;
+    REQUIRE(c > 0 && h > 0 && w > 0 && cldp_mul_size(c, h, &n) == 0 && cldp_mul_size(n, w, &n) == 0 && n <= CLDP_MAX_UNITS,
+            "cldp_model_create: the input shape %zux%zux%zu must have 1..%u elements", c, h, w, CLDP_MAX_UNITS);
+    cldp_model *m = cldp_calloc(1, sizeof *m, "model");
+    if (!m) return CLDP_ERR_HOST_MEMORY;
+    m->inputs = n;
+    m->in_c = c;
+    m->in_h = h;
+    m->in_w = w;
+    m->loss = CLDP_LOSS_SOFTMAX_CROSS_ENTROPY;
+    *out = m;
+    return CLDP_OK;
+}
+
 cldp_status cldp_model_create(size_t inputs, cldp_model **out)
 {
     REQUIRE(out, "cldp_model_create: out is NULL");
     *out = NULL;
     REQUIRE(inputs > 0 && inputs <= CLDP_MAX_UNITS, "cldp_model_create: inputs must be in 1..%u, got %zu", CLDP_MAX_UNITS, inputs);
-    cldp_model *m = cldp_calloc(1, sizeof *m, "model");
-    if (!m) return CLDP_ERR_HOST_MEMORY;
-    m->inputs = inputs;
-    m->loss = CLDP_LOSS_SOFTMAX_CROSS_ENTROPY;
-    *out = m;
+    return cldp_model_create_shaped(inputs, 1, 1, out);
+}
+
+void cldp_model_out_shape(const cldp_model *m, size_t *c, size_t *h, size_t *w)
+{
+    if (m->nlayers == 0) {
+        *c = m->in_c, *h = m->in_h, *w = m->in_w;
+        return;
+    }
+    const cldp_layer_desc *L = &m->layers[m->nlayers - 1];
+    *c = L->out_c, *h = L->out_h, *w = L->out_w;
+}
+
+cldp_status cldp_model_add_layer(cldp_model *m, const cldp_layer_desc *settings, const char *what)
+{
+    REQUIRE(m && settings, "%s: model is NULL", what);
+    const cldp_layer_ops *ops = cldp_layer_ops_of(settings->kind);
+    REQUIRE(ops, "%s: unknown layer kind %d", what, (int)settings->kind);
+    REQUIRE(m->nlayers < CLDP_MAX_LAYERS, "%s: a model holds at most %d layers", what, CLDP_MAX_LAYERS);
+    cldp_layer_desc L = *settings;
+    cldp_model_out_shape(m, &L.in_c, &L.in_h, &L.in_w);
+    L.in = L.in_c * L.in_h * L.in_w;
+    L.nparams = 0;
+    TRY(ops->shape(&L, what));
+    REQUIRE(L.out > 0 && L.out <= CLDP_MAX_UNITS, "%s: its output of %zu values per sample is outside 1..%u", what, L.out,
+            CLDP_MAX_UNITS);
+    REQUIRE(L.nparams <= SIZE_MAX - m->nparams && m->nparams + L.nparams < ((size_t)1 << 40), "%s makes the model too large", what);
+    L.w_off = m->nparams;
+    L.b_off = m->nparams + L.nparams - (L.kind == CLDP_LAYER_DENSE || L.kind == CLDP_LAYER_CONV2D ? L.out_c : 0);
+    m->nparams += L.nparams;
+    m->layers[m->nlayers++] = L;
     return CLDP_OK;
 }
 
@@ -32,20 +78,36 @@ cldp_status cldp_model_add_dense(cldp_model *m, size_t units, cldp_activation ac
 {
     REQUIRE(m, "cldp_model_add_dense: model is NULL");
     REQUIRE(units > 0 && units <= CLDP_MAX_UNITS, "cldp_model_add_dense: units must be in 1..%u, got %zu", CLDP_MAX_UNITS, units);
-    REQUIRE(act == CLDP_ACT_NONE || act == CLDP_ACT_RELU || act == CLDP_ACT_TANH, "cldp_model_add_dense: unknown activation %d", (int)act);
-    REQUIRE(m->nlayers < CLDP_MAX_LAYERS, "cldp_model_add_dense: a model holds at most %d layers", CLDP_MAX_LAYERS);
-    size_t in = m->nlayers ? m->layers[m->nlayers - 1].out : m->inputs;
-    size_t w, total;
-    REQUIRE(cldp_mul_size(in, units, &w) == 0 && w <= SIZE_MAX - units - m->nparams && (total = m->nparams + w + units) < ((size_t)1 << 40),
-            "cldp_model_add_dense: %zu x %zu layer makes the model too large", in, units);
-    cldp_layer_desc *L = &m->layers[m->nlayers++];
-    L->in = in;
-    L->out = units;
-    L->act = act;
-    L->w_off = m->nparams;
-    L->b_off = m->nparams + w;
-    m->nparams = total;
-    return CLDP_OK;
+    REQUIRE(act == CLDP_ACT_NONE || act == CLDP_ACT_RELU || act == CLDP_ACT_TANH || act == CLDP_ACT_SIGMOID,
+            "cldp_model_add_dense: unknown activation %d", (int)act);
+    cldp_layer_desc L = {.kind = CLDP_LAYER_DENSE, .out_c = units, .act = act};
+    return cldp_model_add_layer(m, &L, "cldp_model_add_dense");
+}
+
+cldp_status cldp_model_add_conv2d(cldp_model *m, size_t out_channels, size_t kernel, size_t stride, size_t padding)
+{
+    cldp_layer_desc L = {.kind = CLDP_LAYER_CONV2D, .out_c = out_channels, .k = kernel, .stride = stride, .pad = padding};
+    return cldp_model_add_layer(m, &L, "cldp_model_add_conv2d");
+}
+
+cldp_status cldp_model_add_maxpool2d(cldp_model *m, size_t kernel, size_t stride)
+{
+    cldp_layer_desc L = {.kind = CLDP_LAYER_MAXPOOL2D, .k = kernel, .stride = stride ? stride : kernel};
+    return cldp_model_add_layer(m, &L, "cldp_model_add_maxpool2d");
+}
+
+cldp_status cldp_model_add_flatten(cldp_model *m)
+{
+    cldp_layer_desc L = {.kind = CLDP_LAYER_FLATTEN};
+    return cldp_model_add_layer(m, &L, "cldp_model_add_flatten");
+}
+
+cldp_status cldp_model_add_activation(cldp_model *m, cldp_activation act)
+{
+    REQUIRE(act == CLDP_ACT_RELU || act == CLDP_ACT_TANH || act == CLDP_ACT_SIGMOID,
+            "cldp_model_add_activation: activation %d is not relu, tanh or sigmoid", (int)act);
+    cldp_layer_desc L = {.kind = act == CLDP_ACT_RELU ? CLDP_LAYER_RELU : act == CLDP_ACT_TANH ? CLDP_LAYER_TANH : CLDP_LAYER_SIGMOID};
+    return cldp_model_add_layer(m, &L, "cldp_model_add_activation");
 }
 
 cldp_status cldp_model_set_loss(cldp_model *m, cldp_loss loss)
@@ -63,12 +125,40 @@ size_t cldp_model_inputs(const cldp_model *m) { return m ? m->inputs : 0; }
 size_t cldp_model_outputs(const cldp_model *m) { return m && m->nlayers ? m->layers[m->nlayers - 1].out : 0; }
 size_t cldp_model_layer_count(const cldp_model *m) { return m ? m->nlayers : 0; }
 
+int cldp_model_same(const cldp_model *a, const cldp_model *b)
+{
+    if (a->in_c != b->in_c || a->in_h != b->in_h || a->in_w != b->in_w || a->nlayers != b->nlayers || a->loss != b->loss ||
+        a->nparams != b->nparams)
+        return 0;
+    for (size_t l = 0; l < a->nlayers; l++) {
+        const cldp_layer_desc *x = &a->layers[l], *y = &b->layers[l];
+        if (x->kind != y->kind || x->out_c != y->out_c || x->act != y->act || x->k != y->k || x->stride != y->stride ||
+            x->pad != y->pad)
+            return 0;
+    }
+    return 1;
+}
+
 size_t cldp_model_max_width(const cldp_model *m)
 {
     size_t w = m->inputs;
     for (size_t l = 0; l < m->nlayers; l++)
         if (m->layers[l].out > w) w = m->layers[l].out;
     return w;
+}
+
+/* The activation that follows layer l, as a CLDP_ACT_* code, for its initialisation gain. */
+static int act_after(const cldp_model *m, size_t l)
+{
+    if (m->layers[l].act != CLDP_ACT_NONE) return (int)m->layers[l].act;
+    for (size_t j = l + 1; j < m->nlayers; j++) {
+        cldp_layer_kind k = m->layers[j].kind;
+        if (k == CLDP_LAYER_RELU) return CLDP_ACT_RELU;
+        if (k == CLDP_LAYER_TANH) return CLDP_ACT_TANH;
+        if (k == CLDP_LAYER_SIGMOID) return CLDP_ACT_SIGMOID;
+        if (k != CLDP_LAYER_FLATTEN && k != CLDP_LAYER_MAXPOOL2D) break; /* only shape layers between */
+    }
+    return CLDP_ACT_NONE;
 }
 
 cldp_status cldp_model_init_params(const cldp_model *m, uint64_t seed, float *p, size_t count)
@@ -79,12 +169,7 @@ cldp_status cldp_model_init_params(const cldp_model *m, uint64_t seed, float *p,
     cldp_rng rng = {seed};
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
-        /* Kaiming-uniform: U(-gain*sqrt(3/in), +gain*sqrt(3/in)), gain from the layer's activation;
-         * biases U(-1/sqrt(in), 1/sqrt(in)) as PyTorch's nn.Linear. */
-        double gain = L->act == CLDP_ACT_RELU ? sqrt(2.0) : L->act == CLDP_ACT_TANH ? 5.0 / 3.0 : 1.0;
-        double wb = gain * sqrt(3.0 / (double)L->in), bb = 1.0 / sqrt((double)L->in);
-        for (size_t i = 0; i < L->in * L->out; i++) p[L->w_off + i] = (float)((2.0 * cldp_rng_uniform(&rng) - 1.0) * wb);
-        for (size_t i = 0; i < L->out; i++) p[L->b_off + i] = (float)((2.0 * cldp_rng_uniform(&rng) - 1.0) * bb);
+        if (L->nparams) cldp_layer_ops_of(L->kind)->init(L, cldp_layer_gain(act_after(m, l)), &rng, p + L->w_off);
     }
     return CLDP_OK;
 }
@@ -102,28 +187,38 @@ static uint64_t gemm_scratch_bound(const cldp_gemm_shape *g)
 void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_size *s)
 {
     const cldp_layer_desc *L = &m->layers[l];
-    size_t in = L->in, out = L->out;
-    s->params = in * out + out;
+    memset(s, 0, sizeof *s);
+    cldp_layer_ops_of(L->kind)->size(L, rows, s);
+    s->params = L->nparams;
     s->param_off = L->w_off;
-    s->out_per_row = out;
-    s->gemm[CLDP_GEMM_FORWARD] = (cldp_gemm_shape){"forward X·Wᵀ", 0, 1, rows, out, in, 0, in, L->w_off, in, 0, out};
-    s->gemm[CLDP_GEMM_DW] = (cldp_gemm_shape){"backward dW = dYᵀ·X", 1, 0, out, in, rows, 0, out, 0, in, L->w_off, in};
-    s->gemm[CLDP_GEMM_DX] = (cldp_gemm_shape){"backward dX = dY·W", 0, 0, rows, in, out, 0, out, L->w_off, in, 0, in};
+    s->out_per_row = L->out;
     s->scratch_bound = 0;
-    for (int g = 0; g < CLDP_GEMM_COUNT; g++) {
+    for (size_t g = 0; g < s->ngemm; g++) {
         uint64_t b = gemm_scratch_bound(&s->gemm[g]);
         if (b > s->scratch_bound) s->scratch_bound = b;
     }
     s->scratch_forward = gemm_scratch_bound(&s->gemm[CLDP_GEMM_FORWARD]);
 }
 
-size_t cldp_model_replica_floats(const cldp_model *m, size_t rows)
+size_t cldp_model_scratch_floats(const cldp_model *m, size_t rows, int i)
 {
-    size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows;
+    size_t need = 0;
     for (size_t l = 0; l < m->nlayers; l++) {
         cldp_layer_size s;
         cldp_layer_size_of(m, l, rows, &s);
-        f += rows * s.out_per_row;
+        if (s.scratch[i] > need) need = s.scratch[i];
+    }
+    return need;
+}
+
+size_t cldp_model_replica_floats(const cldp_model *m, size_t rows)
+{
+    size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows +
+               cldp_model_scratch_floats(m, rows, 0) + cldp_model_scratch_floats(m, rows, 1);
+    for (size_t l = 0; l < m->nlayers; l++) {
+        cldp_layer_size s;
+        cldp_layer_size_of(m, l, rows, &s);
+        f += rows * (s.own_output * s.out_per_row + s.aux_per_row);
     }
     return f;
 }

@@ -1,7 +1,8 @@
-/* replica.c — a model replica on one device: buffers, kernels, and the dense layers' forward and
- * backward passes (y = x·Wᵀ + b; dW = dYᵀ·X; dX = dY·W) through CLBlast and cl/layers.cl. */
+/* replica.c — a model replica on one device: its context, queue, program and buffers (sized by
+ * the layer table), and the transfers of parameters, batches, losses and gradients. The passes
+ * are in replica_pass.c. */
 #define _POSIX_C_SOURCE 200809L
-#include "replica.h"
+#include "layers.h"
 #include "config.h"
 #include "program.h"
 #include "testhooks.h"
@@ -15,20 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const unsigned char cldp_cl_layers[];
+extern const unsigned char cldp_cl_layers[], cldp_cl_spatial[];
 
 /* Fires an armed fault of `kind` once: returns 1 when the caller must fail as if its call had. */
-static int fault_fires(cldp_replica *r, cldp_fault_kind kind)
+int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind)
 {
     if (!CLDP_TEST_ARMED() || r->fault != kind) return 0;
     r->fault = CLDP_FAULT_NONE;
     return 1;
 }
 
-static const char *injected(int yes) { return yes ? " [injected fault]" : ""; }
+const char *cldp_replica_injected(int yes) { return yes ? " [injected fault]" : ""; }
 
 /* An injected stall: the worker sleeps as it would inside a driver call that hangs. */
-static void stall(const cldp_replica *r)
+void cldp_replica_stall(const cldp_replica *r)
 {
     struct timespec ts = {(time_t)(r->stall_ms / 1000), (long)(fmod(r->stall_ms, 1000.0) * 1e6)};
     while (nanosleep(&ts, &ts) != 0) {}
@@ -60,15 +61,6 @@ static cldp_status make_buffer(cldp_replica *r, size_t floats, const char *what,
     return CLDP_OK;
 }
 
-static cldp_status make_kernel(cldp_replica *r, const char *name, cl_kernel *out)
-{
-    cl_int err;
-    *out = clCreateKernel(r->program, name, &err);
-    if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateKernel(%s) failed with %s", r->name, name, cldp_cl_error_name(err));
-    return CLDP_OK;
-}
-
 /* CLBlast's scratch for the GEMMs of a pass at `rows` rows; the largest of them. */
 static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
 {
@@ -77,7 +69,8 @@ static cldp_status size_gemm_temp(cldp_replica *r, size_t rows, size_t *bytes)
     for (size_t l = 0; l < m->nlayers; l++) {
         cldp_layer_size ls;
         cldp_layer_size_of(m, l, rows, &ls);
-        for (int g = 0; g < (r->forward_only ? 1 : CLDP_GEMM_COUNT); g++) {
+        size_t ngemm = r->forward_only && ls.ngemm ? 1 : ls.ngemm; /* inference: forward GEMMs only */
+        for (size_t g = 0; g < ngemm; g++) {
             const cldp_gemm_shape *G = &ls.gemm[g];
             size_t s = 0;
             CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
@@ -112,15 +105,16 @@ void cldp_replica_destroy(cldp_replica *r)
         free(r->stage);
     }
     cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
-                      &r->loss, &r->correct, &r->gemm_temp, &r->stage_buf};
+                      &r->loss, &r->correct, &r->gemm_temp, &r->stage_buf, &r->scratch[0], &r->scratch[1]};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (*mems[i]) clReleaseMemObject(*mems[i]);
-    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
+    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++) { /* an aliased output holds its own reference */
         if (r->act[l]) clReleaseMemObject(r->act[l]);
-    cl_kernel ks[] = {r->k_bias_act, r->k_act_backward, r->k_softmax_xent, r->k_softmax_rows, r->k_bias_grad};
-    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
-        if (ks[i]) clReleaseKernel(ks[i]);
+        if (r->aux[l]) clReleaseMemObject(r->aux[l]);
+    }
+    for (size_t i = 0; i < r->nkernels; i++) clReleaseKernel(r->kernels[i].k);
     if (r->program) clReleaseProgram(r->program);
+    if (r->spatial) clReleaseProgram(r->spatial);
     if (r->queue) clReleaseCommandQueue(r->queue);
     if (r->ctx) clReleaseContext(r->ctx);
     free(r->loss_host);
@@ -172,23 +166,21 @@ static cldp_status replica_init(cldp_replica *r)
     else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
     if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
     TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
-    TRY(make_kernel(r, "bias_act", &r->k_bias_act));
-    TRY(make_kernel(r, "act_backward", &r->k_act_backward));
-    TRY(make_kernel(r, "softmax_xent", &r->k_softmax_xent));
-    TRY(make_kernel(r, "softmax_rows", &r->k_softmax_rows));
-    TRY(make_kernel(r, "bias_grad", &r->k_bias_grad));
-    /* one work-group size for every kernel: 64, or less where the device or a kernel allows less */
+    int spatial = 0;
+    for (size_t l = 0; l < m->nlayers; l++) spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels;
+    if (spatial) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_spatial, "", &r->spatial));
+    /* one work-group size for every kernel: 64, or less where the device allows less (a kernel
+     * that allows less still is refused by name when it is made) */
     size_t local = 64, dev_max = 0;
     clGetDeviceInfo(r->dev->id, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof dev_max, &dev_max, NULL);
     if (dev_max && dev_max < local) local = dev_max;
-    cl_kernel ks[] = {r->k_bias_act, r->k_act_backward, r->k_softmax_xent, r->k_softmax_rows, r->k_bias_grad};
-    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
-        size_t kmax = 0;
-        if (clGetKernelWorkGroupInfo(ks[i], r->dev->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL) == CL_SUCCESS &&
-            kmax && kmax < local)
-            local = kmax;
-    }
     r->local_size = local;
+    /* the kernels every model uses, made now so a missing one fails creation, not a step */
+    static const char *common[] = {"bias_act", "act_backward", "softmax_xent", "softmax_rows", "bias_grad"};
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++) {
+        cl_kernel k;
+        TRY(cldp_replica_kernel(r, common[i], &k));
+    }
 
     TRY(make_buffer(r, m->nparams, "parameters", &r->params));
     /* zeros until the first write, so the warm-up never computes on uninitialised memory
@@ -207,7 +199,21 @@ static cldp_status make_row_buffers(cldp_replica *r)
     const cldp_model *m = r->model;
     size_t rows = r->max_rows, width = cldp_model_max_width(m);
     TRY(make_buffer(r, rows * m->inputs, "input batch", &r->x));
-    for (size_t l = 0; l < m->nlayers; l++) TRY(make_buffer(r, rows * m->layers[l].out, "activations", &r->act[l]));
+    for (size_t l = 0; l < m->nlayers; l++) {
+        cldp_layer_size ls;
+        cldp_layer_size_of(m, l, rows, &ls);
+        if (ls.own_output) {
+            TRY(make_buffer(r, rows * ls.out_per_row, "activations", &r->act[l]));
+        } else {
+            r->act[l] = l ? r->act[l - 1] : r->x;
+            clRetainMemObject(r->act[l]);
+        }
+        if (ls.aux_per_row) TRY(make_buffer(r, rows * ls.aux_per_row, "arg-max indices", &r->aux[l]));
+    }
+    for (int i = 0; i < 2; i++) {
+        size_t f = cldp_model_scratch_floats(m, rows, i);
+        if (f) TRY(make_buffer(r, f, "layer scratch", &r->scratch[i]));
+    }
     /* an inference replica keeps only its probabilities there, and nothing of a backward pass */
     TRY(make_buffer(r, rows * (r->forward_only ? cldp_model_outputs(m) : width), "layer gradients", &r->delta[0]));
     if (!r->forward_only) {
@@ -225,6 +231,9 @@ static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size
 {
     REQUIRE(dev && m && out && max_rows > 0, "cldp_replica_create: bad arguments");
     REQUIRE(m->nlayers > 0, "the model has no layers: add at least one with cldp_model_add_dense");
+    REQUIRE(m->layers[m->nlayers - 1].out_h == 1 && m->layers[m->nlayers - 1].out_w == 1,
+            "the model's output is %zux%zux%zu, not flat: end it with flatten and dense", m->layers[m->nlayers - 1].out_c,
+            m->layers[m->nlayers - 1].out_h, m->layers[m->nlayers - 1].out_w);
     *out = NULL;
     cldp_replica *r = cldp_calloc(1, sizeof *r, "replica");
     if (!r) return CLDP_ERR_HOST_MEMORY;
@@ -269,46 +278,7 @@ cldp_status cldp_replica_create_forward(const cldp_dev *dev, const cldp_model *m
     return replica_create(dev, m, max_rows, 1, out);
 }
 
-/* ---- passes ---------------------------------------------------------------------------- */
-
-/* Launches a 1-D kernel over n items with the replica's fixed work-group size (the global size
- * padded up to it; the kernels check bounds). A fixed size means each kernel is specialised
- * once by drivers that compile per work-group size (PoCL), not once per batch shape. */
-static cldp_status launch(cldp_replica *r, cl_kernel k, const char *name, size_t n)
-{
-    if (n == 0) return CLDP_OK;
-    size_t local = r->local_size, global = (n + local - 1) / local * local;
-    int inj = fault_fires(r, CLDP_FAULT_KERNEL);
-    cl_int err = inj ? CL_OUT_OF_RESOURCES : clEnqueueNDRangeKernel(r->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s%s", r->name, name, n,
-                         cldp_cl_error_name(err), injected(inj));
-    return CLDP_OK;
-}
-
-#define ARG(k, i, v) CL_CHECK(r->name, clSetKernelArg((k), (i), sizeof(v), &(v)))
-
-/* C = op(A)·op(B) (+ beta·C) in the shape the size table gives, through CLBlast with the
- * replica's scratch (sized for the same shapes). */
-static cldp_status gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c)
-{
-    if (fault_fires(r, CLDP_FAULT_STALL)) stall(r);
-    CLBlastStatusCode st;
-    int inj = fault_fires(r, CLDP_FAULT_GEMM);
-    if (inj)
-        st = CLBlastOpenCLOutOfResources;
-    else if (r->gemm_temp)
-        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
-                                        1.0f, a, G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc,
-                                        &r->queue, NULL, r->gemm_temp);
-    else
-        st = CLBlastSgemm(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k, 1.0f, a,
-                          G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc, &r->queue, NULL);
-    if (st != CLBlastSuccess)
-        return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s, %zux%zux%zu) failed with %s (%d)%s", r->name, G->what,
-                         G->m, G->n, G->k, cldp_clblast_error_name(st), (int)st, injected(inj));
-    return CLDP_OK;
-}
+/* ---- transfers ---------------------------------------------------------------------- */
 
 cldp_status cldp_replica_write_params(cldp_replica *r, const float *p, size_t begin, size_t end)
 {
@@ -324,14 +294,14 @@ cldp_status cldp_replica_finish(cldp_replica *r)
 cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *p, size_t begin, size_t end, int blocking)
 {
     if (end <= begin) return CLDP_OK;
-    if (fault_fires(r, CLDP_FAULT_STALL_WRITE)) stall(r);
-    int inj = fault_fires(r, CLDP_FAULT_WRITE);
+    if (cldp_replica_fault_fires(r, CLDP_FAULT_STALL_WRITE)) cldp_replica_stall(r);
+    int inj = cldp_replica_fault_fires(r, CLDP_FAULT_WRITE);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
                      : clEnqueueWriteBuffer(r->queue, r->params, blocking ? CL_TRUE : CL_FALSE, begin * sizeof(float),
                                             (end - begin) * sizeof(float), p + begin, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueWriteBuffer(parameters) failed with %s%s", r->name,
-                         cldp_cl_error_name(err), injected(inj));
+                         cldp_cl_error_name(err), cldp_replica_injected(inj));
     return CLDP_OK;
 }
 
@@ -345,184 +315,6 @@ cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *la
     if (labels) {
         memcpy(r->labels_host, labels, rows * sizeof(int32_t));
         CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), r->labels_host, 0, NULL, NULL));
-    }
-    return CLDP_OK;
-}
-
-cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
-{
-    const cldp_model *m = r->model;
-    if (rows == 0) return CLDP_OK;
-    cl_uint urows = (cl_uint)rows;
-    for (size_t l = 0; l < m->nlayers; l++) {
-        const cldp_layer_desc *L = &m->layers[l];
-        cl_mem in = l == 0 ? r->x : r->act[l - 1];
-        cldp_layer_size ls;
-        cldp_layer_size_of(m, l, rows, &ls);
-        TRY(gemm(r, &ls.gemm[CLDP_GEMM_FORWARD], in, r->params, 0.0f, r->act[l]));
-        cl_uint cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
-        cl_int act = (cl_int)L->act;
-        ARG(r->k_bias_act, 0, r->act[l]);
-        ARG(r->k_bias_act, 1, urows);
-        ARG(r->k_bias_act, 2, cols);
-        ARG(r->k_bias_act, 3, r->params);
-        ARG(r->k_bias_act, 4, boff);
-        ARG(r->k_bias_act, 5, act);
-        TRY(launch(r, r->k_bias_act, "bias_act", rows * L->out));
-    }
-    return CLDP_OK;
-}
-
-/* Runs softmax_xent on the logits: losses and flags, and dlogits*scale into delta[0]. */
-static cldp_status loss_kernel(cldp_replica *r, size_t rows, float scale)
-{
-    const cldp_layer_desc *last = &r->model->layers[r->model->nlayers - 1];
-    cl_uint urows = (cl_uint)rows, classes = (cl_uint)last->out;
-    ARG(r->k_softmax_xent, 0, r->act[r->model->nlayers - 1]);
-    ARG(r->k_softmax_xent, 1, r->labels);
-    ARG(r->k_softmax_xent, 2, urows);
-    ARG(r->k_softmax_xent, 3, classes);
-    ARG(r->k_softmax_xent, 4, scale);
-    ARG(r->k_softmax_xent, 5, r->delta[0]);
-    ARG(r->k_softmax_xent, 6, r->loss);
-    ARG(r->k_softmax_xent, 7, r->correct);
-    return launch(r, r->k_softmax_xent, "softmax_xent", rows);
-}
-
-cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
-{
-    return rows ? loss_kernel(r, rows, 1.0f) : CLDP_OK;
-}
-
-/* Starts copying layer l's finished gradient (W then b, contiguous) to the staging on the
- * transfer queue, after a marker on the compute queue: the copy overlaps the backward of the
- * layers below it wherever the device can copy and compute at once. */
-static cldp_status stream_layer(cldp_replica *r, size_t l)
-{
-    const cldp_layer_desc *L = &r->model->layers[l];
-    if (!r->xfer) {
-        cl_int err;
-        r->xfer = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
-        if (err != CL_SUCCESS)
-            return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateCommandQueue (transfers) failed with %s", r->name, cldp_cl_error_name(err));
-    }
-    cl_event done;
-    CL_CHECK(r->name, clEnqueueMarkerWithWaitList(r->queue, 0, NULL, &done));
-    clFlush(r->queue);
-    size_t first = L->w_off, count = L->in * L->out + L->out;
-    int inj = fault_fires(r, CLDP_FAULT_READ);
-    cl_int err = inj ? CL_OUT_OF_RESOURCES
-                     : clEnqueueReadBuffer(r->xfer, r->grads, CL_FALSE, first * sizeof(float), count * sizeof(float),
-                                           r->stage + first, 1, &done, &r->layer_ev[l]);
-    clReleaseEvent(done);
-    if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients of a layer) failed with %s%s", r->name,
-                         cldp_cl_error_name(err), injected(inj));
-    clFlush(r->xfer);
-    return CLDP_OK;
-}
-
-static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accumulate, int stream);
-
-cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate)
-{
-    return backward(r, rows, scale, accumulate, 0);
-}
-
-cldp_status cldp_replica_backward_deliver(cldp_replica *r, size_t rows, float scale, int accumulate)
-{
-    TRY(cldp_replica_release_grads(r));
-    r->streamed = !r->zero_copy && r->overlap && rows > 0;
-    return backward(r, rows, scale, accumulate, r->streamed);
-}
-
-cldp_status cldp_replica_deliver_zero(cldp_replica *r)
-{
-    TRY(cldp_replica_release_grads(r));
-    const float zero = 0.0f;
-    CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->grads, &zero, sizeof zero, 0, r->model->nparams * sizeof(float), 0, NULL, NULL));
-    return CLDP_OK;
-}
-
-cldp_status cldp_replica_layer_grads(cldp_replica *r, size_t l, const float **grads)
-{
-    const cldp_layer_desc *L = &r->model->layers[l];
-    if (r->streamed) {
-        if (r->layer_ev[l]) {
-            cl_int err = clWaitForEvents(1, &r->layer_ev[l]);
-            clReleaseEvent(r->layer_ev[l]);
-            r->layer_ev[l] = NULL;
-            if (err != CL_SUCCESS)
-                return cldp_fail(CLDP_ERR_OPENCL, "%s: copying the gradients of layer %zu failed with %s", r->name, l + 1,
-                                 cldp_cl_error_name(err));
-        }
-        *grads = r->stage + L->w_off;
-        return CLDP_OK;
-    }
-    /* not streamed: the whole vector arrives at once, on the first request */
-    if (!r->ready) {
-        float *mapped;
-        if (r->zero_copy) TRY(cldp_replica_map_grads(r, &mapped));
-        else TRY(cldp_replica_read_grads(r, r->stage));
-        r->ready = 1;
-    }
-    *grads = (r->zero_copy ? r->grads_map : r->stage) + L->w_off;
-    return CLDP_OK;
-}
-
-cldp_status cldp_replica_release_grads(cldp_replica *r)
-{
-    cl_int err = CL_SUCCESS;
-    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
-        if (r->layer_ev[l]) { /* a pass that failed half-way: let its copies land first */
-            cl_int e = clWaitForEvents(1, &r->layer_ev[l]);
-            if (err == CL_SUCCESS) err = e;
-            clReleaseEvent(r->layer_ev[l]);
-            r->layer_ev[l] = NULL;
-        }
-    r->streamed = r->ready = 0;
-    TRY(cldp_replica_unmap_grads(r));
-    if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: an earlier gradient copy failed with %s", r->name, cldp_cl_error_name(err));
-    return CLDP_OK;
-}
-
-static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accumulate, int stream)
-{
-    const cldp_model *m = r->model;
-    if (rows == 0) return CLDP_OK;
-    TRY(loss_kernel(r, rows, scale));
-    cl_uint urows = (cl_uint)rows;
-    cl_int acc = accumulate ? 1 : 0;
-    float beta = accumulate ? 1.0f : 0.0f;
-    int cur = 0; /* delta[cur] holds dL/d(output of layer l), (rows, out_l) */
-    for (size_t l = m->nlayers; l-- > 0;) {
-        const cldp_layer_desc *L = &m->layers[l];
-        cl_mem in = l == 0 ? r->x : r->act[l - 1];
-        cldp_layer_size ls;
-        cldp_layer_size_of(m, l, rows, &ls);
-        TRY(gemm(r, &ls.gemm[CLDP_GEMM_DW], r->delta[cur], in, beta, r->grads));
-        cl_uint cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
-        ARG(r->k_bias_grad, 0, r->delta[cur]);
-        ARG(r->k_bias_grad, 1, urows);
-        ARG(r->k_bias_grad, 2, cols);
-        ARG(r->k_bias_grad, 3, r->grads);
-        ARG(r->k_bias_grad, 4, boff);
-        ARG(r->k_bias_grad, 5, acc);
-        TRY(launch(r, r->k_bias_grad, "bias_grad", L->out));
-        if (stream) TRY(stream_layer(r, l));
-        if (l == 0) break;
-        TRY(gemm(r, &ls.gemm[CLDP_GEMM_DX], r->delta[cur], r->params, 0.0f, r->delta[1 - cur]));
-        cl_uint n = (cl_uint)(rows * L->in);
-        cl_int act = (cl_int)m->layers[l - 1].act;
-        if (act != CLDP_ACT_NONE) {
-            ARG(r->k_act_backward, 0, r->delta[1 - cur]);
-            ARG(r->k_act_backward, 1, r->act[l - 1]);
-            ARG(r->k_act_backward, 2, n);
-            ARG(r->k_act_backward, 3, act);
-            TRY(launch(r, r->k_act_backward, "act_backward", n));
-        }
-        cur = 1 - cur;
     }
     return CLDP_OK;
 }
@@ -550,26 +342,26 @@ cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_su
 
 cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst)
 {
-    int inj = fault_fires(r, CLDP_FAULT_READ);
+    int inj = cldp_replica_fault_fires(r, CLDP_FAULT_READ);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
                      : clEnqueueReadBuffer(r->queue, r->grads, CL_TRUE, 0, r->model->nparams * sizeof(float), dst, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients) failed with %s%s", r->name,
-                         cldp_cl_error_name(err), injected(inj));
+                         cldp_cl_error_name(err), cldp_replica_injected(inj));
     return CLDP_OK;
 }
 
 cldp_status cldp_replica_map_grads(cldp_replica *r, float **grads)
 {
     TRY(cldp_replica_unmap_grads(r));
-    int inj = fault_fires(r, CLDP_FAULT_READ);
+    int inj = cldp_replica_fault_fires(r, CLDP_FAULT_READ);
     cl_int err = CL_OUT_OF_RESOURCES;
     void *p = inj ? NULL
                   : clEnqueueMapBuffer(r->queue, r->grads, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
                                        r->model->nparams * sizeof(float), 0, NULL, NULL, &err);
     if (!p || err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueMapBuffer(gradients) failed with %s%s", r->name,
-                         cldp_cl_error_name(err), injected(inj));
+                         cldp_cl_error_name(err), cldp_replica_injected(inj));
     r->grads_map = p;
     *grads = p;
     return CLDP_OK;
@@ -584,42 +376,3 @@ cldp_status cldp_replica_unmap_grads(cldp_replica *r)
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs)
-{
-    *probs = r->out_host;
-    if (rows == 0) return CLDP_OK;
-    const cldp_model *m = r->model;
-    cl_uint urows = (cl_uint)rows, classes = (cl_uint)m->layers[m->nlayers - 1].out;
-    ARG(r->k_softmax_rows, 0, r->act[m->nlayers - 1]);
-    ARG(r->k_softmax_rows, 1, urows);
-    ARG(r->k_softmax_rows, 2, classes);
-    ARG(r->k_softmax_rows, 3, r->delta[0]);
-    TRY(launch(r, r->k_softmax_rows, "softmax_rows", rows));
-    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), r->out_host, 0, NULL, NULL));
-    return CLDP_OK;
-}
-
-cldp_status cldp_replica_warm_up(cldp_replica *r)
-{
-    /* Zero inputs and label 0 are valid data; the parameters are whatever the device holds. */
-    size_t rows = r->max_rows, n = rows * r->model->inputs;
-    float *x = cldp_calloc(n, sizeof(float), "warm-up batch");
-    int32_t *y = x ? cldp_calloc(rows, sizeof(int32_t), "warm-up labels") : NULL;
-    cldp_status st = CLDP_ERR_HOST_MEMORY;
-    if (!y) goto out;
-    /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
-    size_t sizes[2] = {rows, 1};
-    for (int i = 0; i < 2; i++) {
-        if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
-        if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
-        if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
-    }
-    const float *probs;
-    if ((st = cldp_replica_probs(r, 1, &probs)) != CLDP_OK) goto out;
-    cl_int err = clFinish(r->queue);
-    if (err != CL_SUCCESS) st = cldp_fail(CLDP_ERR_OPENCL, "%s: clFinish (warm-up) failed with %s", r->name, cldp_cl_error_name(err));
-out:
-    free(x);
-    free(y);
-    return st;
-}

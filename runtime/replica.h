@@ -1,5 +1,7 @@
 /* replica.h — one device's copy of the model: its context, queue, kernels and buffers, and the
- * layers' forward and backward passes through CLBlast GEMMs and the kernels of cl/layers.cl. */
+ * model's forward and backward passes, layer by layer through the layer table (layers.h), on
+ * CLBlast GEMMs and the kernels of cl/. Creation and transfers: replica.c; passes:
+ * replica_pass.c. */
 #ifndef CLDP_REPLICA_H
 #define CLDP_REPLICA_H
 
@@ -38,14 +40,19 @@ typedef struct cldp_replica {
     cl_context ctx;
     cl_command_queue queue;
     cl_command_queue xfer;   /* a second queue for gradient transfers (made on first use) */
-    cl_program program;
-    cl_kernel k_bias_act, k_act_backward, k_softmax_xent, k_softmax_rows, k_bias_grad;
+    cl_program program;      /* cl/layers.cl */
+    cl_program spatial;      /* cl/spatial.cl, for models with a layer whose kernels are there; or NULL */
+    struct { const char *name; cl_kernel k; } kernels[32]; /* made on first use (cldp_replica_kernel) */
+    size_t nkernels;
     size_t local_size;       /* work-group size of every kernel launch */
     size_t max_rows;         /* largest shard (or micro-batch) the buffers hold */
     cl_mem params;           /* (nparams) flat layout of model.h */
     cl_mem grads;            /* (nparams) */
     cl_mem x;                /* (max_rows, inputs) */
-    cl_mem act[CLDP_MAX_LAYERS]; /* (max_rows, out_l) post-activation; the last holds logits */
+    cl_mem act[CLDP_MAX_LAYERS]; /* (max_rows, out_l) layer outputs; the last holds logits; a layer
+                                    without its own output (flatten) holds its input's buffer */
+    cl_mem aux[CLDP_MAX_LAYERS]; /* (max_rows, aux_per_row_l) int32 a layer keeps (arg-max), or NULL */
+    cl_mem scratch[2];       /* the layers' shared scratch (conv: columns, GEMM output), or NULL */
     cl_mem delta[2];         /* (max_rows, max width) ping-pong gradients w.r.t. layer outputs */
     cl_mem labels;           /* (max_rows) int32 */
     cl_mem loss;             /* (max_rows) per-sample cross-entropy */
@@ -72,6 +79,11 @@ typedef struct cldp_replica {
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
+
+/* Test-only faults and their messages, shared by replica.c and replica_pass.c. */
+int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind);
+const char *cldp_replica_injected(int yes);
+void cldp_replica_stall(const cldp_replica *r);
 
 /* Device bytes a replica of `m` holding `max_rows` rows needs (buffers above, CLBlast scratch
  * excluded). */

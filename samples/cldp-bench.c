@@ -840,10 +840,11 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 #include "cldp-bench-mixed.h" /* the section "mixed", for two devices that differ */
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
 #include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
+#include "cldp-bench-cnn.h" /* the section "cnn": the CNN preset, conv rates, the MLP step */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "mixed", "serve", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, mixed, serve, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, mpi"
 
 static int is_section(const char *s)
 {
@@ -860,6 +861,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--probe-gemm") && i + 3 < argc) {
             probe_gemm(strtoul(argv[i + 1], NULL, 10), strtoul(argv[i + 2], NULL, 10), strtod(argv[i + 3], NULL));
             return 0;
+        } else if (!strcmp(argv[i], "--probe-convgemm") && i + 1 < argc) {
+            probe_convgemm(strtoul(argv[i + 1], NULL, 10));
         } else if (!strcmp(argv[i], "--probe-start") && i + 2 < argc) {
             probe_start(strtoul(argv[i + 1], NULL, 10), strtoul(argv[i + 2], NULL, 10));
             return 0;
@@ -879,7 +882,7 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|mixed|serve|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -918,6 +921,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "gemm")) bench_gemm(&o, js);
     if (!only || !strcmp(only, "start")) bench_start(&o, js);
     if (!only || !strcmp(only, "balance")) bench_balance(&o, js, &d);
+    if ((!only || !strcmp(only, "cnn")) && ndev >= 2) bench_cnn(&o, js, m, &d);
     if (only && !strcmp(only, "mixed")) bench_mixed(&o, js, &d);
     if (!only || !strcmp(only, "serve")) bench_serve(&o, js);
     if (mpi) bench_mpi(&o, js, m, &d);

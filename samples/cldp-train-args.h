@@ -52,7 +52,16 @@ typedef struct args {
     float timeout_s;           /* --timeout: the watchdog */
     int mpi;                   /* --mpi: one rank of a run under mpirun (cldp-train-mpi.h) */
     int mpi_allreduce;         /* --mpi-combine allreduce: MPI_Allreduce's order, not reproducible */
+    const char *model;         /* --model: a spec, or the preset mlp or cnn; NULL: --hidden's MLP */
+    size_t input[3];           /* --input CxHxW (0: the data's features as N x 1 x 1, or 1x28x28) */
+    const char *export_path;   /* --export: the trained weights as safetensors */
+    const char *init_from;     /* --init-from: start from these safetensors weights */
 } args;
+
+/* --model cnn: two 3x3 convolutions with pooling and a hidden dense layer (the CNN of the
+ * README's Fashion-MNIST figure) */
+#define CNN_PRESET "conv:32:3:p1,relu,maxpool:2,conv:64:3:p1,relu,maxpool:2,flatten,dense:128,relu,dense:10"
+
 
 static void usage(FILE *f)
 {
@@ -74,6 +83,17 @@ static void usage(FILE *f)
             "  --hidden LIST       hidden layer sizes, e.g. 256,128 (default): up to %d layers of 1 to %d\n"
             "                      units; 'none' for a linear model\n"
             "  --activation NAME   relu or tanh (default relu)\n"
+            "  --model SPEC        the model as comma-separated layers instead of --hidden:\n"
+            "                      conv:OUT:K[:sS][:pP], maxpool:K[:sS], relu, tanh, sigmoid, flatten,\n"
+            "                      dense:OUT; the last layer must be dense:CLASSES. Presets: mlp (the\n"
+            "                      --hidden model) and cnn, two 3x3 convolutions with pooling:\n"
+            "                      conv:32:3:p1,relu,maxpool:2,conv:64:3:p1,relu,maxpool:2,flatten,\n"
+            "                      dense:128,relu,dense:10\n"
+            "  --input CxHxW       the shape of a sample, e.g. 1x28x28 (default for Fashion-MNIST); its\n"
+            "                      product must be the data's feature count\n"
+            "  --export FILE       after training, write the weights to FILE as safetensors, named and\n"
+            "                      shaped as PyTorch's nn.Sequential of the same layers (0.weight, ...)\n"
+            "  --init-from FILE    start from the weights of a safetensors FILE (e.g. from PyTorch)\n"
             "  --classes N         outputs of the model, 2 to %d (default %d, Fashion-MNIST's); a label\n"
             "                      of N or more is refused, naming its file and index\n"
             "  --seed S            parameter initialisation and shuffling seed (default 1)\n"
@@ -158,6 +178,18 @@ static int parse_hidden(const char *s, args *a)
     return a->nhidden ? 0 : -1;
 }
 
+/* "CxHxW" into shape[3]. */
+static int parse_shape(const char *s, size_t shape[3])
+{
+    char tmp[64];
+    if (strlen(s) >= sizeof tmp) return -1;
+    strcpy(tmp, s);
+    char *save = NULL, *tok = strtok_r(tmp, "x", &save);
+    for (int i = 0; i < 3; i++, tok = strtok_r(NULL, "x", &save))
+        if (!tok || parse_size(tok, 1, MAX_UNITS, &shape[i])) return -1;
+    return tok || s[strlen(s) - 1] == 'x' || strstr(s, "xx") ? -1 : 0;
+}
+
 /* The options that take a value, each with what it accepts (said when a value is refused). */
 static const struct value_option {
     const char *name, *accepts;
@@ -181,6 +213,10 @@ static const struct value_option {
     {"--resume", "a checkpoint file"},
     {"--seed", "a whole number, 0 or more"},
     {"--mpi-combine", "fixed or allreduce"},
+    {"--model", "a layer spec such as conv:16:5:p2,relu,maxpool:2,flatten,dense:10, or mlp, or cnn"},
+    {"--input", "a sample shape CxHxW such as 1x28x28, each a whole number from 1 to 65536"},
+    {"--export", "a file name"},
+    {"--init-from", "a safetensors file"},
 };
 
 static const char *accepts_of(const char *o)
@@ -279,6 +315,17 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (!strcmp(o, "--mpi-combine")) {
             a->mpi_allreduce = !strcmp(v, "allreduce");
             bad = !a->mpi_allreduce && strcmp(v, "fixed");
+        } else if (!strcmp(o, "--model")) {
+            a->model = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--export")) {
+            a->export_path = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--init-from")) {
+            a->init_from = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--input")) {
+            bad = parse_shape(v, a->input);
         } else if (!strcmp(o, "--seed")) {
             bad = parse_size(v, 0, SIZE_MAX, &tmp);
             a->seed = tmp;

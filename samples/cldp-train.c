@@ -155,10 +155,36 @@ static int train(int argc, char **argv)
 
     /* ---- model and trainer */
     cldp_model *model = NULL;
-    if (cldp_model_create(nf, &model) != CLDP_OK) return fail("creating the model");
-    for (size_t l = 0; l < a.nhidden; l++)
-        if (cldp_model_add_dense(model, a.hidden[l], a.act) != CLDP_OK) return fail("adding a layer");
-    if (cldp_model_add_dense(model, classes, CLDP_ACT_NONE) != CLDP_OK) return fail("adding the output layer");
+    size_t shape[3] = {a.input[0], a.input[1], a.input[2]};
+    if (!shape[0]) { /* Fashion-MNIST's images are 1x28x28; other data is a flat vector */
+        shape[0] = nf == 784 ? 1 : nf, shape[1] = nf == 784 ? 28 : 1, shape[2] = nf == 784 ? 28 : 1;
+    }
+    if (shape[0] * shape[1] * shape[2] != nf) {
+        fprintf(stderr, "cldp-train: --input %zux%zux%zu has %zu values per sample but the data has %zu features; give a shape "
+                        "whose product is %zu\n", shape[0], shape[1], shape[2], shape[0] * shape[1] * shape[2], nf, nf);
+        return 2;
+    }
+    if (cldp_model_create_shaped(shape[0], shape[1], shape[2], &model) != CLDP_OK) return fail("creating the model");
+    const char *spec = a.model && !strcmp(a.model, "cnn") ? CNN_PRESET : a.model && strcmp(a.model, "mlp") ? a.model : NULL;
+    if (spec) {
+        if (cldp_model_add_spec(model, spec) != CLDP_OK) {
+            fprintf(stderr, "cldp-train: bad --model: %s (input %zux%zux%zu; try --help)\n", cldp_last_error(), shape[0], shape[1],
+                    shape[2]);
+            return 2;
+        }
+        if (cldp_model_outputs(model) != classes) {
+            fprintf(stderr, "cldp-train: --model ends with %zu outputs but there are %zu classes: end it with dense:%zu\n",
+                    cldp_model_outputs(model), classes, classes);
+            return 2;
+        }
+    } else {
+        if ((shape[1] > 1 || shape[2] > 1) && cldp_model_add_flatten(model) != CLDP_OK) return fail("adding flatten");
+        for (size_t l = 0; l < a.nhidden; l++)
+            if (cldp_model_add_dense(model, a.hidden[l], a.act) != CLDP_OK) return fail("adding a layer");
+        if (cldp_model_add_dense(model, classes, CLDP_ACT_NONE) != CLDP_OK) return fail("adding the output layer");
+    }
+    char model_spec[2048];
+    if (cldp_model_describe(model, model_spec, sizeof model_spec) != CLDP_OK) return fail("describing the model");
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
     o.devices = a.devices;
@@ -188,11 +214,9 @@ static int train(int argc, char **argv)
     size_t ndev = cldp_trainer_device_count(tr);
     if (!a.quiet) { /* --quiet: only the summary */
         printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
-        printf("cldp-train: model %zu", nf);
-        for (size_t l = 0; l < a.nhidden; l++) printf("-%zu", a.hidden[l]);
-        printf("-%zu (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", classes, cldp_model_param_count(model),
-               a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd", (double)a.lr, a.batch, a.epochs, a.epochs == 1 ? "" : "s",
-               (unsigned long long)a.seed);
+        printf("cldp-train: model %zux%zux%zu -> %s (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", shape[0],
+               shape[1], shape[2], model_spec, cldp_model_param_count(model), a.optimizer == CLDP_OPT_ADAM ? "adam" : "sgd",
+               (double)a.lr, a.batch, a.epochs, a.epochs == 1 ? "" : "s", (unsigned long long)a.seed);
         printf("cldp-train: %zu device(s), ready in %.2f s:\n", ndev, now_s() - t_create);
         for (size_t r = 0; r < ndev; r++) {
             cldp_device_info d;
@@ -230,6 +254,17 @@ static int train(int argc, char **argv)
     if ((a.checkpoint || a.resume) && (ntr > UINT32_MAX || !(blob = malloc(sizeof rs + 4 * ntr)))) {
         fprintf(stderr, "cldp-train: cannot hold the run state of %zu samples for a checkpoint\n", ntr);
         return 1;
+    }
+    if (a.init_from && !a.resume) {
+        size_t n0 = cldp_model_param_count(model);
+        float *w0 = malloc(n0 * sizeof(float));
+        if (!w0 || cldp_model_load_safetensors(model, a.init_from, w0, n0) != CLDP_OK || cldp_trainer_set_params(tr, w0, n0) != CLDP_OK) {
+            fprintf(stderr, "cldp-train: --init-from %s: %s\n", a.init_from, w0 ? cldp_last_error() : "out of host memory");
+            free(w0);
+            return 2;
+        }
+        free(w0);
+        printf("cldp-train: starting from the weights in %s\n", a.init_from);
     }
     if (a.resume) {
         if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) {
@@ -383,6 +418,14 @@ static int train(int argc, char **argv)
     float *params = malloc(np * sizeof(float));
     if (!params || cldp_trainer_get_params(tr, params, np) != CLDP_OK) return fail("reading the parameters");
     uint32_t crc = cldp_crc32(params, np * sizeof(float));
+    if (a.export_path && (!a.mpi || mpi_rank == 0)) {
+        if (cldp_model_save_safetensors(model, params, np, a.export_path) != CLDP_OK) {
+            fprintf(stderr, "cldp-train: --export: %s\n", cldp_last_error());
+            exit_code = 1;
+        } else {
+            printf("cldp-train: weights written to %s (safetensors)\n", a.export_path);
+        }
+    }
     double total = now_s() - t_start;
     double throughput = train_time > 0 ? samples_done / train_time : 0; /* 0 when resumed from a finished run */
     char speed[64] = "nothing trained in this process (the run was already complete)";
@@ -401,7 +444,10 @@ static int train(int argc, char **argv)
             if (r) putchar(',');
             json_string(d.name);
         }
-        printf("],\"param_checksum\":\"0x%08x\"}\n", (unsigned)crc); /* hex, as the line above writes it */
+        printf("],\"model\":");
+        json_string(model_spec);
+        printf(",\"input\":[%zu,%zu,%zu]", shape[0], shape[1], shape[2]);
+        printf(",\"param_checksum\":\"0x%08x\"}\n", (unsigned)crc); /* hex, as the line above writes it */
     }
     free(params);
 release: /* also after a signal (its checkpoint written) or a checkpoint that failed */

@@ -1,35 +1,29 @@
 /* reference.h — a plain-C, double-precision reference of every layer and kernel of a replica:
- * dense forward with bias and activation, softmax cross-entropy with its gradient and correct
- * count, and the backward pass. The tests compare the devices against it. */
+ * every layer's forward and backward through the layer table's double-precision reference,
+ * softmax cross-entropy with its gradient and correct count. The tests compare the devices
+ * against it. */
 #ifndef CLDP_REFERENCE_H
 #define CLDP_REFERENCE_H
 
-#include "model.h"
+#include "layers.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static inline double ref_act(int act, double v)
-{
-    return act == CLDP_ACT_RELU ? (v > 0 ? v : 0) : act == CLDP_ACT_TANH ? tanh(v) : v;
-}
+static inline double ref_act(int act, double v) { return cldp_ref_act(act, v); }
 
-/* acts[l] (rows x out_l) receives each layer's output; the last layer's are the logits. */
+/* acts[l] (rows x out_l) receives each layer's output, through the layer table's reference; the
+ * last layer's are the logits. */
 static inline void ref_forward(const cldp_model *m, const float *p, const float *x, size_t rows, double **acts)
 {
+    double *x64 = malloc(rows * m->inputs * sizeof(double));
+    for (size_t i = 0; i < rows * m->inputs; i++) x64[i] = x[i];
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
-        for (size_t r = 0; r < rows; r++)
-            for (size_t o = 0; o < L->out; o++) {
-                double s = p[L->b_off + o];
-                for (size_t i = 0; i < L->in; i++) {
-                    double xi = l == 0 ? (double)x[r * L->in + i] : acts[l - 1][r * L->in + i];
-                    s += xi * (double)p[L->w_off + o * L->in + i];
-                }
-                acts[l][r * L->out + o] = ref_act(L->act, s);
-            }
+        cldp_layer_ops_of(L->kind)->ref_forward(L, p + L->w_off, l == 0 ? x64 : acts[l - 1], rows, acts[l]);
     }
+    free(x64);
 }
 
 /* Softmax cross-entropy of logits z (rows x classes): per-row loss and correct flag, and
@@ -65,36 +59,21 @@ static inline double ref_loss_grad(const cldp_model *m, const float *p, const fl
     double *acts[CLDP_MAX_LAYERS];
     for (size_t l = 0; l < m->nlayers; l++) acts[l] = malloc(rows * m->layers[l].out * sizeof(double));
     double *d = malloc(rows * w * sizeof(double)), *dn = malloc(rows * w * sizeof(double));
+    double *x64 = malloc(rows * m->inputs * sizeof(double));
+    for (size_t i = 0; i < rows * m->inputs; i++) x64[i] = x[i];
     ref_forward(m, p, x, rows, acts);
     const cldp_layer_desc *last = &m->layers[m->nlayers - 1];
     double total = ref_softmax_xent(acts[m->nlayers - 1], y, rows, last->out, scale, d, loss, correct);
     for (size_t l = m->nlayers; l-- > 0;) {
         const cldp_layer_desc *L = &m->layers[l];
-        for (size_t o = 0; o < L->out; o++) {
-            double sb = 0;
-            for (size_t r = 0; r < rows; r++) sb += d[r * L->out + o];
-            grad[L->b_off + o] = sb;
-            for (size_t i = 0; i < L->in; i++) {
-                double s = 0;
-                for (size_t r = 0; r < rows; r++)
-                    s += d[r * L->out + o] * (l == 0 ? (double)x[r * L->in + i] : acts[l - 1][r * L->in + i]);
-                grad[L->w_off + o * L->in + i] = s;
-            }
-        }
-        if (l == 0) break;
-        int act = m->layers[l - 1].act;
-        for (size_t r = 0; r < rows; r++)
-            for (size_t i = 0; i < L->in; i++) {
-                double s = 0;
-                for (size_t o = 0; o < L->out; o++) s += d[r * L->out + o] * (double)p[L->w_off + o * L->in + i];
-                double a = acts[l - 1][r * L->in + i];
-                dn[r * L->in + i] = act == CLDP_ACT_RELU ? (a > 0 ? s : 0) : act == CLDP_ACT_TANH ? s * (1 - a * a) : s;
-            }
+        cldp_layer_ops_of(L->kind)->ref_backward(L, p + L->w_off, l == 0 ? x64 : acts[l - 1], acts[l], d, rows,
+                                                 grad + L->w_off, l == 0 ? NULL : dn);
         double *t = d; d = dn; dn = t;
     }
     for (size_t l = 0; l < m->nlayers; l++) free(acts[l]);
     free(d);
     free(dn);
+    free(x64);
     return total;
 }
 

@@ -238,7 +238,7 @@ static void test_refusals(const cldp_model *m, cldp_trainer *t2, const float *x,
     /* another format version, with a valid CRC so that the version check is what refuses it */
     size_t n;
     unsigned char *b = read_all(path, &n);
-    b[8] = 2;
+    b[8] = 9;
     fix_crc(b, n);
     write_all(bad, b, n);
     CHECK_STATUS(cldp_trainer_load_checkpoint(t2, bad, NULL, 0, NULL), CLDP_ERR_FORMAT);

@@ -130,3 +130,40 @@ fi
 
 echo "seeds written under $c:"
 for t in "$c"/*; do echo "  $(basename "$t"): $(ls "$t" | wc -l) files, $(cat "$t"/* | wc -c) bytes"; done
+
+# ---- fuzz_model_spec: <C byte><H byte><W byte><spec>; the shape is 1 + byte mod 16 (7 -> 8)
+d=$c/fuzz_model_spec
+rm -rf "$d" && mkdir -p "$d"
+printf '\000\033\033conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10' >"$d/cnn-12"
+printf '\002\007\007conv:4:3:s2:p1,tanh,maxpool:3:s2,flatten,dense:5,sigmoid,dense:2' >"$d/stride-pad-8"
+printf '\017\000\000dense:64,relu,dense:10' >"$d/mlp-flat"
+printf '\000\017\017conv:8:3,dense:10' >"$d/shape-mismatch"
+printf '\000\017\017conv:8:3,,maxpol:2' >"$d/bad-tokens"
+
+# ---- fuzz_safetensors: whole files for conv:2:3:p1,relu,maxpool:2,flatten,dense:3 on 1x4x4 (the
+# tensors 0.weight (2,1,3,3), 0.bias (2), 4.weight (3,8), 4.bias (3)); needs python3
+d=$c/fuzz_safetensors
+rm -rf "$d" && mkdir -p "$d"
+python3 - "$d" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+tensors = [("0.weight", [2, 1, 3, 3]), ("0.bias", [2]), ("4.weight", [3, 8]), ("4.bias", [3])]
+def write(name, meta=True, dtype="F32", shift=0):
+    header, data, at = {}, b"", 0
+    if meta:
+        header["__metadata__"] = {"cldp_model": "conv:2:3:p1,relu,maxpool:2,flatten,dense:3", "cldp_input": "1x4x4"}
+    for i, (t, shape) in enumerate(tensors):
+        n = 1
+        for s in shape:
+            n *= s
+        header[t] = {"dtype": dtype, "shape": shape, "data_offsets": [at + shift, at + shift + 4 * n]}
+        data += struct.pack("<%df" % n, *[(k % 7 - 3) / 4.0 for k in range(n)])
+        at += 4 * n
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    open("%s/%s" % (d, name), "wb").write(struct.pack("<Q", len(h)) + h + data)
+write("valid")
+write("no-metadata", meta=False)
+write("f16", dtype="F16")
+write("shifted", shift=4)
+PY

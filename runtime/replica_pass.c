@@ -1,0 +1,270 @@
+/* replica_pass.c — a replica's passes: forward and backward layer by layer through the layer
+ * table, the loss, the gradient's delivery to the host layer by layer, the probabilities, and the
+ * kernel launches and CLBlast GEMMs the layers issue. */
+#define _POSIX_C_SOURCE 200809L
+#include "layers.h"
+#include "testhooks.h"
+
+#include <clblast_c.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define fault_fires cldp_replica_fault_fires
+#define injected cldp_replica_injected
+#define stall cldp_replica_stall
+
+static CLBlastTranspose trans(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
+
+cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k)
+{
+    for (size_t i = 0; i < r->nkernels; i++)
+        if (r->kernels[i].name == name || !strcmp(r->kernels[i].name, name)) {
+            *k = r->kernels[i].k;
+            return CLDP_OK;
+        }
+    REQUIRE(r->nkernels < sizeof r->kernels / sizeof *r->kernels, "%s: too many kernels (making %s)", r->name, name);
+    cl_int err;
+    cl_kernel made = clCreateKernel(r->program, name, &err);
+    if (err == CL_INVALID_KERNEL_NAME && r->spatial) made = clCreateKernel(r->spatial, name, &err);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateKernel(%s) failed with %s", r->name, name, cldp_cl_error_name(err));
+    size_t kmax = 0;
+    if (clGetKernelWorkGroupInfo(made, r->dev->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL) == CL_SUCCESS && kmax &&
+        kmax < r->local_size) {
+        clReleaseKernel(made);
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: kernel %s runs at most %zu work-items per group, fewer than the %zu every "
+                         "launch uses; this device cannot run this layer kind", r->name, name, kmax, r->local_size);
+    }
+    r->kernels[r->nkernels].name = name;
+    r->kernels[r->nkernels++].k = made;
+    *k = made;
+    return CLDP_OK;
+}
+
+/* Launches a 1-D kernel over n items with the replica's fixed work-group size (the global size
+ * padded up to it; the kernels check bounds). A fixed size means each kernel is specialised
+ * once by drivers that compile per work-group size (PoCL), not once per batch shape. */
+cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, size_t n)
+{
+    if (n == 0) return CLDP_OK;
+    size_t local = r->local_size, global = (n + local - 1) / local * local;
+    int inj = fault_fires(r, CLDP_FAULT_KERNEL);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES : clEnqueueNDRangeKernel(r->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s%s", r->name, name, n,
+                         cldp_cl_error_name(err), injected(inj));
+    return CLDP_OK;
+}
+
+/* C = op(A)·op(B) (+ beta·C) in the shape the size table gives, through CLBlast with the
+ * replica's scratch (sized for the same shapes). */
+cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c)
+{
+    if (fault_fires(r, CLDP_FAULT_STALL)) stall(r);
+    CLBlastStatusCode st;
+    int inj = fault_fires(r, CLDP_FAULT_GEMM);
+    if (inj)
+        st = CLBlastOpenCLOutOfResources;
+    else if (r->gemm_temp)
+        st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
+                                        1.0f, a, G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc,
+                                        &r->queue, NULL, r->gemm_temp);
+    else
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k, 1.0f, a,
+                          G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc, &r->queue, NULL);
+    if (st != CLBlastSuccess)
+        return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s, %zux%zux%zu) failed with %s (%d)%s", r->name, G->what,
+                         G->m, G->n, G->k, cldp_clblast_error_name(st), (int)st, injected(inj));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
+{
+    const cldp_model *m = r->model;
+    if (rows == 0) return CLDP_OK;
+    for (size_t l = 0; l < m->nlayers; l++) {
+        const cldp_layer_desc *L = &m->layers[l];
+        cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], NULL, NULL, 0};
+        TRY(cldp_layer_ops_of(L->kind)->forward(r, L, &ps));
+    }
+    return CLDP_OK;
+}
+
+/* Runs softmax_xent on the logits: losses and flags, and dlogits*scale into delta[0]. */
+static cldp_status loss_kernel(cldp_replica *r, size_t rows, float scale)
+{
+    const cldp_layer_desc *last = &r->model->layers[r->model->nlayers - 1];
+    cl_uint urows = (cl_uint)rows, classes = (cl_uint)last->out;
+    cl_kernel k;
+    TRY(cldp_replica_kernel(r, "softmax_xent", &k));
+    ARG(k, 0, r->act[r->model->nlayers - 1]);
+    ARG(k, 1, r->labels);
+    ARG(k, 2, urows);
+    ARG(k, 3, classes);
+    ARG(k, 4, scale);
+    ARG(k, 5, r->delta[0]);
+    ARG(k, 6, r->loss);
+    ARG(k, 7, r->correct);
+    return cldp_replica_launch(r, k, "softmax_xent", rows);
+}
+
+cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
+{
+    return rows ? loss_kernel(r, rows, 1.0f) : CLDP_OK;
+}
+
+/* Starts copying layer l's finished gradient (W then b, contiguous) to the staging on the
+ * transfer queue, after a marker on the compute queue: the copy overlaps the backward of the
+ * layers below it wherever the device can copy and compute at once. */
+static cldp_status stream_layer(cldp_replica *r, size_t l)
+{
+    const cldp_layer_desc *L = &r->model->layers[l];
+    if (L->nparams == 0) return CLDP_OK; /* nothing to copy: the reducer's segment is empty */
+    if (!r->xfer) {
+        cl_int err;
+        r->xfer = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
+        if (err != CL_SUCCESS)
+            return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateCommandQueue (transfers) failed with %s", r->name, cldp_cl_error_name(err));
+    }
+    cl_event done;
+    CL_CHECK(r->name, clEnqueueMarkerWithWaitList(r->queue, 0, NULL, &done));
+    clFlush(r->queue);
+    size_t first = L->w_off, count = L->nparams;
+    int inj = fault_fires(r, CLDP_FAULT_READ);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES
+                     : clEnqueueReadBuffer(r->xfer, r->grads, CL_FALSE, first * sizeof(float), count * sizeof(float),
+                                           r->stage + first, 1, &done, &r->layer_ev[l]);
+    clReleaseEvent(done);
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients of a layer) failed with %s%s", r->name,
+                         cldp_cl_error_name(err), injected(inj));
+    clFlush(r->xfer);
+    return CLDP_OK;
+}
+
+static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accumulate, int stream);
+
+cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate)
+{
+    return backward(r, rows, scale, accumulate, 0);
+}
+
+cldp_status cldp_replica_backward_deliver(cldp_replica *r, size_t rows, float scale, int accumulate)
+{
+    TRY(cldp_replica_release_grads(r));
+    r->streamed = !r->zero_copy && r->overlap && rows > 0;
+    return backward(r, rows, scale, accumulate, r->streamed);
+}
+
+cldp_status cldp_replica_deliver_zero(cldp_replica *r)
+{
+    TRY(cldp_replica_release_grads(r));
+    const float zero = 0.0f;
+    CL_CHECK(r->name, clEnqueueFillBuffer(r->queue, r->grads, &zero, sizeof zero, 0, r->model->nparams * sizeof(float), 0, NULL, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_layer_grads(cldp_replica *r, size_t l, const float **grads)
+{
+    const cldp_layer_desc *L = &r->model->layers[l];
+    if (r->streamed) {
+        if (r->layer_ev[l]) {
+            cl_int err = clWaitForEvents(1, &r->layer_ev[l]);
+            clReleaseEvent(r->layer_ev[l]);
+            r->layer_ev[l] = NULL;
+            if (err != CL_SUCCESS)
+                return cldp_fail(CLDP_ERR_OPENCL, "%s: copying the gradients of layer %zu failed with %s", r->name, l + 1,
+                                 cldp_cl_error_name(err));
+        }
+        *grads = r->stage + L->w_off;
+        return CLDP_OK;
+    }
+    /* not streamed: the whole vector arrives at once, on the first request */
+    if (!r->ready) {
+        float *mapped;
+        if (r->zero_copy) TRY(cldp_replica_map_grads(r, &mapped));
+        else TRY(cldp_replica_read_grads(r, r->stage));
+        r->ready = 1;
+    }
+    *grads = (r->zero_copy ? r->grads_map : r->stage) + L->w_off;
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_release_grads(cldp_replica *r)
+{
+    cl_int err = CL_SUCCESS;
+    for (size_t l = 0; l < CLDP_MAX_LAYERS; l++)
+        if (r->layer_ev[l]) { /* a pass that failed half-way: let its copies land first */
+            cl_int e = clWaitForEvents(1, &r->layer_ev[l]);
+            if (err == CL_SUCCESS) err = e;
+            clReleaseEvent(r->layer_ev[l]);
+            r->layer_ev[l] = NULL;
+        }
+    r->streamed = r->ready = 0;
+    TRY(cldp_replica_unmap_grads(r));
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: an earlier gradient copy failed with %s", r->name, cldp_cl_error_name(err));
+    return CLDP_OK;
+}
+
+static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accumulate, int stream)
+{
+    const cldp_model *m = r->model;
+    if (rows == 0) return CLDP_OK;
+    TRY(loss_kernel(r, rows, scale));
+    int cur = 0; /* delta[cur] holds dL/d(output of layer l), (rows, out_l) */
+    for (size_t l = m->nlayers; l-- > 0;) {
+        const cldp_layer_desc *L = &m->layers[l];
+        const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
+        cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], r->delta[cur],
+                        l == 0 || ops->in_place_backward ? NULL : r->delta[1 - cur], accumulate};
+        if (l > 0 || L->nparams) TRY(ops->backward(r, L, &ps));
+        if (stream) TRY(stream_layer(r, l));
+        if (ps.din && ops->backward_input) TRY(ops->backward_input(r, L, &ps));
+        if (!ops->in_place_backward) cur = 1 - cur;
+    }
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs)
+{
+    *probs = r->out_host;
+    if (rows == 0) return CLDP_OK;
+    const cldp_model *m = r->model;
+    cl_uint urows = (cl_uint)rows, classes = (cl_uint)m->layers[m->nlayers - 1].out;
+    cl_kernel k;
+    TRY(cldp_replica_kernel(r, "softmax_rows", &k));
+    ARG(k, 0, r->act[m->nlayers - 1]);
+    ARG(k, 1, urows);
+    ARG(k, 2, classes);
+    ARG(k, 3, r->delta[0]);
+    TRY(cldp_replica_launch(r, k, "softmax_rows", rows));
+    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), r->out_host, 0, NULL, NULL));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_warm_up(cldp_replica *r)
+{
+    /* Zero inputs and label 0 are valid data; the parameters are whatever the device holds. */
+    size_t rows = r->max_rows, n = rows * r->model->inputs;
+    float *x = cldp_calloc(n, sizeof(float), "warm-up batch");
+    int32_t *y = x ? cldp_calloc(rows, sizeof(int32_t), "warm-up labels") : NULL;
+    cldp_status st = CLDP_ERR_HOST_MEMORY;
+    if (!y) goto out;
+    /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
+    size_t sizes[2] = {rows, 1};
+    for (int i = 0; i < 2; i++) {
+        if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
+        if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
+        if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
+    }
+    const float *probs;
+    if ((st = cldp_replica_probs(r, 1, &probs)) != CLDP_OK) goto out;
+    cl_int err = clFinish(r->queue);
+    if (err != CL_SUCCESS) st = cldp_fail(CLDP_ERR_OPENCL, "%s: clFinish (warm-up) failed with %s", r->name, cldp_cl_error_name(err));
+out:
+    free(x);
+    free(y);
+    return st;
+}
+
