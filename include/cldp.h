@@ -495,19 +495,18 @@ CLDP_API uint32_t cldp_crc32(const void *data, size_t len);
  * one parameter generation, and all the rows of one request on the same one, so no request
  * ever sees a mix of old and new parameters. All server and request calls are thread-safe. */
 
-/* Forward-only replicas of a model serving requests (cldp_server_create / cldp_server_destroy). */
 typedef struct cldp_server cldp_server;
-/* One submitted request: its rows, its deadline, and its answer once it has one. */
+/* One submitted request: waited for, cancelled, then destroyed (cldp_request_destroy). */
 typedef struct cldp_request cldp_request;
 
-/* Which device runs the next batch. */
+/* How batches go to the devices. */
 typedef enum cldp_schedule {
     CLDP_SCHEDULE_PULL = 0,       /* every idle device takes the next batch (the default) */
     CLDP_SCHEDULE_ROUND_ROBIN = 1 /* batches go to the devices in turn, whatever their speed
                                      (for comparisons: a slow device holds up its turns) */
 } cldp_schedule;
 
-/* How a server is made; fill with cldp_server_options_init, then change what you need. */
+/* A server's settings (cldp_server_options_init fills in the defaults). */
 typedef struct cldp_server_options {
     size_t struct_size;           /* sizeof(cldp_server_options), set by cldp_server_options_init */
     const char *devices;          /* selection spec, as cldp_device_select (NULL: CLDP_DEVICES/default) */
@@ -608,23 +607,23 @@ CLDP_API cldp_status cldp_server_swap_from_trainer(cldp_server *server, const cl
 
 #define CLDP_SERVER_HIST 12 /* batch-size buckets: 1, 2, 3-4, 5-8, ..., 1025 and more rows */
 
-/* What a device of a server, or the whole server, has done (cldp_server_stats_get). */
+/* A server's statistics, per device or in total (cldp_server_stats_get). */
 typedef struct cldp_server_stats {
     uint64_t succeeded;           /* requests answered CLDP_OK */
     uint64_t failed;              /* requests answered with an error (timeouts and cancellations
                                      included) */
     uint64_t timed_out;           /* of failed: past their deadline */
     uint64_t cancelled;           /* of failed: cancelled */
-    uint64_t rejected;            /* submits refused with CLDP_ERR_BUSY */
+    uint64_t rejected;            /* submits refused with CLDP_ERR_BUSY (queue full) */
     uint64_t rows;                /* rows inferred */
     uint64_t batches;             /* batches run (rows / batches: the mean batch) */
     double queue_ms;              /* cumulative: submit to first batch, per request */
     double compute_ms;            /* cumulative: batch compute */
     size_t pending_rows;          /* rows queued now (total only) */
-    uint64_t batch_hist[CLDP_SERVER_HIST]; /* batches by size, in the buckets of CLDP_SERVER_HIST */
+    uint64_t batch_hist[CLDP_SERVER_HIST]; /* batches by size, CLDP_SERVER_HIST buckets */
     double p50_ms;                /* latency, submit to answer, over the last 8192 requests: median */
-    double p95_ms;                /* ... 95th percentile */
-    double p99_ms;                /* ... 99th percentile */
+    double p95_ms;                /* 95th percentile */
+    double p99_ms;                /* 99th percentile */
     int alive;                    /* the device still serves (1), or left after a failure (0);
                                      in the total: how many devices serve */
     uint64_t generation;          /* parameters the device holds (total: the newest) */
@@ -632,15 +631,17 @@ typedef struct cldp_server_stats {
 
 /* Devices of the server at creation (ranks 0..n-1 in selection order; dropped ones stay). */
 CLDP_API size_t cldp_server_device_count(const cldp_server *server);
-/* Facts of the server's `rank`-th device. */
+/* Facts about the server's device `rank`. */
 CLDP_API cldp_status cldp_server_device_info(const cldp_server *server, size_t rank,
                                              cldp_device_info *info);
 /* Statistics of device `rank`, or of the whole server for rank == SIZE_MAX (requests count where
  * their last rows ran). A consistent snapshot; thread-safe. */
 CLDP_API cldp_status cldp_server_stats_get(const cldp_server *server, size_t rank,
                                            cldp_server_stats *stats);
-CLDP_API size_t cldp_server_inputs(const cldp_server *server);  /* floats per input row */
-CLDP_API size_t cldp_server_outputs(const cldp_server *server); /* probabilities per row */
+/* Model facts: inputs per row. */
+CLDP_API size_t cldp_server_inputs(const cldp_server *server);
+/* Model facts: outputs per row. */
+CLDP_API size_t cldp_server_outputs(const cldp_server *server);
 /* 1 while the server accepts requests (created, a device alive, not shutting down). */
 CLDP_API int cldp_server_ready(const cldp_server *server);
 

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,32 @@ cldp_status cldp_tuning_apply_entry(cl_device_id dev, const cldp_tuning_file *fi
     return CLDP_OK;
 }
 
+/* The devices this process has applied an entry to, and which (origin and line): applying the
+ * same entry again is skipped, because CLBlastOverrideParameters rewrites CLBlast's parameter
+ * database while workers of other replicas of the device may be reading it (a race
+ * ThreadSanitizer saw when a trainer was created beside a worker abandoned by an earlier one). */
+static struct {
+    pthread_mutex_t mu;
+    size_t n;
+    struct { cl_device_id dev; char origin[512]; unsigned line; } done[64];
+} applied = {PTHREAD_MUTEX_INITIALIZER, 0, {{0}}};
+
+static int already_applied(cl_device_id dev, const cldp_tuning_file *file, const cldp_tuning_entry *e, int mark)
+{
+    pthread_mutex_lock(&applied.mu);
+    int found = 0;
+    for (size_t i = 0; i < applied.n && !found; i++)
+        found = applied.done[i].dev == dev && applied.done[i].line == e->line && !strcmp(applied.done[i].origin, file->origin);
+    if (!found && mark && applied.n < sizeof applied.done / sizeof applied.done[0]) {
+        applied.done[applied.n].dev = dev;
+        applied.done[applied.n].line = e->line;
+        snprintf(applied.done[applied.n].origin, sizeof applied.done[applied.n].origin, "%s", file->origin);
+        applied.n++;
+    }
+    pthread_mutex_unlock(&applied.mu);
+    return found;
+}
+
 cldp_status cldp_tuning_apply(cl_device_id dev, const char *name, const char *driver, const char *label)
 {
     REQUIRE(dev && name && driver, "cldp_tuning_apply: bad arguments");
@@ -180,7 +207,8 @@ cldp_status cldp_tuning_apply(cl_device_id dev, const char *name, const char *dr
         if (verbose) fprintf(stderr, "cldp: %s: no tuned GEMM parameters; CLBlast's defaults apply\n", label);
         return CLDP_OK;
     }
-    cldp_status st = cldp_tuning_apply_entry(dev, &file, e, label);
+    cldp_status st = already_applied(dev, &file, e, 0) ? CLDP_OK : cldp_tuning_apply_entry(dev, &file, e, label);
+    if (st == CLDP_OK) already_applied(dev, &file, e, 1);
     if (st == CLDP_OK && verbose) {
         fprintf(stderr, "cldp: %s: GEMM parameters from %s:%u (device \"%s\", driver \"%s\", version \"%s\"):\n", label,
                 file.origin, e->line, e->device, e->driver, e->version);
