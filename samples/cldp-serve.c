@@ -23,7 +23,7 @@
 #define CLASSES 10
 
 typedef struct cfg {
-    const char *checkpoint, *devices, *host, *model_name;
+    const char *checkpoint, *devices, *host, *model_name, *model;
     int embedded;
     long port;
     cldp_server_options o;
@@ -49,9 +49,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cldp-serve (--checkpoint F | --embedded) [options]\n"
-            "Serves the 784-256-128-10 MLP over HTTP (KServe v2 REST: /v2/health/live, /v2/health/ready,\n"
+            "Serves a model of 784 inputs (a 1x28x28 image) and 10 classes over HTTP (KServe v2 REST: /v2/health/live, /v2/health/ready,\n"
             "/v2, /v2/models/NAME, /v2/models/NAME/ready, POST /v2/models/NAME/infer, /metrics).\n\n"
             "  --checkpoint F       parameters from a cldp-train checkpoint of that model (SIGHUP reloads it)\n"
+            "  --model SPEC         the model, as cldp-train's --model: mlp (the default, cldp-train's default\n"
+            "                       784-256-128-10), cnn, or a layer spec ending in dense:10\n"
             "  --embedded           train briefly on the embedded Fashion-MNIST subset first (no setup)\n"
             "  --devices SPEC       devices, as cldp-train's (default: $CLDP_DEVICES, else all GPUs, else all)\n"
             "  --host ADDR          IPv4 address to listen on (default 127.0.0.1)\n"
@@ -99,6 +101,7 @@ static int parse_args(int argc, char **argv)
         }
         int ok = 1;
         if (!strcmp(a, "--checkpoint") && v) C.checkpoint = v;
+        else if (!strcmp(a, "--model") && v && *v) C.model = v;
         else if (!strcmp(a, "--devices") && v) C.devices = v;
         else if (!strcmp(a, "--host") && v) C.host = v;
         else if (!strcmp(a, "--model-name") && v && *v && !strchr(v, '/')) C.model_name = v;
@@ -127,11 +130,22 @@ static int parse_args(int argc, char **argv)
 
 /* ---- the model ---------------------------------------------------------------------------- */
 
+/* cldp-train's model for --model (its default when NULL or "mlp"), on a 1x28x28 input, so that
+ * its checkpoints load here. */
+#define CNN_PRESET "conv:32:3:p1,relu,maxpool:2,conv:64:3:p1,relu,maxpool:2,flatten,dense:128,relu,dense:10"
 static cldp_model *demo_model(void)
 {
     cldp_model *m = NULL;
-    if (cldp_model_create(INPUTS, &m) != CLDP_OK || cldp_model_add_dense(m, 256, CLDP_ACT_RELU) != CLDP_OK ||
-        cldp_model_add_dense(m, 128, CLDP_ACT_RELU) != CLDP_OK || cldp_model_add_dense(m, CLASSES, CLDP_ACT_NONE) != CLDP_OK) {
+    const char *spec = C.model && !strcmp(C.model, "cnn") ? CNN_PRESET : C.model && strcmp(C.model, "mlp") ? C.model : NULL;
+    cldp_status st = cldp_model_create_shaped(1, 28, 28, &m);
+    if (st == CLDP_OK && spec) st = cldp_model_add_spec(m, spec);
+    if (st == CLDP_OK && !spec)
+        if ((st = cldp_model_add_flatten(m)) == CLDP_OK && (st = cldp_model_add_dense(m, 256, CLDP_ACT_RELU)) == CLDP_OK &&
+            (st = cldp_model_add_dense(m, 128, CLDP_ACT_RELU)) == CLDP_OK)
+            st = cldp_model_add_dense(m, CLASSES, CLDP_ACT_NONE);
+    if (st != CLDP_OK || cldp_model_outputs(m) != CLASSES) {
+        fprintf(stderr, "cldp-serve: bad --model: %s\n",
+                st != CLDP_OK ? cldp_last_error() : "it must end with 10 outputs (dense:10), one per class");
         cldp_model_destroy(m);
         return NULL;
     }
