@@ -157,9 +157,9 @@ static int train(int argc, char **argv)
     cldp_model *model = NULL;
     size_t shape[3] = {a.input[0], a.input[1], a.input[2]};
     const char *spec = a.model && !strcmp(a.model, "cnn") ? CNN_PRESET : a.model && strcmp(a.model, "mlp") ? a.model : NULL;
-    if (!shape[0]) { /* a spec sees Fashion-MNIST's images as 1x28x28; the MLP (the model cldp-serve
-                      * and older checkpoints know) and other data see a flat vector */
-        int image = spec && nf == 784;
+    if (!shape[0]) { /* Fashion-MNIST's images are 1x28x28 (cldp-serve builds its models so too);
+                      * other data is a flat vector */
+        int image = nf == 784;
         shape[0] = image ? 1 : nf, shape[1] = image ? 28 : 1, shape[2] = image ? 28 : 1;
     }
     if (shape[0] * shape[1] * shape[2] != nf) {
