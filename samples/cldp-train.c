@@ -156,8 +156,11 @@ static int train(int argc, char **argv)
     /* ---- model and trainer */
     cldp_model *model = NULL;
     size_t shape[3] = {a.input[0], a.input[1], a.input[2]};
-    if (!shape[0]) { /* Fashion-MNIST's images are 1x28x28; other data is a flat vector */
-        shape[0] = nf == 784 ? 1 : nf, shape[1] = nf == 784 ? 28 : 1, shape[2] = nf == 784 ? 28 : 1;
+    const char *spec = a.model && !strcmp(a.model, "cnn") ? CNN_PRESET : a.model && strcmp(a.model, "mlp") ? a.model : NULL;
+    if (!shape[0]) { /* Fashion-MNIST's images are 1x28x28 (cldp-serve builds its models so too);
+                      * other data is a flat vector */
+        int image = nf == 784;
+        shape[0] = image ? 1 : nf, shape[1] = image ? 28 : 1, shape[2] = image ? 28 : 1;
     }
     if (shape[0] * shape[1] * shape[2] != nf) {
         fprintf(stderr, "cldp-train: --input %zux%zux%zu has %zu values per sample but the data has %zu features; give a shape "
@@ -165,7 +168,6 @@ static int train(int argc, char **argv)
         return 2;
     }
     if (cldp_model_create_shaped(shape[0], shape[1], shape[2], &model) != CLDP_OK) return fail("creating the model");
-    const char *spec = a.model && !strcmp(a.model, "cnn") ? CNN_PRESET : a.model && strcmp(a.model, "mlp") ? a.model : NULL;
     if (spec) {
         if (cldp_model_add_spec(model, spec) != CLDP_OK) {
             fprintf(stderr, "cldp-train: bad --model: %s (input %zux%zux%zu; try --help)\n", cldp_last_error(), shape[0], shape[1],
