@@ -9,8 +9,11 @@
  *
  * The global batch: every rank calls cldp_trainer_step with the same `batch` rows (the whole
  * global batch, e.g. each rank reads the dataset and draws the same order from the same seed);
- * the batch is split evenly over all the ranks' devices, each rank computing only its devices'
- * rows, and the gradient is scaled by 1/batch over the whole batch. Every step is a collective:
+ * the batch is split over all the ranks' devices — evenly (o.split NULL or "even"), or with
+ * o.split = "auto" by every device's measured speed (each rank's balancer fits its devices' fixed
+ * cost and cost per sample; the ranks exchange the fits before each step and all compute the same
+ * shards) — each rank computing only its devices' rows, and the gradient is scaled by 1/batch
+ * over the whole batch. Every step is a collective:
  * every rank must call it, with the same rows. Evaluation and prediction are local to a rank.
  *
  * The combine. CLDP_MPI_FIXED_ORDER (the default to use) sums the ranks' contributions in the
@@ -30,7 +33,8 @@
  * CLDP_ERR_TIMEOUT within the options' timeout_ms, naming the rank; an MPI error fails it with
  * CLDP_ERR_IO. The ranks are then out of step: the trainer can only be destroyed, and the job
  * should end with MPI_Abort. Only the stop failure policy is available over several ranks, and
- * the split is even (o.split NULL or "even").
+ * the split is even or "auto"; bitwise equality with one process holds for the even split (a
+ * speed-aware split gives the bits of the same shards in one process).
  *
  * Checkpoints. The parameters and optimizer state are the same on every rank: save from rank 0
  * only (cldp_trainer_save_checkpoint). Any rank count or device count resumes from the file. */

@@ -146,6 +146,13 @@ static cldp_status gather_bytes(mpi_ranks *mr, const void *mine, void *all, size
     return wait_all(mr, mr->greq, mr->gpeer, k, timeout_ms, "exchanging with the other ranks");
 }
 
+static cldp_status gather_doubles(cldp_ranks *rk, const double *mine, size_t k, double *all, double timeout_ms)
+{
+    mpi_ranks *mr = (mpi_ranks *)rk;
+    REQUIRE(!mr->stranded, "the ranks fell out of step in an earlier call");
+    return gather_bytes(mr, mine, all, k * sizeof *mine, timeout_ms);
+}
+
 static cldp_status sum_doubles(cldp_ranks *rk, double *v, size_t k, double timeout_ms)
 {
     mpi_ranks *mr = (mpi_ranks *)rk;
@@ -349,7 +356,7 @@ static void destroy(cldp_ranks *rk)
     free(mr);
 }
 
-static const cldp_ranks_ops mpi_ops = {begin, offer, progress, finish, sum_doubles, stranded, destroy};
+static const cldp_ranks_ops mpi_ops = {begin, offer, progress, finish, sum_doubles, gather_doubles, stranded, destroy};
 
 /* What every rank must agree on before training together: the model's shape, the options
  * that change the arithmetic, and the initial parameters' bits. */

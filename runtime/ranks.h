@@ -28,6 +28,8 @@ typedef struct cldp_ranks_ops {
     cldp_status (*finish)(cldp_ranks *rk, double timeout_ms);
     /* Sums v[0, k) over the ranks, in rank order, on every rank (k <= 4). */
     cldp_status (*sum_doubles)(cldp_ranks *rk, double *v, size_t k, double timeout_ms);
+    /* Every rank's mine[0, k) into all[rank * k + i] on every rank (the same k everywhere). */
+    cldp_status (*gather_doubles)(cldp_ranks *rk, const double *mine, size_t k, double *all, double timeout_ms);
     /* 1 when a message may still read or write the buffers given to begin (after a timeout):
      * they must then never be freed. */
     int (*stranded)(const cldp_ranks *rk);
@@ -41,6 +43,7 @@ struct cldp_ranks {
     size_t device_base;           /* global index of this rank's first device */
     size_t global_devices;        /* all ranks' devices */
     int fixed_order;              /* 1: the deterministic combine, 0: MPI_Allreduce */
+    int by_speed;                 /* split "auto": shards by every device's measured speed */
 };
 
 #ifdef CLDP_WITH_MPI

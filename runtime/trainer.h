@@ -169,7 +169,7 @@ void cldp_trainer_split_ranks(struct cldp_trainer *t, size_t total);
 /* The local tree's block callback over several ranks: keeps this rank's sum for the combine. */
 int cldp_trainer_store_local(void *ctx, size_t at, const float *g, size_t len);
 /* What the trainer cannot do over ranks, refused by name; `n` devices selected here. */
-cldp_status cldp_trainer_check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n);
+cldp_status cldp_trainer_check_ranks(cldp_ranks *rk, const cldp_trainer_options *o, size_t n);
 /* Before the local phase: starts the step's combine. */
 cldp_status cldp_trainer_start_ranks(struct cldp_trainer *t);
 /* While the local phase runs (its poll): the pieces the local tree has finished go to the

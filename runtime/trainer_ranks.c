@@ -3,6 +3,7 @@
  * combine their sums, then every rank applies the same update to its master copy and writes it
  * to its devices (the global update phase): the shape of a one-process step, with the combine
  * between the two halves of the reduction. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,15 +11,55 @@
 #include "optim.h"
 #include "trainer.h"
 
+/* Split "auto" over ranks: every device's model (a fixed cost and a cost per sample, fitted by
+ * its rank's balancer to its own timings) gathered from every rank, and the split of the whole
+ * batch that minimises the predicted step (cldp_balancer_shards). Every rank computes it from the
+ * same numbers, so they agree on it. A device not measured yet counts as the average of those
+ * that are; none measured: even. Returns 0 (even) when the gather fails: the combine then names
+ * the rank that is gone. */
+static int speed_shards(cldp_trainer *t, size_t total, size_t *len)
+{
+    cldp_ranks *rk = t->ranks;
+    size_t g = rk->global_devices, per = 0;
+    for (size_t p = 0; p < rk->size; p++) per = rk->devices[p] > per ? rk->devices[p] : per;
+    double mine[2 * CLDP_MAX_DEVICES] = {0}, all[2 * CLDP_MAX_GLOBAL_DEVICES];
+    double fixed[CLDP_MAX_GLOBAL_DEVICES], cost[CLDP_MAX_GLOBAL_DEVICES];
+    for (size_t r = 0; r < t->n; r++) {
+        mine[2 * r] = t->bal->fixed_ms[t->origin[r]];
+        mine[2 * r + 1] = t->bal->ms_per_sample[t->origin[r]];
+    }
+    if (2 * per * rk->size > sizeof all / sizeof *all ||
+        rk->ops->gather_doubles(rk, mine, 2 * per, all, t->opts.timeout_ms) != CLDP_OK)
+        return 0;
+    size_t d = 0, known = 0;
+    double sum_fixed = 0, sum_cost = 0;
+    for (size_t p = 0; p < rk->size; p++)
+        for (size_t r = 0; r < rk->devices[p]; r++, d++) {
+            fixed[d] = all[p * 2 * per + 2 * r];
+            cost[d] = all[p * 2 * per + 2 * r + 1];
+            if (cost[d] > 0 && isfinite(cost[d]) && fixed[d] >= 0 && isfinite(fixed[d]))
+                known++, sum_fixed += fixed[d], sum_cost += cost[d];
+            else
+                cost[d] = 0;
+        }
+    if (!known) return 0;
+    for (d = 0; d < g; d++)
+        if (cost[d] == 0) fixed[d] = sum_fixed / (double)known, cost[d] = sum_cost / (double)known;
+    cldp_balancer_shards(fixed, cost, g, total, len);
+    return 1;
+}
+
 void cldp_trainer_split_ranks(cldp_trainer *t, size_t total)
 {
-    /* the batch split evenly over every rank's devices, this rank taking its devices' shards:
-     * the shards one rank with all the devices would give */
+    /* the batch split over every rank's devices (evenly, or by speed), this rank taking its
+     * devices' shards: the shards one rank with all the devices would give */
     const cldp_ranks *rk = t->ranks;
     size_t g = rk->global_devices, len[CLDP_MAX_GLOBAL_DEVICES], off = 0;
-    double w[CLDP_MAX_GLOBAL_DEVICES];
-    for (size_t d = 0; d < g; d++) w[d] = 1.0;
-    cldp_split_shards(w, g, total, len);
+    if (!rk->by_speed || !speed_shards(t, total, len)) {
+        double w[CLDP_MAX_GLOBAL_DEVICES];
+        for (size_t d = 0; d < g; d++) w[d] = 1.0;
+        cldp_split_shards(w, g, total, len);
+    }
     for (size_t d = 0; d < rk->device_base; d++) off += len[d];
     for (size_t r = 0; r < t->n; r++) {
         t->shard_off[r] = off;
@@ -34,12 +75,14 @@ int cldp_trainer_store_local(void *ctx, size_t at, const float *g, size_t len)
     return cldp_trainer_all_finite(g, len) ? 0 : CODE_GRAD_NONFINITE;
 }
 
-cldp_status cldp_trainer_check_ranks(const cldp_ranks *rk, const cldp_trainer_options *o, size_t n)
+cldp_status cldp_trainer_check_ranks(cldp_ranks *rk, const cldp_trainer_options *o, size_t n)
 {
     REQUIRE(o->on_failure == CLDP_ON_FAILURE_STOP, "trainer options: over several ranks only the stop policy is "
             "available (a rank cannot drop a device without the others re-splitting); use CLDP_ON_FAILURE_STOP");
-    REQUIRE(!o->split || !strcmp(o->split, "even"), "trainer options: split \"%s\": over several ranks the batch "
-            "is split evenly over every rank's devices; use \"even\" or NULL", o->split);
+    REQUIRE(!o->split || !strcmp(o->split, "even") || !strcmp(o->split, "auto"), "trainer options: split \"%s\": "
+            "over several ranks the batch is split evenly over every rank's devices (\"even\" or NULL) or by their "
+            "measured speed (\"auto\")", o->split);
+    rk->by_speed = o->split && !strcmp(o->split, "auto");
     REQUIRE(rk->global_devices <= CLDP_MAX_GLOBAL_DEVICES, "%zu devices over all ranks, at most %d",
             rk->global_devices, CLDP_MAX_GLOBAL_DEVICES);
     REQUIRE(rk->devices[rk->rank] == n, "rank %zu: %zu devices selected but the ranks agreed on %zu", rk->rank, n,
