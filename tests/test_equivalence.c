@@ -79,17 +79,6 @@ static double *train_reference(const float *x, const int32_t *y)
     return p;
 }
 
-static void compare(const char *what, const float *a, const float *b, size_t n, double atol, double rtol)
-{
-    double *ref = malloc(n * sizeof(double)), worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        ref[i] = b[i];
-        worst = fmax(worst, fabs((double)a[i] - ref[i]));
-    }
-    printf("  %s: max |diff| %.3g\n", what, worst);
-    test_close(what, a, ref, n, atol, rtol);
-    free(ref);
-}
 
 int main(void)
 {
@@ -106,8 +95,8 @@ int main(void)
     float *p1 = train(test_devices("test_equivalence", 1), CLDP_OPT_SGD, x, y, &np);
     float *p2 = train(test_devices("test_equivalence", 2), CLDP_OPT_SGD, x, y, &np);
     float *p3 = train(test_devices("test_equivalence", 3), CLDP_OPT_SGD, x, y, &np);
-    compare("sgd, 2 devices vs 1", p2, p1, np, 2e-6, 1e-4);
-    compare("sgd, 3 devices vs 1", p3, p1, np, 2e-6, 1e-4);
+    test_compare("sgd, 2 devices vs 1", p2, p1, np, 2e-6, 1e-4);
+    test_compare("sgd, 3 devices vs 1", p3, p1, np, 2e-6, 1e-4);
     double *ref = train_reference(x, y);
     double worst = 0;
     for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs(p1[i] - ref[i]));
@@ -116,7 +105,7 @@ int main(void)
 
     float *a1 = train(test_devices("test_equivalence", 1), CLDP_OPT_ADAM, x, y, &np);
     float *a3 = train(test_devices("test_equivalence", 3), CLDP_OPT_ADAM, x, y, &np);
-    compare("adam, 3 devices vs 1", a3, a1, np, 2e-5, 1e-3);
+    test_compare("adam, 3 devices vs 1", a3, a1, np, 2e-5, 1e-3);
     /* the parameters moved: equivalence of untrained models would prove nothing */
     float *init = malloc(np * sizeof(float));
     cldp_model *m;

@@ -71,17 +71,7 @@ static float *params_of(cldp_trainer *t, size_t np)
     return p;
 }
 
-static void compare(const char *what, const float *a, const float *b, size_t n)
-{
-    double *ref = malloc(n * sizeof(double)), worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        ref[i] = b[i];
-        worst = fmax(worst, fabs((double)a[i] - ref[i]));
-    }
-    printf("  %s: max |diff| %.3g\n", what, worst);
-    test_close(what, a, ref, n, 1e-5, 1e-4);
-    free(ref);
-}
+static void compare(const char *what, const float *a, const float *b, size_t n) { test_compare(what, a, b, n, 1e-5, 1e-4); }
 
 static void test_spec(void)
 {

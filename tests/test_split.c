@@ -74,17 +74,7 @@ static float *train(cldp_trainer *t, size_t np, void (*before)(cldp_trainer *t, 
     return p;
 }
 
-static void compare(const char *what, const float *a, const float *b, size_t n)
-{
-    double *ref = malloc(n * sizeof(double)), worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        ref[i] = b[i];
-        worst = fmax(worst, fabs((double)a[i] - ref[i]));
-    }
-    printf("  %s: max |diff| %.3g\n", what, worst);
-    test_close(what, a, ref, n, 2e-6, 1e-4);
-    free(ref);
-}
+static void compare(const char *what, const float *a, const float *b, size_t n) { test_compare(what, a, b, n, 2e-6, 1e-4); }
 
 /* A new random split before every step, zeros included; checks it reads back exactly. */
 static void random_split(cldp_trainer *t, int step)

@@ -161,4 +161,18 @@ static inline const char *test_device_name(const char *name, size_t i)
     return test_name_of[i];
 }
 
+/* Compares float parameters a with b (taken as the reference) at atol/rtol, printing the largest
+ * difference; fails the test (through test_close) beyond them. */
+static inline void test_compare(const char *what, const float *a, const float *b, size_t n, double atol, double rtol)
+{
+    double *ref = malloc(n * sizeof(double)), worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        ref[i] = b[i];
+        worst = fmax(worst, fabs((double)a[i] - ref[i]));
+    }
+    printf("  %s: max |diff| %.3g\n", what, worst);
+    test_close(what, a, ref, n, atol, rtol);
+    free(ref);
+}
+
 #endif
