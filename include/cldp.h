@@ -193,6 +193,12 @@ CLDP_API size_t cldp_model_layer_count(const cldp_model *model);  /* dense layer
  *   maxpool2d  K×K windows at stride S, no padding (ties: the first in  nn.MaxPool2d
  *              row-major window order takes the gradient)
  *   flatten, relu, tanh, sigmoid                                       nn.Flatten, nn.ReLU, ...
+ *   dropout    P: in a training step each element is zeroed with       nn.Dropout(P)
+ *              probability P and the others are multiplied by 1/(1 − P); in evaluation,
+ *              prediction and serving it is the identity. Its mask is a counter-based hash
+ *              of (the trainer's seed, the step count, the layer, the sample's index in the
+ *              step's global batch, the element): the same on any split, device count or
+ *              micro-batching, and a resumed checkpoint continues it bitwise (same seed).
  * Parameters stay one flat vector, layer after layer, weight then bias, in PyTorch's layouts;
  * layers without parameters take none. Weights are Kaiming-uniform with fan_in IN (dense) or
  * IN·K·K (conv2d) and the gain of the activation that follows the layer. Each add call checks
@@ -206,6 +212,8 @@ CLDP_API cldp_status cldp_model_add_conv2d(cldp_model *model, size_t out_channel
                                            size_t stride, size_t padding);
 /* stride 0 means stride = kernel */
 CLDP_API cldp_status cldp_model_add_maxpool2d(cldp_model *model, size_t kernel, size_t stride);
+/* Appends dropout with probability p (0 <= p < 1) of zeroing each element in training. */
+CLDP_API cldp_status cldp_model_add_dropout(cldp_model *model, float p);
 /* Appends flatten: C×H×W becomes C·H·W (what a dense layer after image layers needs). */
 CLDP_API cldp_status cldp_model_add_flatten(cldp_model *model);
 /* relu, tanh or sigmoid as a layer of its own */
@@ -215,6 +223,7 @@ CLDP_API cldp_status cldp_model_add_activation(cldp_model *model, cldp_activatio
  *   conv:OUT:K[:sS][:pP]   conv2d, stride S (default 1), padding P (default 0)
  *   maxpool:K[:sS]         maxpool2d, stride S (default K)
  *   relu | tanh | sigmoid | flatten
+ *   dropout:P              dropout, 0 <= P < 1 (e.g. dropout:0.4)
  *   dense:OUT
  * e.g. "conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10".
  * A bad token or a shape that does not fit is CLDP_ERR_INVALID_ARGUMENT, and cldp_last_error()

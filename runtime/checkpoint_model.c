@@ -4,6 +4,8 @@
  *   version 2  u64 inputs  u64 parameter count  u32 loss  u32 layer count  u32 C, H, W  u32 0
  *              per layer: u32 kind  u32 activation  u64 out channels (units)  u32 kernel
  *                         u32 stride  u32 padding  u32 0
+ *              (dropout, kind 7: its probability P's float32 bits in the kernel field; files
+ *              written before dropout have no kind 7 and read as before)
  *   version 1  u64 inputs  u64 parameter count  u32 loss  u32 layer count
  *              per layer: u64 units  u32 activation  u32 0          (dense layers only)
  *
@@ -39,7 +41,9 @@ void cldp_ckpt_model_put(const cldp_model *m, unsigned char *b)
         put_u32(e, (uint32_t)L->kind);
         put_u32(e + 4, (uint32_t)L->act);
         put_u64(e + 8, L->out_c);
-        put_u32(e + 16, (uint32_t)L->k);
+        uint32_t p;
+        memcpy(&p, &L->drop, sizeof p);
+        put_u32(e + 16, L->kind == CLDP_LAYER_DROPOUT ? p : (uint32_t)L->k);
         put_u32(e + 20, (uint32_t)L->stride);
         put_u32(e + 24, (uint32_t)L->pad);
     }
@@ -80,6 +84,11 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
             L.out_c = (size_t)get_u64(e + 8);
             L.k = get_u32(e + 16), L.stride = get_u32(e + 20), L.pad = get_u32(e + 24);
             reserved = get_u32(e + 28);
+            if (L.kind == CLDP_LAYER_DROPOUT) {
+                uint32_t p = (uint32_t)L.k;
+                memcpy(&L.drop, &p, sizeof p);
+                L.k = 0;
+            }
         }
         if (reserved != 0) /* a reader of a later layout must not guess */
             return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: reserved field of layer %u is not 0", path, l);

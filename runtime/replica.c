@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const unsigned char cldp_cl_layers[], cldp_cl_spatial[];
+extern const unsigned char cldp_cl_layers[], cldp_cl_spatial[], cldp_cl_dropout[];
 
 /* Fires an armed fault of `kind` once: returns 1 when the caller must fail as if its call had. */
 int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind)
@@ -115,6 +115,7 @@ void cldp_replica_destroy(cldp_replica *r)
     for (size_t i = 0; i < r->nkernels; i++) clReleaseKernel(r->kernels[i].k);
     if (r->program) clReleaseProgram(r->program);
     if (r->spatial) clReleaseProgram(r->spatial);
+    if (r->dropout) clReleaseProgram(r->dropout);
     if (r->queue) clReleaseCommandQueue(r->queue);
     if (r->ctx) clReleaseContext(r->ctx);
     free(r->loss_host);
@@ -166,9 +167,13 @@ static cldp_status replica_init(cldp_replica *r)
     else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
     if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
     TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
-    int spatial = 0;
-    for (size_t l = 0; l < m->nlayers; l++) spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels;
+    int spatial = 0, dropout = 0;
+    for (size_t l = 0; l < m->nlayers; l++) {
+        spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels == 1;
+        dropout |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels == 2;
+    }
     if (spatial) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_spatial, "", &r->spatial));
+    if (dropout) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_dropout, "", &r->dropout));
     /* one work-group size for every kernel: 64, or less where the device allows less (a kernel
      * that allows less still is refused by name when it is made) */
     size_t local = 64, dev_max = 0;

@@ -42,6 +42,7 @@ typedef struct cldp_replica {
     cl_command_queue xfer;   /* a second queue for gradient transfers (made on first use) */
     cl_program program;      /* cl/layers.cl */
     cl_program spatial;      /* cl/spatial.cl, for models with a layer whose kernels are there; or NULL */
+    cl_program dropout;      /* cl/dropout.cl, likewise */
     struct { const char *name; cl_kernel k; } kernels[32]; /* made on first use (cldp_replica_kernel) */
     size_t nkernels;
     size_t local_size;       /* work-group size of every kernel launch */
@@ -76,6 +77,8 @@ typedef struct cldp_replica {
     float *out_host;         /* (max_rows, outputs) cldp_replica_probs's result */
     int forward_only;        /* an inference replica: no gradients, staging, labels or losses,
                              delta[0] holds (max_rows, outputs) probabilities only */
+    int training;            /* the last forward was a training pass (cldp_replica_forward_train) */
+    cldp_train_ctx train;    /* its context, which the backward pass reuses */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -108,8 +111,12 @@ cldp_status cldp_replica_finish(cldp_replica *r);
  * returns), and from there to the device without blocking, ordered before the following
  * commands on the replica's in-order queue. */
 cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *labels, size_t rows);
-/* Forward over `rows` loaded samples: activations and logits. */
+/* Forward over `rows` loaded samples: activations and logits, as an inference pass (dropout is
+ * the identity). */
 cldp_status cldp_replica_forward(cldp_replica *r, size_t rows);
+/* The same as a training pass in context *tc (layers.h: the dropout seed, the step, the global
+ * row of the first loaded sample); the backward pass that follows uses the same context. */
+cldp_status cldp_replica_forward_train(cldp_replica *r, size_t rows, const cldp_train_ctx *tc);
 /* Loss of the last forward and its backward pass: grads = (or += when accumulate) the gradient
  * of sum(loss) * scale. Needs the labels loaded. */
 cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate);

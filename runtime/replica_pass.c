@@ -26,6 +26,7 @@ cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k)
     cl_int err;
     cl_kernel made = clCreateKernel(r->program, name, &err);
     if (err == CL_INVALID_KERNEL_NAME && r->spatial) made = clCreateKernel(r->spatial, name, &err);
+    if (err == CL_INVALID_KERNEL_NAME && r->dropout) made = clCreateKernel(r->dropout, name, &err);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateKernel(%s) failed with %s", r->name, name, cldp_cl_error_name(err));
     size_t kmax = 0;
@@ -78,16 +79,25 @@ cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem 
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
+static cldp_status forward(cldp_replica *r, size_t rows, const cldp_train_ctx *tc)
 {
     const cldp_model *m = r->model;
+    r->training = tc != NULL;
+    if (tc) r->train = *tc;
     if (rows == 0) return CLDP_OK;
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
-        cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], NULL, NULL, 0};
+        cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], NULL, NULL, 0, tc};
         TRY(cldp_layer_ops_of(L->kind)->forward(r, L, &ps));
     }
     return CLDP_OK;
+}
+
+cldp_status cldp_replica_forward(cldp_replica *r, size_t rows) { return forward(r, rows, NULL); }
+
+cldp_status cldp_replica_forward_train(cldp_replica *r, size_t rows, const cldp_train_ctx *tc)
+{
+    return forward(r, rows, tc);
 }
 
 /* Runs softmax_xent on the logits: losses and flags, and dlogits*scale into delta[0]. */
@@ -217,7 +227,8 @@ static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accum
         const cldp_layer_desc *L = &m->layers[l];
         const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
         cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], r->delta[cur],
-                        l == 0 || ops->in_place_backward ? NULL : r->delta[1 - cur], accumulate};
+                        l == 0 || ops->in_place_backward ? NULL : r->delta[1 - cur], accumulate,
+                        r->training ? &r->train : NULL};
         if (l > 0 || L->nparams) TRY(ops->backward(r, L, &ps));
         if (stream) TRY(stream_layer(r, l));
         if (ps.din && ops->backward_input) TRY(ops->backward_input(r, L, &ps));
@@ -253,9 +264,10 @@ cldp_status cldp_replica_warm_up(cldp_replica *r)
     if (!y) goto out;
     /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
     size_t sizes[2] = {rows, 1};
+    const cldp_train_ctx tc = {0, 0, 0};
     for (int i = 0; i < 2; i++) {
         if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
-        if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
+        if ((st = forward(r, sizes[i], r->forward_only ? NULL : &tc)) != CLDP_OK) goto out;
         if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
     }
     const float *probs;

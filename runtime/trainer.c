@@ -124,7 +124,9 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
             cldp_status st = cldp_replica_load(rep, ph->x + (off + b) * in, ph->labels + off + b, rows);
             cldp_run_leave(run);
             TRY(st);
-            TRY(cldp_replica_forward(rep, rows));
+            /* dropout's masks: the step count and the rows' places in the global batch */
+            const cldp_train_ctx tc = {t->opts.seed, ph->step, off + b};
+            TRY(cldp_replica_forward_train(rep, rows, &tc));
             if (k + 1 < parts) {
                 TRY(cldp_replica_backward(rep, rows, ph->scale, k > 0));
                 TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
@@ -439,6 +441,7 @@ static void prepare_train(cldp_trainer *t, phase *ph)
     ph->x = t->x;
     ph->labels = t->labels;
     ph->scale = 1.0f / (float)t->batch_n;
+    ph->step = t->t;
     memcpy(ph->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
     memcpy(ph->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
     memcpy(ph->inject_nan, t->inject_nan, t->n * sizeof *t->inject_nan);

@@ -43,6 +43,7 @@ typedef struct phase {
     const int32_t *labels;
     float *probs;
     float scale;                  /* 1/batch */
+    uint64_t step;                /* a train phase: the optimizer steps taken before it (dropout) */
     const float *params;          /* what a broadcast writes (the master parameters), or an update
                                      (the next ones): captured here, since after a timeout the
                                      trainer may move on to other vectors (phase.c) */
