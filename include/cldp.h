@@ -157,7 +157,12 @@ typedef enum cldp_activation {
 
 /* The loss a model trains on. */
 typedef enum cldp_loss {
-    CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
+    CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* the last layer's outputs are logits; labels are int32 */
+    /* Mean squared error on float targets, as PyTorch's nn.MSELoss (reduction 'mean'): over a batch
+     * of n samples of `outputs` values, L = sum (y - t)^2 / (n·outputs), so dL/dy = 2(y - t)/(n·outputs).
+     * Train and evaluate with cldp_trainer_step_targets and cldp_trainer_evaluate_targets;
+     * cldp_trainer_predict and the server give the raw outputs. */
+    CLDP_LOSS_MSE = 1
 } cldp_loss;
 
 /* A model description: an input size (or shape, below) and a stack of layers: dense layers
@@ -173,7 +178,7 @@ typedef struct cldp_model cldp_model;
 CLDP_API cldp_status cldp_model_create(size_t inputs, cldp_model **out);
 /* Appends a dense layer of `units` outputs (>= 1) followed by `act`. */
 CLDP_API cldp_status cldp_model_add_dense(cldp_model *model, size_t units, cldp_activation act);
-/* Sets the loss (the default, and only one so far: softmax cross-entropy). */
+/* Sets the loss: softmax cross-entropy (the default) or mean squared error (CLDP_LOSS_MSE). */
 CLDP_API cldp_status cldp_model_set_loss(cldp_model *model, cldp_loss loss);
 /* Frees the description (trainers made from it keep their own copy); NULL is a no-op. */
 CLDP_API void cldp_model_destroy(cldp_model *model);
@@ -376,8 +381,10 @@ typedef struct cldp_drop {
 
 /* What a step did (cldp_trainer_step's last argument). */
 typedef struct cldp_step_stats {
-    double loss;            /* mean cross-entropy over the batch, before the update */
-    size_t correct;         /* samples whose arg-max logit was the label, before the update */
+    double loss;            /* mean cross-entropy over the batch (MSE: the mean squared error
+                               over its values), before the update */
+    size_t correct;         /* samples whose arg-max logit was the label, before the update
+                               (0 for MSE) */
     size_t samples;         /* the batch's size, n */
     double step_ms;         /* wall time of the whole step */
     int skipped;            /* 1 when the update was skipped for a NaN/Inf gradient */
@@ -401,6 +408,15 @@ typedef struct cldp_step_stats {
  * parameters are never committed. */
 CLDP_API cldp_status cldp_trainer_step(cldp_trainer *trainer, const float *x,
                                        const int32_t *labels, size_t n, cldp_step_stats *stats);
+
+/* The same step for a model whose loss is CLDP_LOSS_MSE: `targets` are n x outputs floats,
+ * row-major, all finite (a NaN or Inf is CLDP_ERR_NONFINITE naming the row, before anything
+ * runs). stats->loss is the mean squared error over the n·outputs values, stats->correct 0.
+ * On a cross-entropy model it is CLDP_ERR_INVALID_ARGUMENT (use cldp_trainer_step), as
+ * cldp_trainer_step is on an MSE model. */
+CLDP_API cldp_status cldp_trainer_step_targets(cldp_trainer *trainer, const float *x,
+                                               const float *targets, size_t n,
+                                               cldp_step_stats *stats);
 
 /* Waits until every worker given up on after a watchdog timeout, in any trainer of the process,
  * has come back from its driver call and released what it held, or until timeout_ms passed.
@@ -445,8 +461,16 @@ CLDP_API cldp_status cldp_trainer_evaluate(cldp_trainer *trainer, const float *x
                                            const int32_t *labels, size_t n, double *loss,
                                            size_t *correct);
 
-/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs). Inputs
- * must be finite (else CLDP_ERR_NONFINITE naming the row). */
+/* The same for a model whose loss is CLDP_LOSS_MSE: the mean squared error over the n·outputs
+ * values against `targets` (n x outputs floats, finite) into *loss. Dropout is off, as in every
+ * evaluation. The label call on an MSE model, and this one on a cross-entropy model, are
+ * CLDP_ERR_INVALID_ARGUMENT naming the call to use. */
+CLDP_API cldp_status cldp_trainer_evaluate_targets(cldp_trainer *trainer, const float *x,
+                                                   const float *targets, size_t n, double *loss);
+
+/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs); for a
+ * model whose loss is CLDP_LOSS_MSE, its raw outputs. Inputs must be finite (else
+ * CLDP_ERR_NONFINITE naming the row). Dropout is off. */
 CLDP_API cldp_status cldp_trainer_predict(cldp_trainer *trainer, const float *x, size_t n,
                                           float *probs);
 

@@ -119,7 +119,8 @@ cldp_status cldp_model_add_activation(cldp_model *m, cldp_activation act)
 cldp_status cldp_model_set_loss(cldp_model *m, cldp_loss loss)
 {
     REQUIRE(m, "cldp_model_set_loss: model is NULL");
-    REQUIRE(loss == CLDP_LOSS_SOFTMAX_CROSS_ENTROPY, "cldp_model_set_loss: unknown loss %d", (int)loss);
+    REQUIRE(loss == CLDP_LOSS_SOFTMAX_CROSS_ENTROPY || loss == CLDP_LOSS_MSE,
+            "cldp_model_set_loss: unknown loss %d (CLDP_LOSS_SOFTMAX_CROSS_ENTROPY or CLDP_LOSS_MSE)", (int)loss);
     m->loss = loss;
     return CLDP_OK;
 }
@@ -221,6 +222,7 @@ size_t cldp_model_scratch_floats(const cldp_model *m, size_t rows, int i)
 size_t cldp_model_replica_floats(const cldp_model *m, size_t rows)
 {
     size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows +
+               (m->loss == CLDP_LOSS_MSE ? rows * cldp_model_outputs(m) : 0) +
                cldp_model_scratch_floats(m, rows, 0) + cldp_model_scratch_floats(m, rows, 1);
     for (size_t l = 0; l < m->nlayers; l++) {
         cldp_layer_size s;

@@ -104,7 +104,7 @@ void cldp_replica_destroy(cldp_replica *r)
     } else {
         free(r->stage);
     }
-    cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
+    cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels, &r->targets,
                       &r->loss, &r->correct, &r->gemm_temp, &r->stage_buf, &r->scratch[0], &r->scratch[1]};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (*mems[i]) clReleaseMemObject(*mems[i]);
@@ -121,6 +121,7 @@ void cldp_replica_destroy(cldp_replica *r)
     free(r->loss_host);
     free(r->correct_host);
     free(r->labels_host);
+    free(r->targets_host);
     free(r->x_host);
     free(r->out_host);
     free(r);
@@ -224,6 +225,7 @@ static cldp_status make_row_buffers(cldp_replica *r)
     if (!r->forward_only) {
         TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
         TRY(make_buffer(r, rows, "labels", &r->labels));
+        if (m->loss == CLDP_LOSS_MSE) TRY(make_buffer(r, rows * cldp_model_outputs(m), "targets", &r->targets));
         TRY(make_buffer(r, rows, "losses", &r->loss));
         TRY(make_buffer(r, rows, "correct flags", &r->correct));
     }
@@ -261,7 +263,9 @@ static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size
     r->labels_host = cldp_calloc(max_rows, sizeof *r->labels_host, "labels");
     r->x_host = cldp_calloc(max_rows, m->inputs * sizeof *r->x_host, "input rows");
     r->out_host = cldp_calloc(max_rows, outputs * sizeof *r->out_host, "outputs");
-    if (st == CLDP_OK && (!r->loss_host || !r->correct_host || !r->labels_host || !r->x_host || !r->out_host))
+    if (m->loss == CLDP_LOSS_MSE && !forward_only) r->targets_host = cldp_calloc(max_rows, outputs * sizeof(float), "targets");
+    if (st == CLDP_OK && (!r->loss_host || !r->correct_host || !r->labels_host || !r->x_host || !r->out_host ||
+                          (m->loss == CLDP_LOSS_MSE && !forward_only && !r->targets_host)))
         st = CLDP_ERR_HOST_MEMORY;
     if (st == CLDP_OK) st = replica_init(r);
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY; /* pinned may have fallen back to host */
@@ -321,6 +325,17 @@ cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *la
         memcpy(r->labels_host, labels, rows * sizeof(int32_t));
         CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), r->labels_host, 0, NULL, NULL));
     }
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_load_targets(cldp_replica *r, const float *x, const float *targets, size_t rows)
+{
+    TRY(cldp_replica_load(r, x, NULL, rows));
+    if (rows == 0) return CLDP_OK;
+    REQUIRE(r->targets, "%s: cldp_replica_load_targets: the model's loss takes no float targets", r->name);
+    size_t tb = rows * cldp_model_outputs(r->model) * sizeof(float);
+    memcpy(r->targets_host, targets, tb);
+    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->targets, CL_FALSE, 0, tb, r->targets_host, 0, NULL, NULL));
     return CLDP_OK;
 }
 

@@ -100,22 +100,26 @@ cldp_status cldp_replica_forward_train(cldp_replica *r, size_t rows, const cldp_
     return forward(r, rows, tc);
 }
 
-/* Runs softmax_xent on the logits: losses and flags, and dlogits*scale into delta[0]. */
+/* Runs the loss's kernel on the outputs (softmax_xent on logits and labels, or mse_loss on
+ * outputs and targets): losses and flags, and d(outputs)*scale into delta[0]. */
 static cldp_status loss_kernel(cldp_replica *r, size_t rows, float scale)
 {
     const cldp_layer_desc *last = &r->model->layers[r->model->nlayers - 1];
     cl_uint urows = (cl_uint)rows, classes = (cl_uint)last->out;
+    int mse = r->model->loss == CLDP_LOSS_MSE;
+    const char *name = mse ? "mse_loss" : "softmax_xent";
     cl_kernel k;
-    TRY(cldp_replica_kernel(r, "softmax_xent", &k));
+    TRY(cldp_replica_kernel(r, name, &k));
     ARG(k, 0, r->act[r->model->nlayers - 1]);
-    ARG(k, 1, r->labels);
+    cl_mem y = mse ? r->targets : r->labels;
+    ARG(k, 1, y);
     ARG(k, 2, urows);
     ARG(k, 3, classes);
     ARG(k, 4, scale);
     ARG(k, 5, r->delta[0]);
     ARG(k, 6, r->loss);
     ARG(k, 7, r->correct);
-    return cldp_replica_launch(r, k, "softmax_xent", rows);
+    return cldp_replica_launch(r, k, name, rows);
 }
 
 cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
@@ -243,6 +247,11 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs
     if (rows == 0) return CLDP_OK;
     const cldp_model *m = r->model;
     cl_uint urows = (cl_uint)rows, classes = (cl_uint)m->layers[m->nlayers - 1].out;
+    if (m->loss == CLDP_LOSS_MSE) { /* raw outputs */
+        CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->act[m->nlayers - 1], CL_TRUE, 0, rows * classes * sizeof(float),
+                                              r->out_host, 0, NULL, NULL));
+        return CLDP_OK;
+    }
     cl_kernel k;
     TRY(cldp_replica_kernel(r, "softmax_rows", &k));
     ARG(k, 0, r->act[m->nlayers - 1]);
@@ -256,8 +265,10 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs
 
 cldp_status cldp_replica_warm_up(cldp_replica *r)
 {
-    /* Zero inputs and label 0 are valid data; the parameters are whatever the device holds. */
-    size_t rows = r->max_rows, n = rows * r->model->inputs;
+    /* Zero inputs, label 0 and zero targets are valid data; the parameters are whatever the
+     * device holds. x serves as the targets too, so it holds the larger of the two. */
+    size_t rows = r->max_rows, outputs = cldp_model_outputs(r->model);
+    size_t n = rows * (r->model->inputs > outputs ? r->model->inputs : outputs);
     float *x = cldp_calloc(n, sizeof(float), "warm-up batch");
     int32_t *y = x ? cldp_calloc(rows, sizeof(int32_t), "warm-up labels") : NULL;
     cldp_status st = CLDP_ERR_HOST_MEMORY;
@@ -266,7 +277,9 @@ cldp_status cldp_replica_warm_up(cldp_replica *r)
     size_t sizes[2] = {rows, 1};
     const cldp_train_ctx tc = {0, 0, 0};
     for (int i = 0; i < 2; i++) {
-        if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
+        if (r->targets) st = cldp_replica_load_targets(r, x, x, sizes[i]); /* zero targets */
+        else st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i]);
+        if (st != CLDP_OK) goto out;
         if ((st = forward(r, sizes[i], r->forward_only ? NULL : &tc)) != CLDP_OK) goto out;
         if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
     }

@@ -107,7 +107,7 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
     cldp_trainer *t = ph->t;
     const size_t nl = t->model.nlayers;
     cldp_replica *rep = ph->reps[r];
-    size_t len = ph->shard_len[r], off = ph->shard_off[r], in = t->model.inputs;
+    size_t len = ph->shard_len[r], off = ph->shard_off[r];
     double loss = 0, t0 = cldp_now_ms();
     size_t correct = 0, last_rows = 0;
     TRY(cldp_replica_release_grads(rep)); /* left mapped by a step that failed half-way */
@@ -121,7 +121,7 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
             if (cldp_run_abandoned(run)) return CLDP_OK; /* given up on: stop early */
             /* the caller's batch is read only inside a section: after a timeout it may be gone */
             if (!cldp_run_enter(run)) return CLDP_OK;
-            cldp_status st = cldp_replica_load(rep, ph->x + (off + b) * in, ph->labels + off + b, rows);
+            cldp_status st = cldp_trainer_load_rows(t, rep, ph, off + b, rows, 1);
             cldp_run_leave(run);
             TRY(st);
             /* dropout's masks: the step count and the rows' places in the global batch */
@@ -428,6 +428,39 @@ cldp_status cldp_trainer_check_inputs(const cldp_trainer *t, const float *x, con
     return CLDP_OK;
 }
 
+cldp_status cldp_trainer_check_loss(const cldp_trainer *t, int mse, const char *who, const char *other_call)
+{
+    REQUIRE(t, "%s: trainer is NULL", who);
+    if (mse) REQUIRE(t->model.loss == CLDP_LOSS_MSE, "%s: this model's loss is softmax cross-entropy, which takes int32 "
+                     "labels: call %s (or build the model with CLDP_LOSS_MSE)", who, other_call);
+    else REQUIRE(t->model.loss != CLDP_LOSS_MSE, "%s: this model's loss is mean squared error, which takes float targets: "
+                 "call %s", who, other_call);
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_check_targets(const cldp_trainer *t, const float *targets, size_t n, const char *who)
+{
+    REQUIRE(targets, "%s: targets are NULL", who);
+    size_t outputs = cldp_model_outputs(&t->model);
+    for (size_t i = 0; i < n; i++) {
+        const float *row = targets + i * outputs;
+        if (cldp_trainer_all_finite(row, outputs)) continue;
+        size_t k = 0;
+        while (k < outputs && isfinite(row[k])) k++;
+        return cldp_fail(CLDP_ERR_NONFINITE, "%s: target row %zu holds %s at output %zu; targets must be finite "
+                                             "(nothing was computed)", who, i, isnan(row[k]) ? "NaN" : "Inf", k);
+    }
+    return CLDP_OK;
+}
+
+cldp_status cldp_trainer_load_rows(const cldp_trainer *t, cldp_replica *rep, const phase *ph, size_t at, size_t rows,
+                                   int with_y)
+{
+    const float *x = ph->x + at * t->model.inputs;
+    if (with_y && ph->targets) return cldp_replica_load_targets(rep, x, ph->targets + at * cldp_model_outputs(&t->model), rows);
+    return cldp_replica_load(rep, x, with_y ? ph->labels + at : NULL, rows);
+}
+
 /* Over several ranks the batch is global: this rank's devices take their part of it. */
 static void shard_step(cldp_trainer *t)
 {
@@ -440,6 +473,7 @@ static void prepare_train(cldp_trainer *t, phase *ph)
 {
     ph->x = t->x;
     ph->labels = t->labels;
+    ph->targets = t->targets;
     ph->scale = 1.0f / (float)t->batch_n;
     ph->step = t->t;
     memcpy(ph->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
@@ -495,14 +529,18 @@ static cldp_status skip_update(cldp_trainer *t, int codes, const char *bad_name)
                                          "learning rate", step, skipped);
 }
 
-static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, const float *targets, size_t n,
+                        cldp_step_stats *stats)
 {
-    REQUIRE(labels, "cldp_trainer_step: labels are NULL");
-    TRY(cldp_trainer_check_inputs(t, x, labels, n, t->opts.batch, "cldp_trainer_step"));
+    const char *who = targets ? "cldp_trainer_step_targets" : "cldp_trainer_step";
+    REQUIRE(labels || targets, "%s: labels are NULL", who);
+    TRY(cldp_trainer_check_inputs(t, x, labels, n, t->opts.batch, who));
+    if (targets) TRY(cldp_trainer_check_targets(t, targets, n, who));
     TRY(cldp_trainer_rebroadcast_if_dirty(t));
     double t0 = cldp_now_ms();
     t->x = x;
     t->labels = labels;
+    t->targets = targets;
     t->batch_n = n;
     t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)(t->t + 1));
     t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)(t->t + 1));
@@ -571,12 +609,12 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     return st;
 }
 
-cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+static cldp_status step_call(cldp_trainer *t, const float *x, const int32_t *labels, const float *targets, size_t n,
+                             cldp_step_stats *stats)
 {
-    REQUIRE(t, "cldp_trainer_step: trainer is NULL");
     if (stats) memset(stats, 0, sizeof *stats);
     t->ndrops = 0;
-    cldp_status st = step(t, x, labels, n, stats);
+    cldp_status st = step(t, x, labels, targets, n, stats);
     if (stats) {
         stats->dropped = t->ndrops;
         memcpy(stats->drops, t->drops, (t->ndrops < CLDP_MAX_DROPS ? t->ndrops : CLDP_MAX_DROPS) * sizeof *t->drops);
@@ -584,4 +622,17 @@ cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *la
     }
     if (CLDP_TEST_ARMED() && !t->broken) cldp_faults_disarm(t); /* a stuck worker may still be inside its replica */
     return st;
+}
+
+cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+{
+    TRY(cldp_trainer_check_loss(t, 0, "cldp_trainer_step", "cldp_trainer_step_targets"));
+    return step_call(t, x, labels, NULL, n, stats);
+}
+
+cldp_status cldp_trainer_step_targets(cldp_trainer *t, const float *x, const float *targets, size_t n, cldp_step_stats *stats)
+{
+    TRY(cldp_trainer_check_loss(t, 1, "cldp_trainer_step_targets", "cldp_trainer_step"));
+    REQUIRE(targets, "cldp_trainer_step_targets: targets are NULL");
+    return step_call(t, x, NULL, targets, n, stats);
 }
