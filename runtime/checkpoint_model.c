@@ -63,7 +63,7 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
                          (unsigned long long)len, nlayers);
     uint64_t c = version == 1 ? inputs : get_u32(b + 24), h = version == 1 ? 1 : get_u32(b + 28), w = version == 1 ? 1 : get_u32(b + 32);
     if ((version > 1 && get_u32(b + 36) != 0) || c == 0 || h == 0 || w == 0 || c * h * w != inputs || inputs > CLDP_MAX_UNITS ||
-        loss != CLDP_LOSS_SOFTMAX_CROSS_ENTROPY)
+        (loss != CLDP_LOSS_SOFTMAX_CROSS_ENTROPY && loss != CLDP_LOSS_MSE))
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: input %llu (%llux%llux%llu), loss %u", path,
                          (unsigned long long)inputs, (unsigned long long)c, (unsigned long long)h, (unsigned long long)w, loss);
     memset(m, 0, sizeof *m);
@@ -101,11 +101,16 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
     return CLDP_OK;
 }
 
-/* "1x28x28 -> conv:32:5:p2,relu,..." for a message. */
+/* "1x28x28 -> conv:32:5:p2,relu,... (loss xent)" for a message. */
 static void describe(const cldp_model *m, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap, "%zux%zux%zu -> ", m->in_c, m->in_h, m->in_w);
-    if (n < 0 || (size_t)n >= cap || cldp_model_describe(m, buf + n, cap - (size_t)n) != CLDP_OK) snprintf(buf, cap, "(a model too long to show)");
+    if (n < 0 || (size_t)n + 16 >= cap || cldp_model_describe(m, buf + n, cap - (size_t)n - 16) != CLDP_OK) {
+        snprintf(buf, cap, "(a model too long to show)");
+        return;
+    }
+    size_t used = strlen(buf);
+    snprintf(buf + used, cap - used, " (loss %s)", m->loss == CLDP_LOSS_MSE ? "mse" : "xent");
 }
 
 cldp_status cldp_ckpt_model_check(const char *path, uint32_t version, const unsigned char *b, uint64_t len, const cldp_model *want)
