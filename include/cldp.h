@@ -678,7 +678,8 @@ CLDP_API cldp_status cldp_request_wait(cldp_request *req, double timeout_ms, cld
  * CLDP_CANCELLED (at once, or when its rows already running finish). CLDP_ERR_STATE when it was
  * already answered. */
 CLDP_API cldp_status cldp_request_cancel(cldp_request *req);
-/* The answered request's probabilities (rows x outputs, row-major), owned by the request; NULL
+/* The answered request's probabilities (rows x outputs, row-major; for a model whose loss is
+ * CLDP_LOSS_MSE its raw outputs), owned by the request; NULL
  * unless it was answered CLDP_OK. *generation (may be NULL) gets the parameter generation that
  * computed it (0: the creation's; +1 per swap). */
 CLDP_API const float *cldp_request_probs(const cldp_request *req, uint64_t *generation);

@@ -38,51 +38,37 @@ static void dropout_size(const cldp_layer_desc *L, size_t rows, cldp_layer_size 
     s->chunk = rows;
 }
 
-/* The kernel's key, threshold and scale for layer l in this pass (the identity without one). */
-static void factors(const cldp_layer_desc *L, size_t l, const cldp_train_ctx *tc, cl_ulong *key, cl_ulong *row0,
-                    cl_uint *threshold, float *scale)
+/* Runs dropout_forward (a = in, b = out) or dropout_backward (a = dL/dy in place, b NULL) over
+ * the pass's rows with the mask of layer l in this pass: key, threshold and scale, or without a
+ * training context the identity (threshold 0, scale 1). */
+static cldp_status launch(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps, const char *name, cl_mem a, cl_mem b)
 {
-    *key = tc ? cldp_dropout_key(tc, l) : 0;
-    *row0 = tc ? tc->row0 : 0;
-    *threshold = tc ? cldp_dropout_threshold(L->drop) : 0;
-    *scale = tc ? (float)(1.0 / (1.0 - (double)L->drop)) : 1.0f;
+    const cldp_train_ctx *tc = ps->train;
+    cl_kernel k;
+    TRY(cldp_replica_kernel(r, name, &k));
+    cl_ulong key = tc ? cldp_dropout_key(tc, ps->l) : 0, row0 = tc ? tc->row0 : 0;
+    cl_uint n = (cl_uint)(ps->rows * L->in), per_row = (cl_uint)L->in, threshold = tc ? cldp_dropout_threshold(L->drop) : 0;
+    float scale = tc ? (float)(1.0 / (1.0 - (double)L->drop)) : 1.0f;
+    cl_uint i = 0;
+    ARG(k, i++, a);
+    if (b) ARG(k, i++, b);
+    ARG(k, i++, n);
+    ARG(k, i++, per_row);
+    ARG(k, i++, key);
+    ARG(k, i++, row0);
+    ARG(k, i++, threshold);
+    ARG(k, i++, scale);
+    return cldp_replica_launch(r, k, name, n);
 }
 
 static cldp_status dropout_forward(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)
 {
-    cl_kernel k;
-    TRY(cldp_replica_kernel(r, "dropout_forward", &k));
-    cl_ulong key, row0;
-    cl_uint threshold, n = (cl_uint)(ps->rows * L->in), per_row = (cl_uint)L->in;
-    float scale;
-    factors(L, ps->l, ps->train, &key, &row0, &threshold, &scale);
-    ARG(k, 0, ps->in);
-    ARG(k, 1, ps->out);
-    ARG(k, 2, n);
-    ARG(k, 3, per_row);
-    ARG(k, 4, key);
-    ARG(k, 5, row0);
-    ARG(k, 6, threshold);
-    ARG(k, 7, scale);
-    return cldp_replica_launch(r, k, "dropout_forward", n);
+    return launch(r, L, ps, "dropout_forward", ps->in, ps->out);
 }
 
 static cldp_status dropout_backward(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)
 {
-    cl_kernel k;
-    TRY(cldp_replica_kernel(r, "dropout_backward", &k));
-    cl_ulong key, row0;
-    cl_uint threshold, n = (cl_uint)(ps->rows * L->out), per_row = (cl_uint)L->out;
-    float scale;
-    factors(L, ps->l, ps->train, &key, &row0, &threshold, &scale);
-    ARG(k, 0, ps->dout);
-    ARG(k, 1, n);
-    ARG(k, 2, per_row);
-    ARG(k, 3, key);
-    ARG(k, 4, row0);
-    ARG(k, 5, threshold);
-    ARG(k, 6, scale);
-    return cldp_replica_launch(r, k, "dropout_backward", n);
+    return launch(r, L, ps, "dropout_backward", ps->dout, NULL);
 }
 
 /* "dropout:P" with the shortest P that reads back as the same float. */

@@ -403,6 +403,21 @@ fail:
 
 /* ---- steps ----------------------------------------------------------------------------- */
 
+/* n rows of `width` values all finite, else CLDP_ERR_NONFINITE naming the first bad row and
+ * column ("input row 3 holds NaN at feature 7"). */
+static cldp_status check_finite(const float *v, size_t n, size_t width, const char *who, const char *what, const char *column)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *row = v + i * width;
+        if (cldp_trainer_all_finite(row, width)) continue;
+        size_t k = 0;
+        while (k < width && isfinite(row[k])) k++;
+        return cldp_fail(CLDP_ERR_NONFINITE, "%s: %s row %zu holds %s at %s %zu; %ss must be finite (nothing was computed)",
+                         who, what, i, isnan(row[k]) ? "NaN" : "Inf", column, k, what);
+    }
+    return CLDP_OK;
+}
+
 cldp_status cldp_trainer_check_inputs(const cldp_trainer *t, const float *x, const int32_t *labels, size_t n,
                                       size_t limit, const char *who)
 {
@@ -410,15 +425,7 @@ cldp_status cldp_trainer_check_inputs(const cldp_trainer *t, const float *x, con
     REQUIRE(x, "%s: input batch x is NULL", who);
     REQUIRE(n > 0, "%s: batch size is 0: a call needs at least one sample", who);
     REQUIRE(n <= limit, "%s: batch of %zu samples exceeds the trainer's batch option (%zu)", who, n, limit);
-    size_t in = t->model.inputs;
-    for (size_t i = 0; i < n; i++) {
-        const float *row = x + i * in;
-        if (cldp_trainer_all_finite(row, in)) continue;
-        size_t k = 0;
-        while (k < in && isfinite(row[k])) k++;
-        return cldp_fail(CLDP_ERR_NONFINITE, "%s: input row %zu holds %s at feature %zu; inputs must be finite "
-                                             "(nothing was computed)", who, i, isnan(row[k]) ? "NaN" : "Inf", k);
-    }
+    TRY(check_finite(x, n, t->model.inputs, who, "input", "feature"));
     if (labels) {
         size_t classes = cldp_model_outputs(&t->model);
         for (size_t i = 0; i < n; i++)
@@ -441,16 +448,7 @@ cldp_status cldp_trainer_check_loss(const cldp_trainer *t, int mse, const char *
 cldp_status cldp_trainer_check_targets(const cldp_trainer *t, const float *targets, size_t n, const char *who)
 {
     REQUIRE(targets, "%s: targets are NULL", who);
-    size_t outputs = cldp_model_outputs(&t->model);
-    for (size_t i = 0; i < n; i++) {
-        const float *row = targets + i * outputs;
-        if (cldp_trainer_all_finite(row, outputs)) continue;
-        size_t k = 0;
-        while (k < outputs && isfinite(row[k])) k++;
-        return cldp_fail(CLDP_ERR_NONFINITE, "%s: target row %zu holds %s at output %zu; targets must be finite "
-                                             "(nothing was computed)", who, i, isnan(row[k]) ? "NaN" : "Inf", k);
-    }
-    return CLDP_OK;
+    return check_finite(targets, n, cldp_model_outputs(&t->model), who, "target", "output");
 }
 
 cldp_status cldp_trainer_load_rows(const cldp_trainer *t, cldp_replica *rep, const phase *ph, size_t at, size_t rows,

@@ -154,17 +154,7 @@ static cldp_trainer *make(const cldp_model *m, const char *devices, const char *
     o.momentum = 0.5f;
     o.seed = 77;
     o.split = split;
-    char capstr[32];
-    snprintf(capstr, sizeof capstr, "%llu", cap);
-    if (cap) CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
-    cldp_trainer *t = NULL;
-    CHECK_OK(cldp_trainer_create(m, &o, &t));
-    if (cap) cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
-    if (!t) {
-        fprintf(stderr, "test_dropout: no trainer on %s: %s\n", devices, cldp_last_error());
-        exit(1);
-    }
-    return t;
+    return test_trainer_capped("test_dropout", m, &o, cap);
 }
 
 static float *run(const cldp_model *m, const char *devices, const char *split, unsigned long long cap, const float *x,

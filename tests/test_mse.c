@@ -42,17 +42,7 @@ static cldp_trainer *make(const cldp_model *m, const char *devices, const char *
     o.learning_rate = lr;
     o.seed = 11;
     o.split = split;
-    char capstr[32];
-    snprintf(capstr, sizeof capstr, "%llu", cap);
-    if (cap) CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
-    cldp_trainer *t = NULL;
-    CHECK_OK(cldp_trainer_create(m, &o, &t));
-    if (cap) cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
-    if (!t) {
-        fprintf(stderr, "test_mse: no trainer on %s: %s\n", devices, cldp_last_error());
-        exit(1);
-    }
-    return t;
+    return test_trainer_capped("test_mse", m, &o, cap);
 }
 
 static float *run(const cldp_model *m, const char *devices, const char *split, cldp_optimizer opt, unsigned long long cap,

@@ -175,4 +175,23 @@ static inline void test_compare(const char *what, const float *a, const float *b
     free(ref);
 }
 
+/* A trainer of m with options *o, created under a device memory cap of `cap` bytes (0: none,
+ * the cap lifted again afterwards), so that shards larger than the cap allows run as
+ * micro-batches. The test `name` fails and exits when it cannot be made. */
+static inline cldp_trainer *test_trainer_capped(const char *name, const cldp_model *m, const cldp_trainer_options *o,
+                                                unsigned long long cap)
+{
+    char capstr[32];
+    snprintf(capstr, sizeof capstr, "%llu", cap);
+    if (cap) CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
+    cldp_trainer *t = NULL;
+    CHECK_OK(cldp_trainer_create(m, o, &t));
+    if (cap) cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
+    if (!t) {
+        fprintf(stderr, "%s: no trainer on %s: %s\n", name, o->devices ? o->devices : "the default devices", cldp_last_error());
+        exit(1);
+    }
+    return t;
+}
+
 #endif
