@@ -26,9 +26,7 @@ static cldp_status dropout_shape(cldp_layer_desc *L, const char *what)
 {
     REQUIRE(isfinite(L->drop) && L->drop >= 0 && L->drop < 1, "%s: the dropout probability must be in [0, 1), got %g",
             what, (double)L->drop);
-    L->out_c = L->in_c, L->out_h = L->in_h, L->out_w = L->in_w;
-    L->out = L->in;
-    return CLDP_OK;
+    return cldp_layer_same_shape(L, what);
 }
 
 static void dropout_size(const cldp_layer_desc *L, size_t rows, cldp_layer_size *s)

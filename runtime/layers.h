@@ -102,6 +102,9 @@ cldp_status cldp_replica_act_backward(cldp_replica *r, cl_mem dout, cl_mem out, 
 /* Kaiming-uniform weights U(-gain·sqrt(3/fan_in), +) then biases U(-1/sqrt(fan_in), +). */
 void cldp_init_uniform(cldp_rng *rng, float *w, size_t nw, float *b, size_t nb, size_t fan_in, double gain);
 
+/* The shape of a layer that keeps its input's (the element-wise kinds, dropout). */
+cldp_status cldp_layer_same_shape(cldp_layer_desc *L, const char *what);
+
 /* The reference's activation and its derivative from the output. */
 double cldp_ref_act(int act, double v);
 double cldp_ref_act_grad(int act, double out);

@@ -120,6 +120,24 @@ static inline double ref_loss_grad_full(const cldp_model *m, const float *p, con
     return total;
 }
 
+/* The parameters a trainer's first SGD step gives (its momentum starts at 0; no weight decay):
+ * want (nparams) = p0 - lr·g, p0 the model's initial parameters from `seed`, g the gradient of
+ * the mean loss over the n rows of the step (labels y, or MSE targets) with step 0's dropout
+ * masks, the rows at global indices 0..n-1. Returns the mean loss. */
+static inline double ref_first_sgd_step(const cldp_model *m, uint64_t seed, const float *x, const int32_t *y,
+                                        const float *targets, size_t n, double lr, double *want)
+{
+    float *p0 = malloc(m->nparams * sizeof(float));
+    double *g = calloc(m->nparams, sizeof(double));
+    cldp_model_init_params(m, seed, p0, m->nparams);
+    const cldp_train_ctx tc0 = {seed, 0, 0};
+    double loss = ref_loss_grad_full(m, p0, x, y, targets, n, 1.0 / (double)n, &tc0, g, NULL, NULL) / (double)n;
+    for (size_t i = 0; i < m->nparams; i++) want[i] = p0[i] - lr * g[i];
+    free(p0);
+    free(g);
+    return loss;
+}
+
 /* Cross-entropy on labels y, as an inference pass (no dropout). */
 static inline double ref_loss_grad(const cldp_model *m, const float *p, const float *x, const int32_t *y, size_t rows,
                                    double scale, double *grad, double *loss, int *correct)

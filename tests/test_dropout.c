@@ -146,14 +146,8 @@ static const size_t sizes[STEPS] = {20, 17, 20, 3, 20};
 static cldp_trainer *make(const cldp_model *m, const char *devices, const char *split, unsigned long long cap)
 {
     cldp_trainer_options o;
-    cldp_trainer_options_init(&o);
-    o.devices = devices;
-    o.batch = BATCH;
-    o.optimizer = CLDP_OPT_SGD;
-    o.learning_rate = 0.1f;
+    test_options(&o, devices, BATCH, CLDP_OPT_SGD, 0.1f, 77, split);
     o.momentum = 0.5f;
-    o.seed = 77;
-    o.split = split;
     return test_trainer_capped("test_dropout", m, &o, cap);
 }
 
@@ -176,10 +170,9 @@ static void test_trainer(void)
 {
     size_t total = 0;
     for (int s = 0; s < STEPS; s++) total += sizes[s];
-    float *x = malloc(total * IN * sizeof(float));
-    int32_t *y = malloc(total * sizeof(int32_t));
-    test_fill(x, total * IN, -1, 1);
-    for (size_t i = 0; i < total; i++) y[i] = (int32_t)(test_rand() % CLASSES);
+    float *x;
+    int32_t *y;
+    test_labelled(total, IN, CLASSES, &x, &y);
     cldp_model *m = NULL;
     CHECK_OK(cldp_model_parse(MLP, IN, 1, 1, &m));
     size_t np = cldp_model_param_count(m);
@@ -187,12 +180,8 @@ static void test_trainer(void)
 
     /* the first step against the reference: SGD's first update is p0 - lr·g (the momentum
      * buffer starts at 0), g the gradient with step 0's masks over the global rows 0..19 */
-    float *p0 = malloc(np * sizeof(float));
-    CHECK_OK(cldp_model_init_params(m, 77, p0, np));
-    double *g = calloc(np, sizeof(double)), *want = malloc(np * sizeof(double));
-    const cldp_train_ctx tc0 = {77, 0, 0};
-    ref_loss_grad_full(m, p0, x, y, NULL, sizes[0], 1.0 / (double)sizes[0], &tc0, g, NULL, NULL);
-    for (size_t i = 0; i < np; i++) want[i] = p0[i] - 0.1 * g[i];
+    double *want = malloc(np * sizeof(double));
+    ref_first_sgd_step(m, 77, x, y, NULL, sizes[0], 0.1, want);
     const char *devs[2] = {one, two};
     for (int k = 0; k < 2; k++) {
         float *p1 = run(m, devs[k], k ? "3,1" : NULL, 0, x, y, 1);
@@ -241,7 +230,7 @@ static void test_trainer(void)
     cldp_trainer_destroy(b);
     free(pa), free(pb);
     cldp_model_destroy(plain);
-    free(x), free(y), free(p0), free(g), free(want), free(ref1), free(even), free(again);
+    free(x), free(y), free(want), free(ref1), free(even), free(again);
     cldp_model_destroy(m);
 }
 

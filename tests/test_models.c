@@ -34,14 +34,8 @@ static cldp_model *cnn(void)
 static cldp_trainer *make(const cldp_model *m, const char *devices, const char *split, unsigned long long cap)
 {
     cldp_trainer_options o;
-    cldp_trainer_options_init(&o);
-    o.devices = devices;
-    o.batch = BATCH;
-    o.optimizer = CLDP_OPT_SGD;
-    o.learning_rate = 0.05f;
+    test_options(&o, devices, BATCH, CLDP_OPT_SGD, 0.05f, 5, split);
     o.weight_decay = 1e-3f;
-    o.seed = 5;
-    o.split = split;
     return test_trainer_capped("test_models", m, &o, cap);
 }
 
@@ -193,10 +187,9 @@ int main(int argc, char **argv)
 
     size_t total = 0;
     for (int s = 0; s < STEPS; s++) total += sizes[s];
-    float *x = malloc(total * IN * sizeof(float));
-    int32_t *y = malloc(total * sizeof(int32_t));
-    test_fill(x, total * IN, -1, 1);
-    for (size_t i = 0; i < total; i++) y[i] = (int32_t)(test_rand() % CLASSES);
+    float *x;
+    int32_t *y;
+    test_labelled(total, IN, CLASSES, &x, &y);
     cldp_model *m = cnn();
     size_t np = cldp_model_param_count(m);
 

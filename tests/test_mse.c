@@ -35,13 +35,7 @@ static cldp_trainer *make(const cldp_model *m, const char *devices, const char *
                           unsigned long long cap)
 {
     cldp_trainer_options o;
-    cldp_trainer_options_init(&o);
-    o.devices = devices;
-    o.batch = BATCH;
-    o.optimizer = opt;
-    o.learning_rate = lr;
-    o.seed = 11;
-    o.split = split;
+    test_options(&o, devices, BATCH, opt, lr, 11, split);
     return test_trainer_capped("test_mse", m, &o, cap);
 }
 
@@ -68,12 +62,8 @@ static void test_equivalence(const float *x, const float *tg)
     size_t np = cldp_model_param_count(m);
     const char *one = test_devices("test_mse", 1), *two = test_devices("test_mse", 2);
     /* the first SGD step is p0 - lr·g (momentum starts at 0); g with step 0's dropout masks */
-    float *p0 = malloc(np * sizeof(float));
-    CHECK_OK(cldp_model_init_params(m, 11, p0, np));
-    double *g = calloc(np, sizeof(double)), *want = malloc(np * sizeof(double));
-    const cldp_train_ctx tc0 = {11, 0, 0};
-    double loss0 = ref_loss_grad_full(m, p0, x, NULL, tg, sizes[0], 1.0 / (double)sizes[0], &tc0, g, NULL, NULL);
-    for (size_t i = 0; i < np; i++) want[i] = p0[i] - 0.2 * g[i];
+    double *want = malloc(np * sizeof(double));
+    double loss0 = ref_first_sgd_step(m, 11, x, NULL, tg, sizes[0], 0.2, want);
     const char *devs[2] = {one, two};
     for (int k = 0; k < 2; k++) {
         float *p1 = run(m, devs[k], k ? "3,1" : NULL, CLDP_OPT_SGD, 0, x, tg, 1);
@@ -82,7 +72,7 @@ static void test_equivalence(const float *x, const float *tg)
         test_close(what, p1, want, np, 1e-6, 1e-4);
         free(p1);
     }
-    printf("  first step: reference loss %.6f\n", loss0 / (double)sizes[0]);
+    printf("  first step: reference loss %.6f\n", loss0);
     float *ref1 = run(m, one, NULL, CLDP_OPT_ADAM, 0, x, tg, STEPS);
     cldp_mem_need need;
     cldp_mem_estimate(m, 5, &need);
@@ -94,7 +84,7 @@ static void test_equivalence(const float *x, const float *tg)
         test_compare(runs[k].what, p, ref1, np, 1e-5, 1e-4);
         free(p);
     }
-    free(p0), free(g), free(want), free(ref1);
+    free(want), free(ref1);
     cldp_model_destroy(m);
 }
 

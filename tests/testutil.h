@@ -86,6 +86,15 @@ static inline void test_fill(float *x, size_t n, double lo, double hi)
     for (size_t i = 0; i < n; i++) x[i] = (float)test_uniform(lo, hi);
 }
 
+/* Fresh random data: *x (n x in floats in [-1, 1)) and *y (n labels below `classes`), malloc'd. */
+static inline void test_labelled(size_t n, size_t in, size_t classes, float **x, int32_t **y)
+{
+    *x = malloc(n * in * sizeof(float));
+    *y = malloc(n * sizeof(int32_t));
+    test_fill(*x, n * in, -1, 1);
+    for (size_t i = 0; i < n; i++) (*y)[i] = (int32_t)(test_rand() % classes);
+}
+
 /* |got - ref| <= atol + rtol·|ref| for every element; on failure prints the worst one. */
 static inline int test_close(const char *what, const float *got, const double *ref, size_t n, double atol, double rtol)
 {
@@ -173,6 +182,20 @@ static inline void test_compare(const char *what, const float *a, const float *b
     printf("  %s: max |diff| %.3g\n", what, worst);
     test_close(what, a, ref, n, atol, rtol);
     free(ref);
+}
+
+/* Trainer options: the defaults with these devices, batch, optimizer, learning rate, seed and
+ * split (the rest as cldp_trainer_options_init leaves them). */
+static inline void test_options(cldp_trainer_options *o, const char *devices, size_t batch, cldp_optimizer optimizer,
+                                float learning_rate, uint64_t seed, const char *split)
+{
+    cldp_trainer_options_init(o);
+    o->devices = devices;
+    o->batch = batch;
+    o->optimizer = optimizer;
+    o->learning_rate = learning_rate;
+    o->seed = seed;
+    o->split = split;
 }
 
 /* A trainer of m with options *o, created under a device memory cap of `cap` bytes (0: none,
