@@ -1,7 +1,7 @@
 /* trainer.h — the trainer's state, shared by the files that implement it: trainer.c (create, the
  * step, parameters), phase.c (a phase of work on every device under the failure policy),
- * infer.c (evaluation and prediction) and faults.c (test-only fault injection). Internal; the
- * public API is include/cldp.h. */
+ * infer.c (evaluation and prediction), trainer_inputs.c (the calls' checks) and faults.c
+ * (test-only fault injection). Internal; the public API is include/cldp.h. */
 #ifndef CLDP_TRAINER_H
 #define CLDP_TRAINER_H
 
