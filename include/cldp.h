@@ -246,9 +246,11 @@ CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *cha
 
 /* Weights to and from PyTorch: a safetensors file (an 8-byte little-endian header length, a JSON
  * header, raw little-endian float32 tensors) with the names and shapes of PyTorch's
- * nn.Sequential built from the model's spec, one module per layer in order: module i's "i.weight"
- * (dense (OUT, IN); conv2d (OUT, IN, K, K)) and "i.bias" (OUT). The header's __metadata__ holds
- * "cldp_model" (the spec) and "cldp_input" ("CxHxW"). Save writes `count` (= the parameter count)
+ * nn.Sequential built from the model's spec, one module per layer in order (layers without
+ * parameters, dropout included, take an index too): module i's "i.weight" (dense (OUT, IN);
+ * conv2d (OUT, IN, K, K)) and "i.bias" (OUT). The header's __metadata__ holds "cldp_model" (the
+ * spec), "cldp_input" ("CxHxW") and "cldp_loss" ("xent" or "mse"; for information: the weights
+ * load into a model of either loss). Save writes `count` (= the parameter count)
  * floats of `params` atomically (a temporary file, synced, renamed). Load validates the whole
  * file first (header length, JSON, dtype F32, every tensor present once with the model's shape,
  * offsets inside the data and not overlapping, values finite, and cldp's metadata, where present,
