@@ -4,6 +4,7 @@
  * gradient of a model with dropout (the mask fixed by its context) against the reference's, and
  * the reference's gradient against central finite differences; the fraction dropped within 5
  * sigma of P; a trainer's first step against the reference on one device and on two ("3,1"),
+ * its second step against the reference with step 1's masks (the step count keys them),
  * 1 device == 2 devices (even, "3,1", micro-batched) over several steps, bitwise determinism,
  * evaluation and prediction unaffected by dropout; the spec, and its module index in
  * safetensors. Tolerances |x - ref| <= atol + rtol·|ref|: outputs 1e-6 + 1e-6·|ref|, gradients
@@ -189,6 +190,25 @@ static void test_trainer(void)
         snprintf(what, sizeof what, "first step on %s vs the reference", devs[k]);
         test_close(what, p1, want, np, 1e-6, 1e-4);
         free(p1);
+    }
+    /* the second step draws step 1's masks: from the trainer's own p1, SGD with momentum 0.5
+     * gives p2 = p1 - lr·(0.5·g1 + g2), g2 the gradient at p1 over the second batch (its rows
+     * again at global indices from 0) with step 1's masks; step 0's masks would give another p2 */
+    {
+        float *p1 = run(m, two, "3,1", 0, x, y, 1), *p2 = run(m, two, "3,1", 0, x, y, 2), *p0 = malloc(np * sizeof(float));
+        double *g1 = calloc(np, sizeof(double)), *g2 = calloc(np, sizeof(double)), *want2 = malloc(np * sizeof(double));
+        CHECK_OK(cldp_model_init_params(m, 77, p0, np));
+        const cldp_train_ctx tc0 = {77, 0, 0}, tc1 = {77, 1, 0};
+        ref_loss_grad_full(m, p0, x, y, NULL, sizes[0], 1.0 / (double)sizes[0], &tc0, g1, NULL, NULL);
+        ref_loss_grad_full(m, p1, x + sizes[0] * IN, y + sizes[0], NULL, sizes[1], 1.0 / (double)sizes[1], &tc1, g2, NULL, NULL);
+        for (size_t i = 0; i < np; i++) want2[i] = p1[i] - 0.1 * (0.5 * g1[i] + g2[i]);
+        test_close("second step on 2 devices 3:1 vs the reference with step 1's masks", p2, want2, np, 1e-6, 1e-4);
+        ref_loss_grad_full(m, p1, x + sizes[0] * IN, y + sizes[0], NULL, sizes[1], 1.0 / (double)sizes[1], &tc0, g2, NULL, NULL);
+        double apart = 0;
+        for (size_t i = 0; i < np; i++) apart = fmax(apart, fabs(p2[i] - (p1[i] - 0.1 * (0.5 * g1[i] + g2[i]))));
+        printf("  second step: with step 0's masks instead, the parameters would differ by up to %.3g\n", apart);
+        CHECK(apart > 1e-4);
+        free(p0), free(p1), free(p2), free(g1), free(g2), free(want2);
     }
     float *ref1 = run(m, one, NULL, 0, x, y, STEPS);
     /* 2 devices even, "3,1", and micro-batches of <= 4 rows on 2 devices: the 1-device run */
