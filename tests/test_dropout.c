@@ -7,7 +7,7 @@
  * its second step against the reference with step 1's masks (the step count keys them),
  * 1 device == 2 devices (even, "3,1", micro-batched) over several steps, bitwise determinism,
  * evaluation and prediction unaffected by dropout; the spec, and its module index in
- * safetensors. Tolerances |x - ref| <= atol + rtol·|ref|: outputs 1e-6 + 1e-6·|ref|, gradients
+ * safetensors (whose metadata also records the loss). Tolerances |x - ref| <= atol + rtol·|ref|: outputs 1e-6 + 1e-6·|ref|, gradients
  * 1e-5 + 1e-3·|ref|, parameters across device counts 1e-5 + 1e-4·|ref|. */
 #define _POSIX_C_SOURCE 200809L
 #undef NDEBUG
@@ -277,18 +277,23 @@ static void test_spec_and_names(void)
     CHECK(fd >= 0);
     if (fd >= 0) close(fd);
     size_t np = cldp_model_param_count(m);
-    float *p = malloc(np * sizeof(float));
+    float *p = malloc(np * sizeof(float)), *back_p = malloc(np * sizeof(float));
     CHECK_OK(cldp_model_init_params(m, 3, p, np));
-    CHECK_OK(cldp_model_save_safetensors(m, p, np, path));
-    FILE *f = fopen(path, "rb");
-    char head[2048] = "";
-    size_t got = f ? fread(head, 1, sizeof head - 1, f) : 0;
-    head[got] = 0;
-    if (f) fclose(f);
-    CHECK(strstr(head + 8, "\"3.weight\"") && strstr(head + 8, "\"0.bias\"") && !strstr(head + 8, "\"2.weight\""));
-    float *back_p = malloc(np * sizeof(float));
-    CHECK_OK(cldp_model_load_safetensors(m, path, back_p, np));
-    CHECK(!memcmp(back_p, p, np * sizeof(float)));
+    /* and the metadata records the loss, for information: the weights load under either */
+    for (int mse = 0; mse < 2; mse++) {
+        CHECK_OK(cldp_model_set_loss(m, mse ? CLDP_LOSS_MSE : CLDP_LOSS_SOFTMAX_CROSS_ENTROPY));
+        CHECK_OK(cldp_model_save_safetensors(m, p, np, path));
+        FILE *f = fopen(path, "rb");
+        char head[2048] = "";
+        size_t got = f ? fread(head, 1, sizeof head - 1, f) : 0;
+        head[got] = 0;
+        if (f) fclose(f);
+        CHECK(strstr(head + 8, "\"3.weight\"") && strstr(head + 8, "\"0.bias\"") && !strstr(head + 8, "\"2.weight\""));
+        CHECK(strstr(head + 8, mse ? "\"cldp_loss\":\"mse\"" : "\"cldp_loss\":\"xent\""));
+        CHECK_OK(cldp_model_set_loss(m, mse ? CLDP_LOSS_SOFTMAX_CROSS_ENTROPY : CLDP_LOSS_MSE));
+        CHECK_OK(cldp_model_load_safetensors(m, path, back_p, np));
+        CHECK(!memcmp(back_p, p, np * sizeof(float)));
+    }
     unlink(path);
     free(p), free(back_p);
     cldp_model_destroy(m);
