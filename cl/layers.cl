@@ -96,3 +96,24 @@ __kernel void bias_grad(__global const float *d, const uint rows, const uint col
     for (uint r = 0; r < rows; r++) s += d[(size_t)r * cols + c];
     grads[b_off + c] = accumulate ? grads[b_off + c] + s : s;
 }
+
+/* Mean squared error, one work-item per row of outputs z against float targets t (rows x outputs):
+ *   loss[r]    = sum_c (z[r][c] - t[r][c])^2 / outputs   (their mean over rows: nn.MSELoss's mean)
+ *   dz[r][c]   = 2 (z[r][c] - t[r][c]) / outputs * scale  (scale = 1 / global batch)
+ *   correct[r] = 0 */
+__kernel void mse_loss(__global const float *z, __global const float *t, const uint rows, const uint outputs,
+                       const float scale, __global float *dz, __global float *loss, __global int *correct)
+{
+    const size_t r = get_global_id(0);
+    if (r >= rows) return;
+    const size_t at = r * outputs;
+    const float g = 2.0f / (float)outputs * scale;
+    float s = 0.0f;
+    for (uint c = 0; c < outputs; c++) {
+        const float e = z[at + c] - t[at + c];
+        s += e * e;
+        dz[at + c] = e * g;
+    }
+    loss[r] = s / (float)outputs;
+    correct[r] = 0;
+}

@@ -157,7 +157,12 @@ typedef enum cldp_activation {
 
 /* The loss a model trains on. */
 typedef enum cldp_loss {
-    CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0 /* the last layer's outputs are logits; labels are int32 */
+    CLDP_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* the last layer's outputs are logits; labels are int32 */
+    /* Mean squared error on float targets, as PyTorch's nn.MSELoss (reduction 'mean'): over a batch
+     * of n samples of `outputs` values, L = sum (y - t)^2 / (n·outputs), so dL/dy = 2(y - t)/(n·outputs).
+     * Train and evaluate with cldp_trainer_step_targets and cldp_trainer_evaluate_targets;
+     * cldp_trainer_predict and the server give the raw outputs. */
+    CLDP_LOSS_MSE = 1
 } cldp_loss;
 
 /* A model description: an input size (or shape, below) and a stack of layers: dense layers
@@ -173,7 +178,7 @@ typedef struct cldp_model cldp_model;
 CLDP_API cldp_status cldp_model_create(size_t inputs, cldp_model **out);
 /* Appends a dense layer of `units` outputs (>= 1) followed by `act`. */
 CLDP_API cldp_status cldp_model_add_dense(cldp_model *model, size_t units, cldp_activation act);
-/* Sets the loss (the default, and only one so far: softmax cross-entropy). */
+/* Sets the loss: softmax cross-entropy (the default) or mean squared error (CLDP_LOSS_MSE). */
 CLDP_API cldp_status cldp_model_set_loss(cldp_model *model, cldp_loss loss);
 /* Frees the description (trainers made from it keep their own copy); NULL is a no-op. */
 CLDP_API void cldp_model_destroy(cldp_model *model);
@@ -193,6 +198,12 @@ CLDP_API size_t cldp_model_layer_count(const cldp_model *model);  /* dense layer
  *   maxpool2d  K×K windows at stride S, no padding (ties: the first in  nn.MaxPool2d
  *              row-major window order takes the gradient)
  *   flatten, relu, tanh, sigmoid                                       nn.Flatten, nn.ReLU, ...
+ *   dropout    P: in a training step each element is zeroed with       nn.Dropout(P)
+ *              probability P and the others are multiplied by 1/(1 − P); in evaluation,
+ *              prediction and serving it is the identity. Its mask is a counter-based hash
+ *              of (the trainer's seed, the step count, the layer, the sample's index in the
+ *              step's global batch, the element): the same on any split, device count or
+ *              micro-batching, and a resumed checkpoint continues it bitwise (same seed).
  * Parameters stay one flat vector, layer after layer, weight then bias, in PyTorch's layouts;
  * layers without parameters take none. Weights are Kaiming-uniform with fan_in IN (dense) or
  * IN·K·K (conv2d) and the gain of the activation that follows the layer. Each add call checks
@@ -206,6 +217,8 @@ CLDP_API cldp_status cldp_model_add_conv2d(cldp_model *model, size_t out_channel
                                            size_t stride, size_t padding);
 /* stride 0 means stride = kernel */
 CLDP_API cldp_status cldp_model_add_maxpool2d(cldp_model *model, size_t kernel, size_t stride);
+/* Appends dropout with probability p (0 <= p < 1) of zeroing each element in training. */
+CLDP_API cldp_status cldp_model_add_dropout(cldp_model *model, float p);
 /* Appends flatten: C×H×W becomes C·H·W (what a dense layer after image layers needs). */
 CLDP_API cldp_status cldp_model_add_flatten(cldp_model *model);
 /* relu, tanh or sigmoid as a layer of its own */
@@ -215,6 +228,7 @@ CLDP_API cldp_status cldp_model_add_activation(cldp_model *model, cldp_activatio
  *   conv:OUT:K[:sS][:pP]   conv2d, stride S (default 1), padding P (default 0)
  *   maxpool:K[:sS]         maxpool2d, stride S (default K)
  *   relu | tanh | sigmoid | flatten
+ *   dropout:P              dropout, 0 <= P < 1 (e.g. dropout:0.4)
  *   dense:OUT
  * e.g. "conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10".
  * A bad token or a shape that does not fit is CLDP_ERR_INVALID_ARGUMENT, and cldp_last_error()
@@ -232,9 +246,11 @@ CLDP_API cldp_status cldp_model_input_shape(const cldp_model *model, size_t *cha
 
 /* Weights to and from PyTorch: a safetensors file (an 8-byte little-endian header length, a JSON
  * header, raw little-endian float32 tensors) with the names and shapes of PyTorch's
- * nn.Sequential built from the model's spec, one module per layer in order: module i's "i.weight"
- * (dense (OUT, IN); conv2d (OUT, IN, K, K)) and "i.bias" (OUT). The header's __metadata__ holds
- * "cldp_model" (the spec) and "cldp_input" ("CxHxW"). Save writes `count` (= the parameter count)
+ * nn.Sequential built from the model's spec, one module per layer in order (layers without
+ * parameters, dropout included, take an index too): module i's "i.weight" (dense (OUT, IN);
+ * conv2d (OUT, IN, K, K)) and "i.bias" (OUT). The header's __metadata__ holds "cldp_model" (the
+ * spec), "cldp_input" ("CxHxW") and "cldp_loss" ("xent" or "mse"; for information: the weights
+ * load into a model of either loss). Save writes `count` (= the parameter count)
  * floats of `params` atomically (a temporary file, synced, renamed). Load validates the whole
  * file first (header length, JSON, dtype F32, every tensor present once with the model's shape,
  * offsets inside the data and not overlapping, values finite, and cldp's metadata, where present,
@@ -367,8 +383,10 @@ typedef struct cldp_drop {
 
 /* What a step did (cldp_trainer_step's last argument). */
 typedef struct cldp_step_stats {
-    double loss;            /* mean cross-entropy over the batch, before the update */
-    size_t correct;         /* samples whose arg-max logit was the label, before the update */
+    double loss;            /* mean cross-entropy over the batch (MSE: the mean squared error
+                               over its values), before the update */
+    size_t correct;         /* samples whose arg-max logit was the label, before the update
+                               (0 for MSE) */
     size_t samples;         /* the batch's size, n */
     double step_ms;         /* wall time of the whole step */
     int skipped;            /* 1 when the update was skipped for a NaN/Inf gradient */
@@ -392,6 +410,15 @@ typedef struct cldp_step_stats {
  * parameters are never committed. */
 CLDP_API cldp_status cldp_trainer_step(cldp_trainer *trainer, const float *x,
                                        const int32_t *labels, size_t n, cldp_step_stats *stats);
+
+/* The same step for a model whose loss is CLDP_LOSS_MSE: `targets` are n x outputs floats,
+ * row-major, all finite (a NaN or Inf is CLDP_ERR_NONFINITE naming the row, before anything
+ * runs). stats->loss is the mean squared error over the n·outputs values, stats->correct 0.
+ * On a cross-entropy model it is CLDP_ERR_INVALID_ARGUMENT (use cldp_trainer_step), as
+ * cldp_trainer_step is on an MSE model. */
+CLDP_API cldp_status cldp_trainer_step_targets(cldp_trainer *trainer, const float *x,
+                                               const float *targets, size_t n,
+                                               cldp_step_stats *stats);
 
 /* Waits until every worker given up on after a watchdog timeout, in any trainer of the process,
  * has come back from its driver call and released what it held, or until timeout_ms passed.
@@ -436,8 +463,16 @@ CLDP_API cldp_status cldp_trainer_evaluate(cldp_trainer *trainer, const float *x
                                            const int32_t *labels, size_t n, double *loss,
                                            size_t *correct);
 
-/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs). Inputs
- * must be finite (else CLDP_ERR_NONFINITE naming the row). */
+/* The same for a model whose loss is CLDP_LOSS_MSE: the mean squared error over the n·outputs
+ * values against `targets` (n x outputs floats, finite) into *loss. Dropout is off, as in every
+ * evaluation. The label call on an MSE model, and this one on a cross-entropy model, are
+ * CLDP_ERR_INVALID_ARGUMENT naming the call to use. */
+CLDP_API cldp_status cldp_trainer_evaluate_targets(cldp_trainer *trainer, const float *x,
+                                                   const float *targets, size_t n, double *loss);
+
+/* Class probabilities (softmax of the logits) for n samples into `probs` (n x outputs); for a
+ * model whose loss is CLDP_LOSS_MSE, its raw outputs. Inputs must be finite (else
+ * CLDP_ERR_NONFINITE naming the row). Dropout is off. */
 CLDP_API cldp_status cldp_trainer_predict(cldp_trainer *trainer, const float *x, size_t n,
                                           float *probs);
 
@@ -645,7 +680,8 @@ CLDP_API cldp_status cldp_request_wait(cldp_request *req, double timeout_ms, cld
  * CLDP_CANCELLED (at once, or when its rows already running finish). CLDP_ERR_STATE when it was
  * already answered. */
 CLDP_API cldp_status cldp_request_cancel(cldp_request *req);
-/* The answered request's probabilities (rows x outputs, row-major), owned by the request; NULL
+/* The answered request's probabilities (rows x outputs, row-major; for a model whose loss is
+ * CLDP_LOSS_MSE its raw outputs), owned by the request; NULL
  * unless it was answered CLDP_OK. *generation (may be NULL) gets the parameter generation that
  * computed it (0: the creation's; +1 per swap). */
 CLDP_API const float *cldp_request_probs(const cldp_request *req, uint64_t *generation);

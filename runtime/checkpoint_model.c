@@ -4,6 +4,8 @@
  *   version 2  u64 inputs  u64 parameter count  u32 loss  u32 layer count  u32 C, H, W  u32 0
  *              per layer: u32 kind  u32 activation  u64 out channels (units)  u32 kernel
  *                         u32 stride  u32 padding  u32 0
+ *              (dropout, kind 7: its probability P's float32 bits in the kernel field; files
+ *              written before dropout have no kind 7 and read as before)
  *   version 1  u64 inputs  u64 parameter count  u32 loss  u32 layer count
  *              per layer: u64 units  u32 activation  u32 0          (dense layers only)
  *
@@ -39,7 +41,9 @@ void cldp_ckpt_model_put(const cldp_model *m, unsigned char *b)
         put_u32(e, (uint32_t)L->kind);
         put_u32(e + 4, (uint32_t)L->act);
         put_u64(e + 8, L->out_c);
-        put_u32(e + 16, (uint32_t)L->k);
+        uint32_t p;
+        memcpy(&p, &L->drop, sizeof p);
+        put_u32(e + 16, L->kind == CLDP_LAYER_DROPOUT ? p : (uint32_t)L->k);
         put_u32(e + 20, (uint32_t)L->stride);
         put_u32(e + 24, (uint32_t)L->pad);
     }
@@ -59,7 +63,7 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
                          (unsigned long long)len, nlayers);
     uint64_t c = version == 1 ? inputs : get_u32(b + 24), h = version == 1 ? 1 : get_u32(b + 28), w = version == 1 ? 1 : get_u32(b + 32);
     if ((version > 1 && get_u32(b + 36) != 0) || c == 0 || h == 0 || w == 0 || c * h * w != inputs || inputs > CLDP_MAX_UNITS ||
-        loss != CLDP_LOSS_SOFTMAX_CROSS_ENTROPY)
+        (loss != CLDP_LOSS_SOFTMAX_CROSS_ENTROPY && loss != CLDP_LOSS_MSE))
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: input %llu (%llux%llux%llu), loss %u", path,
                          (unsigned long long)inputs, (unsigned long long)c, (unsigned long long)h, (unsigned long long)w, loss);
     memset(m, 0, sizeof *m);
@@ -80,6 +84,11 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
             L.out_c = (size_t)get_u64(e + 8);
             L.k = get_u32(e + 16), L.stride = get_u32(e + 20), L.pad = get_u32(e + 24);
             reserved = get_u32(e + 28);
+            if (L.kind == CLDP_LAYER_DROPOUT) {
+                uint32_t p = (uint32_t)L.k;
+                memcpy(&L.drop, &p, sizeof p);
+                L.k = 0;
+            }
         }
         if (reserved != 0) /* a reader of a later layout must not guess */
             return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: reserved field of layer %u is not 0", path, l);
@@ -92,11 +101,16 @@ static cldp_status decode(const char *path, uint32_t version, const unsigned cha
     return CLDP_OK;
 }
 
-/* "1x28x28 -> conv:32:5:p2,relu,..." for a message. */
+/* "1x28x28 -> conv:32:5:p2,relu,... (loss xent)" for a message. */
 static void describe(const cldp_model *m, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap, "%zux%zux%zu -> ", m->in_c, m->in_h, m->in_w);
-    if (n < 0 || (size_t)n >= cap || cldp_model_describe(m, buf + n, cap - (size_t)n) != CLDP_OK) snprintf(buf, cap, "(a model too long to show)");
+    if (n < 0 || (size_t)n + 16 >= cap || cldp_model_describe(m, buf + n, cap - (size_t)n - 16) != CLDP_OK) {
+        snprintf(buf, cap, "(a model too long to show)");
+        return;
+    }
+    size_t used = strlen(buf);
+    snprintf(buf + used, cap - used, " (loss %s)", m->loss == CLDP_LOSS_MSE ? "mse" : "xent");
 }
 
 cldp_status cldp_ckpt_model_check(const char *path, uint32_t version, const unsigned char *b, uint64_t len, const cldp_model *want)

@@ -12,7 +12,7 @@ cldp_status cldp_phase_infer(cldp_run *run, phase *ph, size_t r)
 {
     const cldp_trainer *t = ph->t;
     cldp_replica *rep = ph->reps[r];
-    size_t len = ph->shard_len[r], off = ph->shard_off[r], in = t->model.inputs, outputs = cldp_model_outputs(&t->model);
+    size_t len = ph->shard_len[r], off = ph->shard_off[r], outputs = cldp_model_outputs(&t->model);
     double loss = 0;
     size_t correct = 0;
     for (size_t done = 0; done < len;) {
@@ -20,7 +20,7 @@ cldp_status cldp_phase_infer(cldp_run *run, phase *ph, size_t r)
         size_t rows = len - done < rep->max_rows ? len - done : rep->max_rows, at = off + done;
         /* the caller's memory is touched only inside sections: after a timeout it may be gone */
         if (!cldp_run_enter(run)) return CLDP_OK;
-        cldp_status st = cldp_replica_load(rep, ph->x + at * in, ph->kind == PHASE_EVAL ? ph->labels + at : NULL, rows);
+        cldp_status st = cldp_trainer_load_rows(t, rep, ph, at, rows, ph->kind == PHASE_EVAL);
         cldp_run_leave(run);
         TRY(st);
         TRY(cldp_replica_forward(rep, rows));
@@ -47,14 +47,15 @@ static void prepare_infer(cldp_trainer *t, phase *ph)
 {
     ph->x = t->x;
     ph->labels = t->labels;
+    ph->targets = t->targets;
     ph->probs = t->probs;
     memcpy(ph->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
     memcpy(ph->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
 }
 
 /* Runs an inference phase over n samples in chunks of the trainer's batch. */
-static cldp_status infer(cldp_trainer *t, phase_kind kind, const float *x, const int32_t *labels, size_t n, float *probs,
-                         double *loss, size_t *correct)
+static cldp_status infer(cldp_trainer *t, phase_kind kind, const float *x, const int32_t *labels, const float *targets,
+                         size_t n, float *probs, double *loss, size_t *correct)
 {
     TRY(cldp_trainer_rebroadcast_if_dirty(t));
     if (CLDP_TEST_ARMED()) cldp_faults_arm(t, kind);
@@ -67,6 +68,7 @@ static cldp_status infer(cldp_trainer *t, phase_kind kind, const float *x, const
         shard_infer(t);
         t->x = x + done * t->model.inputs;
         t->labels = labels ? labels + done : NULL;
+        t->targets = targets ? targets + done * outputs : NULL;
         t->probs = probs ? probs + done * outputs : NULL;
         cldp_run *run;
         phase *ph;
@@ -88,15 +90,25 @@ static cldp_status infer(cldp_trainer *t, phase_kind kind, const float *x, const
 
 cldp_status cldp_trainer_evaluate(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, double *loss, size_t *correct)
 {
-    REQUIRE(t && labels, "cldp_trainer_evaluate: trainer or labels is NULL");
+    TRY(cldp_trainer_check_loss(t, 0, "cldp_trainer_evaluate", "cldp_trainer_evaluate_targets"));
+    REQUIRE(labels, "cldp_trainer_evaluate: labels are NULL");
     REQUIRE(loss || correct, "cldp_trainer_evaluate: both loss and correct are NULL");
     TRY(cldp_trainer_check_inputs(t, x, labels, n, SIZE_MAX, "cldp_trainer_evaluate"));
-    return infer(t, PHASE_EVAL, x, labels, n, NULL, loss, correct);
+    return infer(t, PHASE_EVAL, x, labels, NULL, n, NULL, loss, correct);
+}
+
+cldp_status cldp_trainer_evaluate_targets(cldp_trainer *t, const float *x, const float *targets, size_t n, double *loss)
+{
+    TRY(cldp_trainer_check_loss(t, 1, "cldp_trainer_evaluate_targets", "cldp_trainer_evaluate"));
+    REQUIRE(loss, "cldp_trainer_evaluate_targets: loss is NULL");
+    TRY(cldp_trainer_check_inputs(t, x, NULL, n, SIZE_MAX, "cldp_trainer_evaluate_targets"));
+    TRY(cldp_trainer_check_targets(t, targets, n, "cldp_trainer_evaluate_targets"));
+    return infer(t, PHASE_EVAL, x, NULL, targets, n, NULL, loss, NULL);
 }
 
 cldp_status cldp_trainer_predict(cldp_trainer *t, const float *x, size_t n, float *probs)
 {
     REQUIRE(t && probs, "cldp_trainer_predict: trainer or probs is NULL");
     TRY(cldp_trainer_check_inputs(t, x, NULL, n, SIZE_MAX, "cldp_trainer_predict"));
-    return infer(t, PHASE_PREDICT, x, NULL, n, probs, NULL, NULL);
+    return infer(t, PHASE_PREDICT, x, NULL, NULL, n, probs, NULL, NULL);
 }

@@ -206,4 +206,4 @@ static void conv_ref_backward(const cldp_layer_desc *L, const float *p, const do
 }
 
 const cldp_layer_ops cldp_layer_conv2d = {"conv", 0, 1, conv_shape, conv_size, conv_init, conv_forward, conv_backward, NULL,
-                                          conv_describe, conv_ref_forward, conv_ref_backward};
+                                          conv_describe, conv_ref_forward, conv_ref_backward, NULL};

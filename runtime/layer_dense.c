@@ -115,4 +115,4 @@ static void dense_ref_backward(const cldp_layer_desc *L, const float *p, const d
 }
 
 const cldp_layer_ops cldp_layer_dense = {"dense", 0, 0, dense_shape, dense_size, dense_init, dense_forward, dense_backward, dense_backward_input,
-                                         dense_describe, dense_ref_forward, dense_ref_backward};
+                                         dense_describe, dense_ref_forward, dense_ref_backward, NULL};

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static cldp_status same_shape(cldp_layer_desc *L, const char *what)
+cldp_status cldp_layer_same_shape(cldp_layer_desc *L, const char *what)
 {
     (void)what;
     L->out_c = L->in_c, L->out_h = L->in_h, L->out_w = L->in_w;
@@ -79,12 +79,12 @@ static void act_ref_backward(const cldp_layer_desc *L, const float *p, const dou
         for (size_t i = 0; i < rows * L->in; i++) dx[i] = dy[i] * cldp_ref_act_grad(act_of(L), y[i]);
 }
 
-const cldp_layer_ops cldp_layer_relu = {"relu", 1, 0, same_shape, own_size, NULL, act_forward, act_backward, NULL,
-                                        act_describe, act_ref_forward, act_ref_backward};
-const cldp_layer_ops cldp_layer_tanh = {"tanh", 1, 0, same_shape, own_size, NULL, act_forward, act_backward, NULL,
-                                        act_describe, act_ref_forward, act_ref_backward};
-const cldp_layer_ops cldp_layer_sigmoid = {"sigmoid", 1, 0, same_shape, own_size, NULL, act_forward, act_backward, NULL,
-                                           act_describe, act_ref_forward, act_ref_backward};
+const cldp_layer_ops cldp_layer_relu = {"relu", 1, 0, cldp_layer_same_shape, own_size, NULL, act_forward, act_backward, NULL,
+                                        act_describe, act_ref_forward, act_ref_backward, NULL};
+const cldp_layer_ops cldp_layer_tanh = {"tanh", 1, 0, cldp_layer_same_shape, own_size, NULL, act_forward, act_backward, NULL,
+                                        act_describe, act_ref_forward, act_ref_backward, NULL};
+const cldp_layer_ops cldp_layer_sigmoid = {"sigmoid", 1, 0, cldp_layer_same_shape, own_size, NULL, act_forward, act_backward, NULL,
+                                           act_describe, act_ref_forward, act_ref_backward, NULL};
 
 /* ---- flatten ---- */
 
@@ -123,4 +123,4 @@ static void flatten_ref_backward(const cldp_layer_desc *L, const float *p, const
 }
 
 const cldp_layer_ops cldp_layer_flatten = {"flatten", 1, 0, flatten_shape, flatten_size, NULL, flatten_pass, flatten_pass, NULL,
-                                           act_describe, flatten_ref_forward, flatten_ref_backward};
+                                           act_describe, flatten_ref_forward, flatten_ref_backward, NULL};

@@ -108,4 +108,4 @@ static void pool_ref_backward(const cldp_layer_desc *L, const float *p, const do
 }
 
 const cldp_layer_ops cldp_layer_maxpool2d = {"maxpool", 0, 1, pool_shape, pool_size, NULL, pool_forward, pool_backward, NULL,
-                                             pool_describe, pool_ref_forward, pool_ref_backward};
+                                             pool_describe, pool_ref_forward, pool_ref_backward, NULL};

@@ -8,7 +8,7 @@ static const cldp_layer_ops *const table[] = {
     [CLDP_LAYER_DENSE] = &cldp_layer_dense,     [CLDP_LAYER_CONV2D] = &cldp_layer_conv2d,
     [CLDP_LAYER_MAXPOOL2D] = &cldp_layer_maxpool2d, [CLDP_LAYER_FLATTEN] = &cldp_layer_flatten,
     [CLDP_LAYER_RELU] = &cldp_layer_relu,       [CLDP_LAYER_TANH] = &cldp_layer_tanh,
-    [CLDP_LAYER_SIGMOID] = &cldp_layer_sigmoid,
+    [CLDP_LAYER_SIGMOID] = &cldp_layer_sigmoid, [CLDP_LAYER_DROPOUT] = &cldp_layer_dropout,
 };
 _Static_assert(sizeof table / sizeof *table == CLDP_LAYER_KIND_COUNT, "every layer kind has an entry in the layer table");
 

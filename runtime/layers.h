@@ -16,14 +16,16 @@ typedef struct cldp_pass {
     cl_mem dout;      /* backward: (rows, L->out) dL/d(output), which it may overwrite */
     cl_mem din;       /* backward: (rows, L->in) dL/d(input) to write; NULL for the first layer */
     int accumulate;   /* backward: add to the parameter gradient instead of setting it */
+    const cldp_train_ctx *train; /* a training pass's context; NULL in an inference pass */
 } cldp_pass;
 
 typedef struct cldp_layer_ops {
     const char *name;  /* the spec keyword: "dense", "conv", "maxpool", "flatten", "relu", ... */
     /* Backward leaves dL/d(input) in dout itself (element-wise kinds, flatten) instead of din. */
     int in_place_backward;
-    /* Its kernels are in cl/spatial.cl, a second program a replica builds only for models with
-     * such a layer (a dense model compiles and loads no more than it uses). */
+    /* Where its kernels are: 0 cl/layers.cl; 1 cl/spatial.cl, 2 cl/dropout.cl, programs a
+     * replica builds only for models with such a layer (a dense model compiles and loads no more
+     * than it uses). */
     int spatial_kernels;
     /* From L's input shape and settings: its output shape and nparams; fails naming `what` on a
      * bad setting or an input shape it cannot take. */
@@ -46,10 +48,35 @@ typedef struct cldp_layer_ops {
      * = the same w.r.t. its input, when din is not NULL. */
     void (*ref_backward)(const cldp_layer_desc *L, const float *p, const double *in, const double *out,
                          const double *dout, size_t rows, double *grad, double *din);
+    /* Where not NULL, the layer acts differently in a training pass (dropout): the reference of
+     * such a pass, out (rows, L->out) = its map of in (rows, L->in), layer l of the model. The map
+     * is linear and element-wise, so the same call applied to dL/d(output) is the backward. In an
+     * inference pass ref_forward and ref_backward apply. */
+    void (*ref_train)(const cldp_layer_desc *L, size_t l, const cldp_train_ctx *tc, const double *in, size_t rows,
+                      double *out);
 } cldp_layer_ops;
 
 extern const cldp_layer_ops cldp_layer_dense, cldp_layer_conv2d, cldp_layer_maxpool2d, cldp_layer_flatten,
-    cldp_layer_relu, cldp_layer_tanh, cldp_layer_sigmoid;
+    cldp_layer_relu, cldp_layer_tanh, cldp_layer_sigmoid, cldp_layer_dropout;
+
+/* ---- dropout's mask: a counter-based hash, the same in cl/dropout.cl ----
+ * Element e of global row g of a training pass of layer l is dropped when the upper 32 bits of
+ * mix64(key + (g·2^24 + e)·0x9E3779B97F4A7C15) are below cldp_dropout_threshold(P), with
+ * key = cldp_dropout_key(seed, step, l) (splitmix64's finaliser as the mix): nothing but
+ * (seed, step, layer, global row, element) decides it, whatever the split or device count. */
+static inline uint64_t cldp_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+uint64_t cldp_dropout_key(const cldp_train_ctx *tc, size_t l);
+uint32_t cldp_dropout_threshold(float p);
+/* 1 when element e of global row g is kept. */
+static inline int cldp_dropout_keeps(uint64_t key, uint32_t threshold, uint64_t g, uint64_t e)
+{
+    return (uint32_t)(cldp_mix64(key + ((g << 24) + e) * 0x9E3779B97F4A7C15ull) >> 32) >= threshold;
+}
 
 /* The entry of a kind (NULL for a code outside the table). */
 const cldp_layer_ops *cldp_layer_ops_of(cldp_layer_kind kind);
@@ -74,6 +101,9 @@ cldp_status cldp_replica_act_backward(cldp_replica *r, cl_mem dout, cl_mem out, 
 
 /* Kaiming-uniform weights U(-gain·sqrt(3/fan_in), +) then biases U(-1/sqrt(fan_in), +). */
 void cldp_init_uniform(cldp_rng *rng, float *w, size_t nw, float *b, size_t nb, size_t fan_in, double gain);
+
+/* The shape of a layer that keeps its input's (the element-wise kinds, dropout). */
+cldp_status cldp_layer_same_shape(cldp_layer_desc *L, const char *what);
 
 /* The reference's activation and its derivative from the output. */
 double cldp_ref_act(int act, double v);

@@ -96,6 +96,12 @@ cldp_status cldp_model_add_maxpool2d(cldp_model *m, size_t kernel, size_t stride
     return cldp_model_add_layer(m, &L, "cldp_model_add_maxpool2d");
 }
 
+cldp_status cldp_model_add_dropout(cldp_model *m, float p)
+{
+    cldp_layer_desc L = {.kind = CLDP_LAYER_DROPOUT, .drop = p};
+    return cldp_model_add_layer(m, &L, "cldp_model_add_dropout");
+}
+
 cldp_status cldp_model_add_flatten(cldp_model *m)
 {
     cldp_layer_desc L = {.kind = CLDP_LAYER_FLATTEN};
@@ -113,7 +119,8 @@ cldp_status cldp_model_add_activation(cldp_model *m, cldp_activation act)
 cldp_status cldp_model_set_loss(cldp_model *m, cldp_loss loss)
 {
     REQUIRE(m, "cldp_model_set_loss: model is NULL");
-    REQUIRE(loss == CLDP_LOSS_SOFTMAX_CROSS_ENTROPY, "cldp_model_set_loss: unknown loss %d", (int)loss);
+    REQUIRE(loss == CLDP_LOSS_SOFTMAX_CROSS_ENTROPY || loss == CLDP_LOSS_MSE,
+            "cldp_model_set_loss: unknown loss %d (CLDP_LOSS_SOFTMAX_CROSS_ENTROPY or CLDP_LOSS_MSE)", (int)loss);
     m->loss = loss;
     return CLDP_OK;
 }
@@ -133,7 +140,7 @@ int cldp_model_same(const cldp_model *a, const cldp_model *b)
     for (size_t l = 0; l < a->nlayers; l++) {
         const cldp_layer_desc *x = &a->layers[l], *y = &b->layers[l];
         if (x->kind != y->kind || x->out_c != y->out_c || x->act != y->act || x->k != y->k || x->stride != y->stride ||
-            x->pad != y->pad)
+            x->pad != y->pad || x->drop != y->drop)
             return 0;
     }
     return 1;
@@ -156,7 +163,8 @@ static int act_after(const cldp_model *m, size_t l)
         if (k == CLDP_LAYER_RELU) return CLDP_ACT_RELU;
         if (k == CLDP_LAYER_TANH) return CLDP_ACT_TANH;
         if (k == CLDP_LAYER_SIGMOID) return CLDP_ACT_SIGMOID;
-        if (k != CLDP_LAYER_FLATTEN && k != CLDP_LAYER_MAXPOOL2D) break; /* only shape layers between */
+        if (k != CLDP_LAYER_FLATTEN && k != CLDP_LAYER_MAXPOOL2D && k != CLDP_LAYER_DROPOUT)
+            break; /* only shape layers (and dropout) between */
     }
     return CLDP_ACT_NONE;
 }
@@ -214,6 +222,7 @@ size_t cldp_model_scratch_floats(const cldp_model *m, size_t rows, int i)
 size_t cldp_model_replica_floats(const cldp_model *m, size_t rows)
 {
     size_t f = 2 * m->nparams + rows * m->inputs + 2 * rows * cldp_model_max_width(m) + 3 * rows +
+               (m->loss == CLDP_LOSS_MSE ? rows * cldp_model_outputs(m) : 0) +
                cldp_model_scratch_floats(m, rows, 0) + cldp_model_scratch_floats(m, rows, 1);
     for (size_t l = 0; l < m->nlayers; l++) {
         cldp_layer_size s;

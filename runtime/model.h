@@ -19,6 +19,7 @@ typedef enum cldp_layer_kind {
     CLDP_LAYER_RELU = 4,
     CLDP_LAYER_TANH = 5,
     CLDP_LAYER_SIGMOID = 6,
+    CLDP_LAYER_DROPOUT = 7,
     CLDP_LAYER_KIND_COUNT
 } cldp_layer_kind;
 
@@ -29,6 +30,7 @@ typedef struct cldp_layer_desc {
     size_t in, out;             /* in_c·in_h·in_w and out_c·out_h·out_w floats per sample */
     cldp_activation act;        /* dense: its built-in activation (else NONE) */
     size_t k, stride, pad;      /* conv2d, maxpool2d: square kernel, stride, zero padding */
+    float drop;                 /* dropout: the probability P of zeroing an element, [0, 1) */
     size_t nparams;             /* floats of its parameters, weight then bias */
     size_t w_off;               /* offset of its weight in the flat parameter vector, in floats */
     size_t b_off;               /* offset of its bias */
@@ -54,6 +56,19 @@ void cldp_model_out_shape(const cldp_model *m, size_t *c, size_t *h, size_t *w);
 
 /* 1 when a and b describe the same model (input shape, layers and their settings, loss). */
 int cldp_model_same(const cldp_model *a, const cldp_model *b);
+
+/* What a training pass is, for the layers that behave differently in training (dropout): the
+ * trainer's seed (cldp_dropout_key mixes CLDP_DROPOUT_SALT into it), its step count (optimizer
+ * steps committed before this one), and the global index in the step's batch of the pass's
+ * first row (its shard's offset plus its micro-batch's). A pass without one (evaluation,
+ * prediction, serving) is an inference pass. */
+typedef struct cldp_train_ctx {
+    uint64_t seed, step, row0;
+} cldp_train_ctx;
+
+/* Mixed into the trainer's seed for the dropout masks ("dropout" in ASCII), so they do not
+ * repeat the bits the same seed draws the initial parameters from. */
+#define CLDP_DROPOUT_SALT 0x64726f706f7574ull
 
 /* ---- the size table ------------------------------------------------------------------------
  * One entry per layer, asked by everything that sizes something: the replica (its buffers, and

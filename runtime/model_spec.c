@@ -1,5 +1,5 @@
 /* model_spec.c — the model spec in text: comma-separated layers
- *   conv:OUT:K[:sS][:pP]  maxpool:K[:sS]  relu  tanh  sigmoid  flatten  dense:OUT
+ *   conv:OUT:K[:sS][:pP]  maxpool:K[:sS]  relu  tanh  sigmoid  flatten  dropout:P  dense:OUT
  * parsed into layers of the layer table, and a model written back as its spec. Errors name the
  * token, its position, and what is wrong with it (a bad number, an unknown kind, a shape that
  * does not fit). */
@@ -57,6 +57,21 @@ static cldp_status parse_token(const field *f, size_t n, const char *what, cldp_
         L->stride = L->k;
         if (n == 3 && !(f[2].b < f[2].e && f[2].b[0] == 's' && number(f[2], 1, 1, 64, &L->stride)))
             SPEC_FAIL("%s: the stride must be sS with S in 1..64", what);
+    } else if (field_is(f[0], "dropout")) {
+        L->kind = CLDP_LAYER_DROPOUT;
+        char num[32];
+        size_t len = n == 2 ? (size_t)(f[1].e - f[1].b) : 0;
+        char *end = NULL;
+        double p = -1;
+        if (len > 0 && len < sizeof num && f[1].b[0] != '+' && f[1].b[0] != '-') {
+            memcpy(num, f[1].b, len);
+            num[len] = 0;
+            p = strtod(num, &end);
+        }
+        if (!end || *end || !(p >= 0 && p < 1))
+            SPEC_FAIL("%s: dropout takes one probability P with 0 <= P < 1 (dropout:P, e.g. dropout:0.5)", what);
+        L->drop = (float)p;
+        if (!(L->drop < 1)) SPEC_FAIL("%s: P rounds to 1 as a float; it must be below 1", what);
     } else if (field_is(f[0], "dense")) {
         L->kind = CLDP_LAYER_DENSE;
         if (n != 2 || !number(f[1], 0, 1, CLDP_MAX_UNITS, &L->out_c))
@@ -70,7 +85,7 @@ static cldp_status parse_token(const field *f, size_t n, const char *what, cldp_
                 L->kind = plain[i].kind;
                 return CLDP_OK;
             }
-        SPEC_FAIL("%s: unknown layer kind \"%.*s\"; the kinds are conv, maxpool, relu, tanh, sigmoid, flatten and dense", what,
+        SPEC_FAIL("%s: unknown layer kind \"%.*s\"; the kinds are conv, maxpool, relu, tanh, sigmoid, flatten, dropout and dense", what,
                   (int)(f[0].e - f[0].b), f[0].b);
     }
     return CLDP_OK;

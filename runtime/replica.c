@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const unsigned char cldp_cl_layers[], cldp_cl_spatial[];
+extern const unsigned char cldp_cl_layers[], cldp_cl_spatial[], cldp_cl_dropout[];
 
 /* Fires an armed fault of `kind` once: returns 1 when the caller must fail as if its call had. */
 int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind)
@@ -104,7 +104,7 @@ void cldp_replica_destroy(cldp_replica *r)
     } else {
         free(r->stage);
     }
-    cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels,
+    cl_mem *mems[] = {&r->params, &r->grads, &r->x, &r->delta[0], &r->delta[1], &r->labels, &r->targets,
                       &r->loss, &r->correct, &r->gemm_temp, &r->stage_buf, &r->scratch[0], &r->scratch[1]};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (*mems[i]) clReleaseMemObject(*mems[i]);
@@ -115,11 +115,13 @@ void cldp_replica_destroy(cldp_replica *r)
     for (size_t i = 0; i < r->nkernels; i++) clReleaseKernel(r->kernels[i].k);
     if (r->program) clReleaseProgram(r->program);
     if (r->spatial) clReleaseProgram(r->spatial);
+    if (r->dropout) clReleaseProgram(r->dropout);
     if (r->queue) clReleaseCommandQueue(r->queue);
     if (r->ctx) clReleaseContext(r->ctx);
     free(r->loss_host);
     free(r->correct_host);
     free(r->labels_host);
+    free(r->targets_host);
     free(r->x_host);
     free(r->out_host);
     free(r);
@@ -166,9 +168,13 @@ static cldp_status replica_init(cldp_replica *r)
     else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
     if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
     TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
-    int spatial = 0;
-    for (size_t l = 0; l < m->nlayers; l++) spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels;
+    int spatial = 0, dropout = 0;
+    for (size_t l = 0; l < m->nlayers; l++) {
+        spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels == 1;
+        dropout |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels == 2;
+    }
     if (spatial) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_spatial, "", &r->spatial));
+    if (dropout) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_dropout, "", &r->dropout));
     /* one work-group size for every kernel: 64, or less where the device allows less (a kernel
      * that allows less still is refused by name when it is made) */
     size_t local = 64, dev_max = 0;
@@ -219,6 +225,7 @@ static cldp_status make_row_buffers(cldp_replica *r)
     if (!r->forward_only) {
         TRY(make_buffer(r, rows * width, "layer gradients", &r->delta[1]));
         TRY(make_buffer(r, rows, "labels", &r->labels));
+        if (m->loss == CLDP_LOSS_MSE) TRY(make_buffer(r, rows * cldp_model_outputs(m), "targets", &r->targets));
         TRY(make_buffer(r, rows, "losses", &r->loss));
         TRY(make_buffer(r, rows, "correct flags", &r->correct));
     }
@@ -256,7 +263,9 @@ static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size
     r->labels_host = cldp_calloc(max_rows, sizeof *r->labels_host, "labels");
     r->x_host = cldp_calloc(max_rows, m->inputs * sizeof *r->x_host, "input rows");
     r->out_host = cldp_calloc(max_rows, outputs * sizeof *r->out_host, "outputs");
-    if (st == CLDP_OK && (!r->loss_host || !r->correct_host || !r->labels_host || !r->x_host || !r->out_host))
+    if (m->loss == CLDP_LOSS_MSE && !forward_only) r->targets_host = cldp_calloc(max_rows, outputs * sizeof(float), "targets");
+    if (st == CLDP_OK && (!r->loss_host || !r->correct_host || !r->labels_host || !r->x_host || !r->out_host ||
+                          (m->loss == CLDP_LOSS_MSE && !forward_only && !r->targets_host)))
         st = CLDP_ERR_HOST_MEMORY;
     if (st == CLDP_OK) st = replica_init(r);
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY; /* pinned may have fallen back to host */
@@ -316,6 +325,17 @@ cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *la
         memcpy(r->labels_host, labels, rows * sizeof(int32_t));
         CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), r->labels_host, 0, NULL, NULL));
     }
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_load_targets(cldp_replica *r, const float *x, const float *targets, size_t rows)
+{
+    TRY(cldp_replica_load(r, x, NULL, rows));
+    if (rows == 0) return CLDP_OK;
+    REQUIRE(r->targets, "%s: cldp_replica_load_targets: the model's loss takes no float targets", r->name);
+    size_t tb = rows * cldp_model_outputs(r->model) * sizeof(float);
+    memcpy(r->targets_host, targets, tb);
+    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->targets, CL_FALSE, 0, tb, r->targets_host, 0, NULL, NULL));
     return CLDP_OK;
 }
 

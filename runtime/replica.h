@@ -42,6 +42,7 @@ typedef struct cldp_replica {
     cl_command_queue xfer;   /* a second queue for gradient transfers (made on first use) */
     cl_program program;      /* cl/layers.cl */
     cl_program spatial;      /* cl/spatial.cl, for models with a layer whose kernels are there; or NULL */
+    cl_program dropout;      /* cl/dropout.cl, likewise */
     struct { const char *name; cl_kernel k; } kernels[32]; /* made on first use (cldp_replica_kernel) */
     size_t nkernels;
     size_t local_size;       /* work-group size of every kernel launch */
@@ -55,6 +56,7 @@ typedef struct cldp_replica {
     cl_mem scratch[2];       /* the layers' shared scratch (conv: columns, GEMM output), or NULL */
     cl_mem delta[2];         /* (max_rows, max width) ping-pong gradients w.r.t. layer outputs */
     cl_mem labels;           /* (max_rows) int32 */
+    cl_mem targets;          /* (max_rows, outputs) float targets of an MSE model; else NULL */
     cl_mem loss;             /* (max_rows) per-sample cross-entropy */
     cl_mem correct;          /* (max_rows) int32 0/1 */
     cl_mem gemm_temp;        /* CLBlast scratch, sized for the largest GEMM; NULL if none needed */
@@ -73,9 +75,12 @@ typedef struct cldp_replica {
     int32_t *correct_host;   /* (max_rows) */
     float *x_host;           /* (max_rows, inputs) the loaded rows, copied from the caller */
     int32_t *labels_host;    /* (max_rows) */
+    float *targets_host;     /* (max_rows, outputs) of an MSE model; else NULL */
     float *out_host;         /* (max_rows, outputs) cldp_replica_probs's result */
     int forward_only;        /* an inference replica: no gradients, staging, labels or losses,
                              delta[0] holds (max_rows, outputs) probabilities only */
+    int training;            /* the last forward was a training pass (cldp_replica_forward_train) */
+    cldp_train_ctx train;    /* its context, which the backward pass reuses */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -108,10 +113,17 @@ cldp_status cldp_replica_finish(cldp_replica *r);
  * returns), and from there to the device without blocking, ordered before the following
  * commands on the replica's in-order queue. */
 cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *labels, size_t rows);
-/* Forward over `rows` loaded samples: activations and logits. */
+/* The same with float targets (rows x outputs) in place of labels, for a model whose loss is
+ * CLDP_LOSS_MSE. */
+cldp_status cldp_replica_load_targets(cldp_replica *r, const float *x, const float *targets, size_t rows);
+/* Forward over `rows` loaded samples: activations and logits, as an inference pass (dropout is
+ * the identity). */
 cldp_status cldp_replica_forward(cldp_replica *r, size_t rows);
+/* The same as a training pass in context *tc (layers.h: the dropout seed, the step, the global
+ * row of the first loaded sample); the backward pass that follows uses the same context. */
+cldp_status cldp_replica_forward_train(cldp_replica *r, size_t rows, const cldp_train_ctx *tc);
 /* Loss of the last forward and its backward pass: grads = (or += when accumulate) the gradient
- * of sum(loss) * scale. Needs the labels loaded. */
+ * of sum(loss) * scale. Needs the labels (or an MSE model's targets) loaded. */
 cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate);
 /* The same, and the gradient then goes to the host (see cldp_staging): on a streaming replica
  * each layer's copy starts as soon as backward has finished that layer, overlapping the layers
@@ -138,8 +150,8 @@ cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst);
 cldp_status cldp_replica_map_grads(cldp_replica *r, float **grads);
 cldp_status cldp_replica_unmap_grads(cldp_replica *r);
 
-/* Softmax of the last forward's logits (blocking): *probs points at rows x outputs floats in
- * the replica's own memory, valid until the next call. */
+/* Softmax of the last forward's logits (blocking), or for an MSE model its raw outputs: *probs
+ * points at rows x outputs floats in the replica's own memory, valid until the next call. */
 cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs);
 
 /* Runs every kernel and GEMM shape of a pass once, so compilation (ours, CLBlast's, the

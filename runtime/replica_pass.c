@@ -26,6 +26,7 @@ cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k)
     cl_int err;
     cl_kernel made = clCreateKernel(r->program, name, &err);
     if (err == CL_INVALID_KERNEL_NAME && r->spatial) made = clCreateKernel(r->spatial, name, &err);
+    if (err == CL_INVALID_KERNEL_NAME && r->dropout) made = clCreateKernel(r->dropout, name, &err);
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateKernel(%s) failed with %s", r->name, name, cldp_cl_error_name(err));
     size_t kmax = 0;
@@ -78,34 +79,47 @@ cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem 
     return CLDP_OK;
 }
 
-cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
+static cldp_status forward(cldp_replica *r, size_t rows, const cldp_train_ctx *tc)
 {
     const cldp_model *m = r->model;
+    r->training = tc != NULL;
+    if (tc) r->train = *tc;
     if (rows == 0) return CLDP_OK;
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
-        cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], NULL, NULL, 0};
+        cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], NULL, NULL, 0, tc};
         TRY(cldp_layer_ops_of(L->kind)->forward(r, L, &ps));
     }
     return CLDP_OK;
 }
 
-/* Runs softmax_xent on the logits: losses and flags, and dlogits*scale into delta[0]. */
+cldp_status cldp_replica_forward(cldp_replica *r, size_t rows) { return forward(r, rows, NULL); }
+
+cldp_status cldp_replica_forward_train(cldp_replica *r, size_t rows, const cldp_train_ctx *tc)
+{
+    return forward(r, rows, tc);
+}
+
+/* Runs the loss's kernel on the outputs (softmax_xent on logits and labels, or mse_loss on
+ * outputs and targets): losses and flags, and d(outputs)*scale into delta[0]. */
 static cldp_status loss_kernel(cldp_replica *r, size_t rows, float scale)
 {
     const cldp_layer_desc *last = &r->model->layers[r->model->nlayers - 1];
     cl_uint urows = (cl_uint)rows, classes = (cl_uint)last->out;
+    int mse = r->model->loss == CLDP_LOSS_MSE;
+    const char *name = mse ? "mse_loss" : "softmax_xent";
     cl_kernel k;
-    TRY(cldp_replica_kernel(r, "softmax_xent", &k));
+    TRY(cldp_replica_kernel(r, name, &k));
     ARG(k, 0, r->act[r->model->nlayers - 1]);
-    ARG(k, 1, r->labels);
+    cl_mem y = mse ? r->targets : r->labels;
+    ARG(k, 1, y);
     ARG(k, 2, urows);
     ARG(k, 3, classes);
     ARG(k, 4, scale);
     ARG(k, 5, r->delta[0]);
     ARG(k, 6, r->loss);
     ARG(k, 7, r->correct);
-    return cldp_replica_launch(r, k, "softmax_xent", rows);
+    return cldp_replica_launch(r, k, name, rows);
 }
 
 cldp_status cldp_replica_loss(cldp_replica *r, size_t rows)
@@ -217,7 +231,8 @@ static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accum
         const cldp_layer_desc *L = &m->layers[l];
         const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
         cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], r->delta[cur],
-                        l == 0 || ops->in_place_backward ? NULL : r->delta[1 - cur], accumulate};
+                        l == 0 || ops->in_place_backward ? NULL : r->delta[1 - cur], accumulate,
+                        r->training ? &r->train : NULL};
         if (l > 0 || L->nparams) TRY(ops->backward(r, L, &ps));
         if (stream) TRY(stream_layer(r, l));
         if (ps.din && ops->backward_input) TRY(ops->backward_input(r, L, &ps));
@@ -232,6 +247,11 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs
     if (rows == 0) return CLDP_OK;
     const cldp_model *m = r->model;
     cl_uint urows = (cl_uint)rows, classes = (cl_uint)m->layers[m->nlayers - 1].out;
+    if (m->loss == CLDP_LOSS_MSE) { /* raw outputs */
+        CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->act[m->nlayers - 1], CL_TRUE, 0, rows * classes * sizeof(float),
+                                              r->out_host, 0, NULL, NULL));
+        return CLDP_OK;
+    }
     cl_kernel k;
     TRY(cldp_replica_kernel(r, "softmax_rows", &k));
     ARG(k, 0, r->act[m->nlayers - 1]);
@@ -245,17 +265,22 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs
 
 cldp_status cldp_replica_warm_up(cldp_replica *r)
 {
-    /* Zero inputs and label 0 are valid data; the parameters are whatever the device holds. */
-    size_t rows = r->max_rows, n = rows * r->model->inputs;
+    /* Zero inputs, label 0 and zero targets are valid data; the parameters are whatever the
+     * device holds. x serves as the targets too, so it holds the larger of the two. */
+    size_t rows = r->max_rows, outputs = cldp_model_outputs(r->model);
+    size_t n = rows * (r->model->inputs > outputs ? r->model->inputs : outputs);
     float *x = cldp_calloc(n, sizeof(float), "warm-up batch");
     int32_t *y = x ? cldp_calloc(rows, sizeof(int32_t), "warm-up labels") : NULL;
     cldp_status st = CLDP_ERR_HOST_MEMORY;
     if (!y) goto out;
     /* the full shard and a single row: CLBlast picks different GEMM kernels for them */
     size_t sizes[2] = {rows, 1};
+    const cldp_train_ctx tc = {0, 0, 0};
     for (int i = 0; i < 2; i++) {
-        if ((st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i])) != CLDP_OK) goto out;
-        if ((st = cldp_replica_forward(r, sizes[i])) != CLDP_OK) goto out;
+        if (r->targets) st = cldp_replica_load_targets(r, x, x, sizes[i]); /* zero targets */
+        else st = cldp_replica_load(r, x, r->forward_only ? NULL : y, sizes[i]);
+        if (st != CLDP_OK) goto out;
+        if ((st = forward(r, sizes[i], r->forward_only ? NULL : &tc)) != CLDP_OK) goto out;
         if (!r->forward_only && (st = cldp_replica_backward(r, sizes[i], 1.0f, 0)) != CLDP_OK) goto out;
     }
     const float *probs;

@@ -80,7 +80,8 @@ static char *make_header(const cldp_model *m, const st_tensor *t, size_t n, size
     }
     char in[64];
     input_text(m, in, sizeof in);
-    size_t u = (size_t)snprintf(h, cap, "{\"__metadata__\":{\"cldp_model\":\"%s\",\"cldp_input\":\"%s\"}", spec, in);
+    size_t u = (size_t)snprintf(h, cap, "{\"__metadata__\":{\"cldp_model\":\"%s\",\"cldp_input\":\"%s\",\"cldp_loss\":\"%s\"}", spec,
+                                in, m->loss == CLDP_LOSS_MSE ? "mse" : "xent");
     free(spec);
     uint64_t at = 0;
     for (size_t i = 0; i < n; i++) {

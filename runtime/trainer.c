@@ -107,7 +107,7 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
     cldp_trainer *t = ph->t;
     const size_t nl = t->model.nlayers;
     cldp_replica *rep = ph->reps[r];
-    size_t len = ph->shard_len[r], off = ph->shard_off[r], in = t->model.inputs;
+    size_t len = ph->shard_len[r], off = ph->shard_off[r];
     double loss = 0, t0 = cldp_now_ms();
     size_t correct = 0, last_rows = 0;
     TRY(cldp_replica_release_grads(rep)); /* left mapped by a step that failed half-way */
@@ -121,10 +121,12 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
             if (cldp_run_abandoned(run)) return CLDP_OK; /* given up on: stop early */
             /* the caller's batch is read only inside a section: after a timeout it may be gone */
             if (!cldp_run_enter(run)) return CLDP_OK;
-            cldp_status st = cldp_replica_load(rep, ph->x + (off + b) * in, ph->labels + off + b, rows);
+            cldp_status st = cldp_trainer_load_rows(t, rep, ph, off + b, rows, 1);
             cldp_run_leave(run);
             TRY(st);
-            TRY(cldp_replica_forward(rep, rows));
+            /* dropout's masks: the step count and the rows' places in the global batch */
+            const cldp_train_ctx tc = {t->opts.seed, ph->step, off + b};
+            TRY(cldp_replica_forward_train(rep, rows, &tc));
             if (k + 1 < parts) {
                 TRY(cldp_replica_backward(rep, rows, ph->scale, k > 0));
                 TRY(cldp_replica_read_loss(rep, rows, &loss, &correct));
@@ -401,31 +403,6 @@ fail:
 
 /* ---- steps ----------------------------------------------------------------------------- */
 
-cldp_status cldp_trainer_check_inputs(const cldp_trainer *t, const float *x, const int32_t *labels, size_t n,
-                                      size_t limit, const char *who)
-{
-    REQUIRE(t, "%s: trainer is NULL", who);
-    REQUIRE(x, "%s: input batch x is NULL", who);
-    REQUIRE(n > 0, "%s: batch size is 0: a call needs at least one sample", who);
-    REQUIRE(n <= limit, "%s: batch of %zu samples exceeds the trainer's batch option (%zu)", who, n, limit);
-    size_t in = t->model.inputs;
-    for (size_t i = 0; i < n; i++) {
-        const float *row = x + i * in;
-        if (cldp_trainer_all_finite(row, in)) continue;
-        size_t k = 0;
-        while (k < in && isfinite(row[k])) k++;
-        return cldp_fail(CLDP_ERR_NONFINITE, "%s: input row %zu holds %s at feature %zu; inputs must be finite "
-                                             "(nothing was computed)", who, i, isnan(row[k]) ? "NaN" : "Inf", k);
-    }
-    if (labels) {
-        size_t classes = cldp_model_outputs(&t->model);
-        for (size_t i = 0; i < n; i++)
-            REQUIRE(labels[i] >= 0 && (size_t)labels[i] < classes, "%s: label %d of sample %zu is outside 0..%zu",
-                    who, (int)labels[i], i, classes - 1);
-    }
-    return CLDP_OK;
-}
-
 /* Over several ranks the batch is global: this rank's devices take their part of it. */
 static void shard_step(cldp_trainer *t)
 {
@@ -438,7 +415,9 @@ static void prepare_train(cldp_trainer *t, phase *ph)
 {
     ph->x = t->x;
     ph->labels = t->labels;
+    ph->targets = t->targets;
     ph->scale = 1.0f / (float)t->batch_n;
+    ph->step = t->t;
     memcpy(ph->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
     memcpy(ph->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
     memcpy(ph->inject_nan, t->inject_nan, t->n * sizeof *t->inject_nan);
@@ -492,14 +471,18 @@ static cldp_status skip_update(cldp_trainer *t, int codes, const char *bad_name)
                                          "learning rate", step, skipped);
 }
 
-static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, const float *targets, size_t n,
+                        cldp_step_stats *stats)
 {
-    REQUIRE(labels, "cldp_trainer_step: labels are NULL");
-    TRY(cldp_trainer_check_inputs(t, x, labels, n, t->opts.batch, "cldp_trainer_step"));
+    const char *who = targets ? "cldp_trainer_step_targets" : "cldp_trainer_step";
+    REQUIRE(labels || targets, "%s: labels are NULL", who);
+    TRY(cldp_trainer_check_inputs(t, x, labels, n, t->opts.batch, who));
+    if (targets) TRY(cldp_trainer_check_targets(t, targets, n, who));
     TRY(cldp_trainer_rebroadcast_if_dirty(t));
     double t0 = cldp_now_ms();
     t->x = x;
     t->labels = labels;
+    t->targets = targets;
     t->batch_n = n;
     t->bc1 = 1.0 - pow((double)t->opts.beta1, (double)(t->t + 1));
     t->bc2 = 1.0 - pow((double)t->opts.beta2, (double)(t->t + 1));
@@ -568,12 +551,12 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     return st;
 }
 
-cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+static cldp_status step_call(cldp_trainer *t, const float *x, const int32_t *labels, const float *targets, size_t n,
+                             cldp_step_stats *stats)
 {
-    REQUIRE(t, "cldp_trainer_step: trainer is NULL");
     if (stats) memset(stats, 0, sizeof *stats);
     t->ndrops = 0;
-    cldp_status st = step(t, x, labels, n, stats);
+    cldp_status st = step(t, x, labels, targets, n, stats);
     if (stats) {
         stats->dropped = t->ndrops;
         memcpy(stats->drops, t->drops, (t->ndrops < CLDP_MAX_DROPS ? t->ndrops : CLDP_MAX_DROPS) * sizeof *t->drops);
@@ -581,4 +564,17 @@ cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *la
     }
     if (CLDP_TEST_ARMED() && !t->broken) cldp_faults_disarm(t); /* a stuck worker may still be inside its replica */
     return st;
+}
+
+cldp_status cldp_trainer_step(cldp_trainer *t, const float *x, const int32_t *labels, size_t n, cldp_step_stats *stats)
+{
+    TRY(cldp_trainer_check_loss(t, 0, "cldp_trainer_step", "cldp_trainer_step_targets"));
+    return step_call(t, x, labels, NULL, n, stats);
+}
+
+cldp_status cldp_trainer_step_targets(cldp_trainer *t, const float *x, const float *targets, size_t n, cldp_step_stats *stats)
+{
+    TRY(cldp_trainer_check_loss(t, 1, "cldp_trainer_step_targets", "cldp_trainer_step"));
+    REQUIRE(targets, "cldp_trainer_step_targets: targets are NULL");
+    return step_call(t, x, NULL, targets, n, stats);
 }

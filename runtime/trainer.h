@@ -1,7 +1,7 @@
 /* trainer.h — the trainer's state, shared by the files that implement it: trainer.c (create, the
  * step, parameters), phase.c (a phase of work on every device under the failure policy),
- * infer.c (evaluation and prediction) and faults.c (test-only fault injection). Internal; the
- * public API is include/cldp.h. */
+ * infer.c (evaluation and prediction), trainer_inputs.c (the calls' checks) and faults.c
+ * (test-only fault injection). Internal; the public API is include/cldp.h. */
 #ifndef CLDP_TRAINER_H
 #define CLDP_TRAINER_H
 
@@ -41,8 +41,10 @@ typedef struct phase {
     const char *names[CLDP_MAX_DEVICES];
     const float *x;
     const int32_t *labels;
+    const float *targets;         /* (n, outputs) an MSE model's float targets, in place of labels */
     float *probs;
     float scale;                  /* 1/batch */
+    uint64_t step;                /* a train phase: the optimizer steps taken before it (dropout) */
     const float *params;          /* what a broadcast writes (the master parameters), or an update
                                      (the next ones): captured here, since after a timeout the
                                      trainer may move on to other vectors (phase.c) */
@@ -96,6 +98,7 @@ struct cldp_trainer {
     /* the call in progress (the caller's side; workers get a copy in their phase) */
     const float *x;
     const int32_t *labels;
+    const float *targets;         /* an MSE model's, in place of labels */
     float *probs;
     size_t *shard_off, *shard_len; /* (n) */
     size_t batch_n;
@@ -144,6 +147,15 @@ cldp_status cldp_step_job(cldp_run *run, phase *ph, size_t rank);
  * 1 <= n <= limit, labels (if not NULL) within the classes. `who` prefixes messages. */
 cldp_status cldp_trainer_check_inputs(const struct cldp_trainer *t, const float *x, const int32_t *labels, size_t n,
                                       size_t limit, const char *who);
+/* Checks that the trainer's model takes what a call gives: float targets (mse 1: its loss is
+ * CLDP_LOSS_MSE) or int32 labels (mse 0: cross-entropy); else CLDP_ERR_INVALID_ARGUMENT naming
+ * the call to use instead, `other_call`. */
+cldp_status cldp_trainer_check_loss(const struct cldp_trainer *t, int mse, const char *who, const char *other_call);
+/* Targets (n x outputs) non-NULL and finite (else CLDP_ERR_NONFINITE naming the row). */
+cldp_status cldp_trainer_check_targets(const struct cldp_trainer *t, const float *targets, size_t n, const char *who);
+/* Loads a shard's rows (and labels or targets, where given) at `at` of the call's batch. */
+cldp_status cldp_trainer_load_rows(const struct cldp_trainer *t, cldp_replica *rep, const phase *ph, size_t at, size_t rows,
+                                   int with_y);
 /* Every worker writes the master parameters to its device. */
 cldp_status cldp_trainer_broadcast(struct cldp_trainer *t);
 cldp_status cldp_trainer_rebroadcast_if_dirty(struct cldp_trainer *t);

@@ -452,7 +452,7 @@ static void bench_serve(const opts *o, FILE *js)
             serve_request q;
             char err[256];
             if (serve_request_parse(body, len, 784, 64, &q, err, sizeof err) == 0) {
-                free(serve_answer_json("cldp", q.id, probs, 1, 10));
+                free(serve_answer_json("cldp", q.id, "probabilities", probs, 1, 10));
                 serve_request_free(&q);
             }
         }

@@ -25,6 +25,7 @@
 typedef struct cfg {
     const char *checkpoint, *devices, *host, *model_name, *model;
     int embedded;
+    int mse;                  /* --loss mse: the model's loss is MSE; answers are raw outputs */
     long port;
     cldp_server_options o;
     size_t max_body, max_connections;
@@ -54,6 +55,8 @@ static void usage(FILE *f)
             "  --checkpoint F       parameters from a cldp-train checkpoint of that model (SIGHUP reloads it)\n"
             "  --model SPEC         the model, as cldp-train's --model: mlp (the default, cldp-train's default\n"
             "                       784-256-128-10), cnn, or a layer spec ending in dense:10\n"
+            "  --loss NAME          the model's loss, as cldp-train's --loss: xent (the default; answers are\n"
+            "                       probabilities) or mse (answers are the raw outputs, named \"outputs\")\n"
             "  --embedded           train briefly on the embedded Fashion-MNIST subset first (no setup)\n"
             "  --devices SPEC       devices, as cldp-train's (default: $CLDP_DEVICES, else all GPUs, else all)\n"
             "  --host ADDR          IPv4 address to listen on (default 127.0.0.1)\n"
@@ -102,6 +105,11 @@ static int parse_args(int argc, char **argv)
         int ok = 1;
         if (!strcmp(a, "--checkpoint") && v) C.checkpoint = v;
         else if (!strcmp(a, "--model") && v && *v) C.model = v;
+        else if (!strcmp(a, "--loss") && v && (!strcmp(v, "xent") || !strcmp(v, "mse"))) C.mse = !strcmp(v, "mse");
+        else if (!strcmp(a, "--loss") && v) {
+            fprintf(stderr, "cldp-serve: --loss takes xent or mse, got '%s'\n", v);
+            return 0;
+        }
         else if (!strcmp(a, "--devices") && v) C.devices = v;
         else if (!strcmp(a, "--host") && v) C.host = v;
         else if (!strcmp(a, "--model-name") && v && *v && !strchr(v, '/')) C.model_name = v;
@@ -143,6 +151,7 @@ static cldp_model *demo_model(void)
         if ((st = cldp_model_add_flatten(m)) == CLDP_OK && (st = cldp_model_add_dense(m, 256, CLDP_ACT_RELU)) == CLDP_OK &&
             (st = cldp_model_add_dense(m, 128, CLDP_ACT_RELU)) == CLDP_OK)
             st = cldp_model_add_dense(m, CLASSES, CLDP_ACT_NONE);
+    if (st == CLDP_OK && C.mse) st = cldp_model_set_loss(m, CLDP_LOSS_MSE);
     if (st != CLDP_OK || cldp_model_outputs(m) != CLASSES) {
         fprintf(stderr, "cldp-serve: bad --model: %s\n",
                 st != CLDP_OK ? cldp_last_error() : "it must end with 10 outputs (dense:10), one per class");
@@ -166,10 +175,15 @@ static cldp_status embedded_server(const cldp_model *m, cldp_server **out)
     st = cldp_trainer_create(m, &to, &t);
     size_t n = cldp_dataset_count(ds);
     double loss = 0;
+    float onehot[100 * CLASSES]; /* --loss mse: the labels as targets */
     for (int e = 0; e < 2 && st == CLDP_OK; e++)
         for (size_t at = 0; at + 100 <= n && st == CLDP_OK; at += 100) {
             cldp_step_stats ss;
-            st = cldp_trainer_step(t, cldp_dataset_images(ds) + at * INPUTS, cldp_dataset_labels(ds) + at, 100, &ss);
+            const int32_t *y = cldp_dataset_labels(ds) + at;
+            memset(onehot, 0, sizeof onehot);
+            for (size_t k = 0; k < 100; k++) onehot[k * CLASSES + (size_t)y[k]] = 1.0f;
+            st = C.mse ? cldp_trainer_step_targets(t, cldp_dataset_images(ds) + at * INPUTS, onehot, 100, &ss)
+                       : cldp_trainer_step(t, cldp_dataset_images(ds) + at * INPUTS, y, 100, &ss);
             loss = ss.loss;
         }
     if (st == CLDP_OK) {
@@ -238,7 +252,8 @@ static enum MHD_Result infer(struct MHD_Connection *c, conn *k)
     float *probs = malloc(rq.rows * CLASSES * sizeof(float));
     cldp_status st = probs ? cldp_server_infer(S, rq.data, rq.rows, probs, 0) : CLDP_ERR_HOST_MEMORY;
     enum MHD_Result ret;
-    if (st == CLDP_OK) ret = reply(c, 200, serve_answer_json(C.model_name, rq.id, probs, rq.rows, CLASSES), "application/json");
+    const char *output = C.mse ? "outputs" : "probabilities";
+    if (st == CLDP_OK) ret = reply(c, 200, serve_answer_json(C.model_name, rq.id, output, probs, rq.rows, CLASSES), "application/json");
     else ret = reply_fmt(c, http_status(st), 1, "%s: %s", cldp_status_string(st), cldp_last_error());
     free(probs);
     serve_request_free(&rq);
@@ -370,8 +385,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return reply_fmt(c, 404, 1, "unknown model '%.*s'; this server has '%s'", (int)(rest - name), name, C.model_name);
         if (!*rest)
             return reply_fmt(c, 200, 0, "{\"name\":\"%s\",\"versions\":[\"1\"],\"platform\":\"cldp\",\"inputs\":[{\"name\":\"input\","
-                              "\"datatype\":\"FP32\",\"shape\":[-1,%d]}],\"outputs\":[{\"name\":\"probabilities\",\"datatype\":"
-                              "\"FP32\",\"shape\":[-1,%d]}]}", C.model_name, INPUTS, CLASSES);
+                              "\"datatype\":\"FP32\",\"shape\":[-1,%d]}],\"outputs\":[{\"name\":\"%s\",\"datatype\":"
+                              "\"FP32\",\"shape\":[-1,%d]}]}", C.model_name, INPUTS, C.mse ? "outputs" : "probabilities", CLASSES);
         if (!strcmp(rest, "/ready")) {
             int ready = cldp_server_ready(S);
             return reply_fmt(c, ready ? 200 : 503, 0, "{\"name\":\"%s\",\"ready\":%s}", C.model_name, ready ? "true" : "false");

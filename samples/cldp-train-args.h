@@ -33,6 +33,7 @@ typedef struct args {
     float momentum;
     float weight_decay;
     cldp_optimizer optimizer;
+    cldp_loss loss;            /* --loss: xent (labels) or mse (one-hot float targets) */
     size_t hidden[MAX_HIDDEN];
     size_t nhidden;
     cldp_activation act;
@@ -85,10 +86,12 @@ static void usage(FILE *f)
             "  --activation NAME   relu or tanh (default relu)\n"
             "  --model SPEC        the model as comma-separated layers instead of --hidden:\n"
             "                      conv:OUT:K[:sS][:pP], maxpool:K[:sS], relu, tanh, sigmoid, flatten,\n"
-            "                      dense:OUT; the last layer must be dense:CLASSES. Presets: mlp (the\n"
-            "                      --hidden model) and cnn, two 3x3 convolutions with pooling:\n"
+            "                      dropout:P, dense:OUT; the last layer must be dense:CLASSES. Presets:\n"
+            "                      mlp (the --hidden model) and cnn, two 3x3 convolutions with pooling:\n"
             "                      conv:32:3:p1,relu,maxpool:2,conv:64:3:p1,relu,maxpool:2,flatten,\n"
             "                      dense:128,relu,dense:10\n"
+            "  --loss NAME         xent: softmax cross-entropy on the labels (default); mse: mean squared\n"
+            "                      error against one-hot targets (accuracy from the arg-max output)\n"
             "  --input CxHxW       the shape of a sample, e.g. 1x28x28 (default for Fashion-MNIST); its\n"
             "                      product must be the data's feature count\n"
             "  --export FILE       after training, write the weights to FILE as safetensors, named and\n"
@@ -202,6 +205,7 @@ static const struct value_option {
     {"--momentum", "a number from 0 up to (not including) 1"},
     {"--weight-decay", "a number, 0 or more"},
     {"--optimizer", "adam or sgd"},
+    {"--loss", "xent or mse"},
     {"--activation", "relu or tanh"},
     {"--hidden", "up to " ARG_STR(MAX_HIDDEN) " comma-separated layer sizes, each a whole number from 1 to " ARG_STR(MAX_UNITS) ", or 'none'"},
     {"--classes", "a whole number from 2 to " ARG_STR(MAX_UNITS)},
@@ -286,6 +290,10 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (!strcmp(o, "--optimizer")) {
             if (!strcmp(v, "adam")) a->optimizer = CLDP_OPT_ADAM;
             else if (!strcmp(v, "sgd")) a->optimizer = CLDP_OPT_SGD;
+            else bad = 1;
+        } else if (!strcmp(o, "--loss")) {
+            if (!strcmp(v, "xent")) a->loss = CLDP_LOSS_SOFTMAX_CROSS_ENTROPY;
+            else if (!strcmp(v, "mse")) a->loss = CLDP_LOSS_MSE;
             else bad = 1;
         } else if (!strcmp(o, "--activation")) {
             if (!strcmp(v, "relu")) a->act = CLDP_ACT_RELU;

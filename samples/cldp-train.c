@@ -16,6 +16,7 @@
 
 #include "cldp-train-args.h"       /* the command line */
 #include "cldp-train-checkpoint.h" /* checkpoints: the location, the run state, saving, resuming */
+#include "cldp-train-loss.h"       /* --loss: cross-entropy on labels, or MSE on one-hot targets */
 #include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
 #include "cldp-train-progress.h"   /* the line redrawn during an epoch on a terminal */
 
@@ -143,8 +144,9 @@ static int train(int argc, char **argv)
     float *xtr = malloc(ntr * nf * sizeof(float)), *xte = malloc(nte * nf * sizeof(float));
     float *xb = malloc(a.batch * nf * sizeof(float));
     int32_t *yb = malloc(a.batch * sizeof(int32_t));
+    float *tb = malloc(a.batch * classes * sizeof(float)); /* --loss mse: one-hot targets */
     size_t *order = malloc(ntr * sizeof(size_t));
-    if (!xtr || !xte || !xb || !yb || !order) {
+    if (!xtr || !xte || !xb || !yb || !tb || !order) {
         fprintf(stderr, "cldp-train: out of host memory for the dataset\n");
         return 1;
     }
@@ -185,6 +187,7 @@ static int train(int argc, char **argv)
             if (cldp_model_add_dense(model, a.hidden[l], a.act) != CLDP_OK) return fail("adding a layer");
         if (cldp_model_add_dense(model, classes, CLDP_ACT_NONE) != CLDP_OK) return fail("adding the output layer");
     }
+    if (cldp_model_set_loss(model, a.loss) != CLDP_OK) return fail("setting the loss");
     char model_spec[2048];
     if (cldp_model_describe(model, model_spec, sizeof model_spec) != CLDP_OK) return fail("describing the model");
     cldp_trainer_options o;
@@ -309,7 +312,7 @@ static int train(int argc, char **argv)
             cldp_trainer_set_learning_rate(tr, lr > 0 ? lr : 1e-12f);
             cldp_step_stats ss;
             double ts = now_s();
-            if (cldp_trainer_step(tr, xb, yb, nb, &ss) != CLDP_OK) {
+            if (loss_step(tr, a.loss, xb, yb, tb, nb, classes, &ss) != CLDP_OK) {
                 progress_clear(&prog);
                 /* the trainer keeps the parameters from before the failed step: save those */
                 fprintf(stderr, "cldp-train: step %zu failed: %s\n", step + 1, cldp_last_error());
@@ -368,7 +371,7 @@ static int train(int argc, char **argv)
         progress_clear(&prog);
         size_t correct = 0;
         double tl;
-        if (cldp_trainer_evaluate(tr, xte, yte, nte, &tl, &correct) != CLDP_OK) return fail("evaluation");
+        if (loss_evaluate(tr, a.loss, xte, yte, nte, classes, &tl, &correct) != CLDP_OK) return fail("evaluation");
         final_loss = ep_loss / (double)ntr;
         test_acc = (double)correct / (double)nte;
         if (!a.quiet)
@@ -448,7 +451,7 @@ static int train(int argc, char **argv)
         }
         printf("],\"model\":");
         json_string(model_spec);
-        printf(",\"input\":[%zu,%zu,%zu]", shape[0], shape[1], shape[2]);
+        printf(",\"input\":[%zu,%zu,%zu],\"loss\":\"%s\"", shape[0], shape[1], shape[2], a.loss == CLDP_LOSS_MSE ? "mse" : "xent");
         printf(",\"param_checksum\":\"0x%08x\"}\n", (unsigned)crc); /* hex, as the line above writes it */
     }
     free(params);
@@ -460,6 +463,7 @@ release: /* also after a signal (its checkpoint written) or a checkpoint that fa
     free(order);
     free(xb);
     free(yb);
+    free(tb);
     free(xtr);
     free(xte);
     cldp_trainer_destroy(tr);

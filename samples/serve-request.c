@@ -125,21 +125,22 @@ char *serve_error_json(const char *msg)
     return s;
 }
 
-char *serve_answer_json(const char *model, const char *id, const float *probs, size_t rows, size_t outputs)
+char *serve_answer_json(const char *model, const char *id, const char *output, const float *probs, size_t rows,
+                        size_t outputs)
 {
     json_t *name = json_string(model);
     char *mname = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
     json_decref(name);
     if (!mname) return NULL;
-    size_t cap = 256 + strlen(mname) + (id ? strlen(id) : 0) + rows * outputs * 16, used = 0;
+    size_t cap = 256 + strlen(mname) + strlen(output) + (id ? strlen(id) : 0) + rows * outputs * 16, used = 0;
     char *s = malloc(cap);
     if (!s) {
         free(mname);
         return NULL;
     }
-    used += (size_t)snprintf(s + used, cap - used, "{\"model_name\":%s,%s%s%s\"outputs\":[{\"name\":\"probabilities\","
+    used += (size_t)snprintf(s + used, cap - used, "{\"model_name\":%s,%s%s%s\"outputs\":[{\"name\":\"%s\","
                              "\"shape\":[%zu,%zu],\"datatype\":\"FP32\",\"data\":[", mname, id ? "\"id\":" : "", id ? id : "",
-                             id ? "," : "", rows, outputs);
+                             id ? "," : "", output, rows, outputs);
     for (size_t i = 0; i < rows * outputs; i++)
         used += (size_t)snprintf(s + used, cap - used, "%s%.9g", i ? "," : "", (double)probs[i]);
     snprintf(s + used, cap - used, "]}]}");

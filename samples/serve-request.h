@@ -21,9 +21,11 @@ int serve_request_parse(const char *body, size_t len, size_t inputs, size_t max_
                         size_t errlen);
 void serve_request_free(serve_request *r);
 
-/* The answer {"model_name":..., "id":..., "outputs":[{"name":"probabilities","shape":[rows,outputs],
- * "datatype":"FP32","data":[...]}]} as a malloc'd NUL-terminated string (NULL: out of memory). */
-char *serve_answer_json(const char *model, const char *id, const float *probs, size_t rows, size_t outputs);
+/* The answer {"model_name":..., "id":..., "outputs":[{"name":OUTPUT,"shape":[rows,outputs],
+ * "datatype":"FP32","data":[...]}]} as a malloc'd NUL-terminated string (NULL: out of memory);
+ * OUTPUT is "probabilities", or "outputs" for a model's raw outputs. */
+char *serve_answer_json(const char *model, const char *id, const char *output, const float *probs, size_t rows,
+                        size_t outputs);
 
 /* {"error":"msg"} with msg escaped, malloc'd (NULL: out of memory). */
 char *serve_error_json(const char *msg);

@@ -37,6 +37,10 @@ int main(void)
     CHECK_STATUS(cldp_model_add_dense(m, 3, (cldp_activation)99), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_model_add_dense(NULL, 3, CLDP_ACT_RELU), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_model_set_loss(m, (cldp_loss)5), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_model_add_dropout(NULL, 0.5f), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_model_add_dropout(m, -0.1f), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_model_add_dropout(m, 1.0f), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_model_add_dropout(m, NAN), CLDP_ERR_INVALID_ARGUMENT);
     cldp_trainer_options o;
     cldp_trainer_options_init(&o);
     o.devices = test_devices("test_bad_input", 1);
@@ -145,6 +149,13 @@ int main(void)
     CHECK_STATUS(cldp_trainer_evaluate(t, x, y, 0, &loss, &correct), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_trainer_evaluate(t, x, NULL, 8, &loss, &correct), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_trainer_predict(t, x, 8, NULL), CLDP_ERR_INVALID_ARGUMENT);
+    /* the target calls: NULL handles, and on this cross-entropy model, the wrong call */
+    CHECK_STATUS(cldp_trainer_step_targets(NULL, x, x, 8, NULL), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_step_targets(t, x, x, 8, NULL), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "cldp_trainer_step") != NULL);
+    CHECK_STATUS(cldp_trainer_evaluate_targets(NULL, x, x, 8, &loss), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trainer_evaluate_targets(t, x, x, 8, &loss), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(cldp_last_error(), "cldp_trainer_evaluate") != NULL);
     CHECK_STATUS(cldp_trainer_set_learning_rate(t, 0), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_trainer_device_stats(t, 99, NULL), CLDP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cldp_trainer_device_info(t, 99, &info), CLDP_ERR_INVALID_ARGUMENT);

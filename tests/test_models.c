@@ -1,6 +1,6 @@
 /* test_models — models of every layer kind through the public API: the spec parser (good specs
  * round-trip through cldp_model_describe; bad tokens and shape mismatches are refused naming the
- * token and leave the model unchanged); a CNN trained on 1 device and on 3 (even, uneven and
+ * token and leave the model unchanged); a CNN with dropout trained on 1 device and on 3 (even, uneven and
  * micro-batched splits) gives the same parameters to float32 rounding; two runs are bitwise
  * identical; a checkpoint resumes bitwise; a version-1 checkpoint written before the layer table
  * (tests/data/ckpt-v1-dense.cldp) still loads. Tolerance between device counts (SGD, 8 steps):
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SPEC "conv:4:3:p1,relu,maxpool:2,conv:6:3:s2,tanh,flatten,dense:5"
+#define SPEC "conv:4:3:p1,relu,dropout:0.25,maxpool:2,conv:6:3:s2,tanh,flatten,dropout:0.5,dense:5"
 #define C 2
 #define H 9
 #define W 9
@@ -34,25 +34,9 @@ static cldp_model *cnn(void)
 static cldp_trainer *make(const cldp_model *m, const char *devices, const char *split, unsigned long long cap)
 {
     cldp_trainer_options o;
-    cldp_trainer_options_init(&o);
-    o.devices = devices;
-    o.batch = BATCH;
-    o.optimizer = CLDP_OPT_SGD;
-    o.learning_rate = 0.05f;
+    test_options(&o, devices, BATCH, CLDP_OPT_SGD, 0.05f, 5, split);
     o.weight_decay = 1e-3f;
-    o.seed = 5;
-    o.split = split;
-    char capstr[32];
-    snprintf(capstr, sizeof capstr, "%llu", cap);
-    if (cap) CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
-    cldp_trainer *t = NULL;
-    CHECK_OK(cldp_trainer_create(m, &o, &t));
-    if (cap) cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
-    if (!t) {
-        fprintf(stderr, "test_models: no trainer on %s: %s\n", devices, cldp_last_error());
-        exit(1);
-    }
-    return t;
+    return test_trainer_capped("test_models", m, &o, cap);
 }
 
 static void steps(cldp_trainer *t, const float *x, const int32_t *y, int from, int to)
@@ -78,10 +62,11 @@ static void test_spec(void)
     static const char *good[] = {
         "conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10",
         "conv:8:3:s2,sigmoid,maxpool:3:s2,flatten,dense:10", "flatten,dense:64,tanh,dense:10",
-        "conv:3:1:p0:s1,flatten,dense:10"};
+        "conv:3:1:p0:s1,flatten,dense:10", "flatten,dense:64,relu,dropout:0.40,dense:10"};
     static const char *canon[] = {
         "conv:32:5:p2,relu,maxpool:2,conv:64:5:p2,relu,maxpool:2,flatten,dense:1024,relu,dense:10",
-        "conv:8:3:s2,sigmoid,maxpool:3:s2,flatten,dense:10", "flatten,dense:64,tanh,dense:10", "conv:3:1,flatten,dense:10"};
+        "conv:8:3:s2,sigmoid,maxpool:3:s2,flatten,dense:10", "flatten,dense:64,tanh,dense:10", "conv:3:1,flatten,dense:10",
+        "flatten,dense:64,relu,dropout:0.4,dense:10"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         cldp_model *m = NULL;
         CHECK_OK(cldp_model_parse(good[i], 1, 28, 28, &m));
@@ -202,10 +187,9 @@ int main(int argc, char **argv)
 
     size_t total = 0;
     for (int s = 0; s < STEPS; s++) total += sizes[s];
-    float *x = malloc(total * IN * sizeof(float));
-    int32_t *y = malloc(total * sizeof(int32_t));
-    test_fill(x, total * IN, -1, 1);
-    for (size_t i = 0; i < total; i++) y[i] = (int32_t)(test_rand() % CLASSES);
+    float *x;
+    int32_t *y;
+    test_labelled(total, IN, CLASSES, &x, &y);
     cldp_model *m = cnn();
     size_t np = cldp_model_param_count(m);
 

@@ -1,11 +1,14 @@
 # test_mpi_train.cmake — cldp-train under mpiexec: 2 ranks of 1 basic device each against one
 # process on 2 basic devices, the same run; the final parameters' CRC-32 must be the same (the
 # fixed-order combine gives 1 rank x 2 devices' bits). Run by ctest as:
-#   cmake -DTRAIN=<cldp-train> -DMPIEXEC=<mpiexec> -P this
+#   cmake -DTRAIN=<cldp-train> -DMPIEXEC=<mpiexec> [-DEXTRA="more cldp-train options"] -P this
+# (test_mpi_train_dropout: a model with dropout and MSE, whose masks follow each sample's index
+# in the global batch whichever rank computes it)
 if(NOT TRAIN OR NOT MPIEXEC)
   message(FATAL_ERROR "usage: cmake -DTRAIN=<cldp-train> -DMPIEXEC=<mpiexec> -P test_mpi_train.cmake")
 endif()
-set(run --embedded --epochs 1 --batch 100 --json)
+separate_arguments(extra UNIX_COMMAND "${EXTRA}")
+set(run --embedded --epochs 1 --batch 100 --json ${extra})
 set(ENV{OMPI_MCA_btl_vader_single_copy_mechanism} none)
 set(ENV{CLDP_DEVICES} "")
 set(ENV{POCL_DEVICES} "basic")

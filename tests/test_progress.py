@@ -9,7 +9,7 @@ import fcntl, json, os, re, struct, subprocess, sys, termios
 COLS = 60
 ARGS = ["--embedded", "--hidden", "32", "--batch", "50", "--epochs", "2", "--seed", "3"]
 JSON_KEYS = {"test_accuracy", "final_loss", "samples_per_s", "epochs", "batch", "seconds", "dataset", "devices",
-             "model", "input", "param_checksum"}
+             "model", "input", "loss", "param_checksum"}
 failures = 0
 
 

@@ -3,7 +3,8 @@
 metadata, inference equal to a double-precision reference computed here from the checkpoint's
 parameters, flat and nested data, the refusals (malformed JSON, shape, datatype, input name,
 unknown model or path, oversized body), a client that sends its body byte by byte, /metrics, and
-SIGTERM draining in-flight requests to exit 0.
+SIGTERM draining in-flight requests to exit 0; then an MSE model (cldp-train --loss mse), refused
+without --loss mse and served with it, its answers the raw outputs of the reference.
 
 usage: test_serve_http.py CLDP_SERVE CLDP_TRAIN     (127.0.0.1 only; the port is any free one)"""
 import http.client
@@ -47,14 +48,17 @@ def read_params(path):
     raise RuntimeError("no PRMS section")
 
 
-def reference(p, x):
-    """Softmax of the MLP 784-256(relu)-128(relu)-10 in double; p in W[out][in], b[out] order."""
+def reference(p, x, softmax=True):
+    """Softmax (or the raw outputs) of the MLP 784-256(relu)-128(relu)-10 in double; p in
+    W[out][in], b[out] order."""
     at, h = 0, x
     for i, (n_in, n_out) in enumerate([(784, 256), (256, 128), (128, 10)]):
         w, b = p[at:at + n_in * n_out], p[at + n_in * n_out:at + n_in * n_out + n_out]
         at += n_in * n_out + n_out
         y = [b[o] + sum(w[o * n_in + k] * h[k] for k in range(n_in)) for o in range(n_out)]
         h = [max(v, 0.0) for v in y] if i < 2 else y
+    if not softmax:
+        return h
     m = max(h)
     e = [math.exp(v - m) for v in h]
     return [v / sum(e) for v in e]
@@ -76,6 +80,59 @@ def infer_body(rows, nested=False, **over):
     return json.dumps({"id": "req-7", "inputs": [inp]})
 
 
+def start(serve, args):
+    """cldp-serve with args on any free port: (the process, its port), or (the process, None)."""
+    proc = subprocess.Popen([serve, "--port", "0"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return proc, int(m.group(1))
+    return proc, None
+
+
+def close(got, ref):
+    return all(abs(g - w) <= ATOL + RTOL * abs(w) for g, w in zip(got, ref))
+
+
+def mse_model(serve, train, tmp):
+    """A checkpoint of cldp-train --loss mse: refused by cldp-serve without --loss mse (a wrong
+    model, naming the loss), served with it; the answers are the raw outputs, named "outputs"."""
+    ckpt = os.path.join(tmp, "mse.ckpt")
+    r = subprocess.run([train, "--embedded", "--epochs", "1", "--loss", "mse", "--checkpoint", ckpt], capture_output=True,
+                       text=True)
+    if not check(r.returncode == 0, "cldp-train --loss mse made the checkpoint: " + r.stderr):
+        return
+    wrong = subprocess.run([serve, "--port", "0", "--checkpoint", ckpt], capture_output=True, text=True, timeout=120)
+    check(wrong.returncode != 0 and "wrong model" in wrong.stderr and "loss mse" in wrong.stderr,
+          "an MSE checkpoint without --loss mse is refused: %s" % wrong.stderr[-400:])
+    proc, port = start(serve, ["--checkpoint", ckpt, "--loss", "mse"])
+    if not check(port, "cldp-serve --loss mse printed its port"):
+        proc.kill()
+        print(proc.stderr.read(), file=sys.stderr)
+        return
+    params = read_params(ckpt)
+    rng = random.Random(int(time.time()) + 1)
+    rows = [[rng.random() for _ in range(784)] for _ in range(2)]
+    st, body = request(port, "POST", "/v2/models/cldp/infer", infer_body(rows), {"Content-Type": "application/json"})
+    out = json.loads(body) if st == 200 else {}
+    data = out["outputs"][0]["data"] if st == 200 and out["outputs"][0]["name"] == "outputs" else []
+    refs = [reference(params, x, softmax=False) for x in rows]
+    check(len(data) == 20 and all(close(data[i * 10:i * 10 + 10], refs[i]) for i in range(2)),
+          "--loss mse: the raw outputs equal the reference: %s" % body[:300])
+    st, md = request(port, "GET", "/v2/models/cldp")
+    check(st == 200 and json.loads(md)["outputs"][0]["name"] == "outputs", "--loss mse: the metadata names the outputs")
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    print("  --loss mse: refused without it, raw outputs with it (e.g. %s)" % ", ".join("%.4f" % v for v in data[:3]))
+
+
 def main():
     serve, train = sys.argv[1], sys.argv[2]
     tmp = tempfile.mkdtemp(prefix="test_serve_http_")
@@ -86,18 +143,7 @@ def main():
     params = read_params(ckpt)
     check(len(params) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10, "parameter count")
 
-    proc = subprocess.Popen([serve, "--checkpoint", ckpt, "--port", "0", "--max-batch", "16", "--max-body-bytes", "200000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    port = None
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
+    proc, port = start(serve, ["--checkpoint", ckpt, "--max-batch", "16", "--max-body-bytes", "200000"])
     if not check(port, "cldp-serve printed its port"):
         proc.kill()
         print(proc.stderr.read(), file=sys.stderr)
@@ -117,9 +163,6 @@ def main():
     rng = random.Random(int(time.time()))
     rows = [[rng.random() for _ in range(784)] for _ in range(3)]
     refs = [reference(params, x) for x in rows]
-
-    def close(got, ref):
-        return all(abs(g - w) <= ATOL + RTOL * abs(w) for g, w in zip(got, ref))
 
     for nested in (False, True):
         st, body = request(port, "POST", "/v2/models/cldp/infer", infer_body(rows, nested), {"Content-Type": "application/json"})
@@ -213,6 +256,7 @@ def main():
     check(all(s in (200, 503, "refused") for s in results) and results.count(200) > 0, "answers during the drain: %s" % results)
     print("  SIGTERM under load: %d answered 200, %d 503, %d refused after the listener closed; exit %s" %
           (results.count(200), results.count(503), results.count("refused"), rc))
+    mse_model(serve, train, tmp)
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)

@@ -41,14 +41,8 @@ static cldp_model *small_model(void)
 static cldp_trainer *make(const cldp_model *m, const char *devices, const char *split, int balance, uint64_t cap)
 {
     cldp_trainer_options o;
-    cldp_trainer_options_init(&o);
-    o.devices = devices;
-    o.batch = BATCH;
-    o.optimizer = CLDP_OPT_SGD;
-    o.learning_rate = 0.1f;
+    test_options(&o, devices, BATCH, CLDP_OPT_SGD, 0.1f, 42, split);
     o.weight_decay = 1e-3f;
-    o.seed = 42;
-    o.split = split;
     o.balance = balance;
     char capstr[32];
     snprintf(capstr, sizeof capstr, "%llu", (unsigned long long)cap);

@@ -86,6 +86,15 @@ static inline void test_fill(float *x, size_t n, double lo, double hi)
     for (size_t i = 0; i < n; i++) x[i] = (float)test_uniform(lo, hi);
 }
 
+/* Fresh random data: *x (n x in floats in [-1, 1)) and *y (n labels below `classes`), malloc'd. */
+static inline void test_labelled(size_t n, size_t in, size_t classes, float **x, int32_t **y)
+{
+    *x = malloc(n * in * sizeof(float));
+    *y = malloc(n * sizeof(int32_t));
+    test_fill(*x, n * in, -1, 1);
+    for (size_t i = 0; i < n; i++) (*y)[i] = (int32_t)(test_rand() % classes);
+}
+
 /* |got - ref| <= atol + rtol·|ref| for every element; on failure prints the worst one. */
 static inline int test_close(const char *what, const float *got, const double *ref, size_t n, double atol, double rtol)
 {
@@ -173,6 +182,39 @@ static inline void test_compare(const char *what, const float *a, const float *b
     printf("  %s: max |diff| %.3g\n", what, worst);
     test_close(what, a, ref, n, atol, rtol);
     free(ref);
+}
+
+/* Trainer options: the defaults with these devices, batch, optimizer, learning rate, seed and
+ * split (the rest as cldp_trainer_options_init leaves them). */
+static inline void test_options(cldp_trainer_options *o, const char *devices, size_t batch, cldp_optimizer optimizer,
+                                float learning_rate, uint64_t seed, const char *split)
+{
+    cldp_trainer_options_init(o);
+    o->devices = devices;
+    o->batch = batch;
+    o->optimizer = optimizer;
+    o->learning_rate = learning_rate;
+    o->seed = seed;
+    o->split = split;
+}
+
+/* A trainer of m with options *o, created under a device memory cap of `cap` bytes (0: none,
+ * the cap lifted again afterwards), so that shards larger than the cap allows run as
+ * micro-batches. The test `name` fails and exits when it cannot be made. */
+static inline cldp_trainer *test_trainer_capped(const char *name, const cldp_model *m, const cldp_trainer_options *o,
+                                                unsigned long long cap)
+{
+    char capstr[32];
+    snprintf(capstr, sizeof capstr, "%llu", cap);
+    if (cap) CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", capstr));
+    cldp_trainer *t = NULL;
+    CHECK_OK(cldp_trainer_create(m, o, &t));
+    if (cap) cldp_test_control(CLDP_TEST_CONFIG, "CLDP_DEVICE_MEMORY_CAP", (const char *)NULL);
+    if (!t) {
+        fprintf(stderr, "%s: no trainer on %s: %s\n", name, o->devices ? o->devices : "the default devices", cldp_last_error());
+        exit(1);
+    }
+    return t;
 }
 
 #endif

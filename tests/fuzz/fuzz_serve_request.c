@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         EXPECT(r.rows >= 1 && r.rows <= max_rows && r.data);
         for (size_t i = 0; i < r.rows * inputs; i++) EXPECT(isfinite(r.data[i]));
         /* what is accepted is answered with valid JSON carrying the id back */
-        out = serve_answer_json("m\"odel", r.id, r.data, r.rows, inputs);
+        out = serve_answer_json("m\"odel", r.id, "probabilities", r.data, r.rows, inputs);
         EXPECT(out);
         json_t *j = json_loads(out, 0, NULL);
         EXPECT(j && json_array_size(json_object_get(json_array_get(json_object_get(j, "outputs"), 0), "data")) == r.rows * inputs);
