@@ -33,9 +33,13 @@
  *         u64 steps taken (t)  u64 count  f32[count] first moment  f32[count] second moment
  *   SPLT  u32 devices n  u32 balancer steps              the device split (balance.c)
  *         per device rank: f64 weight  f64 measured ms per sample  u32 measurements  u32 0
+ *   SEED  u64 seed                                       the trainer's seed, which keys the
+ *                                                        dropout masks (model.h); optional
  *   USER  the application's bytes                        optional
  *
- * MODL, PRMS and OPTM are required. SPLT is optional (a file without it leaves the trainer's
+ * MODL, PRMS and OPTM are required. SEED is optional (files written before it keep the
+ * trainer's own seed); a trainer that loads it takes the file's seed, so a resumed run draws the
+ * masks the stopped one would have, whatever seed it was created with. SPLT is optional (a file without it leaves the trainer's
  * split alone) and is restored only into a trainer with as many devices (a split is per device;
  * on other devices the trainer's own split stands). A tag this version does not know is refused
  * rather than skipped, so a file that carries state we cannot restore (a section of a newer
@@ -50,6 +54,7 @@
 #define OPTM_FIXED 48u
 #define SPLT_FIXED 8u
 #define SPLT_DEVICE 24u
+#define SEED_LEN 8u
 
 /* ---- writing -------------------------------------------------------------------------- */
 
@@ -129,8 +134,8 @@ static void write_all(writer *w, const cldp_trainer *t, const void *user, size_t
 {
     const cldp_model *m = &t->model;
     const cldp_trainer_options *o = &t->opts;
-    uint32_t nsec = 4 + (user_len > 0);
-    uint64_t total = CKPT_HEADER + 4 * CKPT_SECTION + modl_len(m) + prms_len(m) + optm_len(m) + splt_len(t->n) + CKPT_TRAILER;
+    uint32_t nsec = 5 + (user_len > 0);
+    uint64_t total = CKPT_HEADER + 5 * CKPT_SECTION + modl_len(m) + prms_len(m) + optm_len(m) + splt_len(t->n) + SEED_LEN + CKPT_TRAILER;
     if (user_len) total += CKPT_SECTION + user_len;
 
     w_bytes(w, CKPT_MAGIC, 8);
@@ -175,6 +180,9 @@ static void write_all(writer *w, const cldp_trainer *t, const void *user, size_t
         w_u32(w, t->bal->samples[t->origin[r]]);
         w_u32(w, 0);
     }
+
+    w_section(w, "SEED", SEED_LEN);
+    w_u64(w, o->seed);
 
     if (user_len) {
         w_section(w, "USER", user_len);
@@ -291,8 +299,8 @@ out:
 
 /* Where the sections of a validated file lie in its bytes. */
 typedef struct parsed {
-    const unsigned char *modl, *prms, *optm, *splt, *user;
-    uint64_t modl_len, prms_len, optm_len, splt_len, user_len;
+    const unsigned char *modl, *prms, *optm, *splt, *seed, *user;
+    uint64_t modl_len, prms_len, optm_len, splt_len, seed_len, user_len;
 } parsed;
 
 /* The same checks as trainer creation applies to options, on the values a file brings. */
@@ -375,6 +383,7 @@ static cldp_status validate(const cldp_model *m, const char *path, const unsigne
         else if (!memcmp(h, "PRMS", 4)) slot = &p->prms, slot_len = &p->prms_len;
         else if (!memcmp(h, "OPTM", 4)) slot = &p->optm, slot_len = &p->optm_len;
         else if (!memcmp(h, "SPLT", 4)) slot = &p->splt, slot_len = &p->splt_len;
+        else if (!memcmp(h, "SEED", 4)) slot = &p->seed, slot_len = &p->seed_len;
         else if (!memcmp(h, "USER", 4)) slot = &p->user, slot_len = &p->user_len;
         else
             return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' has a section '%s' this cldp does not know (written by a newer version?)", path,
@@ -408,6 +417,9 @@ static cldp_status validate(const cldp_model *m, const char *path, const unsigne
             return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: optimizer state of parameter %zu is %g/%g", path, i, (double)m1,
                              (double)m2);
     }
+    if (p->seed && p->seed_len != SEED_LEN)
+        return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: seed section of %llu bytes, expected %u", path,
+                         (unsigned long long)p->seed_len, SEED_LEN);
     return p->splt ? check_split(path, p) : CLDP_OK;
 }
 
@@ -487,6 +499,7 @@ cldp_status cldp_trainer_load_checkpoint(cldp_trainer *t, const char *path, void
     t->opts.beta2 = get_f32(o + 24);
     t->opts.epsilon = get_f32(o + 28);
     t->t = get_u64(o + 32);
+    if (p.seed) t->opts.seed = get_u64(p.seed);
     for (size_t i = 0; i < np; i++) {
         t->opt_m[i] = get_f32(o + OPTM_FIXED + 4 * i);
         t->opt_v[i] = get_f32(o + OPTM_FIXED + 4 * (np + i));
