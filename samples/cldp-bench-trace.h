@@ -15,7 +15,7 @@ static void trace_step_counts(uint64_t step, FILE *js)
     static const char *const cats[] = {"gemm", "kernel", "transfer", "broadcast", "reduce", "update", "wait", "step", "serve"};
     enum { NCAT = sizeof cats / sizeof cats[0], MAXL = 16 };
     size_t n = cldp_trace_event_count(), counts[MAXL][NCAT] = {{0}}, total[MAXL] = {0};
-    double busy[MAXL] = {0};
+    double busy[MAXL] = {0}, step_us = 0;
     cldp_trace_event *ev = malloc((n ? n : 1) * sizeof *ev);
     if (!ev || cldp_trace_events(0, ev, n, &n) != CLDP_OK) die("reading the timeline");
     int nlanes = 0;
@@ -26,8 +26,9 @@ static void trace_step_counts(uint64_t step, FILE *js)
         total[ev[i].lane]++;
         if (!strcmp(ev[i].category, "gemm") || !strcmp(ev[i].category, "kernel")) busy[ev[i].lane] += ev[i].dur_us;
         if (ev[i].lane + 1 > nlanes) nlanes = ev[i].lane + 1;
+        if (ev[i].lane == 0 && !strcmp(ev[i].name, "step")) step_us = ev[i].dur_us;
     }
-    printf("   events of step %llu, per lane:\n", (unsigned long long)step);
+    printf("   events of step %llu (%.1f ms), per lane:\n", (unsigned long long)step, step_us / 1e3);
     fprintf(js, "\"trace_lanes\":[");
     for (int l = 0; l < nlanes; l++) {
         char name[200];
