@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,6 +148,9 @@ cldp_status cldp_trace_start(const char *path)
         REQUIRE(*path, "cldp_trace_start: the path is empty; give a file name, or NULL to record in memory only");
         size_t len = strlen(path);
         REQUIRE(len < 4000, "cldp_trace_start: the path is %zu characters long; at most 4000", len);
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return cldp_fail(CLDP_ERR_IO, "cldp_trace_start: %s is a directory; give the trace file's name", path);
         char tmp[4096 + 32];
         temp_name(path, tmp, sizeof tmp);
         FILE *f = fopen(tmp, "w"); /* the file must be writable now, not only when the run ends */

@@ -307,6 +307,8 @@ static void check_bad_input(void)
     CHECK_STATUS(cldp_trace_start(dir), CLDP_ERR_IO);
     CHECK(strstr(cldp_last_error(), dir) != NULL);
     CHECK_STATUS(cldp_trace_start(""), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trace_start("."), CLDP_ERR_IO); /* a directory */
+    CHECK(strstr(cldp_last_error(), "directory") != NULL);
     CHECK_STATUS(cldp_trace_stop(), CLDP_ERR_STATE); /* nothing recording */
     size_t c = 99;
     cldp_trace_event e[2];
