@@ -54,19 +54,24 @@ static void bench_trace(const opts *o, FILE *js, const cldp_model *m, const data
     cldp_trace_profile_queues = 0; /* read when a replica makes its queues, during creation */
     cldp_trainer *plain = make_trainer(m, devs, o->batch, "even");
     cldp_trace_profile_queues = 1;
-    /* step by step, alternating, and medians: the machine's speed drifts over seconds */
+    /* step by step, alternating (the order reversed every other time, so that a drift of the
+     * machine's speed favours none), and medians */
     enum { MAXS = 64 };
     int steps = 3 * o->steps < MAXS ? 3 * o->steps : MAXS, nt = 0, np = 0;
     double off[MAXS], on[MAXS], unprof[MAXS];
     one_step(t, d, o->batch, &nt), one_step(plain, d, o->batch, &np); /* unmeasured */
     for (int k = 0; k < steps; k++) {
-        off[k] = one_step(t, d, o->batch, &nt);
-        unprof[k] = one_step(plain, d, o->batch, &np);
-        if (cldp_trace_start(k + 1 == steps ? path : NULL) != CLDP_OK) die("--trace");
-        on[k] = one_step(t, d, o->batch, &nt);
-        if (cldp_trace_stop() != CLDP_OK) die("writing the timeline");
+        for (int j = 0; j < 3; j++) {
+            int which = k % 2 ? 2 - j : j; /* 0 off, 1 unprofiled, 2 on */
+            if (which == 0) off[k] = one_step(t, d, o->batch, &nt);
+            if (which == 1) unprof[k] = one_step(plain, d, o->batch, &np);
+            if (which != 2) continue;
+            if (cldp_trace_start(k + 1 == steps ? path : NULL) != CLDP_OK) die("--trace");
+            on[k] = one_step(t, d, o->batch, &nt);
+            if (cldp_trace_stop() != CLDP_OK) die("writing the timeline");
+        }
     }
-    uint64_t last_step = (uint64_t)nt; /* steps the trainer took: its last, traced one */
+    uint64_t last_step = (uint64_t)nt - (steps % 2 == 0); /* its last traced step (an even count ends on off) */
     double moff = median(off, steps), mon = median(on, steps), mun = median(unprof, steps);
     printf("\n11. trace: the timeline's cost, MLP 784-%zu-%zu-10, batch %zu, 2 devices (%s), %d alternating steps\n"
            "   each, medians\n", o->hidden, o->hidden, o->batch, devs, steps);
