@@ -228,6 +228,29 @@ static void check_training(const char *devices, const char *path)
     CHECK(cldp_trace_event_count() == n);
     CHECK_OK(cldp_trainer_get_params(t, p2, np));
     CHECK(memcmp(p1, p2, np * sizeof(float)) == 0);
+
+    /* a device failing inside a traced step (a GEMM of rank 1, in its first layer's forward): the
+     * step fails as it does untraced, the recording stays whole, the failed attempt records no
+     * "step" span, and the same step again (set_params restarted the count: step STEPS + 1)
+     * records its spans */
+    char fault[64];
+    snprintf(fault, sizeof fault, "1:%d:gemm", STEPS);
+    CHECK_OK(cldp_test_control(CLDP_TEST_FAULT, t, fault));
+    CHECK_OK(cldp_trace_start(NULL));
+    CHECK_STATUS(cldp_trainer_step(t, x, y, BATCH, NULL), CLDP_ERR_CLBLAST);
+    CHECK_OK(cldp_trainer_step(t, x, y, BATCH, NULL));
+    CHECK_OK(cldp_trace_stop());
+    free(ev);
+    ev = all_events(&n);
+    size_t steps_seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(ev[i].dur_us >= 0 && ev[i].start_us >= 0);
+        steps_seen += !strcmp(ev[i].name, "step");
+    }
+    CHECK(steps_seen == 1);
+    CHECK(count(ev, n, 0, STEPS + 1, "step", "step", -1) == 1);
+    CHECK(count(ev, n, 2, STEPS + 1, "forward", "step", -2) == LAYERS); /* rank 1's: its failed attempt has none */
+    CHECK(count(ev, n, 2, STEPS + 1, "backward", "step", -2) == LAYERS);
     free(ev);
     free(p0);
     free(p1);
