@@ -345,7 +345,7 @@ static void check_overflow(const char *devices)
     CHECK_OK(cldp_trace_start(NULL));
     cldp_trace_set_thread(0, 7);
     cldp_trace_queue *tq = NULL;
-    CHECK(cldp_trace_queue_for(&tq, &d->info, q) != NULL);
+    CHECK(cldp_trace_queue_for(&tq, &d->info) != NULL);
     cldp_trace_span_begin(tq, q);
     const float v = 1.0f;
     for (int i = 0; i < N; i++) {
