@@ -56,6 +56,7 @@ typedef struct args {
     size_t input[3];           /* --input CxHxW (0: the data's features as N x 1 x 1, or 1x28x28) */
     const char *export_path;   /* --export: the trained weights as safetensors */
     const char *init_from;     /* --init-from: start from these safetensors weights */
+    const char *report;        /* --report: the run as an HTML page (cldp-train-report.h) */
 } args;
 
 /* --model cnn: two 3x3 convolutions with pooling and a hidden dense layer (the CNN of the
@@ -125,6 +126,11 @@ static void usage(FILE *f)
             "                      shards of the global batch; rank 0 prints and saves checkpoints\n"
             "  --mpi-combine WHAT  fixed (default): the ranks' sums in a fixed order, bitwise\n"
             "                      reproducible; allreduce: MPI_Allreduce's order, which is not\n"
+            "  --report FILE       write the run to FILE as one self-contained HTML page (inline SVG,\n"
+            "                      nothing fetched): loss, accuracy and samples/s per epoch, each\n"
+            "                      device's share, compute and idle, one step's timeline per device.\n"
+            "                      Written at the end, and with what was gathered when the run stops\n"
+            "                      early; FILE's directory is checked before training\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             print only the summary (and --json's line, and events: a resume, a signal)\n"
             "  --help              this text\n"
@@ -217,6 +223,7 @@ static const struct value_option {
     {"--input", "a sample shape CxHxW such as 1x28x28, each a whole number from 1 to 65536"},
     {"--export", "a file name"},
     {"--init-from", "a safetensors file"},
+    {"--report", "a file name (the HTML page to write)"},
 };
 
 static const char *accepts_of(const char *o)
@@ -320,6 +327,9 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !*v;
         } else if (!strcmp(o, "--export")) {
             a->export_path = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--report")) {
+            a->report = v;
             bad = !*v;
         } else if (!strcmp(o, "--init-from")) {
             a->init_from = v;

@@ -18,6 +18,7 @@
 #include "cldp-train-checkpoint.h" /* checkpoints: the location, the run state, saving, resuming */
 #include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
 #include "cldp-train-progress.h"   /* the line redrawn during an epoch on a terminal */
+#include "cldp-train-report.h"     /* --report: the run as an HTML page */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
 static void standardise(cldp_dataset *train, float *xtr, float *xte, size_t nte)
@@ -94,11 +95,12 @@ static int train(int argc, char **argv)
     if (pr) return pr > 0 ? 0 : 2;
     if (a.mpi) {
         if (mpi_begin(&argc, &argv, a.mpi_allreduce)) return 2;
-        if (mpi_rank != 0) a.checkpoint = NULL, a.checkpoint_is_resume = 0; /* rank 0 saves */
+        if (mpi_rank != 0) a.checkpoint = NULL, a.checkpoint_is_resume = 0, a.report = NULL; /* rank 0 saves */
     }
     double t_start = now_s();
     /* the checkpoint's location before anything else: a bad one is found now, not after an epoch */
     if (a.checkpoint && prepare_checkpoint(&a)) return 2;
+    if (a.report && report_check(a.report)) return 2;
     if (a.checkpoint_is_resume)
         printf("cldp-train: saving the run to %s, the file it resumes from (--checkpoint FILE saves elsewhere)\n", a.checkpoint);
 
@@ -214,6 +216,9 @@ static int train(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (st != CLDP_OK) return fail("creating the trainer");
     size_t ndev = cldp_trainer_device_count(tr);
+    report rep;
+    if (report_begin(&rep, a.report, tr)) return 1;
+    report_facts(&rep, &a, source, ntr, nte, nf, shape, model_spec, cldp_model_param_count(model));
     if (!a.quiet) { /* --quiet: only the summary */
         printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
         printf("cldp-train: model %zux%zux%zu -> %s (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", shape[0],
@@ -271,6 +276,7 @@ static int train(int argc, char **argv)
     if (a.resume) {
         if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) {
             exit_code = 1;
+            rep.path = NULL; /* nothing ran: an earlier report stays */
             goto release;
         }
         rng = rs.rng;
@@ -285,6 +291,9 @@ static int train(int argc, char **argv)
     }
     const int first_ep = (int)rs.epoch;
     const size_t first_s = (size_t)rs.step;
+    /* the report's timeline: a step past the warm-up (CLBlast compiles in the first), mid-epoch */
+    size_t first_epoch_steps = steps_per_epoch - first_s, left = total_steps > step ? total_steps - step : 0;
+    rep.timeline_step = step + (left < 2 ? 0 : first_epoch_steps / 2 < 1 ? 1 : first_epoch_steps / 2);
     for (int ep = first_ep; ep <= a.epochs; ep++) {
         const int resumed = ep == first_ep; /* this epoch continues where the checkpoint left it */
         for (size_t i = ntr; i > 1 && !(resumed && rs.shuffled); i--) { /* Fisher-Yates with xorshift64* */
@@ -313,6 +322,7 @@ static int train(int argc, char **argv)
                 progress_clear(&prog);
                 /* the trainer keeps the parameters from before the failed step: save those */
                 fprintf(stderr, "cldp-train: step %zu failed: %s\n", step + 1, cldp_last_error());
+                snprintf(rep.status, sizeof rep.status, "stopped: step %zu failed: %s", step + 1, cldp_last_error());
                 if (a.checkpoint) {
                     set_position(&rs, ep, s, rng, ep_loss, ep_correct, final_loss, test_acc);
                     if (save_run(tr, a.checkpoint, &rs, order, blob) == 0)
@@ -339,6 +349,7 @@ static int train(int argc, char **argv)
                 dev_shard[r] += (double)ds.shard;
             }
             double tn = now_s();
+            report_step(&rep, tr, ep, step, &ss, nb, tn - t0);
             progress_step(&prog, tn - ts, ep, a.epochs, s, steps_per_epoch, total_steps - step - 1, ep_loss / (double)(b0 + nb),
                           ep_samples, tn - t0, tn);
             int stop = mpi_agree(stop_signal); /* over MPI ranks, all stop after the same step */
@@ -347,12 +358,15 @@ static int train(int argc, char **argv)
                 progress_clear(&prog);
                 set_position(&rs, ep, s + 1, rng, ep_loss, ep_correct, final_loss, test_acc);
                 if (save_run(tr, a.checkpoint, &rs, order, blob)) {
+                    snprintf(rep.status, sizeof rep.status, "stopped: the checkpoint %s could not be saved", a.checkpoint);
                     exit_code = 1;
                     goto release;
                 }
             }
             if (stop) {
                 progress_clear(&prog);
+                snprintf(rep.status, sizeof rep.status, "stopped by %s after step %zu of %zu (epoch %d)", signal_name(stop), step + 1,
+                         total_steps, ep);
                 printf("cldp-train: %s after step %zu of %zu (epoch %d, step %zu of %zu); %s%s%s\n",
                        stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, total_steps, ep, s + 1, steps_per_epoch,
                        a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved",
@@ -368,9 +382,14 @@ static int train(int argc, char **argv)
         progress_clear(&prog);
         size_t correct = 0;
         double tl;
-        if (cldp_trainer_evaluate(tr, xte, yte, nte, &tl, &correct) != CLDP_OK) return fail("evaluation");
+        if (cldp_trainer_evaluate(tr, xte, yte, nte, &tl, &correct) != CLDP_OK) {
+            snprintf(rep.status, sizeof rep.status, "stopped: the evaluation after epoch %d failed: %s", ep, cldp_last_error());
+            exit_code = fail("evaluation");
+            goto release;
+        }
         final_loss = ep_loss / (double)ntr;
         test_acc = (double)correct / (double)nte;
+        report_epoch_end(&rep, ep, final_loss, (double)ep_correct / (double)ntr, tl, test_acc, ep_samples / dt, dt);
         if (!a.quiet)
             printf("epoch %2d  loss %.4f  train acc %.4f  test acc %.4f  test loss %.4f  %.0f samples/s  %.1f s\n", ep,
                final_loss, (double)ep_correct / (double)ntr, test_acc, tl, ep_samples / dt, dt);
@@ -401,6 +420,7 @@ static int train(int argc, char **argv)
             rs.final_loss = final_loss;
             rs.test_acc = test_acc;
             if (save_run(tr, a.checkpoint, &rs, order, blob)) {
+                snprintf(rep.status, sizeof rep.status, "stopped: the checkpoint %s could not be saved", a.checkpoint);
                 exit_code = 1;
                 goto release;
             }
@@ -408,6 +428,7 @@ static int train(int argc, char **argv)
         }
         fflush(stdout);
         if (stop_ep) {
+            snprintf(rep.status, sizeof rep.status, "stopped by %s after epoch %d", signal_name(stop_ep), ep);
             printf("cldp-train: %s after epoch %d; %s%s\n", stop_ep == SIGINT ? "SIGINT" : "SIGTERM", ep,
                    a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved", a.checkpoint ? a.checkpoint : "");
             fflush(stdout);
@@ -434,6 +455,8 @@ static int train(int argc, char **argv)
     if (samples_done > 0) snprintf(speed, sizeof speed, "%.0f samples/s", throughput);
     printf("cldp-train: test accuracy %.4f after %d epoch%s, %s, %.1f s in all; parameter CRC32 0x%08x\n", test_acc, a.epochs,
            a.epochs == 1 ? "" : "s", speed, total, (unsigned)crc);
+    snprintf(rep.status, sizeof rep.status, "test accuracy %.4f after %d epoch%s, %s, %.1f s in all", test_acc, a.epochs,
+             a.epochs == 1 ? "" : "s", speed, total);
     if (a.json) {
         printf("{\"test_accuracy\":%.6f,\"final_loss\":%.6f,\"samples_per_s\":%.1f,\"epochs\":%d,\"batch\":%zu,"
                "\"seconds\":%.2f,\"dataset\":",
@@ -453,6 +476,8 @@ static int train(int argc, char **argv)
     }
     free(params);
 release: /* also after a signal (its checkpoint written) or a checkpoint that failed */
+    if (report_write(&rep, a.quiet) && !exit_code) exit_code = 1;
+    report_free(&rep);
     free(blob);
     free(dev_ms);
     free(dev_idle);
