@@ -124,6 +124,7 @@ static void report_facts(report *r, const args *a, const char *source, size_t nt
                     (double)a->weight_decay);
     report_fact(r, "Epochs", "%d%s%s, seed %llu", a->epochs, a->resume ? ", resumed from " : "", a->resume ? a->resume : "",
                 (unsigned long long)a->seed);
+    if (a->checkpoint) report_fact(r, "Checkpoint", "%s", a->checkpoint);
     time_t now = time(NULL);
     struct tm tm;
     char when[64] = "";

@@ -97,7 +97,7 @@ static void plot_begin(FILE *f, plot_frame *fr, const char *id, int w, int h, co
     memset(fr, 0, sizeof *fr);
     fr->w = w, fr->h = h;
     fr->left = 70, fr->top = 58, fr->right = w - 24, fr->bottom = h - 50;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"");
+    fprintf(f, "<svg id=\""); /* inline in HTML: no namespace needed, no URL in the page */
     xml_text(f, id);
     fprintf(f, "\" class=\"plot\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"", w, h, w, h);
     xml_text(f, title);
