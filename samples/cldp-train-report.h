@@ -7,7 +7,8 @@
 #ifndef CLDP_TRAIN_REPORT_H
 #define CLDP_TRAIN_REPORT_H
 
-#include "cldp-train-checkpoint.h" /* explain_probe, signals_hold */
+#include "cldp-train-checkpoint.h"      /* probe_beside, signals_hold */
+#include "cldp-train-report-timeline.h" /* one step's timeline */
 #include "svg-plot.h"
 
 #include <math.h>
@@ -18,6 +19,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* One colour per device, the same in every chart (cycled past eight devices). */
+static const char *device_color(size_t d)
+{
+    static const char *const c[] = {"#7c3aed", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#ca8a04", "#4f46e5", "#0f766e"};
+    return c[d % (sizeof c / sizeof c[0])];
+}
 
 /* ---- what is gathered ---------------------------------------------------------------- */
 
@@ -43,10 +51,9 @@ typedef struct report {
     size_t nep, cap;
     struct { char key[32], value[1200]; } facts[REPORT_FACTS]; /* the header */
     int nfacts;
-    size_t timeline_step;      /* the step of the run (0-based) the timeline shows */
-    int have_timeline;         /* 1 once that step ran */
-    cldp_device_stats *step_dev; /* (ndev) that step's figures per device (rank at the start) */
-    double step_ms;            /* its wall time */
+    char (*pd)[24];            /* (ndev) each device's "platform:device" */
+    cldp_device_stats *step_dev; /* (ndev) the last step's figures per device (rank at the start) */
+    report_timeline timeline;  /* one step's; the caller sets timeline.step (and timeline.trace_on) */
     char status[512];          /* how the run ended */
 } report;
 
@@ -78,7 +85,7 @@ static void report_fact(report *r, const char *key, const char *fmt, ...)
 }
 
 /* Starts gathering (nothing when path is NULL) for the trainer's devices; the caller then sets
- * timeline_step. Returns 0, or -1 (out of memory, said). */
+ * timeline.step. Returns 0, or -1 (out of memory, said). */
 static int report_begin(report *r, const char *path, cldp_trainer *tr)
 {
     memset(r, 0, sizeof *r);
@@ -87,7 +94,8 @@ static int report_begin(report *r, const char *path, cldp_trainer *tr)
     r->names = calloc(n ? n : 1, sizeof *r->names);
     r->rank_of = calloc(n ? n : 1, sizeof *r->rank_of);
     r->step_dev = calloc(n ? n : 1, sizeof *r->step_dev);
-    if (!r->names || !r->rank_of || !r->step_dev) {
+    r->pd = calloc(n ? n : 1, sizeof *r->pd);
+    if (!r->names || !r->rank_of || !r->step_dev || !r->pd) {
         fprintf(stderr, "cldp-train: out of host memory for the --report\n");
         return -1;
     }
@@ -97,6 +105,7 @@ static int report_begin(report *r, const char *path, cldp_trainer *tr)
         memset(&info, 0, sizeof info);
         cldp_trainer_device_info(tr, d, &info);
         snprintf(r->names[d], sizeof r->names[d], "[%zu] %s (%u:%u)", d, info.name, info.platform_index, info.device_index);
+        snprintf(r->pd[d], sizeof r->pd[d], "%u:%u", info.platform_index, info.device_index);
         r->rank_of[d] = d;
     }
     snprintf(r->status, sizeof r->status, "stopped early");
@@ -172,8 +181,7 @@ static void report_step(report *r, const cldp_trainer *tr, int ep, size_t step, 
     e->correct += (double)ss->correct;
     e->seconds = elapsed;
     double *dev = r->dev + (r->nep - 1) * r->ndev * 3;
-    int timeline = step == r->timeline_step;
-    if (timeline) memset(r->step_dev, 0, r->ndev * sizeof *r->step_dev), r->step_ms = ss->step_ms, r->have_timeline = 1;
+    memset(r->step_dev, 0, r->ndev * sizeof *r->step_dev);
     for (size_t i = 0; i < r->nalive && i < ss->devices; i++) {
         cldp_device_stats ds;
         if (cldp_trainer_device_stats(tr, i, &ds) != CLDP_OK) continue;
@@ -181,8 +189,16 @@ static void report_step(report *r, const cldp_trainer *tr, int ep, size_t step, 
         dev[d * 3 + 0] += (double)ds.shard;
         dev[d * 3 + 1] += ds.compute_ms;
         dev[d * 3 + 2] += ds.idle_ms;
-        if (timeline) r->step_dev[d] = ds;
+        r->step_dev[d] = ds;
     }
+    timeline_after(&r->timeline, step, ss->step_ms, r->ndev, r->step_dev, (const char(*)[24])r->pd, (const char(*)[160])r->names,
+                   device_color);
+}
+
+/* Before step `step` of the run (0-based). */
+static void report_before_step(report *r, size_t step)
+{
+    if (r->path) timeline_before(&r->timeline, step);
 }
 
 /* At the end of epoch ep: the figures cldp-train printed for it. */
@@ -202,6 +218,8 @@ static void report_free(report *r)
     free(r->names);
     free(r->rank_of);
     free(r->step_dev);
+    free(r->pd);
+    timeline_free(&r->timeline);
     free(r->ep);
     free(r->dev);
     memset(r, 0, sizeof *r);
@@ -213,22 +231,6 @@ static void report_free(report *r)
 #define REPORT_TRAIN_COLOR "#2563eb"
 #define REPORT_TEST_COLOR "#dc2626"
 #define REPORT_SPEED_COLOR "#059669"
-
-/* One colour per device, the same in every chart (cycled past eight devices). */
-static const char *device_color(size_t d)
-{
-    static const char *const c[] = {"#7c3aed", "#ea580c", "#0891b2", "#db2777", "#65a30d", "#ca8a04", "#4f46e5", "#0f766e"};
-    return c[d % (sizeof c / sizeof c[0])];
-}
-
-/* The kinds of work a timeline shows, with their colours. */
-enum { KIND_COMPUTE, KIND_IDLE, KIND_REDUCE, KIND_BROADCAST, KIND_COUNT };
-static const gantt_kind report_kinds[KIND_COUNT] = {
-    {"compute (forward, backward, gradients to host)", "#2563eb"},
-    {"idle (waiting for the slowest device)", "#9ca3af"},
-    {"reduce and update", "#16a34a"},
-    {"broadcast", "#db2777"},
-};
 
 static const char report_css[] =
     "body{margin:0;background:#fff;color:#111827;font-family:'DejaVu Sans',Arial,Helvetica,sans-serif}\n"
@@ -264,35 +266,13 @@ static void cell(FILE *f, const char *fmt, double v)
     fputs("</td>", f);
 }
 
-/* The timeline's bars: each device's phases of the chosen step, from cldp_trainer_device_stats
- * (durations, laid end to end: compute, idle, reduce, broadcast). Returns the count. */
-static size_t report_phase_bars(const report *r, gantt_bar *bars)
-{
-    size_t nb = 0;
-    for (size_t d = 0; d < r->ndev; d++) {
-        const cldp_device_stats *s = &r->step_dev[d];
-        const double ms[KIND_COUNT] = {s->compute_ms, s->idle_ms, s->reduce_ms, s->broadcast_ms};
-        double t = 0;
-        for (int k = 0; k < KIND_COUNT; k++) {
-            if (!(ms[k] > 0)) continue;
-            gantt_bar *b = &bars[nb++];
-            b->lane = (int)d, b->start = t, b->dur = ms[k], b->kind = k;
-            snprintf(b->label, sizeof b->label, "device %zu: %s %.3f ms (shard %zu)", d, report_kinds[k].name, ms[k], s->shard);
-            t += ms[k];
-        }
-    }
-    return nb;
-}
-
 static void report_charts(FILE *f, const report *r, int top)
 {
     size_t n = r->nep, nd = r->ndev;
     double *v = calloc(n * (6 + 3 * nd) + 1, sizeof *v);
     plot_series *s = calloc(2 * nd + 2, sizeof *s);
     char (*tints)[8] = calloc(nd + 1, sizeof *tints);
-    gantt_bar *bars = calloc(nd * KIND_COUNT + 1, sizeof *bars);
-    const char **lanes = calloc(nd + 1, sizeof *lanes), **lane_colors = calloc(nd + 1, sizeof *lane_colors);
-    if (!v || !s || !tints || !bars || !lanes || !lane_colors) {
+    if (!v || !s || !tints) {
         fputs("<p>out of host memory for the charts</p>\n", f);
         goto done;
     }
@@ -342,27 +322,17 @@ static void report_charts(FILE *f, const report *r, int top)
               "milliseconds per step", x, n, s, 2 * nd, NAN);
     fputs("</figure>\n", f);
     top += H + gap;
-    int th = 130 + 44 * (int)nd;
-    box_open(f, "fig-timeline", L, top, 2 * W + gap, th);
-    size_t nb = r->have_timeline ? report_phase_bars(r, bars) : 0;
-    for (size_t d = 0; d < nd; d++) lanes[d] = r->names[d], lane_colors[d] = device_color(d);
-    char title[200];
-    snprintf(title, sizeof title, "One step per device: step %zu of the run (%.2f ms), its phases laid end to end", r->timeline_step + 1,
-             r->step_ms);
-    plot_gantt(f, "plot-timeline", 2 * W + gap, th, r->have_timeline ? title : "One step per device (no step ran)",
-               "milliseconds from the step's start", lanes, lane_colors, (int)nd, bars, nb, report_kinds, KIND_COUNT);
+    box_open(f, "fig-timeline", L, top, 2 * W + gap, timeline_height(r->timeline.nlanes));
+    timeline_chart(f, &r->timeline, 2 * W + gap);
     fputs("</figure>\n", f);
 done:
     free(v);
     free(s);
     free(tints);
-    free(bars);
-    free(lanes);
-    free(lane_colors);
 }
 
 /* The page's height above the tables: the header, three rows of charts and the timeline. */
-static int report_charts_height(const report *r) { return 232 + 3 * 360 + 130 + 44 * (int)r->ndev + 20; }
+static int report_charts_height(const report *r) { return 232 + 3 * 360 + timeline_height(r->timeline.nlanes) + 20; }
 
 static void report_tables(FILE *f, const report *r)
 {

@@ -293,7 +293,7 @@ static int train(int argc, char **argv)
     const size_t first_s = (size_t)rs.step;
     /* the report's timeline: a step past the warm-up (CLBlast compiles in the first), mid-epoch */
     size_t first_epoch_steps = steps_per_epoch - first_s, left = total_steps > step ? total_steps - step : 0;
-    rep.timeline_step = step + (left < 2 ? 0 : first_epoch_steps / 2 < 1 ? 1 : first_epoch_steps / 2);
+    rep.timeline.step = step + (left < 2 ? 0 : first_epoch_steps / 2 < 1 ? 1 : first_epoch_steps / 2);
     for (int ep = first_ep; ep <= a.epochs; ep++) {
         const int resumed = ep == first_ep; /* this epoch continues where the checkpoint left it */
         for (size_t i = ntr; i > 1 && !(resumed && rs.shuffled); i--) { /* Fisher-Yates with xorshift64* */
@@ -317,6 +317,7 @@ static int train(int argc, char **argv)
             float lr = (float)(a.lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)step / (double)total_steps)));
             cldp_trainer_set_learning_rate(tr, lr > 0 ? lr : 1e-12f);
             cldp_step_stats ss;
+            report_before_step(&rep, step);
             double ts = now_s();
             if (cldp_trainer_step(tr, xb, yb, nb, &ss) != CLDP_OK) {
                 progress_clear(&prog);

@@ -282,11 +282,13 @@ static void plot_bars(FILE *f, const char *id, int w, int h, const char *title, 
     fputs("</svg>\n", f);
 }
 
-/* One interval of a Gantt chart: lane (row), start and length (the x axis's unit), kind (an
- * index into the kinds, which give it its colour) and its tooltip. */
+/* One interval of a Gantt chart: lane (row), start and length (the x axis's unit), the band of
+ * its row it fills (y0 to y1, fractions of the row from its top), kind (an index into the kinds,
+ * which give it its colour) and its tooltip. */
 typedef struct gantt_bar {
     int lane;
     double start, dur;
+    double y0, y1;
     int kind;
     char label[96];
 } gantt_bar;
@@ -349,9 +351,11 @@ static void plot_gantt(FILE *f, const char *id, int w, int h, const char *title,
     for (size_t i = 0; i < nb; i++) {
         const gantt_bar *b = &bars[i];
         if (b->lane < 0 || b->lane >= nlanes || b->kind < 0 || b->kind >= nk) continue;
-        double x0 = frame_x(&fr, b->start), x1 = frame_x(&fr, b->start + b->dur), y = fr.top + row * b->lane + row * 0.15;
-        fprintf(f, "<rect class=\"mark bar\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>", x0, y,
-                x1 - x0 < 1 ? 1.0 : x1 - x0, row * 0.7, kinds[b->kind].color);
+        double x0 = frame_x(&fr, b->start), x1 = frame_x(&fr, b->start + b->dur), y = fr.top + row * (b->lane + b->y0);
+        fprintf(f, "<rect class=\"mark bar\" data-lane=\"%d\" data-kind=\"", b->lane);
+        xml_text(f, kinds[b->kind].name);
+        fprintf(f, "\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>", x0, y, x1 - x0 < 1 ? 1.0 : x1 - x0,
+                row * (b->y1 - b->y0), kinds[b->kind].color);
         xml_text(f, b->label);
         fputs("</title></rect>\n", f);
     }

@@ -303,10 +303,21 @@ elif page:
     ntr = int(re.search(r"(\d+) train / \d+ test samples", out).group(1))
     if len(devs) != 2 or sum(int(r[1]) for r in devs) != 3 * ntr or abs(sum(float(r[2]) for r in devs) - 1) > 2e-3:
         fail("the device table %s should have 2 devices computing 3 x %d samples, shares summing to 1" % (devs, ntr))
-    lanes = [e for e in page.elements if e["svg"] == "plot-timeline" and "lane" in classes(e)]
-    bars = [e for e in page.elements if e["svg"] == "plot-timeline" and "mark" in classes(e)]
-    if len(lanes) < 2 or not bars:
-        fail("the timeline has %d lanes and %d bars (at least one lane per device and some bars expected)" % (len(lanes), len(bars)))
+    # the timeline: the host's row, then one per device in rank order, each with its GEMMs, its
+    # gradient copies and its part of the reduction, inside the step
+    lanes = [e["text"] for e in page.elements if e["svg"] == "plot-timeline" and "lane" in classes(e)]
+    bars = [e["attrs"] for e in page.elements if e["svg"] == "plot-timeline" and "mark" in classes(e)]
+    if len(lanes) != 3 or not lanes[0].startswith("host") or not lanes[1].startswith("[0]") or not lanes[2].startswith("[1]"):
+        fail("the timeline's rows are %s, not the host, [0] and [1]" % lanes)
+    for lane in (1, 2):
+        kinds = {b["data-kind"] for b in bars if b.get("data-lane") == str(lane)}
+        for want in ("GEMM (CLBlast)", "transfers", "parameter write"):
+            if want not in kinds:
+                fail("the timeline's row of device %d has no %s bar (it has %s)" % (lane - 1, want, sorted(kinds)))
+    if not any(b["data-kind"] == "reduce" for b in bars):
+        fail("the timeline shows no reduce")
+    title = [e["text"] for e in page.elements if e["svg"] == "plot-timeline" and "title" in classes(e)]
+    print("  timeline: %d bars on %d rows: %s" % (len(bars), len(lanes), title[0] if title else "no title"))
 
 # ---- one epoch (a single point per series), and escaping: the --checkpoint path is shown
 odd = os.path.join(tmp, "a<b>&\"'.ckpt")
