@@ -133,6 +133,9 @@ static void report_facts(report *r, const args *a, const char *source, size_t nt
                     (double)a->weight_decay);
     report_fact(r, "Epochs", "%d%s%s, seed %llu", a->epochs, a->resume ? ", resumed from " : "", a->resume ? a->resume : "",
                 (unsigned long long)a->seed);
+    if (a->mpi)
+        report_fact(r, "MPI", "rank 0 of the run: the devices, shares and timeline are this rank's; the batch is split over "
+                              "every rank's devices");
     if (a->checkpoint) report_fact(r, "Checkpoint", "%s", a->checkpoint);
     time_t now = time(NULL);
     struct tm tm;
