@@ -57,6 +57,7 @@ typedef struct args {
     const char *export_path;   /* --export: the trained weights as safetensors */
     const char *init_from;     /* --init-from: start from these safetensors weights */
     const char *report;        /* --report: the run as an HTML page (cldp-train-report.h) */
+    const char *trace;         /* --trace: the timeline's file (cldp-train-trace.h) */
 } args;
 
 /* --model cnn: two 3x3 convolutions with pooling and a hidden dense layer (the CNN of the
@@ -131,6 +132,9 @@ static void usage(FILE *f)
             "                      device's share, compute and idle, one step's timeline per device.\n"
             "                      Written at the end, and with what was gathered when the run stops\n"
             "                      early; FILE's directory is checked before training\n"
+            "  --trace FILE        record a timeline of the training steps and write it to FILE at the\n"
+            "                      end, as Chrome trace-event JSON for https://ui.perfetto.dev or\n"
+            "                      chrome://tracing: one lane per device and one for the host\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             print only the summary (and --json's line, and events: a resume, a signal)\n"
             "  --help              this text\n"
@@ -224,6 +228,7 @@ static const struct value_option {
     {"--export", "a file name"},
     {"--init-from", "a safetensors file"},
     {"--report", "a file name (the HTML page to write)"},
+    {"--trace", "a file name"},
 };
 
 static const char *accepts_of(const char *o)
@@ -333,6 +338,9 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !*v;
         } else if (!strcmp(o, "--init-from")) {
             a->init_from = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--trace")) {
+            a->trace = v;
             bad = !*v;
         } else if (!strcmp(o, "--input")) {
             bad = parse_shape(v, a->input);

@@ -56,8 +56,7 @@ typedef struct report_timeline {
 static void timeline_before(report_timeline *t, size_t step)
 {
     if (step != t->step) return;
-    /* events already recorded: --trace's recording runs (in cldp-train nothing else starts one) */
-    t->own = !t->trace_on && cldp_trace_event_count() == 0 && cldp_trace_start(NULL) == CLDP_OK;
+    t->own = !t->trace_on && cldp_trace_start(NULL) == CLDP_OK;
     t->first = cldp_trace_event_count();
 }
 

@@ -19,6 +19,7 @@
 #include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
 #include "cldp-train-progress.h"   /* the line redrawn during an epoch on a terminal */
 #include "cldp-train-report.h"     /* --report: the run as an HTML page */
+#include "cldp-train-trace.h"      /* --trace: the timeline */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
 static void standardise(cldp_dataset *train, float *xtr, float *xte, size_t nte)
@@ -215,9 +216,14 @@ static int train(int argc, char **argv)
     st = a.mpi ? mpi_create(model, &o, a.mpi_allreduce, &tr) : cldp_trainer_create(model, &o, &tr);
     pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (st != CLDP_OK) return fail("creating the trainer");
+    if (a.trace && (!a.mpi || mpi_rank == 0) && trace_begin(a.trace, a.quiet)) { /* rank 0's timeline */
+        cldp_trainer_destroy(tr);
+        return 2;
+    }
     size_t ndev = cldp_trainer_device_count(tr);
     report rep;
     if (report_begin(&rep, a.report, tr)) return 1;
+    rep.timeline.trace_on = trace_file != NULL; /* --trace records: the report takes its step from there */
     report_facts(&rep, &a, source, ntr, nte, nf, shape, model_spec, cldp_model_param_count(model));
     if (!a.quiet) { /* --quiet: only the summary */
         printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);

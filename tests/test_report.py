@@ -2,10 +2,12 @@
 """test_report — cldp-train --report, run for real on two devices: the HTML page parses, holds
 every plot (an svg with its id, its plotting area and its marks), refers to nothing outside itself
 (no http(s), no src, href, url() or script), escapes what it shows, and its numbers are those
-cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points; SIGINT writes it with what was gathered; a bad path is refused before training. Then
-headless Chromium renders it and the screenshot must show each series' colour inside each
-plot's area (the page's boxes sit at fixed places, read from the page itself). Without Chromium
-that last part is a skip (exit 77), said as SKIP.
+cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points;
+with --trace its timeline is that recording's step, event for event; SIGINT writes it with what
+was gathered; a bad path is refused before training. Then headless Chromium renders it and the
+screenshot must show each series' colour inside each plot's area (the page's boxes sit at fixed
+places, read from the page itself). Without Chromium that last part is a skip (exit 77), said
+as SKIP.
 Usage: test_report.py CLDP-TRAIN"""
 import html.parser, json, os, re, shutil, signal, struct, subprocess, sys, tempfile, zlib
 
@@ -336,6 +338,24 @@ if page1:
         fail("a one-epoch run should draw one marker per loss series, not %s" % ms)
     else:
         print("  one epoch: one marker per series; the --checkpoint path escaped")
+
+# ---- with --trace: the timeline is that recording's step, event for event
+traced, trace = os.path.join(tmp, "traced.html"), os.path.join(tmp, "trace.json")
+rc, out = run(["--epochs", "1", "--quiet", "--report", traced, "--trace", trace])
+paget = check_page(traced, "with --trace")
+if rc != 0 or not os.path.exists(trace):
+    fail("cldp-train --report --trace exited %d, trace file %s" % (rc, "written" if os.path.exists(trace) else "missing"), out)
+elif paget:
+    title = " ".join(e["text"] for e in paget.elements if e["svg"] == "plot-timeline" and "title" in classes(e))
+    m = re.search(r"step (\d+) of the run", title)
+    events = [e for e in json.load(open(trace))["traceEvents"] if e.get("ph") == "X"]
+    bars = [e for e in paget.elements if e["svg"] == "plot-timeline" and "mark" in classes(e)]
+    inside = [e for e in events if m and e.get("args", {}).get("step") == int(m.group(1))]
+    if not m or not inside or len(bars) != len(inside):
+        fail("the timeline (%r) has %d bars; the --trace file has %d events of that step" % (title, len(bars), len(inside)))
+    else:
+        print("  with --trace: the timeline's %d bars are the %d events of step %s in the trace file" % (len(bars), len(inside),
+                                                                                                     m.group(1)))
 
 # ---- SIGINT: the report holds what was gathered
 stopped = os.path.join(tmp, "stopped.html")
