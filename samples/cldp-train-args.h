@@ -43,7 +43,7 @@ typedef struct args {
     int embedded;
     const char *checkpoint;    /* --checkpoint: where to save (--resume's file when not given) */
     int checkpoint_is_resume;  /* 1: no --checkpoint, saving goes to the --resume file */
-    int force;                 /* --force: overwrite a --checkpoint file that is not a checkpoint */
+    int force;                 /* --force: overwrite a --checkpoint (--report) file that is not a checkpoint (report) */
     size_t checkpoint_every;   /* steps between saves; 0: at each epoch end */
     const char *resume;        /* --resume: where to continue from */
     const char *split;         /* --split: weights per device, "auto" or "even" */
@@ -107,7 +107,8 @@ static void usage(FILE *f)
             "                      (see --force), and its directory writable. FILE.lock holds a lock\n"
             "                      for the run: a second cldp-train on the same FILE is refused\n"
             "  --checkpoint-every N  save every N steps instead of at each epoch end\n"
-            "  --force             let --checkpoint overwrite a file that is not a cldp checkpoint\n"
+            "  --force             let --checkpoint overwrite a file that is not a cldp checkpoint, and\n"
+            "                      --report one that is not a cldp-train report\n"
             "  --resume FILE       continue the run saved in FILE (same options, same data); on the\n"
             "                      same devices with a fixed split (CLDP_SPLIT=even, or weights) the\n"
             "                      final parameters equal an uninterrupted run's bit for bit. The run\n"
@@ -131,7 +132,8 @@ static void usage(FILE *f)
             "                      nothing fetched): loss, accuracy and samples/s per epoch, each\n"
             "                      device's share, compute and idle, one step's timeline per device.\n"
             "                      Written at the end, and with what was gathered when the run stops\n"
-            "                      early; FILE's directory is checked before training\n"
+            "                      early. Checked before training: FILE must be new, empty or a\n"
+            "                      cldp-train report (see --force), and its directory writable\n"
             "  --trace FILE        record a timeline of the training steps and write it to FILE at the\n"
             "                      end, as Chrome trace-event JSON for https://ui.perfetto.dev or\n"
             "                      chrome://tracing: one lane per device and one for the host\n"

@@ -57,15 +57,30 @@ typedef struct report {
     char status[512];          /* how the run ended */
 } report;
 
-/* Checks, before training, that FILE can be written: not a directory or other non-file, and a
- * file can be made beside it. Returns 0, or -1 after a message. */
-static int report_check(const char *path)
+/* In the page's head, within its first 256 bytes: how report_check knows a report it may replace. */
+#define REPORT_GENERATOR "<meta name=\"generator\" content=\"cldp-train --report\">"
+
+/* Checks, before training, that FILE can be written: new, empty, an earlier report or (force)
+ * any regular file, and a file can be made beside it. Returns 0, or -1 after a message. */
+static int report_check(const char *path, int force)
 {
     struct stat sb;
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
         fprintf(stderr, "cldp-train: --report '%s' is %s; give the name of an HTML file to write, e.g. %s%sreport.html\n", path,
                 file_kind(sb.st_mode), S_ISDIR(sb.st_mode) ? path : "", S_ISDIR(sb.st_mode) ? "/" : "");
         return -1;
+    }
+    if (stat(path, &sb) == 0 && sb.st_size > 0 && !force) {
+        char head[256] = "";
+        FILE *f = fopen(path, "rb");
+        size_t got = f ? fread(head, 1, sizeof head - 1, f) : 0;
+        if (f) fclose(f);
+        head[got] = 0;
+        if (!strstr(head, REPORT_GENERATOR)) {
+            fprintf(stderr, "cldp-train: '%s' exists and is not a cldp-train report; writing the report would overwrite it: give "
+                            "another --report, or add --force to overwrite it\n", path);
+            return -1;
+        }
     }
     return probe_beside(path, "--report", "write the report", "");
 }
@@ -379,7 +394,8 @@ static void report_tables(FILE *f, const report *r)
 
 static void report_page(FILE *f, const report *r)
 {
-    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>cldp-train report</title>\n<style>\n", f);
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n" REPORT_GENERATOR "\n<title>cldp-train report</title>\n"
+          "<style>\n", f);
     fputs(report_css, f);
     fprintf(f, "</style>\n</head>\n<body>\n<main class=\"page\" style=\"height:%dpx\">\n", report_charts_height(r));
     fprintf(f, "<header class=\"box\" id=\"header\" style=\"left:20px;top:16px;width:%dpx;height:200px\">\n", REPORT_W - 40);

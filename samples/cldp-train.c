@@ -101,7 +101,7 @@ static int train(int argc, char **argv)
     double t_start = now_s();
     /* the checkpoint's location before anything else: a bad one is found now, not after an epoch */
     if (a.checkpoint && prepare_checkpoint(&a)) return 2;
-    if (a.report && report_check(a.report)) return 2;
+    if (a.report && report_check(a.report, a.force)) return 2;
     if (a.checkpoint_is_resume)
         printf("cldp-train: saving the run to %s, the file it resumes from (--checkpoint FILE saves elsewhere)\n", a.checkpoint);
 

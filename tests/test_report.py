@@ -4,10 +4,10 @@ every plot (an svg with its id, its plotting area and its marks), refers to noth
 (no http(s), no src, href, url() or script), escapes what it shows, and its numbers are those
 cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points;
 with --trace its timeline is that recording's step, event for event; SIGINT writes it with what
-was gathered; a bad path is refused before training. Then headless Chromium renders it and the
-screenshot must show each series' colour inside each plot's area (the page's boxes sit at fixed
-places, read from the page itself). Without Chromium that last part is a skip (exit 77), said
-as SKIP.
+was gathered; a bad path, or a file that is not a report (without --force), is refused before
+training. Then headless Chromium renders it and the screenshot must show each series' colour
+inside each plot's area (the page's boxes sit at fixed places, read from the page itself).
+Without Chromium that last part is a skip (exit 77), said as SKIP.
 Usage: test_report.py CLDP-TRAIN"""
 import html.parser, json, os, re, shutil, signal, struct, subprocess, sys, tempfile, zlib
 
@@ -388,6 +388,22 @@ for bad, says in ((os.path.join(tmp, "missing", "r.html"), "does not exist"), (t
         fail("--report %s should be refused before training (exit 2, '%s'), not exit %d" % (bad, says, rc), out)
     else:
         print("  --report %s: refused before training (%s)" % (os.path.relpath(bad, tmp), says))
+
+# ---- a file that is not a report is not overwritten, unless --force; an earlier report is
+precious = os.path.join(tmp, "notes.txt")
+with open(precious, "w") as f:
+    f.write("my notes\n")
+rc, out = run(["--epochs", "1", "--report", precious], timeout=60)
+if rc != 2 or "not a cldp-train report" not in out or "--force" not in out or open(precious).read() != "my notes\n":
+    fail("--report on a file that is not a report should be refused before training, the file kept (exit %d)" % rc, out)
+rc, out = run(["--epochs", "1", "--quiet", "--report", precious, "--force"])
+if rc != 0 or "cldp-train report" not in open(precious).read():
+    fail("--report with --force should overwrite the file (exit %d)" % rc, out)
+rc, out = run(["--epochs", "1", "--quiet", "--report", one])
+if rc != 0:
+    fail("--report over an earlier report should write it (exit %d)" % rc, out)
+else:
+    print("  a file that is not a report: refused, kept; --force overwrites it; an earlier report is replaced")
 
 # ---- the screenshot: every plot drawn where the page puts it
 exe = chromium()
