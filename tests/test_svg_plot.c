@@ -9,15 +9,7 @@
 #include <string.h>
 
 #include "../samples/svg-plot.h"
-
-static int failures;
-#define CHECK(c)                                                                \
-    do {                                                                        \
-        if (!(c)) {                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);        \
-            failures++;                                                         \
-        }                                                                       \
-    } while (0)
+#include "testutil.h"
 
 static char *buf;
 static size_t len;
@@ -133,6 +125,6 @@ int main(void)
     CHECK(strstr(buf, "a device whose name is far ...") && !strstr(buf, "left column"));
 
     free(buf);
-    printf("test_svg_plot: %s\n", failures ? "FAILED" : "passed");
-    return failures ? 1 : 0;
+    printf("test_svg_plot: %s\n", test_failures ? "FAILED" : "passed");
+    return test_failures ? 1 : 0;
 }
