@@ -349,8 +349,19 @@ done:
     free(tints);
 }
 
-/* The page's height above the tables: the header, three rows of charts and the timeline. */
-static int report_charts_height(const report *r) { return 232 + 3 * 360 + timeline_height(r->timeline.nlanes) + 20; }
+/* The header's height: the title, the summary and the facts, a long one on several lines (about
+ * 140 characters of a fact fit on one, 130 of the summary). */
+static int report_header_height(const report *r)
+{
+    int lines = 0;
+    for (int i = 0; i < r->nfacts; i++) lines += 1 + (int)(strlen(r->facts[i].value) / 140);
+    return 78 + 20 * (int)(strlen(r->status) / 130) + 19 * lines;
+}
+
+static int report_charts_height(const report *r)
+{
+    return 16 + report_header_height(r) + 16 + 3 * 360 + timeline_height(r->timeline.nlanes) + 20;
+}
 
 static void report_tables(FILE *f, const report *r)
 {
@@ -398,7 +409,8 @@ static void report_page(FILE *f, const report *r)
           "<style>\n", f);
     fputs(report_css, f);
     fprintf(f, "</style>\n</head>\n<body>\n<main class=\"page\" style=\"height:%dpx\">\n", report_charts_height(r));
-    fprintf(f, "<header class=\"box\" id=\"header\" style=\"left:20px;top:16px;width:%dpx;height:200px\">\n", REPORT_W - 40);
+    fprintf(f, "<header class=\"box\" id=\"header\" style=\"left:20px;top:16px;width:%dpx;height:%dpx\">\n", REPORT_W - 40,
+            report_header_height(r));
     fputs("<h1>cldp-train report</h1>\n<p class=\"summary\">", f);
     xml_text(f, r->status);
     fputs("</p>\n<dl class=\"facts\">\n", f);
@@ -410,7 +422,7 @@ static void report_page(FILE *f, const report *r)
         fputs("</dd>\n", f);
     }
     fputs("</dl>\n</header>\n", f);
-    report_charts(f, r, 232);
+    report_charts(f, r, 16 + report_header_height(r) + 16);
     fputs("</main>\n", f);
     report_tables(f, r);
     fputs("</body>\n</html>\n", f);
