@@ -3,11 +3,12 @@
 every plot (an svg with its id, its plotting area and its marks), refers to nothing outside itself
 (no http(s), no src, href, url() or script), escapes what it shows, and its numbers are those
 cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points;
-with --trace its timeline is that recording's step, event for event; SIGINT writes it with what
-was gathered; a bad path, or a file that is not a report (without --force), is refused before
-training. Then headless Chromium renders it and the screenshot must show each series' colour
-inside each plot's area (the page's boxes sit at fixed places, read from the page itself).
-Without Chromium that last part is a skip (exit 77), said as SKIP.
+with --trace its timeline is that recording's step, event for event; SIGINT and a failed step
+write it with what was gathered; a dropped device keeps its own row; a bad path, or a file that
+is not a report (without --force), is refused before training. Then headless Chromium renders
+it and the screenshot must show each series' colour inside each plot's area (the page's boxes
+sit at fixed places, read from the page itself). Without Chromium that last part is a skip
+(exit 77), said as SKIP.
 Usage: test_report.py CLDP-TRAIN"""
 import html.parser, json, os, re, shutil, signal, struct, subprocess, sys, tempfile, zlib
 
@@ -380,6 +381,37 @@ elif pages:
              (summary[0]["text"] if summary else None, len(rows)))
     else:
         print("  SIGINT: %r, %d epoch row(s)" % (summary[0]["text"], len(rows)))
+
+# ---- a failed step (an injected GEMM fault on device 0 at step 25): under stop the report says
+# so and holds the first 25 steps; under drop device 0 computed those steps' shards alone, and
+# device 1 (rank 0 after the drop) all the rest
+failed = os.path.join(tmp, "failed.html")
+env = dict(os.environ, CLDP_FAULT="0:25:gemm")
+p = subprocess.run([train] + ARGS + ["--epochs", "2", "--quiet", "--report", failed], stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT, env=env, timeout=300)
+pagef = check_page(failed, "after a failed step")
+if p.returncode != 1:
+    fail("cldp-train with a failing step exited %d, not 1" % p.returncode, p.stdout.decode())
+elif pagef:
+    summary = [e["text"] for e in pagef.elements if e["tag"] == "p" and "summary" in classes(e)]
+    rows = table_rows(pagef, "epochs")
+    if not summary or "stopped: step 26 failed" not in summary[0] or len(rows) != 1 or "stopped" not in rows[0][0]:
+        fail("the report after a failed step should say so and hold the partial epoch: %r, rows %s" % (summary, rows))
+    else:
+        print("  a failed step: %r" % summary[0][:60])
+dropped = os.path.join(tmp, "dropped.html")
+p = subprocess.run([train] + ARGS + ["--epochs", "2", "--quiet", "--on-failure", "drop", "--report", dropped],
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=300)
+paged = check_page(dropped, "after a drop")
+if p.returncode != 0:
+    fail("cldp-train --on-failure drop exited %d" % p.returncode, p.stdout.decode())
+elif paged:
+    devs = [int(r[1]) for r in table_rows(paged, "devices")]
+    ntr = 2000
+    if devs != [25 * 25, 2 * ntr - 25 * 25]:
+        fail("after device 0 was dropped at step 25 the devices computed %s samples, not [625, %d]" % (devs, 2 * ntr - 625))
+    else:
+        print("  a dropped device: its %d samples before the drop, the other's %d after it, each on its own row" % tuple(devs))
 
 # ---- a bad path: refused before training
 for bad, says in ((os.path.join(tmp, "missing", "r.html"), "does not exist"), (tmp, "is a directory")):
