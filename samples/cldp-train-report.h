@@ -284,6 +284,23 @@ static void cell(FILE *f, const char *fmt, double v)
     fputs("</td>", f);
 }
 
+#define REPORT_MAX_POINTS 150 /* a longer run's charts show means over groups of epochs */
+
+/* Replaces each of the nser series of n values at v (one after another) by the means of its
+ * finite values over groups of k consecutive ones; returns the new length. */
+static size_t group_means(double *v, size_t nser, size_t n, size_t k)
+{
+    size_t m = (n + k - 1) / k;
+    for (size_t sr = 0; sr < nser; sr++)
+        for (size_t j = 0; j < m; j++) {
+            double sum = 0, cnt = 0;
+            for (size_t i = j * k; i < n && i < (j + 1) * k; i++)
+                if (isfinite(v[sr * n + i])) sum += v[sr * n + i], cnt++;
+            v[sr * m + j] = cnt ? sum / cnt : NAN; /* its group's values come after this slot: read already */
+        }
+    return m;
+}
+
 static void report_charts(FILE *f, const report *r, int top)
 {
     size_t n = r->nep, nd = r->ndev;
@@ -311,23 +328,30 @@ static void report_charts(FILE *f, const report *r, int top)
             dv[(2 * nd + d) * n + i] = sum[2] / steps;                            /* idle ms per step */
         }
     }
+    char xl[64] = "epoch"; /* the x axis, which says when a point is a group's mean */
+    if (n > REPORT_MAX_POINTS) {
+        size_t k = (n + REPORT_MAX_POINTS - 1) / REPORT_MAX_POINTS;
+        n = group_means(v, 6 + 3 * nd, n, k);
+        x = v, tl = x + n, te = tl + n, ta = te + n, tea = ta + n, sp = tea + n, dv = sp + n;
+        snprintf(xl, sizeof xl, "epoch (each point: the mean over %zu epochs)", k);
+    }
     const int W = 570, H = 340, L = 20, R = 610, gap = 20;
     box_open(f, "fig-loss", L, top, W, H);
     plot_series ls[2] = {{"train", REPORT_TRAIN_COLOR, tl, 0, 0}, {"test", REPORT_TEST_COLOR, te, 1, 0}};
-    plot_lines(f, "plot-loss", W, H, "Loss (mean cross-entropy) per epoch", "epoch", "loss", x, n, ls, 2, 0, NAN);
+    plot_lines(f, "plot-loss", W, H, "Loss (mean cross-entropy) per epoch", xl, "loss", x, n, ls, 2, 0, NAN);
     fputs("</figure>\n", f);
     box_open(f, "fig-accuracy", R, top, W, H);
     plot_series as[2] = {{"train", REPORT_TRAIN_COLOR, ta, 0, 0}, {"test", REPORT_TEST_COLOR, tea, 1, 0}};
-    plot_lines(f, "plot-accuracy", W, H, "Accuracy per epoch", "epoch", "accuracy (fraction right)", x, n, as, 2, NAN, 1);
+    plot_lines(f, "plot-accuracy", W, H, "Accuracy per epoch", xl, "accuracy (fraction right)", x, n, as, 2, NAN, 1);
     fputs("</figure>\n", f);
     top += H + gap;
     box_open(f, "fig-throughput", L, top, W, H);
     plot_series ts[1] = {{"samples/s (all devices)", REPORT_SPEED_COLOR, sp, 0, 0}};
-    plot_lines(f, "plot-throughput", W, H, "Training throughput per epoch", "epoch", "samples per second", x, n, ts, 1, 0, NAN);
+    plot_lines(f, "plot-throughput", W, H, "Training throughput per epoch", xl, "samples per second", x, n, ts, 1, 0, NAN);
     fputs("</figure>\n", f);
     box_open(f, "fig-share", R, top, W, H);
     for (size_t d = 0; d < nd; d++) s[d] = (plot_series){r->names[d], device_color(d), dv + d * n, 0, 0};
-    plot_bars(f, "plot-share", W, H, "Share of the samples per device", "epoch", "share of the epoch's samples", x, n, s, nd, 1);
+    plot_bars(f, "plot-share", W, H, "Share of the samples per device", xl, "share of the epoch's samples", x, n, s, nd, 1);
     fputs("</figure>\n", f);
     top += H + gap;
     box_open(f, "fig-devices", L, top, 2 * W + gap, H);
@@ -336,7 +360,7 @@ static void report_charts(FILE *f, const report *r, int top)
         s[2 * d] = (plot_series){r->names[d], device_color(d), dv + (nd + d) * n, 0, (int)d};
         s[2 * d + 1] = (plot_series){NULL, tints[d], dv + (2 * nd + d) * n, 0, (int)d};
     }
-    plot_bars(f, "plot-devices", 2 * W + gap, H, "Time per step by device: compute (solid) and idle (pale, stacked)", "epoch",
+    plot_bars(f, "plot-devices", 2 * W + gap, H, "Time per step by device: compute (solid) and idle (pale, stacked)", xl,
               "milliseconds per step", x, n, s, 2 * nd, NAN);
     fputs("</figure>\n", f);
     top += H + gap;

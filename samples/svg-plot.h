@@ -78,16 +78,15 @@ static void nice_range(double *lo, double *hi, int target)
     *hi = ceil(*hi / s - 1e-9) * s;
 }
 
-/* A tick's label: as many decimals as the step needs, thousands as "k" past 100000. */
-static void tick_label(char *buf, size_t cap, double v, double step)
+/* A tick's label: as many decimals as the step needs; on an axis reaching top (its largest
+ * magnitude) 10000 or more, every label in thousands ("20k"), so that the labels agree. */
+static void tick_label(char *buf, size_t cap, double v, double step, double top)
 {
     if (fabs(v) < step * 1e-6) v = 0; /* no "-0" */
-    if (fabs(v) >= 1e5) {
-        snprintf(buf, cap, "%gk", v / 1000);
-        return;
-    }
+    int kilo = top >= 1e4;
+    if (kilo) v /= 1000, step /= 1000;
     int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
-    snprintf(buf, cap, "%.*f", dec > 6 ? 6 : dec, v);
+    snprintf(buf, cap, "%.*f%s", dec > 6 ? 6 : dec, v, kilo ? "k" : "");
 }
 
 /* Opens an SVG of w x h with its title and an empty area below the legend line: left margin for
@@ -113,19 +112,19 @@ static void plot_axes(FILE *f, const plot_frame *fr, const char *xlabel, const c
             fr->right - fr->left, fr->bottom - fr->top);
     char buf[64];
     double ys = nice_step(fr->y1 - fr->y0, 5);
-    for (double v = ceil(fr->y0 / ys - 1e-9) * ys; v <= fr->y1 + ys * 1e-9; v += ys) {
+    for (double i = ceil(fr->y0 / ys - 1e-9), v = i * ys; v <= fr->y1 + ys * 1e-9; v = ++i * ys) {
         double y = frame_y(fr, v);
         fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", fr->left, fr->right, y, y);
         fprintf(f, "<line class=\"tick\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", fr->left - 5, fr->left, y, y);
-        tick_label(buf, sizeof buf, v, ys);
+        tick_label(buf, sizeof buf, v, ys, fmax(fabs(fr->y0), fabs(fr->y1)));
         svg_text(f, fr->left - 8, y + 4, "end", "ticklabel", buf);
     }
     double xs = nice_step(fr->x1 - fr->x0, (int)((fr->right - fr->left) / 70) + 1);
     if (integer_x && xs < 1) xs = 1;
-    for (double v = ceil(fr->x0 / xs - 1e-9) * xs; v <= fr->x1 + xs * 1e-9; v += xs) {
+    for (double i = ceil(fr->x0 / xs - 1e-9), v = i * xs; v <= fr->x1 + xs * 1e-9; v = ++i * xs) {
         double x = frame_x(fr, v);
         fprintf(f, "<line class=\"tick\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", x, x, fr->bottom, fr->bottom + 5);
-        tick_label(buf, sizeof buf, v, xs);
+        tick_label(buf, sizeof buf, v, xs, fmax(fabs(fr->x0), fabs(fr->x1)));
         svg_text(f, x, fr->bottom + 19, "middle", "ticklabel", buf);
     }
     svg_text(f, (fr->left + fr->right) / 2, fr->h - 12, "middle", "axislabel", xlabel);
@@ -323,10 +322,10 @@ static void plot_gantt(FILE *f, const char *id, int w, int h, const char *title,
             fr.right - fr.left, fr.bottom - fr.top);
     char buf[64];
     double xs = nice_step(fr.x1 - fr.x0, (int)((fr.right - fr.left) / 70) + 1);
-    for (double v = 0; v <= fr.x1 + xs * 1e-9; v += xs) {
+    for (double i = 0, v = 0; v <= fr.x1 + xs * 1e-9; v = ++i * xs) {
         double x = frame_x(&fr, v);
         fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n", x, x, fr.top, fr.bottom);
-        tick_label(buf, sizeof buf, v, xs);
+        tick_label(buf, sizeof buf, v, xs, fr.x1);
         svg_text(f, x, fr.bottom + 19, "middle", "ticklabel", buf);
     }
     svg_text(f, (fr.left + fr.right) / 2, fr.h - 12, "middle", "axislabel", xlabel);

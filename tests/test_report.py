@@ -2,7 +2,8 @@
 """test_report — cldp-train --report, run for real on two devices: the HTML page parses, holds
 every plot (an svg with its id, its plotting area and its marks), refers to nothing outside itself
 (no http(s), no src, href, url() or script), escapes what it shows, and its numbers are those
-cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points;
+cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points, a
+160-epoch one means over pairs;
 with --trace its timeline is that recording's step, event for event; SIGINT and a failed step
 write it with what was gathered; a dropped device keeps its own row; a bad path, or a file that
 is not a report (without --force), is refused before training. Then headless Chromium renders
@@ -339,6 +340,24 @@ if page1:
         fail("a one-epoch run should draw one marker per loss series, not %s" % ms)
     else:
         print("  one epoch: one marker per series; the --checkpoint path escaped")
+
+# ---- a long run (160 epochs of one step): the charts show means over pairs of epochs, the table
+# every epoch
+long = os.path.join(tmp, "long.html")
+p = subprocess.run([train, "--embedded", "--hidden", "8", "--batch", "2000", "--epochs", "160", "--quiet", "--report", long],
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+pagel = check_page(long, "160 epochs")
+if p.returncode != 0:
+    fail("the 160-epoch run exited %d" % p.returncode, p.stdout.decode())
+elif pagel:
+    loss = [e for e in pagel.elements if e["svg"] == "plot-loss" and "line" in classes(e)]
+    points = [len(re.findall(r"[ML]", e["attrs"]["d"])) for e in loss]
+    labels = [e["text"] for e in pagel.elements if e["svg"] == "plot-loss" and "axislabel" in classes(e)]
+    rows = table_rows(pagel, "epochs")
+    if points != [80, 80] or not any("mean over 2 epochs" in l for l in labels) or len(rows) != 160:
+        fail("160 epochs: the loss lines have %s points (not 80 each), x label %s, %d table rows" % (points, labels, len(rows)))
+    else:
+        print("  160 epochs: 80 points per line (means over 2 epochs), 160 rows in the table")
 
 # ---- with --trace: the timeline is that recording's step, event for event
 traced, trace = os.path.join(tmp, "traced.html"), os.path.join(tmp, "trace.json")

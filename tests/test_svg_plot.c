@@ -62,10 +62,14 @@ int main(void)
     nice_range(&lo, &hi, 5);
     CHECK(lo == 0 && hi == 1);
     char t[32];
-    tick_label(t, sizeof t, -1e-17, 0.1); /* no "-0" */
+    tick_label(t, sizeof t, -1e-17, 0.1, 1); /* no "-0" */
     CHECK(!strcmp(t, "0.0"));
-    tick_label(t, sizeof t, 250000, 50000);
-    CHECK(!strcmp(t, "250k"));
+    tick_label(t, sizeof t, 5000, 5000, 20000); /* thousands on the whole axis */
+    CHECK(!strcmp(t, "5k"));
+    tick_label(t, sizeof t, 2500, 500, 20000);
+    CHECK(!strcmp(t, "2.5k"));
+    tick_label(t, sizeof t, 5000, 1000, 8000);
+    CHECK(!strcmp(t, "5000"));
 
     /* ---- a line cut by a NaN: two pieces, the lone point after the gap still marked */
     const double x[5] = {1, 2, 3, 4, 5}, y[5] = {0.5, 0.7, NAN, 0.6, NAN};
