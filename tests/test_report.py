@@ -3,13 +3,12 @@
 every plot (an svg with its id, its plotting area and its marks), refers to nothing outside itself
 (no http(s), no src, href, url() or script), escapes what it shows, and its numbers are those
 cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points, a
-160-epoch one means over pairs;
-with --trace its timeline is that recording's step, event for event; SIGINT and a failed step
-write it with what was gathered; a dropped device keeps its own row; a bad path, or a file that
-is not a report (without --force), is refused before training. Then headless Chromium renders
-it and the screenshot must show each series' colour inside each plot's area (the page's boxes
-sit at fixed places, read from the page itself). Without Chromium that last part is a skip
-(exit 77), said as SKIP.
+160-epoch one means over pairs; with --trace its timeline is that recording's step, event for
+event; SIGINT and a failed step write it with what was gathered; a dropped device keeps its own
+row; a bad path, or a file that is not a report (without --force), is refused before training.
+Then headless Chromium renders it and the screenshot must show each series' colour inside each
+plot's area (the page's boxes sit at fixed places, read from the page itself). Without Chromium
+that last part is a skip (exit 77), said as SKIP.
 Usage: test_report.py CLDP-TRAIN"""
 import html.parser, json, os, re, shutil, signal, struct, subprocess, sys, tempfile, zlib
 
