@@ -1,13 +1,12 @@
 /* cldp-bench-trace.h — the section "trace" of cldp-bench: what the timeline costs. The standard MLP
- * on the first two devices, step time with tracing off and on (rounds of steps alternating, on
- * being a recording started before its round and stopped after it), and with command queues made
- * without CL_QUEUE_PROFILING_ENABLE (a second trainer, whose creation alone sees the switch), so
- * that leaving profiling on in every queue is shown to cost nothing; then the events of one traced
- * step, per lane and category. With --trace FILE the last round's recording is written there.
+ * on the first two devices, step time with tracing off and on (alternating step by step, each
+ * traced step a recording of its own, started before it and stopped after it, so its clock
+ * calibration counts), and with command queues made without CL_QUEUE_PROFILING_ENABLE (a second
+ * trainer, whose creation alone sees the switch), so that leaving profiling on in every queue is
+ * shown to cost nothing; then the events of one traced step, per lane and category. With
+ * --trace FILE the last traced step's recording is written there.
  * Included by cldp-bench.c alone. */
 #include "trace.h"
-
-#define TRACE_ROUND 3 /* steps per round */
 
 /* The events of `step` in the recording now held, per lane: the category counts. */
 static void trace_step_counts(uint64_t step, FILE *js)
@@ -55,27 +54,31 @@ static void bench_trace(const opts *o, FILE *js, const cldp_model *m, const data
     cldp_trace_profile_queues = 0; /* read when a replica makes its queues, during creation */
     cldp_trainer *plain = make_trainer(m, devs, o->batch, "even");
     cldp_trace_profile_queues = 1;
-    enum { MAXR = 32 };
-    int rounds = o->steps < MAXR ? o->steps : MAXR, nt = 0, np = 0;
-    double off[MAXR * TRACE_ROUND], on[MAXR * TRACE_ROUND], unprof[MAXR * TRACE_ROUND];
+    /* step by step, alternating (the order reversed every other time, so that a drift of the
+     * machine's speed favours none), and medians */
+    enum { MAXS = 64 };
+    int steps = 3 * o->steps < MAXS ? 3 * o->steps : MAXS, nt = 0, np = 0;
+    double off[MAXS], on[MAXS], unprof[MAXS];
     one_step(t, d, o->batch, &nt), one_step(plain, d, o->batch, &np); /* unmeasured */
-    uint64_t last_step = 0;
-    for (int k = 0; k < rounds; k++) {
-        for (int s = 0; s < TRACE_ROUND; s++) off[k * TRACE_ROUND + s] = one_step(t, d, o->batch, &nt);
-        for (int s = 0; s < TRACE_ROUND; s++) unprof[k * TRACE_ROUND + s] = one_step(plain, d, o->batch, &np);
-        if (cldp_trace_start(k + 1 == rounds ? path : NULL) != CLDP_OK) die("--trace");
-        for (int s = 0; s < TRACE_ROUND; s++) on[k * TRACE_ROUND + s] = one_step(t, d, o->batch, &nt);
-        if (cldp_trace_stop() != CLDP_OK) die("writing the timeline");
+    for (int k = 0; k < steps; k++) {
+        for (int j = 0; j < 3; j++) {
+            int which = k % 2 ? 2 - j : j; /* 0 off, 1 unprofiled, 2 on */
+            if (which == 0) off[k] = one_step(t, d, o->batch, &nt);
+            if (which == 1) unprof[k] = one_step(plain, d, o->batch, &np);
+            if (which != 2) continue;
+            if (cldp_trace_start(k + 1 == steps ? path : NULL) != CLDP_OK) die("--trace");
+            on[k] = one_step(t, d, o->batch, &nt);
+            if (cldp_trace_stop() != CLDP_OK) die("writing the timeline");
+        }
     }
-    last_step = (uint64_t)nt; /* steps the trainer took: its last traced one */
-    int steps = rounds * TRACE_ROUND;
+    uint64_t last_step = (uint64_t)nt - (steps % 2 == 0); /* its last traced step (an even count ends on off) */
     double moff = median(off, steps), mon = median(on, steps), mun = median(unprof, steps);
-    printf("\n11. trace: the timeline's cost, MLP 784-%zu-%zu-10, batch %zu, 2 devices (%s), rounds of %d steps\n"
-           "   alternating, %d steps each, medians\n", o->hidden, o->hidden, o->batch, devs, TRACE_ROUND, steps);
+    printf("\n11. trace: the timeline's cost, MLP 784-%zu-%zu-10, batch %zu, 2 devices (%s), %d alternating steps\n"
+           "   each, medians\n", o->hidden, o->hidden, o->batch, devs, steps);
     printf("   tracing off %.2f ms/step, on %.2f ms/step: on / off %.4f (target <= 1.03)\n", moff, mon, mon / moff);
     printf("   queues without profiling %.2f ms/step: profiled / not %.4f (profiling stays on in every queue)\n", mun,
            moff / mun);
-    if (path) printf("   the last round's timeline written to %s\n", path);
+    if (path) printf("   the last traced step's timeline written to %s\n", path);
     fprintf(js, "\"trace\":{\"off_ms\":%.3f,\"on_ms\":%.3f,\"ratio\":%.4f,\"unprofiled_ms\":%.3f,\"profiled_ratio\":%.4f},",
             moff, mon, mon / moff, mun, moff / mun);
     trace_step_counts(last_step, js);

@@ -902,7 +902,7 @@ int main(int argc, char **argv)
                    "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n"
                    "--only trace: step time with the timeline off vs on, on the first two devices.\n"
                    "--trace FILE writes the run's timeline to FILE as Chrome trace-event JSON (with\n"
-                   "--only trace: one traced round's), for https://ui.perfetto.dev or chrome://tracing.\n");
+                   "--only trace: one traced step's), for https://ui.perfetto.dev or chrome://tracing.\n");
             return 0;
         } else {
             fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);
