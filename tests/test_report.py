@@ -2,13 +2,14 @@
 """test_report — cldp-train --report, run for real on two devices: the HTML page parses, holds
 every plot (an svg with its id, its plotting area and its marks), refers to nothing outside itself
 (no http(s), no src, href, url() or script), escapes what it shows, and its numbers are those
-cldp-train printed (each epoch's line, the --json line); a one-epoch run draws single points, a
-160-epoch one means over pairs; with --trace its timeline is that recording's step, event for
-event; SIGINT and a failed step write it with what was gathered; a dropped device keeps its own
-row; a bad path, or a file that is not a report (without --force), is refused before training.
-Then headless Chromium renders it and the screenshot must show each series' colour inside each
-plot's area (the page's boxes sit at fixed places, read from the page itself). Without Chromium
-that last part is a skip (exit 77), said as SKIP.
+cldp-train printed (each epoch's line, the --json line), its parameters those of a run without
+it; a one-epoch run draws single points, a 160-epoch one means over pairs; with --trace its
+timeline is that recording's step, event for event; SIGINT and a failed step write it with what
+was gathered; a dropped device keeps its own row; a bad path, or a file that is not a report
+(without --force), is refused before training. Then headless Chromium renders it and the
+screenshot must show each series' colour inside each plot's area (the page's boxes sit at fixed
+places, read from the page itself). Without Chromium that last part is a skip (exit 77), said
+as SKIP.
 Usage: test_report.py CLDP-TRAIN"""
 import html.parser, json, os, re, shutil, signal, struct, subprocess, sys, tempfile, zlib
 
@@ -296,6 +297,13 @@ elif page:
         fail("the report's final test accuracy %s differs from --json's %s" % (rows[-1][4], js[0]["test_accuracy"]))
     else:
         print("  3 epochs: the table's rows are cldp-train's lines; final test accuracy %s as --json says" % rows[-1][4])
+    rc2, out2 = run(["--epochs", "3", "--json"])  # the step recorded for the timeline changes nothing
+    js2 = [json.loads(l) for l in out2.splitlines() if l.startswith("{")]
+    if rc2 != 0 or not js2 or js2[0]["param_checksum"] != js[0]["param_checksum"]:
+        fail("the run without --report ends with %s, with it %s: the same parameters expected" %
+             (js2[0]["param_checksum"] if js2 else None, js[0]["param_checksum"]))
+    else:
+        print("  the same parameters with and without --report (%s)" % js[0]["param_checksum"])
     summary = [e for e in page.elements if e["tag"] == "p" and "summary" in classes(e)]
     if not summary or "test accuracy %.4f after 3 epochs" % js[0]["test_accuracy"] not in summary[0]["text"]:
         fail("the report's summary line does not give the final test accuracy: %r" % (summary[0]["text"] if summary else None))
