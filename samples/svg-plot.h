@@ -86,7 +86,7 @@ static void tick_label(char *buf, size_t cap, double v, double step, double top)
     int kilo = top >= 1e4;
     if (kilo) v /= 1000, step /= 1000;
     int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
-    snprintf(buf, cap, "%.*f%s", dec > 6 ? 6 : dec, v, kilo ? "k" : "");
+    snprintf(buf, cap, "%.*f%s", dec > 6 ? 6 : dec, v, kilo && v != 0 ? "k" : "");
 }
 
 /* Opens an SVG of w x h with its title and an empty area below the legend line: left margin for

@@ -68,6 +68,8 @@ int main(void)
     CHECK(!strcmp(t, "5k"));
     tick_label(t, sizeof t, 2500, 500, 20000);
     CHECK(!strcmp(t, "2.5k"));
+    tick_label(t, sizeof t, 0, 5000, 20000); /* 0 plain */
+    CHECK(!strcmp(t, "0"));
     tick_label(t, sizeof t, 5000, 1000, 8000);
     CHECK(!strcmp(t, "5000"));
 
