@@ -44,7 +44,7 @@ typedef struct args {
     int embedded;
     const char *checkpoint;    /* --checkpoint: where to save (--resume's file when not given) */
     int checkpoint_is_resume;  /* 1: no --checkpoint, saving goes to the --resume file */
-    int force;                 /* --force: overwrite a --checkpoint file that is not a checkpoint */
+    int force;                 /* --force: overwrite a --checkpoint (--report) file that is not a checkpoint (report) */
     size_t checkpoint_every;   /* steps between saves; 0: at each epoch end */
     const char *resume;        /* --resume: where to continue from */
     const char *split;         /* --split: weights per device, "auto" or "even" */
@@ -57,6 +57,7 @@ typedef struct args {
     size_t input[3];           /* --input CxHxW (0: the data's features as N x 1 x 1, or 1x28x28) */
     const char *export_path;   /* --export: the trained weights as safetensors */
     const char *init_from;     /* --init-from: start from these safetensors weights */
+    const char *report;        /* --report: the run as an HTML page (cldp-train-report.h) */
     const char *trace;         /* --trace: the timeline's file (cldp-train-trace.h) */
 } args;
 
@@ -109,7 +110,8 @@ static void usage(FILE *f)
             "                      (see --force), and its directory writable. FILE.lock holds a lock\n"
             "                      for the run: a second cldp-train on the same FILE is refused\n"
             "  --checkpoint-every N  save every N steps instead of at each epoch end\n"
-            "  --force             let --checkpoint overwrite a file that is not a cldp checkpoint\n"
+            "  --force             let --checkpoint overwrite a file that is not a cldp checkpoint, and\n"
+            "                      --report one that is not a cldp-train report\n"
             "  --resume FILE       continue the run saved in FILE (same options, same data); on the\n"
             "                      same devices with a fixed split (CLDP_SPLIT=even, or weights) the\n"
             "                      final parameters equal an uninterrupted run's bit for bit. The run\n"
@@ -129,6 +131,12 @@ static void usage(FILE *f)
             "                      shards of the global batch; rank 0 prints and saves checkpoints\n"
             "  --mpi-combine WHAT  fixed (default): the ranks' sums in a fixed order, bitwise\n"
             "                      reproducible; allreduce: MPI_Allreduce's order, which is not\n"
+            "  --report FILE       write the run to FILE as one self-contained HTML page (inline SVG,\n"
+            "                      nothing fetched): loss, accuracy and samples/s per epoch, each\n"
+            "                      device's share, compute and idle, one step's timeline per device.\n"
+            "                      Written at the end, and with what was gathered when the run stops\n"
+            "                      early. Checked before training: FILE must be new, empty or a\n"
+            "                      cldp-train report (see --force), and its directory writable\n"
             "  --trace FILE        record a timeline of the training steps and write it to FILE at the\n"
             "                      end, as Chrome trace-event JSON for https://ui.perfetto.dev or\n"
             "                      chrome://tracing: one lane per device and one for the host\n"
@@ -225,6 +233,7 @@ static const struct value_option {
     {"--input", "a sample shape CxHxW such as 1x28x28, each a whole number from 1 to 65536"},
     {"--export", "a file name"},
     {"--init-from", "a safetensors file"},
+    {"--report", "a file name (the HTML page to write)"},
     {"--trace", "a file name"},
 };
 
@@ -333,6 +342,9 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !*v;
         } else if (!strcmp(o, "--export")) {
             a->export_path = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--report")) {
+            a->report = v;
             bad = !*v;
         } else if (!strcmp(o, "--init-from")) {
             a->init_from = v;

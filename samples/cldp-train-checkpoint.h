@@ -37,6 +37,38 @@ static void catch_signals(void)
 
 static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
 
+/* Holds SIGINT and SIGTERM back during a file write (a checkpoint, the report), so that a second
+ * Ctrl-C cannot end the process between the temporary file and its rename. */
+static void signals_hold(sigset_t *old)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, old);
+}
+
+/* Takes the signals that came during the write: the first one of the run stops it after the
+ * write (as the handler would have), a second one is said and the run, already stopping, ends. */
+static void signals_release(const sigset_t *old, const char *what)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    const struct timespec now = {0, 0};
+    int sig;
+    while ((sig = sigtimedwait(&sigs, NULL, &now)) > 0) {
+        if (!stop_signal) {
+            stop_signal = sig;
+            signal(sig, SIG_DFL); /* what SA_RESETHAND does when the handler runs */
+        } else {
+            fprintf(stderr, "cldp-train: %s during %s: the write was finished first\n", signal_name(sig), what);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 /* ---- the location: checked and locked before training ---------------------------------- */
 
 /* The library's checkpoint files start with these 8 bytes (the format: runtime/checkpoint.c). */
@@ -66,18 +98,39 @@ static void release_lock(void)
     ckpt_lock.fd = -1;
 }
 
-/* Why a probe file could not be made in the checkpoint's directory, for the message. */
-static void explain_probe(char *buf, size_t cap, const char *path, int err)
+/* Why a probe file could not be made in the directory of the file an option names (--checkpoint,
+ * --report), for the message. */
+static void explain_probe(char *buf, size_t cap, const char *path, int err, const char *option)
 {
     const char *slash = strrchr(path, '/');
     char dir[4096];
     if (!slash) snprintf(dir, sizeof dir, ".");
     else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    if (err == ENOENT) snprintf(buf, cap, "its directory '%s' does not exist; create it, or give another --checkpoint", dir);
-    else if (err == ENOTDIR) snprintf(buf, cap, "'%s' is not a directory; give another --checkpoint", dir);
+    if (err == ENOENT) snprintf(buf, cap, "its directory '%s' does not exist; create it, or give another %s", dir, option);
+    else if (err == ENOTDIR) snprintf(buf, cap, "'%s' is not a directory; give another %s", dir, option);
     else if (err == EACCES || err == EPERM || err == EROFS)
-        snprintf(buf, cap, "its directory '%s' is not writable (%s); give a --checkpoint in a writable directory", dir, strerror(err));
-    else snprintf(buf, cap, "cannot create a file beside it (%s); give another --checkpoint", strerror(err));
+        snprintf(buf, cap, "its directory '%s' is not writable (%s); give a %s in a writable directory", dir, strerror(err), option);
+    else snprintf(buf, cap, "cannot create a file beside it (%s); give another %s", strerror(err), option);
+}
+
+/* Makes and removes PATH.tmp.<pid>, the temporary file a save writes first: can a file be made
+ * beside PATH? 0, or -1 after "cldp-train: cannot <what> '<path>': <why><also>". */
+static int probe_beside(const char *path, const char *option, const char *what, const char *also)
+{
+    char probe[4200], why[4400];
+    if (snprintf(probe, sizeof probe, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof probe) {
+        fprintf(stderr, "cldp-train: %s path too long: %s\n", option, path);
+        return -1;
+    }
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        explain_probe(why, sizeof why, path, errno, option);
+        fprintf(stderr, "cldp-train: cannot %s '%s': %s%s\n", what, path, why, also);
+        return -1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
 }
 
 /* Takes an advisory write lock (fcntl, so the kernel drops it when the process dies) on
@@ -177,19 +230,7 @@ static int prepare_checkpoint(const args *a)
             }
         }
     }
-    char probe[4200], why[4400];
-    if (snprintf(probe, sizeof probe, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof probe) {
-        fprintf(stderr, "cldp-train: --checkpoint path too long: %s\n", path);
-        return -1;
-    }
-    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        explain_probe(why, sizeof why, path, errno);
-        fprintf(stderr, "cldp-train: cannot save checkpoints to '%s': %s%s\n", path, why, also);
-        return -1;
-    }
-    close(fd);
-    unlink(probe);
+    if (probe_beside(path, "--checkpoint", "save checkpoints to", also)) return -1;
     return take_lock(path, also);
 }
 
@@ -248,24 +289,11 @@ static int save_run(cldp_trainer *tr, const char *path, const run_state *rs, con
         uint32_t v = (uint32_t)order[i];
         memcpy(blob + sizeof *rs + 4 * i, &v, 4);
     }
-    sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    sigset_t old;
+    signals_hold(&old);
     cldp_status st = cldp_trainer_save_checkpoint(tr, path, blob, sizeof *rs + 4 * rs->ntr);
     if (st != CLDP_OK) fprintf(stderr, "cldp-train: saving the checkpoint: %s\n", cldp_last_error());
-    const struct timespec now = {0, 0};
-    int sig;
-    while ((sig = sigtimedwait(&sigs, NULL, &now)) > 0) {
-        if (!stop_signal) {
-            stop_signal = sig;
-            signal(sig, SIG_DFL); /* what SA_RESETHAND does when the handler runs */
-        } else {
-            fprintf(stderr, "cldp-train: %s during the checkpoint write: the write was finished first\n", signal_name(sig));
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    signals_release(&old, "the checkpoint write");
     return st == CLDP_OK ? 0 : -1;
 }
 

@@ -19,6 +19,7 @@
 #include "cldp-train-loss.h"       /* --loss: cross-entropy on labels, or MSE on one-hot targets */
 #include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
 #include "cldp-train-progress.h"   /* the line redrawn during an epoch on a terminal */
+#include "cldp-train-report.h"     /* --report: the run as an HTML page */
 #include "cldp-train-trace.h"      /* --trace: the timeline */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
@@ -96,11 +97,12 @@ static int train(int argc, char **argv)
     if (pr) return pr > 0 ? 0 : 2;
     if (a.mpi) {
         if (mpi_begin(&argc, &argv, a.mpi_allreduce)) return 2;
-        if (mpi_rank != 0) a.checkpoint = NULL, a.checkpoint_is_resume = 0; /* rank 0 saves */
+        if (mpi_rank != 0) a.checkpoint = NULL, a.checkpoint_is_resume = 0, a.report = NULL; /* rank 0 saves */
     }
     double t_start = now_s();
     /* the checkpoint's location before anything else: a bad one is found now, not after an epoch */
     if (a.checkpoint && prepare_checkpoint(&a)) return 2;
+    if (a.report && report_check(a.report, a.force)) return 2;
     if (a.checkpoint_is_resume)
         printf("cldp-train: saving the run to %s, the file it resumes from (--checkpoint FILE saves elsewhere)\n", a.checkpoint);
 
@@ -222,6 +224,10 @@ static int train(int argc, char **argv)
         return 2;
     }
     size_t ndev = cldp_trainer_device_count(tr);
+    report rep;
+    if (report_begin(&rep, a.report, tr)) return 1;
+    rep.timeline.trace_on = trace_file != NULL; /* --trace records: the report takes its step from there */
+    report_facts(&rep, &a, source, ntr, nte, nf, shape, model_spec, cldp_model_param_count(model));
     if (!a.quiet) { /* --quiet: only the summary */
         printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);
         printf("cldp-train: model %zux%zux%zu -> %s (%zu parameters), %s lr %g, batch %zu, %d epoch%s, seed %llu\n", shape[0],
@@ -279,6 +285,7 @@ static int train(int argc, char **argv)
     if (a.resume) {
         if (load_run(tr, a.resume, config, ntr, steps_per_epoch, a.epochs, &rs, order, blob)) {
             exit_code = 1;
+            rep.path = NULL; /* nothing ran: an earlier report stays */
             goto release;
         }
         rng = rs.rng;
@@ -293,6 +300,9 @@ static int train(int argc, char **argv)
     }
     const int first_ep = (int)rs.epoch;
     const size_t first_s = (size_t)rs.step;
+    /* the report's timeline: a step past the warm-up (CLBlast compiles in the first), mid-epoch */
+    size_t first_epoch_steps = steps_per_epoch - first_s, left = total_steps > step ? total_steps - step : 0;
+    rep.timeline.step = step + (left < 2 ? 0 : first_epoch_steps / 2 < 1 ? 1 : first_epoch_steps / 2);
     for (int ep = first_ep; ep <= a.epochs; ep++) {
         const int resumed = ep == first_ep; /* this epoch continues where the checkpoint left it */
         for (size_t i = ntr; i > 1 && !(resumed && rs.shuffled); i--) { /* Fisher-Yates with xorshift64* */
@@ -316,11 +326,13 @@ static int train(int argc, char **argv)
             float lr = (float)(a.lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)step / (double)total_steps)));
             cldp_trainer_set_learning_rate(tr, lr > 0 ? lr : 1e-12f);
             cldp_step_stats ss;
+            report_before_step(&rep, step);
             double ts = now_s();
             if (loss_step(tr, a.loss, xb, yb, tb, nb, classes, &ss) != CLDP_OK) {
                 progress_clear(&prog);
                 /* the trainer keeps the parameters from before the failed step: save those */
                 fprintf(stderr, "cldp-train: step %zu failed: %s\n", step + 1, cldp_last_error());
+                snprintf(rep.status, sizeof rep.status, "stopped: step %zu failed: %s", step + 1, cldp_last_error());
                 if (a.checkpoint) {
                     set_position(&rs, ep, s, rng, ep_loss, ep_correct, final_loss, test_acc);
                     if (save_run(tr, a.checkpoint, &rs, order, blob) == 0)
@@ -347,6 +359,7 @@ static int train(int argc, char **argv)
                 dev_shard[r] += (double)ds.shard;
             }
             double tn = now_s();
+            report_step(&rep, tr, ep, step, &ss, nb, tn - t0);
             progress_step(&prog, tn - ts, ep, a.epochs, s, steps_per_epoch, total_steps - step - 1, ep_loss / (double)(b0 + nb),
                           ep_samples, tn - t0, tn);
             int stop = mpi_agree(stop_signal); /* over MPI ranks, all stop after the same step */
@@ -355,12 +368,15 @@ static int train(int argc, char **argv)
                 progress_clear(&prog);
                 set_position(&rs, ep, s + 1, rng, ep_loss, ep_correct, final_loss, test_acc);
                 if (save_run(tr, a.checkpoint, &rs, order, blob)) {
+                    snprintf(rep.status, sizeof rep.status, "stopped: the checkpoint %s could not be saved", a.checkpoint);
                     exit_code = 1;
                     goto release;
                 }
             }
             if (stop) {
                 progress_clear(&prog);
+                snprintf(rep.status, sizeof rep.status, "stopped by %s after step %zu of %zu (epoch %d)", signal_name(stop), step + 1,
+                         total_steps, ep);
                 printf("cldp-train: %s after step %zu of %zu (epoch %d, step %zu of %zu); %s%s%s\n",
                        stop == SIGINT ? "SIGINT" : "SIGTERM", step + 1, total_steps, ep, s + 1, steps_per_epoch,
                        a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved",
@@ -376,9 +392,14 @@ static int train(int argc, char **argv)
         progress_clear(&prog);
         size_t correct = 0;
         double tl;
-        if (loss_evaluate(tr, a.loss, xte, yte, nte, classes, &tl, &correct) != CLDP_OK) return fail("evaluation");
+        if (loss_evaluate(tr, a.loss, xte, yte, nte, classes, &tl, &correct) != CLDP_OK) {
+            snprintf(rep.status, sizeof rep.status, "stopped: the evaluation after epoch %d failed: %s", ep, cldp_last_error());
+            exit_code = fail("evaluation");
+            goto release;
+        }
         final_loss = ep_loss / (double)ntr;
         test_acc = (double)correct / (double)nte;
+        report_epoch_end(&rep, ep, final_loss, (double)ep_correct / (double)ntr, tl, test_acc, ep_samples / dt, dt);
         if (!a.quiet)
             printf("epoch %2d  loss %.4f  train acc %.4f  test acc %.4f  test loss %.4f  %.0f samples/s  %.1f s\n", ep,
                final_loss, (double)ep_correct / (double)ntr, test_acc, tl, ep_samples / dt, dt);
@@ -409,6 +430,7 @@ static int train(int argc, char **argv)
             rs.final_loss = final_loss;
             rs.test_acc = test_acc;
             if (save_run(tr, a.checkpoint, &rs, order, blob)) {
+                snprintf(rep.status, sizeof rep.status, "stopped: the checkpoint %s could not be saved", a.checkpoint);
                 exit_code = 1;
                 goto release;
             }
@@ -416,6 +438,7 @@ static int train(int argc, char **argv)
         }
         fflush(stdout);
         if (stop_ep) {
+            snprintf(rep.status, sizeof rep.status, "stopped by %s after epoch %d", signal_name(stop_ep), ep);
             printf("cldp-train: %s after epoch %d; %s%s\n", stop_ep == SIGINT ? "SIGINT" : "SIGTERM", ep,
                    a.checkpoint ? "checkpoint written to " : "no --checkpoint given, nothing saved", a.checkpoint ? a.checkpoint : "");
             fflush(stdout);
@@ -442,6 +465,8 @@ static int train(int argc, char **argv)
     if (samples_done > 0) snprintf(speed, sizeof speed, "%.0f samples/s", throughput);
     printf("cldp-train: test accuracy %.4f after %d epoch%s, %s, %.1f s in all; parameter CRC32 0x%08x\n", test_acc, a.epochs,
            a.epochs == 1 ? "" : "s", speed, total, (unsigned)crc);
+    snprintf(rep.status, sizeof rep.status, "test accuracy %.4f after %d epoch%s, %s, %.1f s in all", test_acc, a.epochs,
+             a.epochs == 1 ? "" : "s", speed, total);
     if (a.json) {
         printf("{\"test_accuracy\":%.6f,\"final_loss\":%.6f,\"samples_per_s\":%.1f,\"epochs\":%d,\"batch\":%zu,"
                "\"seconds\":%.2f,\"dataset\":",
@@ -461,6 +486,8 @@ static int train(int argc, char **argv)
     }
     free(params);
 release: /* also after a signal (its checkpoint written) or a checkpoint that failed */
+    if (report_write(&rep, a.quiet) && !exit_code) exit_code = 1;
+    report_free(&rep);
     free(blob);
     free(dev_ms);
     free(dev_idle);

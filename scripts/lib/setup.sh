@@ -61,6 +61,9 @@ CLDP_BASE_PACKAGES="gcc libc6-dev make cmake ocl-icd-opencl-dev opencl-headers l
 CLDP_SERVE_PACKAGES="libmicrohttpd-dev libjansson-dev pkg-config curl python3"
 # the MPI trainer (cldp_mpi.h, -DCLDP_WITH_MPI=ON) and its tests under mpiexec
 CLDP_MPI_PACKAGES="openmpi-bin libopenmpi-dev"
+# test_report renders cldp-train --report's page in headless Chromium (optional: it skips,
+# saying so, without it; the test reads the screenshot with python3 alone)
+CLDP_REPORT_PACKAGES="chromium"
 
 cldp_setup() {
     local build=$1
