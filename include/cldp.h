@@ -54,7 +54,7 @@ extern "C" {
 #endif
 
 #define CLDP_VERSION_MAJOR 0 /* changes when the ABI breaks: the SONAME is libcldp.so.MAJOR */
-#define CLDP_VERSION_MINOR 2 /* new API, compatible */
+#define CLDP_VERSION_MINOR 3 /* new API, compatible */
 #define CLDP_VERSION_PATCH 0 /* fixes */
 /* MAJOR*10000 + MINOR*100 + PATCH, as the header compiled against says it (compare with
  * cldp_version_number(), the library's). */
