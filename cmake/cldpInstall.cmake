@@ -23,7 +23,7 @@ install(EXPORT cldpTargets NAMESPACE cldp:: DESTINATION ${CLDP_CMAKE_DIR})
 install(EXPORT cldpStaticTargets NAMESPACE cldp:: DESTINATION ${CLDP_CMAKE_DIR})
 configure_package_config_file(cmake/cldpConfig.cmake.in ${CMAKE_CURRENT_BINARY_DIR}/cldpConfig.cmake
                               INSTALL_DESTINATION ${CLDP_CMAKE_DIR})
-# 0.y: minor versions may differ in ABI, so a request for 0.2 takes 0.2.z only
+# 0.y: minor versions may differ in ABI, so a request for 0.3 takes 0.3.z only
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/cldpConfigVersion.cmake
                                  COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/cldpConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/cldpConfigVersion.cmake
