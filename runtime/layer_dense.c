@@ -1,5 +1,6 @@
 /* layer_dense.c — the dense layer: y = act(x·Wᵀ + b), W (out, in) as PyTorch's nn.Linear;
- * backward dW = dYᵀ·X, db = column sums of dY, dX = dY·W, through CLBlast and cl/layers.cl. */
+ * backward dW = dYᵀ·X, db = column sums of dY, dX = dY·W, through CLBlast and cl/layers.cl (a
+ * layer of at most CLDP_NARROW outputs wholly on cl/layers.cl's narrow kernels). */
 #include "layers.h"
 
 #include <stdio.h>
@@ -33,46 +34,91 @@ static void dense_init(const cldp_layer_desc *L, double gain, cldp_rng *rng, flo
     cldp_init_uniform(rng, p, L->in * L->out, p + L->in * L->out, L->out, L->in, gain);
 }
 
+/* A layer this narrow runs on cldp's kernels (cl/layers.cl) instead of CLBlast's. */
+static int narrow(const cldp_replica *r, const cldp_layer_desc *L) { return r->narrow && L->out <= CLDP_NARROW; }
+
 static cldp_status dense_forward(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)
 {
+    cl_kernel k;
+    cl_uint urows = (cl_uint)ps->rows, cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
+    cl_int act = (cl_int)L->act;
+    if (narrow(r, L)) { /* the GEMM, bias and activation in one kernel */
+        cl_uint in = (cl_uint)L->in, woff = (cl_uint)L->w_off;
+        TRY(cldp_replica_kernel(r, "dense_narrow_forward", &k));
+        ARG(k, 0, ps->in);
+        ARG(k, 1, urows);
+        ARG(k, 2, in);
+        ARG(k, 3, cols);
+        ARG(k, 4, r->params);
+        ARG(k, 5, woff);
+        ARG(k, 6, act);
+        ARG(k, 7, ps->out);
+        return cldp_replica_launch(r, k, "dense_narrow_forward", ps->rows);
+    }
     cldp_layer_size ls;
     cldp_layer_size_of(r->model, ps->l, ps->rows, &ls);
     TRY(cldp_replica_gemm(r, &ls.gemm[CLDP_GEMM_FORWARD], ps->in, r->params, 0.0f, ps->out));
-    cl_kernel k;
-    TRY(cldp_replica_kernel(r, "bias_act", &k));
-    cl_uint urows = (cl_uint)ps->rows, cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
-    cl_int act = (cl_int)L->act;
+    const char *name = r->fast_kernels ? "bias_act" : "bias_act_plain";
+    TRY(cldp_replica_kernel(r, name, &k));
     ARG(k, 0, ps->out);
     ARG(k, 1, urows);
     ARG(k, 2, cols);
     ARG(k, 3, r->params);
     ARG(k, 4, boff);
     ARG(k, 5, act);
-    return cldp_replica_launch(r, k, "bias_act", ps->rows * L->out);
+    if (r->fast_kernels) return cldp_replica_launch_rows(r, k, name, (L->out + 3) / 4, ps->rows);
+    return cldp_replica_launch(r, k, name, ps->rows * L->out);
 }
 
 static cldp_status dense_backward(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)
 {
-    cldp_layer_size ls;
-    cldp_layer_size_of(r->model, ps->l, ps->rows, &ls);
     if (L->act != CLDP_ACT_NONE) TRY(cldp_replica_act_backward(r, ps->dout, ps->out, ps->rows * L->out, (int)L->act));
-    TRY(cldp_replica_gemm(r, &ls.gemm[CLDP_GEMM_DW], ps->dout, ps->in, ps->accumulate ? 1.0f : 0.0f, r->grads));
     cl_kernel k;
-    TRY(cldp_replica_kernel(r, "bias_grad", &k));
     cl_uint urows = (cl_uint)ps->rows, cols = (cl_uint)L->out, boff = (cl_uint)L->b_off;
     cl_int acc = ps->accumulate ? 1 : 0;
+    if (narrow(r, L)) {
+        cl_uint in = (cl_uint)L->in, woff = (cl_uint)L->w_off;
+        TRY(cldp_replica_kernel(r, "dense_narrow_dw", &k));
+        ARG(k, 0, ps->dout);
+        ARG(k, 1, ps->in);
+        ARG(k, 2, urows);
+        ARG(k, 3, in);
+        ARG(k, 4, cols);
+        ARG(k, 5, r->grads);
+        ARG(k, 6, woff);
+        ARG(k, 7, acc);
+        TRY(cldp_replica_launch(r, k, "dense_narrow_dw", (L->in + 3) / 4));
+    } else {
+        cldp_layer_size ls;
+        cldp_layer_size_of(r->model, ps->l, ps->rows, &ls);
+        TRY(cldp_replica_gemm(r, &ls.gemm[CLDP_GEMM_DW], ps->dout, ps->in, ps->accumulate ? 1.0f : 0.0f, r->grads));
+    }
+    const char *name = r->fast_kernels ? "bias_grad" : "bias_grad_plain";
+    TRY(cldp_replica_kernel(r, name, &k));
     ARG(k, 0, ps->dout);
     ARG(k, 1, urows);
     ARG(k, 2, cols);
     ARG(k, 3, r->grads);
     ARG(k, 4, boff);
     ARG(k, 5, acc);
-    return cldp_replica_launch(r, k, "bias_grad", L->out);
+    return cldp_replica_launch(r, k, name, r->fast_kernels ? (L->out + 3) / 4 : L->out);
 }
 
 static cldp_status dense_backward_input(cldp_replica *r, const cldp_layer_desc *L, const cldp_pass *ps)
 {
-    (void)L;
+    if (narrow(r, L)) {
+        cl_kernel k;
+        cl_uint urows = (cl_uint)ps->rows, in = (cl_uint)L->in, cols = (cl_uint)L->out, woff = (cl_uint)L->w_off;
+        TRY(cldp_replica_kernel(r, "dense_narrow_dx", &k));
+        ARG(k, 0, ps->dout);
+        ARG(k, 1, urows);
+        ARG(k, 2, in);
+        ARG(k, 3, cols);
+        ARG(k, 4, r->params);
+        ARG(k, 5, woff);
+        ARG(k, 6, ps->din);
+        return cldp_replica_launch_rows(r, k, "dense_narrow_dx", (L->in + 3) / 4, ps->rows);
+    }
     cldp_layer_size ls;
     cldp_layer_size_of(r->model, ps->l, ps->rows, &ls);
     return cldp_replica_gemm(r, &ls.gemm[CLDP_GEMM_DX], ps->dout, r->params, 0.0f, ps->din);

@@ -63,6 +63,9 @@ double cldp_layer_gain(int act);
 cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k);
 /* Launches k over n work-items (1-D, the global size padded to the work-group size). */
 cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, size_t n);
+/* Launches k over n x rows work-items (2-D: get_global_id(1) is the row; the first dimension is
+ * padded as above). */
+cldp_status cldp_replica_launch_rows(cldp_replica *r, cl_kernel k, const char *name, size_t n, size_t rows);
 /* C = op(A)·op(B) + beta·C in the shape G, through CLBlast. */
 cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c);
 /* Kernel arguments: ARG(k, i, value) records a failure and returns from the caller. */
