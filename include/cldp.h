@@ -709,6 +709,60 @@ CLDP_API size_t cldp_server_outputs(const cldp_server *server);
 /* 1 while the server accepts requests (created, a device alive, not shutting down). */
 CLDP_API int cldp_server_ready(const cldp_server *server);
 
+/* ---- timeline ----------------------------------------------------------------------------
+ *
+ * A timeline of what every trainer and server of the process did, for Perfetto
+ * (https://ui.perfetto.dev) or chrome://tracing: cldp_trace_start records, cldp_trace_stop writes
+ * Chrome trace-event JSON. Lanes: 0 is the host (the caller's thread: each training step), and
+ * one lane per device, which holds both the device's own work (timed by OpenCL profiling events,
+ * mapped to host time) and the host work of the worker thread that drives it (host clock).
+ * Categories, so that a per-device breakdown of a step sums without counting anything twice:
+ *   "gemm"      each CLBlast GEMM (name "gemm", with its layer), device-timed
+ *   "kernel"    each cldp kernel launch (name: the kernel, e.g. "bias_act"), device-timed
+ *   "transfer"  "grad copy" (gradients to the host), "input upload", "loss read", device-timed
+ *   "broadcast" "param write": the new parameters to the device, device-timed
+ *   "reduce"    "reduce": a piece of the host reduction, on the lane of the worker that summed it
+ *   "update"    "update": the optimizer's part of that piece's fused pass (a piece shows its
+ *               summing time, then its update time: the two alternate block by block)
+ *   "wait"      "wait": a device's idle time waiting for the slowest device of the step
+ *   "serve"     "queue wait" (a batch's oldest request, from submit to the batch), "batch"
+ *               (forming it from the queue), "compute" (running it), on the device's lane
+ *   "step"      enclosing spans, to exclude from sums: "forward" and "backward" per layer on
+ *               a device lane (from its first to its last command), "step" on the host lane
+ * Recording costs one relaxed atomic load per site while off. While on, events are kept in memory
+ * (at most 2^21; later ones are dropped and the file's metadata says how many). */
+
+/* One recorded interval of a timeline (cldp_trace_events). */
+typedef struct cldp_trace_event {
+    const char *name;     /* what ran, e.g. "forward", "backward", "gemm", "kernel", "grad copy",
+                             "reduce", "update", "broadcast", "wait", "queue wait", "batch", "compute";
+                             valid until the next cldp_trace_start */
+    const char *category; /* one of "gemm", "kernel", "transfer", "reduce", "update", "broadcast",
+                             "wait", "step", "serve" */
+    int lane;             /* 0: the host; 1, 2, ...: one per device, numbered in the order the devices
+                             were first traced (cldp_trace_lane_name names it) */
+    int layer;            /* the layer's index for per-layer work, else -1 */
+    uint64_t step;        /* the trainer's step count when it was recorded (0 outside training) */
+    double start_us;      /* microseconds since cldp_trace_start */
+    double dur_us;        /* its length in microseconds */
+} cldp_trace_event;
+
+/* Starts recording a timeline of every trainer and server in the process (replacing any previous
+ * recording); `path` (may be NULL: memory only) is where cldp_trace_stop writes Chrome trace-event
+ * JSON. Device work is timed with OpenCL profiling events mapped to host time where the device
+ * gives them, host timestamps elsewhere. Thread-safe. */
+CLDP_API cldp_status cldp_trace_start(const char *path);
+/* Stops recording and writes the file given to cldp_trace_start (atomically: temporary, rename);
+ * the events stay readable (cldp_trace_events) until the next start. */
+CLDP_API cldp_status cldp_trace_stop(void);
+/* Events recorded so far (0 when none). */
+CLDP_API size_t cldp_trace_event_count(void);
+/* Copies up to `capacity` events from index `first` into `events`; *count gets how many. */
+CLDP_API cldp_status cldp_trace_events(size_t first, cldp_trace_event *events, size_t capacity,
+                                       size_t *count);
+/* The lane's name ("host", or the device's "p:d name"), into buf (capacity bytes). */
+CLDP_API cldp_status cldp_trace_lane_name(int lane, char *buf, size_t capacity);
+
 /* ---- test control: NOT for use by applications ------------------------------------------
  *
  * One fenced door for the test suite's hooks, in the manner of sqlite3_test_control: fault

@@ -28,6 +28,7 @@ static phase *phase_new(cldp_trainer *t, phase_kind kind)
     memset(ph, 0, sizeof *ph);
     ph->t = t;
     ph->kind = kind;
+    ph->step = kind == PHASE_TRAIN || kind == PHASE_UPDATE ? t->t + 1 : 0;
     ph->n = t->n;
     ph->params = kind == PHASE_UPDATE ? t->next_master : t->master;
     for (size_t r = 0; r < t->n; r++) {
@@ -50,9 +51,8 @@ static void phase_release(void *ctx, int abandoned)
     cldp_trainer_release(t);
 }
 
-cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t r)
+static cldp_status phase_work(cldp_run *run, phase *ph, size_t r)
 {
-    phase *ph = ctx;
     switch (ph->kind) {
     case PHASE_TRAIN:
     case PHASE_UPDATE: return cldp_step_job(run, ph, r);
@@ -64,6 +64,16 @@ cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t r)
     case PHASE_COUNT: break;
     }
     return CLDP_OK;
+}
+
+cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t r)
+{
+    phase *ph = ctx;
+    /* the worker's own work (pieces it sums) goes on its device's lane, with the step */
+    if (CLDP_TRACING()) cldp_trace_set_thread(cldp_trace_lane_for(&ph->reps[r]->dev->info), ph->step);
+    cldp_status st = phase_work(run, ph, r);
+    cldp_replica_trace_flush(ph->reps[r]); /* the device commands' times, while they are at hand */
+    return st;
 }
 
 /* ---- the failure policy ---------------------------------------------------------------- */

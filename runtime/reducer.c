@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "reducer.h"
 #include "collective.h"
+#include "trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,15 @@ struct cldp_reducer {
     _Atomic int *delivered;   /* (max_ranks, nseg) */
     _Atomic int *claimed, *done; /* (npieces) */
     int *code;                /* (npieces) the OR of its blocks' codes, valid once done */
+    const char *block_name;   /* the timeline's name for the callback's part, or NULL */
+    int per_layer;
 };
+
+void cldp_reducer_trace_as(cldp_reducer *rd, const char *block_name, int per_layer)
+{
+    rd->block_name = block_name;
+    rd->per_layer = per_layer;
+}
 
 void cldp_reducer_destroy(cldp_reducer *rd)
 {
@@ -127,13 +136,28 @@ static int do_piece(cldp_reducer *rd, const struct piece *pc)
     float scratch[(CLDP_MAX_RANKS + 1) / 2 * CLDP_SUM_BLOCK];
     const float *src[CLDP_MAX_RANKS];
     size_t base = rd->seg_off[pc->seg];
-    int code = 0;
+    int code = 0, traced = CLDP_TRACING() && rd->block_name;
+    double t0 = CLDP_TRACING() ? cldp_trace_clock_us() : 0, summing = 0;
     for (size_t blk = pc->begin; blk < pc->end; blk += CLDP_SUM_BLOCK) {
         size_t len = pc->end - blk < CLDP_SUM_BLOCK ? pc->end - blk : CLDP_SUM_BLOCK;
         for (size_t d = 0; d < rd->n; d++) src[d] = rd->src[d * rd->nseg + pc->seg] + (blk - base);
-        code |= rd->fn(rd->ctx, blk, cldp_tree_sum(src, rd->n, len, scratch), len);
+        if (traced) { /* the sum and the callback timed apart, for the two events below */
+            double a = cldp_trace_clock_us();
+            const float *sum = cldp_tree_sum(src, rd->n, len, scratch);
+            summing += cldp_trace_clock_us() - a;
+            code |= rd->fn(rd->ctx, blk, sum, len);
+        } else {
+            code |= rd->fn(rd->ctx, blk, cldp_tree_sum(src, rd->n, len, scratch), len);
+        }
     }
     if (rd->fence) rd->fence();
+    if (t0 > 0) {
+        double t1 = cldp_trace_clock_us();
+        int layer = rd->per_layer ? (int)pc->seg : -1;
+        if (!traced) summing = t1 - t0;
+        cldp_trace_here("reduce", "reduce", layer, t0, t0 + summing);
+        if (traced) cldp_trace_here(rd->block_name, rd->block_name, layer, t0 + summing, t1);
+    }
     return code;
 }
 

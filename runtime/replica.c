@@ -94,6 +94,7 @@ void cldp_replica_destroy(cldp_replica *r)
     if (!r) return;
     cldp_replica_release_grads(r);
     if (r->queue) clFinish(r->queue);
+    cldp_trace_queue_free(&r->trace);
     if (r->xfer) {
         clFinish(r->xfer);
         clReleaseCommandQueue(r->xfer);
@@ -127,6 +128,30 @@ void cldp_replica_destroy(cldp_replica *r)
 }
 
 static cldp_status make_row_buffers(cldp_replica *r);
+
+/* ---- the timeline ---------------------------------------------------------------------- */
+
+cl_event *cldp_replica_trace_ev(cldp_replica *r, const char *name, const char *cat, int gemm, int xfer)
+{
+    cldp_trace_queue *tq = cldp_trace_queue_for(&r->trace, &r->dev->info, r->queue);
+    if (!tq) return NULL;
+    return cldp_trace_push(tq, r->queue, name, cat, r->trace_layer, xfer ? CLDP_TRACK_XFER : CLDP_TRACK_QUEUE,
+                           gemm ? r->queue : NULL);
+}
+
+void cldp_replica_trace_flush(cldp_replica *r)
+{
+    if (r->trace) cldp_trace_flush(r->trace, r->queue);
+}
+
+void cldp_replica_trace_span(cldp_replica *r, size_t l, const char *name, int end)
+{
+    r->trace_layer = end ? -1 : (int)l;
+    if (!CLDP_TRACING()) return;
+    cldp_trace_queue *tq = cldp_trace_queue_for(&r->trace, &r->dev->info, r->queue);
+    if (tq && end) cldp_trace_span_end(tq, r->queue, name, (int)l);
+    else if (tq) cldp_trace_span_begin(tq, r->queue);
+}
 
 /* Host memory the gradients are copied into, where they are copied at all: pinned (mapped for the
  * replica's life) unless CLDP_STAGING=copy asks for plain memory. A driver that cannot pin that
@@ -163,7 +188,7 @@ static cldp_status replica_init(cldp_replica *r)
     if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateContext failed with %s", r->name, cldp_cl_error_name(err));
     TRY(cldp_tuning_apply(r->dev->id, r->dev->info.name, r->dev->info.driver_version, r->name));
     if (cldp_test_device_alloc_fails()) err = CL_OUT_OF_RESOURCES;
-    else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
+    else r->queue = clCreateCommandQueue(r->ctx, r->dev->id, cldp_trace_profile_queues ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) return cldp_fail(cldp_cl_alloc_status(err), "%s: clCreateCommandQueue failed with %s", r->name, cldp_cl_error_name(err));
     TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
     int spatial = 0;
@@ -251,6 +276,7 @@ static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size
     r->model = m;
     r->max_rows = max_rows;
     r->forward_only = forward_only;
+    r->trace_layer = -1;
     snprintf(r->name, sizeof r->name, "device %u:%u (%s)", dev->info.platform_index, dev->info.device_index, dev->info.name);
     const cldp_config *cfg;
     cldp_status st = cldp_config_get(&cfg);
@@ -308,7 +334,8 @@ cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *p, siz
     int inj = cldp_replica_fault_fires(r, CLDP_FAULT_WRITE);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
                      : clEnqueueWriteBuffer(r->queue, r->params, blocking ? CL_TRUE : CL_FALSE, begin * sizeof(float),
-                                            (end - begin) * sizeof(float), p + begin, 0, NULL, NULL);
+                                            (end - begin) * sizeof(float), p + begin, 0, NULL,
+                                            CLDP_REPLICA_EV(r, "param write", "broadcast"));
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueWriteBuffer(parameters) failed with %s%s", r->name,
                          cldp_cl_error_name(err), cldp_replica_injected(inj));
@@ -321,10 +348,12 @@ cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *la
     REQUIRE(rows <= r->max_rows, "%s: cldp_replica_load: %zu rows, the replica holds %zu", r->name, rows, r->max_rows);
     size_t xb = rows * r->model->inputs * sizeof(float);
     memcpy(r->x_host, x, xb); /* the caller's memory is read here, never later by the driver */
-    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->x, CL_FALSE, 0, xb, r->x_host, 0, NULL, NULL));
+    CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->x, CL_FALSE, 0, xb, r->x_host, 0, NULL,
+                                           CLDP_REPLICA_EV(r, "input upload", "transfer")));
     if (labels) {
         memcpy(r->labels_host, labels, rows * sizeof(int32_t));
-        CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), r->labels_host, 0, NULL, NULL));
+        CL_CHECK(r->name, clEnqueueWriteBuffer(r->queue, r->labels, CL_FALSE, 0, rows * sizeof(int32_t), r->labels_host, 0, NULL,
+                                               CLDP_REPLICA_EV(r, "input upload", "transfer")));
     }
     return CLDP_OK;
 }
@@ -335,8 +364,11 @@ cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_su
     REQUIRE(rows <= r->max_rows, "%s: cldp_replica_read_loss: %zu rows, the replica holds %zu", r->name, rows, r->max_rows);
     float *loss = r->loss_host;
     int32_t *ok = r->correct_host;
-    cl_int err = clEnqueueReadBuffer(r->queue, r->loss, CL_FALSE, 0, rows * sizeof(float), loss, 0, NULL, NULL);
-    if (err == CL_SUCCESS) err = clEnqueueReadBuffer(r->queue, r->correct, CL_TRUE, 0, rows * sizeof(int32_t), ok, 0, NULL, NULL);
+    cl_int err = clEnqueueReadBuffer(r->queue, r->loss, CL_FALSE, 0, rows * sizeof(float), loss, 0, NULL,
+                                     CLDP_REPLICA_EV(r, "loss read", "transfer"));
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(r->queue, r->correct, CL_TRUE, 0, rows * sizeof(int32_t), ok, 0, NULL,
+                                  CLDP_REPLICA_EV(r, "loss read", "transfer"));
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(losses) failed with %s", r->name, cldp_cl_error_name(err));
     double sum = 0;
@@ -354,7 +386,8 @@ cldp_status cldp_replica_read_grads(cldp_replica *r, float *dst)
 {
     int inj = cldp_replica_fault_fires(r, CLDP_FAULT_READ);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
-                     : clEnqueueReadBuffer(r->queue, r->grads, CL_TRUE, 0, r->model->nparams * sizeof(float), dst, 0, NULL, NULL);
+                     : clEnqueueReadBuffer(r->queue, r->grads, CL_TRUE, 0, r->model->nparams * sizeof(float), dst, 0, NULL,
+                                           CLDP_REPLICA_EV(r, "grad copy", "transfer"));
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients) failed with %s%s", r->name,
                          cldp_cl_error_name(err), cldp_replica_injected(inj));
@@ -368,7 +401,8 @@ cldp_status cldp_replica_map_grads(cldp_replica *r, float **grads)
     cl_int err = CL_OUT_OF_RESOURCES;
     void *p = inj ? NULL
                   : clEnqueueMapBuffer(r->queue, r->grads, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
-                                       r->model->nparams * sizeof(float), 0, NULL, NULL, &err);
+                                       r->model->nparams * sizeof(float), 0, NULL,
+                                       CLDP_REPLICA_EV(r, "grad copy", "transfer"), &err);
     if (!p || err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueMapBuffer(gradients) failed with %s%s", r->name,
                          cldp_cl_error_name(err), cldp_replica_injected(inj));

@@ -7,6 +7,7 @@
 
 #include "devices.h"
 #include "model.h"
+#include "trace.h"
 
 /* Test-only faults, armed by the trainer for one step; each fires once, at its call site, and
  * takes the same path as a real error from that call. */
@@ -80,6 +81,9 @@ typedef struct cldp_replica {
     float *out_host;         /* (max_rows, outputs) cldp_replica_probs's result */
     int forward_only;        /* an inference replica: no gradients, staging, labels or losses,
                              delta[0] holds (max_rows, outputs) probabilities only */
+    struct cldp_trace_queue *trace; /* traced commands waiting for their times (trace.h): made on
+                                     the first command traced, NULL while nothing was */
+    int trace_layer;         /* the layer whose pass is enqueuing (-1: none), for the timeline */
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
@@ -92,6 +96,16 @@ typedef struct cldp_replica {
 int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind);
 const char *cldp_replica_injected(int yes);
 void cldp_replica_stall(const cldp_replica *r);
+
+/* The timeline (trace.h): where a traced command's event goes (NULL when not recording), named
+ * `name` in category `cat`, on the layer r->trace_layer; `gemm`: the command is a CLBlast GEMM
+ * (a marker before it marks its start); `xfer`: it runs on the transfer queue. */
+cl_event *cldp_replica_trace_ev(cldp_replica *r, const char *name, const char *cat, int gemm, int xfer);
+#define CLDP_REPLICA_EV(r, name, cat) (CLDP_TRACING() ? cldp_replica_trace_ev((r), (name), (cat), 0, 0) : NULL)
+/* The traced commands' times, read and recorded (waits for them); nothing when none are pending. */
+void cldp_replica_trace_flush(cldp_replica *r);
+/* Opens / closes the per-layer span ("forward", "backward") of layer l's commands. */
+void cldp_replica_trace_span(cldp_replica *r, size_t l, const char *name, int end);
 
 /* Device bytes a replica of `m` holding `max_rows` rows needs (buffers above, CLBlast scratch
  * excluded). */

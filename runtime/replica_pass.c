@@ -51,7 +51,8 @@ cldp_status cldp_replica_launch_rows(cldp_replica *r, cl_kernel k, const char *n
     size_t local[2] = {r->local_size, 1}, global[2] = {(n + local[0] - 1) / local[0] * local[0], rows};
     int inj = fault_fires(r, CLDP_FAULT_KERNEL);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
-                     : clEnqueueNDRangeKernel(r->queue, k, rows > 1 ? 2 : 1, NULL, global, local, 0, NULL, NULL);
+                     : clEnqueueNDRangeKernel(r->queue, k, rows > 1 ? 2 : 1, NULL, global, local, 0, NULL,
+                                              CLDP_REPLICA_EV(r, name, "kernel"));
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s%s", r->name, name,
                          n * rows, cldp_cl_error_name(err), injected(inj));
@@ -70,15 +71,16 @@ cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem 
     if (fault_fires(r, CLDP_FAULT_STALL)) stall(r);
     CLBlastStatusCode st;
     int inj = fault_fires(r, CLDP_FAULT_GEMM);
+    cl_event *ev = CLDP_TRACING() ? cldp_replica_trace_ev(r, "gemm", "gemm", 1, 0) : NULL;
     if (inj)
         st = CLBlastOpenCLOutOfResources;
     else if (r->gemm_temp)
         st = CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k,
                                         1.0f, a, G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc,
-                                        &r->queue, NULL, r->gemm_temp);
+                                        &r->queue, ev, r->gemm_temp);
     else
         st = CLBlastSgemm(CLBlastLayoutRowMajor, trans(G->trans_a), trans(G->trans_b), G->m, G->n, G->k, 1.0f, a,
-                          G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc, &r->queue, NULL);
+                          G->a_off, G->lda, b, G->b_off, G->ldb, beta, c, G->c_off, G->ldc, &r->queue, ev);
     if (st != CLBlastSuccess)
         return cldp_fail(CLDP_ERR_CLBLAST, "%s: CLBlastSgemm (%s, %zux%zux%zu) failed with %s (%d)%s", r->name, G->what,
                          G->m, G->n, G->k, cldp_clblast_error_name(st), (int)st, injected(inj));
@@ -92,7 +94,9 @@ cldp_status cldp_replica_forward(cldp_replica *r, size_t rows)
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
         cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], NULL, NULL, 0};
+        cldp_replica_trace_span(r, l, "forward", 0);
         TRY(cldp_layer_ops_of(L->kind)->forward(r, L, &ps));
+        cldp_replica_trace_span(r, l, "forward", 1);
     }
     return CLDP_OK;
 }
@@ -129,7 +133,7 @@ static cldp_status stream_layer(cldp_replica *r, size_t l)
     if (L->nparams == 0) return CLDP_OK; /* nothing to copy: the reducer's segment is empty */
     if (!r->xfer) {
         cl_int err;
-        r->xfer = clCreateCommandQueue(r->ctx, r->dev->id, 0, &err);
+        r->xfer = clCreateCommandQueue(r->ctx, r->dev->id, cldp_trace_profile_queues ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
         if (err != CL_SUCCESS)
             return cldp_fail(CLDP_ERR_OPENCL, "%s: clCreateCommandQueue (transfers) failed with %s", r->name, cldp_cl_error_name(err));
     }
@@ -142,6 +146,8 @@ static cldp_status stream_layer(cldp_replica *r, size_t l)
                      : clEnqueueReadBuffer(r->xfer, r->grads, CL_FALSE, first * sizeof(float), count * sizeof(float),
                                            r->stage + first, 1, &done, &r->layer_ev[l]);
     clReleaseEvent(done);
+    cl_event *ev = err == CL_SUCCESS && CLDP_TRACING() ? cldp_replica_trace_ev(r, "grad copy", "transfer", 0, 1) : NULL;
+    if (ev && clRetainEvent(r->layer_ev[l]) == CL_SUCCESS) *ev = r->layer_ev[l];
     if (err != CL_SUCCESS)
         return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueReadBuffer(gradients of a layer) failed with %s%s", r->name,
                          cldp_cl_error_name(err), injected(inj));
@@ -225,9 +231,11 @@ static cldp_status backward(cldp_replica *r, size_t rows, float scale, int accum
         const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
         cldp_pass ps = {l, rows, l == 0 ? r->x : r->act[l - 1], r->act[l], r->delta[cur],
                         l == 0 || ops->in_place_backward ? NULL : r->delta[1 - cur], accumulate};
+        cldp_replica_trace_span(r, l, "backward", 0);
         if (l > 0 || L->nparams) TRY(ops->backward(r, L, &ps));
         if (stream) TRY(stream_layer(r, l));
         if (ps.din && ops->backward_input) TRY(ops->backward_input(r, L, &ps));
+        cldp_replica_trace_span(r, l, "backward", 1);
         if (!ops->in_place_backward) cur = 1 - cur;
     }
     return CLDP_OK;
@@ -246,7 +254,8 @@ cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs
     ARG(k, 2, classes);
     ARG(k, 3, r->delta[0]);
     TRY(cldp_replica_launch(r, k, "softmax_rows", rows));
-    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), r->out_host, 0, NULL, NULL));
+    CL_CHECK(r->name, clEnqueueReadBuffer(r->queue, r->delta[0], CL_TRUE, 0, rows * classes * sizeof(float), r->out_host, 0, NULL,
+                                          CLDP_REPLICA_EV(r, "output read", "transfer")));
     return CLDP_OK;
 }
 
@@ -268,6 +277,7 @@ cldp_status cldp_replica_warm_up(cldp_replica *r)
     const float *probs;
     if ((st = cldp_replica_probs(r, 1, &probs)) != CLDP_OK) goto out;
     cl_int err = clFinish(r->queue);
+    cldp_replica_trace_flush(r);
     if (err != CL_SUCCESS) st = cldp_fail(CLDP_ERR_OPENCL, "%s: clFinish (warm-up) failed with %s", r->name, cldp_cl_error_name(err));
 out:
     free(x);

@@ -4,6 +4,7 @@
  * shutdown are server_life.c; the devices' side is server_dev.c. */
 #define _POSIX_C_SOURCE 200809L
 #include "server.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <math.h>
@@ -167,7 +168,7 @@ int cldp_srv_take(cldp_server *s, srv_worker *w)
         else pthread_cond_wait(&s->work_cv, &s->mu);
     }
     /* the batch: ranges from the head, all on one generation (a request's rows never mix two) */
-    double now = cldp_now_ms();
+    double now = cldp_now_ms(), oldest = now;
     srv_params *pv = NULL;
     w->nparts = w->rows = 0;
     while (s->head && w->rows < w->max_rows) {
@@ -179,6 +180,7 @@ int cldp_srv_take(cldp_server *s, srv_worker *w)
             r->pv = pv;
             atomic_fetch_add(&pv->refs, 1);
         }
+        if (r->t_submit < oldest) oldest = r->t_submit;
         if (r->t_first == 0) {
             r->t_first = now;
             w->st.queue_ms += now - r->t_submit;
@@ -201,6 +203,11 @@ int cldp_srv_take(cldp_server *s, srv_worker *w)
     w->batch_start = now;
     if (s->o.schedule == CLDP_SCHEDULE_ROUND_ROBIN) s->rr_turn = next_alive(s, w->rank);
     if (s->head) wake(s); /* more for another idle worker */
+    if (CLDP_TRACING()) { /* the worker's lane: its batch's oldest wait, and forming the batch */
+        int lane = cldp_trace_lane_for(&w->dev->info);
+        cldp_trace_add("queue wait", "serve", lane, CLDP_TRACK_ASYNC, -1, 0, oldest * 1e3, now * 1e3);
+        cldp_trace_add("batch", "serve", lane, CLDP_TRACK_THREAD, -1, 0, now * 1e3, cldp_now_ms() * 1e3);
+    }
     return 1;
 }
 

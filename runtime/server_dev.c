@@ -4,6 +4,7 @@
  * policy, parameter generations on the devices, and the test hooks (faults, slowdown). */
 #define _POSIX_C_SOURCE 200809L
 #include "server.h"
+#include "trace.h"
 #include "balance.h"
 #include "memplan.h"
 #include "config.h"
@@ -117,8 +118,11 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
 
         double t0 = cldp_now_ms();
         const float *probs = NULL;
+        if (CLDP_TRACING()) cldp_trace_set_thread(cldp_trace_lane_for(&w->dev->info), 0);
         cldp_status st = run_batch(s, w, pv, rows, &dev_gen, fault, fault_ms, &probs);
         double ms = cldp_now_ms() - t0;
+        if (CLDP_TRACING()) cldp_trace_here("compute", "serve", -1, t0 * 1e3, (t0 + ms) * 1e3);
+        cldp_replica_trace_flush(w->rep); /* its device commands' times */
         if (CLDP_TEST_ARMED() && slowdown > 1 && st == CLDP_OK) sleep_ms((slowdown - 1) * ms);
 
         cldp_request *done = NULL;

@@ -367,12 +367,14 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
             seg[l] = ls.params;
         }
         if ((st = cldp_reducer_create(seg, model->nlayers, n, &t->reducer)) != CLDP_OK) goto fail;
+        cldp_reducer_trace_as(t->reducer, ranks ? NULL : "update", 1); /* over ranks it only sums */
         if (ranks) {
             st = CLDP_ERR_HOST_MEMORY;
             t->lsum = cldp_calloc(np, sizeof(float), "local gradient sum");
             t->gsum = cldp_calloc(np, sizeof(float), "gradient sum over ranks");
             if (!t->lsum || !t->gsum) goto fail;
             if ((st = cldp_reducer_create(seg, model->nlayers, 1, &t->upd)) != CLDP_OK) goto fail;
+            cldp_reducer_trace_as(t->upd, "update", 1);
         }
     }
     if (CLDP_TEST_ARMED() || cfg->fault[0])
@@ -472,6 +474,9 @@ static void train_stats(cldp_trainer *t, cldp_run *run, const phase *ph, double 
         t->stats[r].reduce_ms = t->stats[r].broadcast_ms = 0;
         *loss += ph->loss_sum[r];
         *correct += ph->correct[r];
+        if (CLDP_TRACING()) /* the device's idle time on its lane, as its worker saw it */
+            cldp_trace_add("wait", "wait", cldp_trace_lane_for(&t->devs[r]->info), CLDP_TRACK_THREAD, -1, ph->step,
+                           ph->train_end[r] * 1e3, last_end * 1e3);
     }
     cldp_balancer_observe(t->bal, t->origin, t->n, t->shard_len, ms); /* sizes the next step's shards */
 }
@@ -498,6 +503,7 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     TRY(cldp_trainer_check_inputs(t, x, labels, n, t->opts.batch, "cldp_trainer_step"));
     TRY(cldp_trainer_rebroadcast_if_dirty(t));
     double t0 = cldp_now_ms();
+    uint64_t step_no = t->t + 1; /* the timeline's */
     t->x = x;
     t->labels = labels;
     t->batch_n = n;
@@ -565,6 +571,7 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
         stats->devices = t->n;
         stats->step_ms = cldp_now_ms() - t0;
     }
+    if (CLDP_TRACING()) cldp_trace_add("step", "step", 0, CLDP_TRACK_QUEUE, -1, step_no, t0 * 1e3, cldp_now_ms() * 1e3);
     return st;
 }
 

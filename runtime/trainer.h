@@ -36,6 +36,7 @@ typedef enum {
 typedef struct phase {
     struct cldp_trainer *t;
     phase_kind kind;
+    uint64_t step;                /* the timeline's step: t + 1 for a step's phases, else 0 */
     size_t n;
     cldp_replica *reps[CLDP_MAX_DEVICES];
     const char *names[CLDP_MAX_DEVICES];
