@@ -841,10 +841,11 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
 #include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
 #include "cldp-bench-cnn.h" /* the section "cnn": the CNN preset, conv rates, the MLP step */
+#include "cldp-bench-profile.h" /* the section "profile": where a step's time goes, beside PyTorch */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "profile", "mpi"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, profile, mpi"
 
 static int is_section(const char *s)
 {
@@ -882,7 +883,7 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|profile|mpi]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -890,6 +891,10 @@ int main(int argc, char **argv)
                    "With --json the last line is one JSON object of every figure.\n"
                    "--only mixed compares the first two devices as they are, balanced vs each alone, e.g.\n"
                    "  POCL_DEVICES=\"basic pthread\" cldp-bench --only mixed\n"
+                   "--only profile breaks a step down per device on 1 and 2 devices (GEMMs, kernels, transfers,\n"
+                   "  host reduction, broadcast, waits), beside PyTorch DDP (samples/peer; needs python3-torch;\n"
+                   "  $CLDP_PEER_SCRIPT names another copy of the script), e.g.\n"
+                   "  POCL_DEVICES=\"basic basic\" cldp-bench --only profile\n"
                    "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
                    "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
             return 0;
@@ -924,6 +929,7 @@ int main(int argc, char **argv)
     if ((!only || !strcmp(only, "cnn")) && ndev >= 2) bench_cnn(&o, js, m, &d);
     if (only && !strcmp(only, "mixed")) bench_mixed(&o, js, &d);
     if (!only || !strcmp(only, "serve")) bench_serve(&o, js);
+    if (!only || !strcmp(only, "profile")) bench_profile(&o, js, m, &d);
     if (mpi) bench_mpi(&o, js, m, &d);
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);
