@@ -147,14 +147,16 @@ __kernel void bias_grad_plain(__global const float *d, const uint rows, const ui
     grads[b_off + c] = accumulate ? grads[b_off + c] + s : s;
 }
 
-/* ---- narrow dense layers: out <= NARROW outputs, W (out, in) at params + w_off, b after it ---- */
+/* ---- narrow dense layers: out <= NARROW outputs, W (out, in) at params + w_off, b after it ----
+ * The three take the same arguments: (source rows, a matrix, rows, in, out, destination, w_off,
+ * a flag: the activation, accumulate, or none). */
 
 /* y[r][o] = act(b[o] + sum_i x[r][i]·W[o][i]), one work-item per row: the row is read once, W
  * (out x in, small) stays in cache. Each dot product sums four interleaved partial sums over
  * i = 4j + lane, then the lanes as (0+1)+(2+3), then the tail i >= in - in%4 in order. */
-__kernel void dense_narrow_forward(__global const float *x, const uint rows, const uint in, const uint out,
-                                   __global const float *params, const uint w_off, const int act,
-                                   __global float *y)
+__kernel void dense_narrow_forward(__global const float *x, __global const float *params, const uint rows,
+                                   const uint in, const uint out, __global float *y, const uint w_off,
+                                   const int act)
 {
     const size_t r = get_global_id(0);
     if (r >= rows) return;
@@ -207,8 +209,8 @@ __kernel void dense_narrow_dw(__global const float *d, __global const float *x, 
 
 /* dx[r][i] = sum over o of d[r][o]·W[o][i], in order of o: work-item (q, r) takes inputs
  * 4q .. 4q+3 of row r (fewer at the end). */
-__kernel void dense_narrow_dx(__global const float *d, const uint rows, const uint in, const uint out,
-                              __global const float *params, const uint w_off, __global float *dx)
+__kernel void dense_narrow_dx(__global const float *d, __global const float *params, const uint rows,
+                              const uint in, const uint out, __global float *dx, const uint w_off, const int unused)
 {
     const size_t i = 4 * get_global_id(0), r = get_global_id(1);
     if (i >= in || r >= rows) return;

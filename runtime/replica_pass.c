@@ -59,6 +59,14 @@ cldp_status cldp_replica_launch_rows(cldp_replica *r, cl_kernel k, const char *n
     return CLDP_OK;
 }
 
+cldp_status cldp_replica_run(cldp_replica *r, const char *name, const cldp_arg *args, size_t nargs, size_t n, size_t rows)
+{
+    cl_kernel k;
+    TRY(cldp_replica_kernel(r, name, &k));
+    for (size_t i = 0; i < nargs; i++) CL_CHECK(r->name, clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value));
+    return cldp_replica_launch_rows(r, k, name, n, rows);
+}
+
 cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, size_t n)
 {
     return cldp_replica_launch_rows(r, k, name, n, 1);

@@ -252,8 +252,8 @@ static void bench_profile(const opts *o, FILE *js, const cldp_model *m, const da
         if (np) {
             double p_sps = median(peer_sps, np), p_step = (double)o->batch / p_sps * 1e3, p_rate = median(peer_rate, np);
             double p_gemm = peer.gemm_flop / (p_rate * 1e6); /* its step's matmuls at its median rate, ms */
-            printf("   PyTorch %zu rank%s: %.0f samples/s (median of %d runs; its matmuls alone %.1f ms, %.1f GFLOP/s; %s)\n", n,
-                   n > 1 ? "s" : "", p_sps, np, p_gemm, p_rate, peer.blas);
+            printf("   PyTorch %zu rank%s: %.0f samples/s (median of %d runs); its matmuls alone %.1f ms, %.1f GFLOP/s\n"
+                   "     BLAS: %s\n", n, n > 1 ? "s" : "", p_sps, np, p_gemm, p_rate, peer.blas);
             printf("   cldp / PyTorch: before %.3f, after %.3f\n", sps[0] / p_sps, sps[1] / p_sps);
             for (int k = 0; k < 2; k++) {
                 /* the devices' mean GEMM share of the traced step, applied to the untraced step (tracing
@@ -262,12 +262,13 @@ static void bench_profile(const opts *o, FILE *js, const cldp_model *m, const da
                 for (size_t r = 0; r < n; r++) g += pr[k].ms[r][PC_GEMM] / pr[k].step_ms * step[k] / (double)n, f += pr[k].flop[r] / (double)n;
                 double g_at_peer = f / (p_rate * 1e6), at_peer = step[k] - g + g_at_peer;
                 double gap = step[k] - p_step, gemm_part = g - g_at_peer, rest = at_peer - p_step;
-                printf("   the gap split, %s: cldp %.1f ms/step vs PyTorch %.1f: %.1f ms, of which GEMM rate %.1f (%.0f%%: cldp's "
-                       "GEMMs %.1f ms at %.1f GFLOP/s, %.1f at PyTorch's rate) and the rest %.1f (%.0f%%: cldp's %.1f ms "
-                       "outside GEMMs vs PyTorch's %.1f); at PyTorch's GEMM rate cldp would run %.0f samples/s, %.3f of PyTorch\n",
+                printf("   the gap, %s: cldp %.1f ms/step, PyTorch %.1f: %.1f ms\n"
+                       "     GEMM rate %6.1f ms (%3.0f%%): cldp's CLBlast GEMMs %.1f ms at %.1f GFLOP/s, %.1f ms at PyTorch's rate\n"
+                       "     the rest  %6.1f ms (%3.0f%%): cldp's %.1f ms outside those GEMMs, PyTorch's %.1f outside its matmuls\n"
+                       "     at PyTorch's GEMM rate cldp would run %.0f samples/s, %.3f of PyTorch\n",
                        k ? "after" : "before", step[k], p_step, gap, gemm_part, 100.0 * gemm_part / gap, g, f / (g * 1e6),
-                       g_at_peer, rest, 100.0 * rest / gap, step[k] - g, p_step - p_gemm,
-                       (double)o->batch / at_peer * 1e3, p_step / at_peer);
+                       g_at_peer, rest, 100.0 * rest / gap, step[k] - g, p_step - p_gemm, (double)o->batch / at_peer * 1e3,
+                       p_step / at_peer);
                 fprintf(js, ",\"gap_%s\":{\"gap_ms\":%.3f,\"gemm_rate_ms\":%.3f,\"rest_ms\":%.3f}", k ? "after" : "before", gap,
                         gemm_part, rest);
             }

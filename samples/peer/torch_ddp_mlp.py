@@ -48,8 +48,8 @@ def blas_in_use():
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.split()[-1] if len(line.split()) >= 6 else ""
-                if "blas" in path.lower():
-                    libs.add(os.path.realpath(path))
+                if os.path.basename(path).startswith(("libblas", "libopenblas", "libmkl", "libblis")):
+                    libs.add(path)
     except OSError:
         pass
     desc = ", ".join(sorted(libs)) or "no BLAS library mapped"
