@@ -40,6 +40,7 @@ typedef struct prof_run {
     double flop[PROF_MAXDEV]; /* CLBlast GEMM FLOP per step */
     double step_ms;           /* the traced steps' wall time (the host lane's "step") */
     int steps;
+    double each_ms[64];       /* each traced step's wall time, the first 64 */
 } prof_run;
 
 /* The device rank of the trainer whose "p:d" starts the lane's name; -1 if none. */
@@ -87,7 +88,9 @@ static void prof_trace(cldp_trainer *t, const data *d, size_t batch, int steps, 
         for (size_t i = 0; i < got; i++) {
             const cldp_trace_event *e = &ev[i];
             if (e->lane == 0) {
-                if (!strcmp(e->category, "step")) pr->step_ms += e->dur_us * 1e-3, pr->steps++;
+                if (strcmp(e->category, "step")) continue;
+                if (pr->steps < 64) pr->each_ms[pr->steps] = e->dur_us * 1e-3;
+                pr->step_ms += e->dur_us * 1e-3, pr->steps++;
                 continue;
             }
             int pc = pc_of(e->category);
@@ -240,8 +243,9 @@ static void bench_profile(const opts *o, FILE *js, const cldp_model *m, const da
         printf("\n   %zu device%s (%s):\n", n, n > 1 ? "s" : "", devs);
         prof_print(&pr[0], &pr[1]);
         printf("   throughput, untraced (%d alternating rounds of %d steps, medians): before %.0f, after %.0f samples/s "
-               "(after/before %.3f); tracing costs %.1f%% of a step\n",
-               rounds, steps, sps[0], sps[1], sps[1] / sps[0], 100.0 * (pr[1].step_ms / step[1] - 1.0));
+               "(after/before %.3f);\n   a traced step's median is %+.1f%% of an untraced one's\n",
+               rounds, steps, sps[0], sps[1], sps[1] / sps[0],
+               100.0 * (median(pr[1].each_ms, pr[1].steps < 64 ? pr[1].steps : 64) / step[1] - 1.0));
         fprintf(js, "\"devices%zu\":{\"before_sps\":%.1f,\"after_sps\":%.1f", n, sps[0], sps[1]);
         for (int k = 0; k < 2; k++) {
             fprintf(js, ",\"%s\":{\"step_ms\":%.3f", k ? "after" : "before", pr[k].step_ms);
