@@ -730,7 +730,9 @@ CLDP_API int cldp_server_ready(const cldp_server *server);
  *   "step"      enclosing spans, to exclude from sums: "forward" and "backward" per layer on
  *               a device lane (from its first to its last command), "step" on the host lane
  * Recording costs one relaxed atomic load per site while off. While on, events are kept in memory
- * (at most 2^21; later ones are dropped and the file's metadata says how many). */
+ * (at most 2^21; later ones are dropped and the file's metadata says how many), in the order they
+ * were recorded (a device's commands once its worker has read their times), not sorted by start.
+ * Steps count from 1 (the trainer's first step); 0 is work outside a step (evaluation, serving). */
 
 /* One recorded interval of a timeline (cldp_trace_events). */
 typedef struct cldp_trace_event {

@@ -27,12 +27,13 @@ struct cldp_reducer {
     _Atomic int *claimed, *done; /* (npieces) */
     int *code;                /* (npieces) the OR of its blocks' codes, valid once done */
     const char *block_name;   /* the timeline's name for the callback's part, or NULL */
-    int per_layer;
+    int traced, per_layer;    /* on the timeline (cldp_reducer_trace_as; the collective is not) */
 };
 
 void cldp_reducer_trace_as(cldp_reducer *rd, const char *block_name, int per_layer)
 {
     rd->block_name = block_name;
+    rd->traced = 1;
     rd->per_layer = per_layer;
 }
 
@@ -136,8 +137,8 @@ static int do_piece(cldp_reducer *rd, const struct piece *pc)
     float scratch[(CLDP_MAX_RANKS + 1) / 2 * CLDP_SUM_BLOCK];
     const float *src[CLDP_MAX_RANKS];
     size_t base = rd->seg_off[pc->seg];
-    int code = 0, traced = CLDP_TRACING() && rd->block_name;
-    double t0 = CLDP_TRACING() ? cldp_trace_clock_us() : 0, summing = 0;
+    int code = 0, traced = CLDP_TRACING() && rd->traced && rd->block_name;
+    double t0 = CLDP_TRACING() && rd->traced ? cldp_trace_clock_us() : 0, summing = 0;
     for (size_t blk = pc->begin; blk < pc->end; blk += CLDP_SUM_BLOCK) {
         size_t len = pc->end - blk < CLDP_SUM_BLOCK ? pc->end - blk : CLDP_SUM_BLOCK;
         for (size_t d = 0; d < rd->n; d++) src[d] = rd->src[d * rd->nseg + pc->seg] + (blk - base);

@@ -60,9 +60,10 @@ int cldp_reducer_done(const cldp_reducer *rd, size_t p);
 /* Waits until piece p is done; 0 when the run was abandoned meanwhile. */
 int cldp_reducer_wait(cldp_reducer *rd, cldp_run *run, size_t p);
 
-/* How the timeline (trace.h) names a piece's work: its summing is "reduce"; the block callback's
- * part is `block_name` (e.g. "update", which is then also its category), or NULL: part of
- * "reduce". per_layer: the segments are layers (the events carry the segment as their layer). */
+/* Puts the reducer's pieces on the timeline (trace.h; a reducer is not, until this is called): a
+ * piece's summing is "reduce"; the block callback's part is `block_name` (e.g. "update", which is
+ * then also its category), or NULL: part of "reduce". per_layer: the segments are layers (the
+ * events carry the segment as their layer). */
 void cldp_reducer_trace_as(cldp_reducer *rd, const char *block_name, int per_layer);
 
 size_t cldp_reducer_pieces(const cldp_reducer *rd);

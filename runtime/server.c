@@ -204,6 +204,7 @@ int cldp_srv_take(cldp_server *s, srv_worker *w)
     if (s->o.schedule == CLDP_SCHEDULE_ROUND_ROBIN) s->rr_turn = next_alive(s, w->rank);
     if (s->head) wake(s); /* more for another idle worker */
     if (CLDP_TRACING()) { /* the worker's lane: its batch's oldest wait, and forming the batch */
+        for (size_t r = 0; r < s->n; r++) cldp_trace_lane_for(&s->w[r].dev->info); /* lanes in rank order */
         int lane = cldp_trace_lane_for(&w->dev->info);
         cldp_trace_add("queue wait", "serve", lane, CLDP_TRACK_ASYNC, -1, 0, oldest * 1e3, now * 1e3);
         cldp_trace_add("batch", "serve", lane, CLDP_TRACK_THREAD, -1, 0, now * 1e3, cldp_now_ms() * 1e3);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,7 @@ static struct {
     size_t nlanes;               /* lane 0 is the host */
     char lane_name[MAX_LANES][160];
     unsigned lane_key[MAX_LANES][2]; /* platform, device */
+    double clock_window_us[MAX_LANES]; /* the widest calibration window of the lane's devices */
 } T;
 
 static _Thread_local int tl_lane;
@@ -96,6 +98,13 @@ void cldp_trace_here(const char *name, const char *cat, int layer, double t0_us,
 
 uint64_t cldp_trace_thread_step(void) { return tl_step; }
 
+void cldp_trace_note_clock(int lane, double window_us)
+{
+    pthread_mutex_lock(&mu);
+    if (lane > 0 && lane < MAX_LANES && window_us > T.clock_window_us[lane]) T.clock_window_us[lane] = window_us;
+    pthread_mutex_unlock(&mu);
+}
+
 int cldp_trace_lane_for(const cldp_device_info *info)
 {
     if (!CLDP_TRACING()) return 0;
@@ -107,6 +116,7 @@ int cldp_trace_lane_for(const cldp_device_info *info)
         lane = (int)T.nlanes++;
         T.lane_key[lane][0] = info->platform_index;
         T.lane_key[lane][1] = info->device_index;
+        T.clock_window_us[lane] = 0;
         snprintf(T.lane_name[lane], sizeof T.lane_name[lane], "%u:%u %s", info->platform_index, info->device_index,
                  info->name);
     }
@@ -138,6 +148,9 @@ cldp_status cldp_trace_start(const char *path)
         REQUIRE(*path, "cldp_trace_start: the path is empty; give a file name, or NULL to record in memory only");
         size_t len = strlen(path);
         REQUIRE(len < 4000, "cldp_trace_start: the path is %zu characters long; at most 4000", len);
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return cldp_fail(CLDP_ERR_IO, "cldp_trace_start: %s is a directory; give the trace file's name", path);
         char tmp[4096 + 32];
         temp_name(path, tmp, sizeof tmp);
         FILE *f = fopen(tmp, "w"); /* the file must be writable now, not only when the run ends */
@@ -257,7 +270,9 @@ static int write_events(FILE *f)
                "\"traced_us\":%.3f,\"note\":",
             cldp_version_number(), T.n, T.dropped, T.t_end_us - T.t0_us);
     put_string(f, T.dropped ? "the recording reached its bound: later events were dropped" : "complete");
-    fprintf(f, "},\n\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"cldp\"}}");
+    fputs(",\"clock_window_us\":{", f); /* each device clock's calibration: its error is at most half */
+    for (size_t l = 1; l < T.nlanes; l++) fprintf(f, "%s\"%zu\":%.3f", l > 1 ? "," : "", l, T.clock_window_us[l]);
+    fprintf(f, "}},\n\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"cldp\"}}");
     int used[MAX_LANES][3] = {{0}};
     for (size_t i = 0; i < T.n; i++) {
         const rec_event *r = &T.chunk[i / CHUNK_EVENTS][i % CHUNK_EVENTS];

@@ -41,6 +41,10 @@ unsigned cldp_trace_session(void);
 /* The lane of a device in the recording in progress, made on first use ("p:d name"); 0 when off. */
 int cldp_trace_lane_for(const cldp_device_info *info);
 
+/* A device clock's calibration on `lane`: the host window (us) its offset was read in, at most
+ * twice its error; the file's otherData.clock_window_us keeps the widest per lane. */
+void cldp_trace_note_clock(int lane, double window_us);
+
 /* ---- device events: OpenCL commands timed by their profiling info ---- */
 
 #define CLDP_TRACE_PENDING 1024 /* commands a queue keeps before their times are read */

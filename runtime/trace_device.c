@@ -109,6 +109,7 @@ static void calibrate(cldp_trace_queue *tq, cl_command_queue q)
         clReleaseEvent(m);
     }
     tq->calibrated = isfinite(best) ? 1 : -1; /* -1: no profiling info, host times instead */
+    if (isfinite(best)) cldp_trace_note_clock(tq->lane, best);
 }
 
 static int profiled_time(cl_event ev, cl_profiling_info what, cl_ulong *ns)

@@ -504,6 +504,8 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     TRY(cldp_trainer_rebroadcast_if_dirty(t));
     double t0 = cldp_now_ms();
     uint64_t step_no = t->t + 1; /* the timeline's */
+    if (CLDP_TRACING()) /* the devices' lanes in rank order, whichever worker gets there first */
+        for (size_t r = 0; r < t->n; r++) cldp_trace_lane_for(&t->devs[r]->info);
     t->x = x;
     t->labels = labels;
     t->batch_n = n;

@@ -842,10 +842,11 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 #include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
 #include "cldp-bench-cnn.h" /* the section "cnn": the CNN preset, conv rates, the MLP step */
 #include "cldp-bench-profile.h" /* the section "profile": where a step's time goes, beside PyTorch */
+#include "cldp-bench-trace.h" /* the section "trace": the timeline's cost */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "profile", "mpi"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, profile, mpi"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "mpi", "trace", "profile"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, mpi, trace, profile"
 
 static int is_section(const char *s)
 {
@@ -857,7 +858,7 @@ static int is_section(const char *s)
 int main(int argc, char **argv)
 {
     opts o = {.hidden = 1024, .batch = 512, .steps = 10};
-    const char *only = NULL;
+    const char *only = NULL, *trace = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--probe-gemm") && i + 3 < argc) {
             probe_gemm(strtoul(argv[i + 1], NULL, 10), strtoul(argv[i + 2], NULL, 10), strtod(argv[i + 3], NULL));
@@ -871,6 +872,12 @@ int main(int argc, char **argv)
             o.json = 1;
         } else if (!strcmp(argv[i], "--quick")) {
             o.quick = 1;
+        } else if (!strcmp(argv[i], "--trace")) {
+            if (i + 1 >= argc || !argv[i + 1][0] || !strncmp(argv[i + 1], "--", 2)) {
+                fprintf(stderr, "cldp-bench: --trace needs a file name (try --help)\n");
+                return 2;
+            }
+            trace = argv[++i];
         } else if (!strcmp(argv[i], "--only")) {
             const char *v = i + 1 < argc ? argv[i + 1] : NULL;
             if (!v || !strncmp(v, "--", 2)) {
@@ -883,7 +890,8 @@ int main(int argc, char **argv)
             }
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: cldp-bench [--quick] [--json] [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|profile|mpi]\n"
+            printf("usage: cldp-bench [--quick] [--json] [--trace FILE]\n"
+                   "                  [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|mpi|trace|profile]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -891,12 +899,15 @@ int main(int argc, char **argv)
                    "With --json the last line is one JSON object of every figure.\n"
                    "--only mixed compares the first two devices as they are, balanced vs each alone, e.g.\n"
                    "  POCL_DEVICES=\"basic pthread\" cldp-bench --only mixed\n"
+                   "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
+                   "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n"
+                   "--only trace: step time with the timeline off vs on, on the first two devices.\n"
+                   "--trace FILE writes the run's timeline to FILE as Chrome trace-event JSON (with\n"
+                   "--only trace: one traced step's), for https://ui.perfetto.dev or chrome://tracing.\n"
                    "--only profile breaks a step down per device on 1 and 2 devices (GEMMs, kernels, transfers,\n"
                    "  host reduction, broadcast, waits), beside PyTorch DDP (samples/peer; needs python3-torch;\n"
                    "  $CLDP_PEER_SCRIPT names another copy of the script), e.g.\n"
-                   "  POCL_DEVICES=\"basic basic\" cldp-bench --only profile\n"
-                   "--only mpi runs under mpiexec with 2 ranks (cldp built with -DCLDP_WITH_MPI=ON):\n"
-                   "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n");
+                   "  POCL_DEVICES=\"basic basic\" cldp-bench --only profile\n");
             return 0;
         } else {
             fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);
@@ -919,6 +930,8 @@ int main(int argc, char **argv)
            d0.driver_version, o.hidden, o.hidden, o.batch);
     data d = make_data(4 * o.batch, 784, 10);
     cldp_model *m = bench_model(o.hidden);
+    int trace_all = trace && !(only && !strcmp(only, "trace")); /* the section writes its own */
+    if (trace_all && cldp_trace_start(trace) != CLDP_OK) die("--trace");
 
     if (!only || !strcmp(only, "overhead")) bench_overhead(&o, js, m, &d);
     if ((!only || !strcmp(only, "scaling")) && ndev >= 2) bench_scaling(&o, js, m, &d);
@@ -929,8 +942,11 @@ int main(int argc, char **argv)
     if ((!only || !strcmp(only, "cnn")) && ndev >= 2) bench_cnn(&o, js, m, &d);
     if (only && !strcmp(only, "mixed")) bench_mixed(&o, js, &d);
     if (!only || !strcmp(only, "serve")) bench_serve(&o, js);
-    if (!only || !strcmp(only, "profile")) bench_profile(&o, js, m, &d);
     if (mpi) bench_mpi(&o, js, m, &d);
+    if (only && !strcmp(only, "trace")) bench_trace(&o, js, m, &d, trace);
+    if (trace_all && cldp_trace_stop() != CLDP_OK) die("writing the --trace file");
+    if (trace_all) printf("cldp-bench: timeline written to %s\n", trace);
+    if (!only || !strcmp(only, "profile")) bench_profile(&o, js, m, &d); /* its own recordings: after --trace's */
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);
     fclose(js);

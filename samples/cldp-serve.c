@@ -23,7 +23,7 @@
 #define CLASSES 10
 
 typedef struct cfg {
-    const char *checkpoint, *devices, *host, *model_name, *model;
+    const char *checkpoint, *devices, *host, *model_name, *model, *trace;
     int embedded;
     long port;
     cldp_server_options o;
@@ -65,7 +65,10 @@ static void usage(FILE *f)
             "  --timeout-ms N       each request's deadline (default 10000; 504 past it)\n"
             "  --max-body-bytes N   largest request body (default 16777216; 413 beyond)\n"
             "  --max-connections N  connections at once (default 256)\n"
-            "  --idle-timeout-s N   a connection silent this long is closed (default 30)\n");
+            "  --idle-timeout-s N   a connection silent this long is closed (default 30)\n"
+            "  --trace FILE         record a timeline of the serving (each batch's queue wait, forming and\n"
+            "                       compute, the devices' work) and write it to FILE on SIGINT/SIGTERM, as\n"
+            "                       Chrome trace-event JSON for https://ui.perfetto.dev or chrome://tracing\n");
 }
 
 static int number(const char *opt, const char *v, double lo, double hi, double *out)
@@ -104,6 +107,7 @@ static int parse_args(int argc, char **argv)
         else if (!strcmp(a, "--model") && v && *v) C.model = v;
         else if (!strcmp(a, "--devices") && v) C.devices = v;
         else if (!strcmp(a, "--host") && v) C.host = v;
+        else if (!strcmp(a, "--trace") && v && *v) C.trace = v;
         else if (!strcmp(a, "--model-name") && v && *v && !strchr(v, '/')) C.model_name = v;
         else if (!strcmp(a, "--port")) ok = number(a, v, 0, 65535, &d), C.port = (long)d;
         else if (!strcmp(a, "--max-batch")) ok = number(a, v, 1, 65536, &d), C.o.max_batch = (size_t)d;
@@ -423,6 +427,12 @@ int main(int argc, char **argv)
         cldp_model_destroy(m);
         return 1;
     }
+    if (C.trace && cldp_trace_start(C.trace) != CLDP_OK) { /* an unwritable FILE is refused now */
+        fprintf(stderr, "cldp-serve: --trace: %s\n", cldp_last_error());
+        cldp_server_destroy(S);
+        cldp_model_destroy(m);
+        return 2;
+    }
     D = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                          0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)C.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -457,7 +467,13 @@ int main(int argc, char **argv)
     cldp_server_stats_get(S, SIZE_MAX, &t);
     printf("cldp-serve: drained and stopped: %llu requests succeeded, %llu failed, %llu refused busy\n",
            (unsigned long long)t.succeeded, (unsigned long long)t.failed, (unsigned long long)t.rejected);
+    int code = 0;
+    if (C.trace) { /* every batch has settled: its events are in */
+        size_t n = cldp_trace_event_count();
+        if (cldp_trace_stop() != CLDP_OK) fprintf(stderr, "cldp-serve: --trace: %s\n", cldp_last_error()), code = 1;
+        else printf("cldp-serve: timeline of %zu events written to %s\n", n, C.trace);
+    }
     cldp_server_destroy(S);
     cldp_model_destroy(m);
-    return 0;
+    return code;
 }

@@ -56,6 +56,7 @@ typedef struct args {
     size_t input[3];           /* --input CxHxW (0: the data's features as N x 1 x 1, or 1x28x28) */
     const char *export_path;   /* --export: the trained weights as safetensors */
     const char *init_from;     /* --init-from: start from these safetensors weights */
+    const char *trace;         /* --trace: the timeline's file (cldp-train-trace.h) */
 } args;
 
 /* --model cnn: two 3x3 convolutions with pooling and a hidden dense layer (the CNN of the
@@ -125,6 +126,9 @@ static void usage(FILE *f)
             "                      shards of the global batch; rank 0 prints and saves checkpoints\n"
             "  --mpi-combine WHAT  fixed (default): the ranks' sums in a fixed order, bitwise\n"
             "                      reproducible; allreduce: MPI_Allreduce's order, which is not\n"
+            "  --trace FILE        record a timeline of the training steps and write it to FILE at the\n"
+            "                      end, as Chrome trace-event JSON for https://ui.perfetto.dev or\n"
+            "                      chrome://tracing: one lane per device and one for the host\n"
             "  --json              end with one JSON line of the results\n"
             "  --quiet             print only the summary (and --json's line, and events: a resume, a signal)\n"
             "  --help              this text\n"
@@ -217,6 +221,7 @@ static const struct value_option {
     {"--input", "a sample shape CxHxW such as 1x28x28, each a whole number from 1 to 65536"},
     {"--export", "a file name"},
     {"--init-from", "a safetensors file"},
+    {"--trace", "a file name"},
 };
 
 static const char *accepts_of(const char *o)
@@ -323,6 +328,9 @@ static int parse_args(int argc, char **argv, args *a)
             bad = !*v;
         } else if (!strcmp(o, "--init-from")) {
             a->init_from = v;
+            bad = !*v;
+        } else if (!strcmp(o, "--trace")) {
+            a->trace = v;
             bad = !*v;
         } else if (!strcmp(o, "--input")) {
             bad = parse_shape(v, a->input);

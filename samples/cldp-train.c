@@ -18,6 +18,7 @@
 #include "cldp-train-checkpoint.h" /* checkpoints: the location, the run state, saving, resuming */
 #include "cldp-train-mpi.h"        /* --mpi: one rank of a run under mpirun */
 #include "cldp-train-progress.h"   /* the line redrawn during an epoch on a terminal */
+#include "cldp-train-trace.h"      /* --trace: the timeline */
 
 /* Standardises pixels with the training set's mean and deviation (in place, both splits). */
 static void standardise(cldp_dataset *train, float *xtr, float *xte, size_t nte)
@@ -213,6 +214,10 @@ static int train(int argc, char **argv)
     st = a.mpi ? mpi_create(model, &o, a.mpi_allreduce, &tr) : cldp_trainer_create(model, &o, &tr);
     pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (st != CLDP_OK) return fail("creating the trainer");
+    if (a.trace && (!a.mpi || mpi_rank == 0) && trace_begin(a.trace, a.quiet)) { /* rank 0's timeline */
+        cldp_trainer_destroy(tr);
+        return 2;
+    }
     size_t ndev = cldp_trainer_device_count(tr);
     if (!a.quiet) { /* --quiet: only the summary */
         printf("cldp-train: %s, %zu train / %zu test samples, %zu features, %zu classes\n", source, ntr, nte, nf, classes);

@@ -125,6 +125,34 @@ static void test_one_epoch(void)
     }
 }
 
+/* --trace: a path that cannot be written is refused before training, naming it; a good one gets a
+ * Chrome trace-event file of the run's steps, and the program says where. */
+static void test_trace_flag(void)
+{
+    proc p;
+    char bad[600], good[600];
+    snprintf(bad, sizeof bad, "%s/no-such-dir/run.json", dir);
+    snprintf(good, sizeof good, "%s/run.json", dir);
+    const char *refused[] = {train_exe, "--embedded", "--hidden", "32", "--epochs", "1", "--trace", bad, NULL},
+               *rw[] = {"--trace", bad, NULL}, *ra[] = {"epoch  1", NULL};
+    expect("--trace into a missing directory", refused, 2, rw, ra, &p);
+    const char *argv[] = {train_exe, "--embedded", "--hidden", "32", "--batch", "500", "--epochs", "1", "--trace", good, NULL},
+               *want[] = {"timeline of", good, NULL};
+    expect("--trace FILE", argv, 0, want, NULL, &p);
+    FILE *f = fopen(good, "r");
+    char head[64] = "";
+    if (f) {
+        if (!fgets(head, sizeof head, f)) head[0] = 0;
+        fclose(f);
+    }
+    if (strncmp(head, "{\"displayTimeUnit\":\"ms\"", 23)) {
+        fprintf(stderr, "FAIL --trace %s: not a Chrome trace-event file (it begins \"%s\")\n", good, head);
+        test_failures++;
+    }
+    const char *nofile[] = {bench_exe, "--trace", NULL}, *nw[] = {"--trace needs a file name", NULL};
+    expect("cldp-bench --trace", nofile, 2, nw, NULL, &p);
+}
+
 static void test_batch_clamp(void)
 {
     proc p;
@@ -335,6 +363,7 @@ int main(int argc, char **argv)
     test_help();
     test_one_epoch();
     test_batch_clamp();
+    test_trace_flag();
     test_labels();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

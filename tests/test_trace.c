@@ -3,10 +3,13 @@
  * device per step, gradient copies, reduce/update/broadcast/wait every step, times inside the
  * recording, one queue's commands never overlapping, GEMMs inside their layer's span, the file
  * holding what cldp_trace_events returns), tracing changing no bit of the result, nothing
- * recorded once stopped, a traced server's queue waits, batches and compute per batch, and bad
- * input. */
+ * recorded once stopped, a traced server's queue waits, batches and compute per batch, bad
+ * input, and (trace.h directly) a device's pending commands overflowing their buffer inside a
+ * span, whose times carry across the flushes. */
 #include "cldp.h"
+#include "devices.h"
 #include "testutil.h"
+#include "trace.h"
 
 #include <jansson.h>
 #include <unistd.h>
@@ -249,6 +252,7 @@ static void check_serving(const char *devices)
     so.devices = devices;
     so.max_batch = 8;
     so.max_queue_delay_us = 1000;
+    so.schedule = CLDP_SCHEDULE_ROUND_ROBIN; /* batches on both devices, so both lanes are checked */
     cldp_server *s;
     if (cldp_server_create(m, p, np, &so, &s) != CLDP_OK) {
         fprintf(stderr, "FAIL cldp_server_create: %s\n", cldp_last_error());
@@ -284,8 +288,7 @@ static void check_serving(const char *devices)
         CHECK_OK(cldp_server_stats_get(s, r, &st));
         int lane = lane_of(&info, nlanes);
         batches += st.batches;
-        if (!st.batches) continue;
-        CHECK(lane > 0);
+        CHECK(st.batches > 0 && lane > 0);
         printf("  server device %zu (lane %d): %llu batches\n", r, lane, (unsigned long long)st.batches);
         CHECK(count(ev, n, lane, 0, "queue wait", "serve", -1) == st.batches);
         CHECK(count(ev, n, lane, 0, "batch", "serve", -1) == st.batches);
@@ -300,6 +303,68 @@ static void check_serving(const char *devices)
     cldp_model_destroy(m);
 }
 
+/* More commands than a queue keeps pending, inside one span: flushed on the way, the span still
+ * from its first command's start to its last one's end, every command recorded once, in order. */
+static void check_overflow(const char *devices)
+{
+    enum { N = 2 * CLDP_TRACE_PENDING + 300 };
+    const cldp_dev *devs;
+    size_t ndev, idx[8], n = 0;
+    CHECK_OK(cldp_devices(&devs, &ndev));
+    CHECK_OK(cldp_device_select(devices, idx, 8, &n));
+    if (n < 1) return;
+    const cldp_dev *d = &devs[idx[0]];
+    cl_int err;
+    cl_context ctx = clCreateContext(NULL, 1, &d->id, NULL, NULL, &err);
+    cl_command_queue q = clCreateCommandQueue(ctx, d->id, CL_QUEUE_PROFILING_ENABLE, &err);
+    cl_mem buf = clCreateBuffer(ctx, CL_MEM_READ_WRITE, 4096, NULL, &err);
+    CHECK(err == CL_SUCCESS);
+    CHECK_OK(cldp_trace_start(NULL));
+    cldp_trace_set_thread(0, 7);
+    cldp_trace_queue *tq = NULL;
+    CHECK(cldp_trace_queue_for(&tq, &d->info, q) != NULL);
+    cldp_trace_span_begin(tq, q);
+    const float v = 1.0f;
+    for (int i = 0; i < N; i++) {
+        cl_event *ev = cldp_trace_push(tq, q, "fill", "kernel", 3, CLDP_TRACK_QUEUE, NULL);
+        CHECK(ev != NULL);
+        CHECK(clEnqueueFillBuffer(q, buf, &v, sizeof v, 0, 4096, 0, NULL, ev) == CL_SUCCESS);
+    }
+    cldp_trace_span_end(tq, q, "forward", 3);
+    cldp_trace_flush(tq, q);
+    CHECK_OK(cldp_trace_stop());
+    cldp_trace_queue_free(&tq);
+    size_t ne;
+    cldp_trace_event *ev = all_events(&ne);
+    CHECK(ne == N + 1);
+    double first = INFINITY, last = -INFINITY, prev_end = -INFINITY;
+    size_t fills = 0, spans = 0, order = 0;
+    const cldp_trace_event *span = NULL;
+    for (size_t i = 0; i < ne; i++) {
+        CHECK(ev[i].step == 7 && ev[i].layer == 3);
+        if (!strcmp(ev[i].name, "fill")) {
+            fills++;
+            order += ev[i].start_us < prev_end - 0.01; /* one queue: serial */
+            prev_end = ev[i].start_us + ev[i].dur_us;
+            first = fmin(first, ev[i].start_us);
+            last = fmax(last, prev_end);
+        } else if (!strcmp(ev[i].name, "forward")) {
+            spans++;
+            span = &ev[i];
+        }
+    }
+    CHECK(fills == N && spans == 1 && order == 0);
+    if (span) {
+        printf("  %d commands in one span through %d flushes: span %.1f us, commands %.1f..%.1f us\n", N,
+               N / CLDP_TRACE_PENDING, span->dur_us, first, last);
+        CHECK(fabs(span->start_us - first) < 0.01 && fabs(span->start_us + span->dur_us - last) < 0.01);
+    }
+    free(ev);
+    clReleaseMemObject(buf);
+    clReleaseCommandQueue(q);
+    clReleaseContext(ctx);
+}
+
 static void check_bad_input(void)
 {
     char dir[64];
@@ -307,6 +372,8 @@ static void check_bad_input(void)
     CHECK_STATUS(cldp_trace_start(dir), CLDP_ERR_IO);
     CHECK(strstr(cldp_last_error(), dir) != NULL);
     CHECK_STATUS(cldp_trace_start(""), CLDP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cldp_trace_start("."), CLDP_ERR_IO); /* a directory */
+    CHECK(strstr(cldp_last_error(), "directory") != NULL);
     CHECK_STATUS(cldp_trace_stop(), CLDP_ERR_STATE); /* nothing recording */
     size_t c = 99;
     cldp_trace_event e[2];
@@ -333,5 +400,6 @@ int main(void)
     check_training(devices, path);
     remove(path);
     check_serving(devices);
+    check_overflow(devices);
     return test_finish("test_trace");
 }
