@@ -136,17 +136,6 @@ __kernel void bias_grad(__global const float *d, const uint rows, const uint col
     }
 }
 
-/* The same, one work-item per column (CLDP_FAST_KERNELS=off); the same bits. */
-__kernel void bias_grad_plain(__global const float *d, const uint rows, const uint cols,
-                              __global float *grads, const uint b_off, const int accumulate)
-{
-    const size_t c = get_global_id(0);
-    if (c >= cols) return;
-    float s = 0.0f;
-    for (uint r = 0; r < rows; r++) s += d[(size_t)r * cols + c];
-    grads[b_off + c] = accumulate ? grads[b_off + c] + s : s;
-}
-
 /* ---- narrow dense layers: out <= NARROW outputs, W (out, in) at params + w_off, b after it ----
  * The three take the same arguments: (source rows, a matrix, rows, in, out, destination, w_off,
  * a flag: the activation, accumulate, or none). */
@@ -227,4 +216,18 @@ __kernel void dense_narrow_dx(__global const float *d, __global const float *par
         for (uint o = 0; o < out; o++) s += dr[o] * w[(size_t)o * in + i + k];
         xr[k] = s;
     }
+}
+
+/* bias_grad_plain, the kernel before the quad form of bias_grad (CLDP_FAST_KERNELS=off), with the
+ * same bits: */
+/* db[c] (+)= sum over rows of d[r][c], one work-item per column. Summed in row order, so the
+ * result does not depend on the device's work-group size. */
+__kernel void bias_grad_plain(__global const float *d, const uint rows, const uint cols,
+                        __global float *grads, const uint b_off, const int accumulate)
+{
+    const size_t c = get_global_id(0);
+    if (c >= cols) return;
+    float s = 0.0f;
+    for (uint r = 0; r < rows; r++) s += d[(size_t)r * cols + c];
+    grads[b_off + c] = accumulate ? grads[b_off + c] + s : s;
 }
