@@ -133,7 +133,7 @@ static cldp_status make_row_buffers(cldp_replica *r);
 
 cl_event *cldp_replica_trace_ev(cldp_replica *r, const char *name, const char *cat, int gemm, int xfer)
 {
-    cldp_trace_queue *tq = cldp_trace_queue_for(&r->trace, &r->dev->info, r->queue);
+    cldp_trace_queue *tq = cldp_trace_queue_for(&r->trace, &r->dev->info);
     if (!tq) return NULL;
     return cldp_trace_push(tq, r->queue, name, cat, r->trace_layer, xfer ? CLDP_TRACK_XFER : CLDP_TRACK_QUEUE,
                            gemm ? r->queue : NULL);
@@ -148,7 +148,7 @@ void cldp_replica_trace_span(cldp_replica *r, size_t l, const char *name, int en
 {
     r->trace_layer = end ? -1 : (int)l;
     if (!CLDP_TRACING()) return;
-    cldp_trace_queue *tq = cldp_trace_queue_for(&r->trace, &r->dev->info, r->queue);
+    cldp_trace_queue *tq = cldp_trace_queue_for(&r->trace, &r->dev->info);
     if (tq && end) cldp_trace_span_end(tq, r->queue, name, (int)l);
     else if (tq) cldp_trace_span_begin(tq, r->queue);
 }

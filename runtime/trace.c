@@ -20,6 +20,8 @@
 
 typedef struct rec_event {
     cldp_trace_event e;
+    double end_us;      /* e.start_us + e.dur_us as recorded: a span and its last command end on
+                           the same value, so the file keeps them nested */
     int track;
 } rec_event;
 
@@ -72,6 +74,7 @@ static void append(const char *name, const char *cat, int lane, int track, int l
     }
     rec_event *r = &T.chunk[c][T.n % CHUNK_EVENTS];
     r->e = (cldp_trace_event){name, cat, lane, layer, step, t0 - T.t0_us, t1 - t0};
+    r->end_us = t1 - T.t0_us;
     r->track = track;
     T.n++;
 }
@@ -264,6 +267,23 @@ static void put_thread_name(FILE *f, int tid, const char *name, const char *suff
             tid, sort);
 }
 
+static const rec_event *at(size_t i) { return &T.chunk[i / CHUNK_EVENTS][i % CHUNK_EVENTS]; }
+
+/* An event's times in whole nanoseconds, as the file writes them (rounding keeps their order). */
+static long long start_ns(const rec_event *r) { return llround(r->e.start_us * 1e3); }
+static long long end_ns(const rec_event *r) { return llround(r->end_us * 1e3); }
+
+/* The file's order: by start, a longer event before a shorter one starting with it (a span before
+ * its first command, as viewers that nest slices by order want), then as recorded. */
+static int by_start(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    long long si = start_ns(at(i)), sj = start_ns(at(j)), ei = end_ns(at(i)), ej = end_ns(at(j));
+    if (si != sj) return si < sj ? -1 : 1;
+    if (ei != ej) return ei > ej ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
 static int write_events(FILE *f)
 {
     fprintf(f, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"cldp %u\",\"events\":%zu,\"dropped\":%zu,"
@@ -274,19 +294,22 @@ static int write_events(FILE *f)
     for (size_t l = 1; l < T.nlanes; l++) fprintf(f, "%s\"%zu\":%.3f", l > 1 ? "," : "", l, T.clock_window_us[l]);
     fprintf(f, "}},\n\"traceEvents\":[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"cldp\"}}");
     int used[MAX_LANES][3] = {{0}};
-    for (size_t i = 0; i < T.n; i++) {
-        const rec_event *r = &T.chunk[i / CHUNK_EVENTS][i % CHUNK_EVENTS];
-        if (r->track < 3) used[r->e.lane][r->track] = 1;
-    }
+    for (size_t i = 0; i < T.n; i++)
+        if (at(i)->track < 3) used[at(i)->e.lane][at(i)->track] = 1;
     put_thread_name(f, 0, "host", "", 0);
     for (size_t l = 1; l < T.nlanes; l++) {
         put_thread_name(f, (int)l, T.lane_name[l], "", (int)(3 * l));
         if (used[l][CLDP_TRACK_THREAD]) put_thread_name(f, 1000 + (int)l, T.lane_name[l], " (worker thread)", (int)(3 * l + 1));
         if (used[l][CLDP_TRACK_XFER]) put_thread_name(f, 2000 + (int)l, T.lane_name[l], " (transfer queue)", (int)(3 * l + 2));
     }
-    for (size_t i = 0; i < T.n; i++) {
-        const rec_event *r = &T.chunk[i / CHUNK_EVENTS][i % CHUNK_EVENTS];
+    size_t *order = malloc((T.n ? T.n : 1) * sizeof *order); /* without memory: as recorded */
+    for (size_t i = 0; order && i < T.n; i++) order[i] = i;
+    if (order) qsort(order, T.n, sizeof *order, by_start);
+    for (size_t k = 0; k < T.n; k++) {
+        size_t i = order ? order[k] : k;
+        const rec_event *r = at(i);
         const cldp_trace_event *e = &r->e;
+        long long s = start_ns(r), z = end_ns(r);
         int tid = track_tid(e->lane, r->track);
         if (r->track == CLDP_TRACK_ASYNC) { /* overlapping waits: an async slice each */
             for (int end = 0; end < 2; end++) {
@@ -294,7 +317,8 @@ static int write_events(FILE *f)
                 put_string(f, e->name);
                 fputs(",\"cat\":", f);
                 put_string(f, e->category);
-                fprintf(f, ",\"ts\":%.3f,\"pid\":1,\"tid\":%d", e->start_us + (end ? e->dur_us : 0), e->lane);
+                long long t = end ? z : s;
+                fprintf(f, ",\"ts\":%lld.%03lld,\"pid\":1,\"tid\":%d", t / 1000, t % 1000, e->lane);
                 if (!end) fprintf(f, ",\"args\":{\"lane\":%d,\"layer\":%d,\"step\":%llu}", e->lane, e->layer, (unsigned long long)e->step);
                 fputc('}', f);
             }
@@ -304,9 +328,11 @@ static int write_events(FILE *f)
         put_string(f, e->name);
         fputs(",\"cat\":", f);
         put_string(f, e->category);
-        fprintf(f, ",\"ts\":%.3f,\"dur\":%.3f,\"pid\":1,\"tid\":%d,\"args\":{\"lane\":%d,\"layer\":%d,\"step\":%llu}}",
-                e->start_us, e->dur_us, tid, e->lane, e->layer, (unsigned long long)e->step);
+        fprintf(f, ",\"ts\":%lld.%03lld,\"dur\":%lld.%03lld,\"pid\":1,\"tid\":%d,\"args\":{\"lane\":%d,\"layer\":%d,"
+                   "\"step\":%llu}}",
+                s / 1000, s % 1000, (z - s) / 1000, (z - s) % 1000, tid, e->lane, e->layer, (unsigned long long)e->step);
     }
+    free(order);
     fputs("\n]}\n", f);
     return ferror(f) ? -1 : 0;
 }

@@ -77,9 +77,10 @@ typedef struct cldp_trace_queue {
 /* Whether queues are made with CL_QUEUE_PROFILING_ENABLE (1, the default; cldp-bench compares). */
 extern int cldp_trace_profile_queues;
 
-/* The queue *slot for the recording in progress (made or reset as needed; NULL when off or out
- * of memory). `q` is the device's in-order queue, used to calibrate its clock and to flush. */
-cldp_trace_queue *cldp_trace_queue_for(cldp_trace_queue **slot, const cldp_device_info *info, cl_command_queue q);
+/* The queue *slot of device `info` for the recording in progress (made, or emptied for a new
+ * recording, as needed; NULL when off or out of memory). The calls below take the device's
+ * in-order queue `q`, which calibrates its clock and is waited on when the entries are full. */
+cldp_trace_queue *cldp_trace_queue_for(cldp_trace_queue **slot, const cldp_device_info *info);
 /* A new entry; returns where the enqueue call puts its event (NULL when dropped). With
  * `marker_q`, a marker is enqueued on it first and marks the command's start (CLBlast's event is
  * its last kernel's). */

@@ -28,7 +28,7 @@ void cldp_trace_queue_free(cldp_trace_queue **slot)
     *slot = NULL;
 }
 
-cldp_trace_queue *cldp_trace_queue_for(cldp_trace_queue **slot, const cldp_device_info *info, cl_command_queue q)
+cldp_trace_queue *cldp_trace_queue_for(cldp_trace_queue **slot, const cldp_device_info *info)
 {
     unsigned s = cldp_trace_session();
     if (!s) return NULL;
@@ -41,7 +41,6 @@ cldp_trace_queue *cldp_trace_queue_for(cldp_trace_queue **slot, const cldp_devic
         tq->lane = cldp_trace_lane_for(info);
         tq->calibrated = 0;
     }
-    (void)q;
     return tq;
 }
 

@@ -78,6 +78,51 @@ static int lane_count(void)
     return l;
 }
 
+/* The complete events of each track (JSON tid), ordered as a viewer orders them (by start, the
+ * longer first), nest: each one either starts after the one around it ends or ends inside it,
+ * as the slice tracks of Perfetto and chrome://tracing need; and the file is in start order. */
+typedef struct slice { int tid; double ts, end; } slice;
+
+static int by_track(const void *a, const void *b)
+{
+    const slice *x = a, *y = b;
+    if (x->tid != y->tid) return x->tid < y->tid ? -1 : 1;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->end > y->end ? -1 : x->end < y->end;
+}
+
+static void check_nesting(json_t *te)
+{
+    size_t n = 0, bad = 0, unsorted = 0;
+    slice *sl = malloc((json_array_size(te) + 1) * sizeof *sl);
+    double last_ts = -1;
+    for (size_t i = 0; i < json_array_size(te); i++) {
+        json_t *e = json_array_get(te, i);
+        const char *ph = json_string_value(json_object_get(e, "ph"));
+        if (!ph || strcmp(ph, "X")) continue;
+        double ts = json_number_value(json_object_get(e, "ts"));
+        sl[n++] = (slice){(int)json_integer_value(json_object_get(e, "tid")), ts, ts + json_number_value(json_object_get(e, "dur"))};
+        unsorted += ts < last_ts;
+        last_ts = ts;
+    }
+    qsort(sl, n, sizeof *sl, by_track);
+    double stack[16];
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i && sl[i].tid != sl[i - 1].tid) depth = 0;
+        while (depth && stack[depth - 1] <= sl[i].ts + 1e-4) depth--;
+        if (depth && sl[i].end > stack[depth - 1] + 1e-4) {
+            if (!bad++)
+                fprintf(stderr, "FAIL tid %d: a slice at %.3f..%.3f overlaps the end of the one around it (%.3f)\n", sl[i].tid,
+                        sl[i].ts, sl[i].end, stack[depth - 1]);
+            continue;
+        }
+        if (depth < 16) stack[depth++] = sl[i].end;
+    }
+    CHECK(bad == 0 && unsorted == 0);
+    free(sl);
+}
+
 /* The file: valid JSON, metadata naming every lane as cldp_trace_lane_name does, and the same
  * events (complete events, plus a begin/end pair per queue wait) as the API returns. */
 static double check_file(const char *path, size_t nevents, int nlanes)
@@ -125,6 +170,7 @@ static double check_file(const char *path, size_t nevents, int nlanes)
         CHECK(named[l]);
     }
     CHECK(begins == ends);
+    check_nesting(te);
     if (complete + begins != nevents)
         fprintf(stderr, "FAIL the file holds %zu events, cldp_trace_events %zu\n", complete + begins, nevents);
     CHECK(complete + begins == nevents);
@@ -241,6 +287,29 @@ static void check_training(const char *devices, const char *path)
     CHECK(cldp_trace_event_count() == n);
     CHECK_OK(cldp_trainer_get_params(t, p2, np));
     CHECK(memcmp(p1, p2, np * sizeof(float)) == 0);
+
+    /* a device failing inside a traced step (a GEMM of rank 1, in its first layer's forward): the
+     * step fails as it does untraced, the recording stays whole, the failed attempt records no
+     * "step" span, and the same step again (set_params restarted the count: step STEPS + 1)
+     * records its spans */
+    char fault[64];
+    snprintf(fault, sizeof fault, "1:%d:gemm", STEPS);
+    CHECK_OK(cldp_test_control(CLDP_TEST_FAULT, t, fault));
+    CHECK_OK(cldp_trace_start(NULL));
+    CHECK_STATUS(cldp_trainer_step(t, x, y, BATCH, NULL), CLDP_ERR_CLBLAST);
+    CHECK_OK(cldp_trainer_step(t, x, y, BATCH, NULL));
+    CHECK_OK(cldp_trace_stop());
+    free(ev);
+    ev = all_events(&n);
+    size_t steps_seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(ev[i].dur_us >= 0 && ev[i].start_us >= 0);
+        steps_seen += !strcmp(ev[i].name, "step");
+    }
+    CHECK(steps_seen == 1);
+    CHECK(count(ev, n, 0, STEPS + 1, "step", "step", -1) == 1);
+    CHECK(count(ev, n, 2, STEPS + 1, "forward", "step", -2) == LAYERS); /* rank 1's: its failed attempt has none */
+    CHECK(count(ev, n, 2, STEPS + 1, "backward", "step", -2) == LAYERS);
     free(ev);
     free(p0);
     free(p1);
@@ -336,7 +405,7 @@ static void check_overflow(const char *devices)
     CHECK_OK(cldp_trace_start(NULL));
     cldp_trace_set_thread(0, 7);
     cldp_trace_queue *tq = NULL;
-    CHECK(cldp_trace_queue_for(&tq, &d->info, q) != NULL);
+    CHECK(cldp_trace_queue_for(&tq, &d->info) != NULL);
     cldp_trace_span_begin(tq, q);
     const float v = 1.0f;
     for (int i = 0; i < N; i++) {
