@@ -34,6 +34,8 @@ def parse_args(argv):
     p.add_argument("--gemm-reps", type=int, default=3, help="timed repetitions of the step's matmuls (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON line per rank count")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=300, help="seconds a run may take before its ranks are "
+                   "stopped and it counts as failed (default 300)")
     a = p.parse_args(argv)
     a.ranks = [int(r) for r in a.ranks.split(",")]
     if any(r < 1 for r in a.ranks) or a.batch < 1 or a.steps < 1 or a.warmup < 0:
@@ -162,13 +164,22 @@ def main(argv):
         procs = [ctx.Process(target=rank_main, args=(r, world, port, a, q)) for r in range(world)]
         for p in procs:
             p.start()
+        deadline = time.monotonic() + a.timeout
         for p in procs:
-            p.join()
+            p.join(max(0.0, deadline - time.monotonic()))
+        late = [r for r, p in enumerate(procs) if p.is_alive()]
+        for r in late:
+            procs[r].terminate()
+            procs[r].join()
+        if late:
+            print("peer: the %d-rank run took longer than %g s (--timeout); ranks %s stopped" % (world, a.timeout, late),
+                  file=sys.stderr)
+            return 1
         if any(p.exitcode != 0 for p in procs):
             print("peer: a rank of the %d-rank run failed (exit codes %s)" % (world, [p.exitcode for p in procs]),
                   file=sys.stderr)
             return 1
-        r = q.get()
+        r = q.get(timeout=30)  # rank 0 put it before exiting 0
         print("peer: PyTorch %s DDP gloo, %d rank(s) x 1 thread, batch %d: %.1f ms/step, %.0f samples/s; "
               "its matmuls alone %.1f ms (%.1f GFLOP/s); BLAS %s"
               % (r["torch"], world, r["batch"], r["step_ms"], r["samples_per_s"], r["gemm_ms"], r["gemm_gflops"],
