@@ -38,6 +38,7 @@ typedef struct prof_run {
     char name[PROF_MAXDEV][160];
     double ms[PROF_MAXDEV][PC_N];
     double flop[PROF_MAXDEV]; /* CLBlast GEMM FLOP per step */
+    double layer_ms[PROF_MAXDEV][8]; /* GEMMs and kernels of each layer (the first 8) */
     double step_ms;           /* the traced steps' wall time (the host lane's "step") */
     int steps;
     double each_ms[64];       /* each traced step's wall time, the first 64 */
@@ -99,6 +100,7 @@ static void prof_trace(cldp_trainer *t, const data *d, size_t batch, int steps, 
             int r = lane_rank[e->lane];
             if (r < 0 || r >= PROF_MAXDEV) continue;
             pr->ms[r][pc] += e->dur_us * 1e-3;
+            if ((pc == PC_GEMM || pc == PC_KERNEL) && e->layer >= 0 && e->layer < 8) pr->layer_ms[r][e->layer] += e->dur_us * 1e-3;
             if (pc == PC_GEMM && e->layer >= 0) pr->flop[r] += 2.0 * (double)shard[r] * (double)dims[e->layer] * (double)dims[e->layer + 1];
         }
     }
@@ -112,11 +114,12 @@ static void prof_average(prof_run *pr)
     for (size_t r = 0; r < pr->ndev && r < PROF_MAXDEV; r++) {
         pr->flop[r] /= n;
         for (int c = 0; c < PC_N; c++) pr->ms[r][c] /= n;
+        for (int l = 0; l < 8; l++) pr->layer_ms[r][l] /= n;
     }
 }
 
 /* The breakdown of two traced runs (before and after the cuts), device by device, side by side. */
-static void prof_print(const prof_run *before, const prof_run *after)
+static void prof_print(const prof_run *before, const prof_run *after, const size_t *dims, int nlayers)
 {
     const prof_run *run[2] = {before, after};
     printf("   %-22s", "ms per step (share)");
@@ -138,6 +141,10 @@ static void prof_print(const prof_run *before, const prof_run *after)
     for (int k = 0; k < 2; k++)
         for (size_t r = 0; r < run[k]->ndev; r++)
             printf(" | %5.2f, %6.1f   ", run[k]->flop[r] * 1e-9, run[k]->flop[r] / (run[k]->ms[r][PC_GEMM] * 1e6));
+    printf("\n");
+    printf("   each layer's GEMMs and kernels on dev 0, before -> after:");
+    for (int l = 0; l < nlayers && l < 8; l++)
+        printf("%s %zu->%zu %.2f -> %.2f ms", l ? "," : "", dims[l], dims[l + 1], before->layer_ms[0][l], after->layer_ms[0][l]);
     printf("\n");
     for (size_t r = 0; r < after->ndev; r++) printf("   (dev %zu: %s)\n", r, after->name[r]);
 }
@@ -241,7 +248,7 @@ static void bench_profile(const opts *o, FILE *js, const cldp_model *m, const da
         double sps[2], step[2];
         for (int k = 0; k < 2; k++) step[k] = median(ms[k], rounds * steps), sps[k] = (double)o->batch / step[k] * 1e3;
         printf("\n   %zu device%s (%s):\n", n, n > 1 ? "s" : "", devs);
-        prof_print(&pr[0], &pr[1]);
+        prof_print(&pr[0], &pr[1], dims, 3);
         printf("   throughput, untraced (%d alternating rounds of %d steps, medians): before %.0f, after %.0f samples/s "
                "(after/before %.3f);\n   a traced step's median is %+.1f%% of an untraced one's\n",
                rounds, steps, sps[0], sps[1], sps[1] / sps[0],
