@@ -182,8 +182,9 @@ static double json_number(const char *line, const char *key)
 /* One run of the peer on `ranks` ranks; 0 and a message on failure. */
 static int peer_run(const char *py, int ranks, int steps, peer_result *out)
 {
-    char cmd[1024], line[4096];
+    char cmd[1024], line[4096] = "(nothing printed)\n";
     snprintf(cmd, sizeof cmd, "%s '%s' --ranks %d --steps %d --warmup 3 --json 2>&1", py, peer_script(), ranks, steps);
+    fflush(stdout); /* what the section printed so far comes before anything the child says */
     FILE *p = popen(cmd, "r");
     if (!p) return 0;
     int ok = 0;
@@ -217,8 +218,9 @@ static void bench_profile(const opts *o, FILE *js, const cldp_model *m, const da
     else have_peer = 0;
     size_t ndev = 0;
     cldp_device_count(&ndev);
-    printf("\n9. profile: where a step's time goes, MLP 784-%zu-%zu-10, batch %zu, SGD with momentum; per device, %d "
-           "traced steps averaged (alternating with the untraced ones below);\n    before = CLDP_FAST_KERNELS=off (the kernels before the cuts), after = the default\n",
+    printf("\n9. profile: where a step's time goes, MLP 784-%zu-%zu-10, batch %zu, SGD with momentum;\n"
+           "   per device, %d traced steps averaged (alternating with the untraced ones below);\n"
+           "   before = CLDP_FAST_KERNELS=off (the kernels before the cuts), after = the default\n",
            o->hidden, o->hidden, o->batch, rounds * steps);
     if (!script) printf("   peer: skipped (%s not found: set CLDP_PEER_SCRIPT to samples/peer/torch_ddp_mlp.py)\n", peer_script());
     else if (!have_peer) printf("   peer: skipped (python3-torch not installed: apt-get install python3-torch libopenblas0-pthread)\n");
