@@ -723,7 +723,8 @@ CLDP_API int cldp_server_ready(const cldp_server *server);
  *   "broadcast" "param write": the new parameters to the device, device-timed
  *   "reduce"    "reduce": a piece of the host reduction, on the lane of the worker that summed it
  *   "update"    "update": the optimizer's part of that piece's fused pass (a piece shows its
- *               summing time, then its update time: the two alternate block by block)
+ *               summing time, then its update time: the two alternate block by block, and
+ *               their shares are measured on every 8th block)
  *   "wait"      "wait": a device's idle time waiting for the slowest device of the step
  *   "serve"     "queue wait" (a batch's oldest request, from submit to the batch), "batch"
  *               (forming it from the queue), "compute" (running it), on the device's lane

@@ -129,8 +129,8 @@ void cldp_trace_flush(cldp_trace_queue *tq, cl_command_queue q)
     for (size_t i = 0; i < n; i++) /* every command done first: the calibration then waits for nothing */
         if (tq->p[i].ev) have[i] = clWaitForEvents(1, &tq->p[i].ev) == CL_SUCCESS;
         else have[i] = 0;
+    double now = cldp_trace_clock_us(); /* every command ended before this */
     if (!tq->calibrated) calibrate(tq, q);
-    double now = cldp_trace_clock_us();
     for (size_t i = 0; i < n; i++) {
         const cldp_trace_pending *p = &tq->p[i];
         if (p->span || !have[i]) continue;
@@ -140,8 +140,11 @@ void cldp_trace_flush(cldp_trace_queue *tq, cl_command_queue q)
             if (profiled_time(p->before, CL_PROFILING_COMMAND_END, &b) && b < s) s = b;
             lo[i] = (double)s * 1e-3 + tq->offset_us;
             hi[i] = (double)e * 1e-3 + tq->offset_us;
-            /* a command never starts before it was enqueued: this bounds the calibration's error
+            /* a command starts after it was enqueued and ended before the waits above returned:
+             * this bounds the calibration's error (a preempted calibration, on a busy machine)
              * without reordering a queue's commands */
+            if (hi[i] > now) hi[i] = now;
+            if (lo[i] > hi[i]) lo[i] = hi[i];
             if (lo[i] < p->enqueued_us) lo[i] = p->enqueued_us;
             if (hi[i] < lo[i]) hi[i] = lo[i];
         } else { /* host times: from its enqueue to the next command's */
