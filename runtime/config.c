@@ -46,6 +46,7 @@ SWITCH_PARSER(p_overlap, overlap)
 SWITCH_PARSER(p_early, early_reduce)
 SWITCH_PARSER(p_kcache, kernel_cache)
 SWITCH_PARSER(p_dedupe, dedupe)
+SWITCH_PARSER(p_fast, fast_kernels)
 
 static int p_staging(cldp_config *c, const char *v, char *why, size_t n)
 {
@@ -149,7 +150,7 @@ static const struct var {
     {"CLDP_DEVICES", p_devices},           {"CLDP_SPLIT", p_split},
     {"CLDP_FAULT", p_fault},               {"CLDP_DEVICE_MEMORY_CAP", p_memcap},
     {"CLDP_TEST_SLOWDOWN", p_slowdown},    {"CLDP_TEST_CHECKPOINT_DELAY_MS", p_ckpt_delay},
-    {"CLDP_HOST_MEMORY_CAP", p_hostcap},
+    {"CLDP_HOST_MEMORY_CAP", p_hostcap},   {"CLDP_FAST_KERNELS", p_fast},
 };
 #define NVARS (sizeof vars / sizeof *vars)
 

@@ -16,6 +16,8 @@ typedef struct cldp_config {
     int kernel_cache;          /* CLDP_KERNEL_CACHE: on (default) or off */
     char cache_dir[512];       /* CLDP_CACHE_DIR: where compiled kernels go ("": XDG default) */
     int dedupe;                /* CLDP_DEDUPE: on (default) or off (0) */
+    int fast_kernels;          /* CLDP_FAST_KERNELS: on (default) or off: the step's kernels before the
+                                  profile's cuts (CLBlast for narrow dense layers, plain bias kernels) */
     cldp_cfg_tuning tuning;    /* CLDP_TUNING: on (default), off or verbose */
     char tuning_file[512];     /* CLDP_TUNING_FILE ("": none) */
     char devices[256];         /* CLDP_DEVICES: the default device selection ("": default) */

@@ -90,10 +90,18 @@ double cldp_layer_gain(int act);
 cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k);
 /* Launches k over n work-items (1-D, the global size padded to the work-group size). */
 cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, size_t n);
+/* Launches k over n x rows work-items (2-D: get_global_id(1) is the row; the first dimension is
+ * padded as above). */
+cldp_status cldp_replica_launch_rows(cldp_replica *r, cl_kernel k, const char *name, size_t n, size_t rows);
 /* C = op(A)·op(B) + beta·C in the shape G, through CLBlast. */
 cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c);
 /* Kernel arguments: ARG(k, i, value) records a failure and returns from the caller. */
 #define ARG(k, i, v) CL_CHECK(r->name, clSetKernelArg((k), (i), sizeof(v), &(v)))
+/* A kernel's arguments as a list, for cldp_replica_run: {CLDP_ARG(buf), CLDP_ARG(rows), ...}. */
+typedef struct cldp_arg { size_t size; const void *value; } cldp_arg;
+#define CLDP_ARG(v) {sizeof(v), &(v)}
+/* Kernel `name` with arguments args[0, nargs), over n x rows work-items (cldp_replica_launch_rows). */
+cldp_status cldp_replica_run(cldp_replica *r, const char *name, const cldp_arg *args, size_t nargs, size_t n, size_t rows);
 
 /* out = act(in) over n elements; dout *= act'(out) over n elements (act a CLDP_ACT_* code). */
 cldp_status cldp_replica_act_forward(cldp_replica *r, cl_mem in, cl_mem out, size_t n, int act);

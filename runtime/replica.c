@@ -208,9 +208,18 @@ static cldp_status replica_init(cldp_replica *r)
     r->local_size = local;
     /* the kernels every model uses, made now so a missing one fails creation, not a step */
     static const char *common[] = {"bias_act", "act_backward", "softmax_xent", "softmax_rows", "bias_grad"};
+    static const char *plain[] = {"bias_act_plain", "act_backward", "softmax_xent", "softmax_rows", "bias_grad_plain"};
     for (size_t i = 0; i < sizeof common / sizeof *common; i++) {
         cl_kernel k;
-        TRY(cldp_replica_kernel(r, common[i], &k));
+        TRY(cldp_replica_kernel(r, r->fast_kernels ? common[i] : plain[i], &k));
+    }
+    /* narrow dense layers on cldp's kernels, where the device runs them at the replica's
+     * work-group size (their per-row accumulators may lower a GPU's limit); else CLBlast's */
+    static const char *narrow[] = {"dense_narrow_forward", "dense_narrow_dw", "dense_narrow_dx"};
+    r->narrow = r->fast_kernels;
+    for (size_t i = 0; r->narrow && i < sizeof narrow / sizeof *narrow; i++) {
+        cl_kernel k;
+        CLDP_KEEPING_ERROR(r->narrow = cldp_replica_kernel(r, narrow[i], &k) == CLDP_OK);
     }
 
     TRY(make_buffer(r, m->nparams, "parameters", &r->params));
@@ -283,6 +292,7 @@ static cldp_status replica_create(const cldp_dev *dev, const cldp_model *m, size
     else r->staging = dev->info.host_unified_memory ? CLDP_STAGING_ZERO_COPY : CLDP_STAGING_PINNED;
     r->zero_copy = r->staging == CLDP_STAGING_ZERO_COPY;
     r->overlap = cfg->overlap;
+    r->fast_kernels = cfg->fast_kernels;
     size_t outputs = cldp_model_outputs(m);
     r->loss_host = cldp_calloc(max_rows, sizeof *r->loss_host, "losses");
     r->correct_host = cldp_calloc(max_rows, sizeof *r->correct_host, "correct flags");

@@ -66,6 +66,10 @@ typedef struct cldp_replica {
     cldp_staging staging;    /* how the gradients reach the host */
     int zero_copy;           /* staging == CLDP_STAGING_ZERO_COPY */
     int overlap;             /* copying staging: each layer's gradient leaves during backward */
+    int fast_kernels;        /* CLDP_FAST_KERNELS: the quad-wise bias kernels (else one element or
+                                column per work-item) */
+    int narrow;              /* dense layers of at most CLDP_NARROW outputs run on cldp's own
+                                kernels instead of CLBlast (fast_kernels, where the device runs them) */
     cl_mem stage_buf;        /* pinned staging: a CL_MEM_ALLOC_HOST_PTR buffer, mapped for life */
     float *stage;            /* (nparams) copying staging: stage_buf's mapping, or malloc'd */
     float *grads_map;        /* (nparams) the mapped gradients while mapped, else NULL */
@@ -88,6 +92,10 @@ typedef struct cldp_replica {
     cldp_fault_kind fault;   /* armed test fault, or NONE */
     double stall_ms;
 } cldp_replica;
+
+/* The most outputs of a dense layer that cldp's own kernels compute whole (forward, dW, dX) in
+ * place of CLBlast, whose tiles would be mostly padding for them (NARROW in cl/layers.cl). */
+#define CLDP_NARROW 16
 
 /* Test-only faults and their messages, shared by replica.c and replica_pass.c. */
 int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind);

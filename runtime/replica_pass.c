@@ -42,20 +42,35 @@ cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k)
     return CLDP_OK;
 }
 
-/* Launches a 1-D kernel over n items with the replica's fixed work-group size (the global size
- * padded up to it; the kernels check bounds). A fixed size means each kernel is specialised
- * once by drivers that compile per work-group size (PoCL), not once per batch shape. */
+/* Launches a kernel over n x rows items (1-D when rows is 1) with the replica's fixed work-group
+ * size in the first dimension (the global size padded up to it; the kernels check bounds) and 1
+ * in the second. A fixed size means each kernel is specialised once by drivers that compile per
+ * work-group size (PoCL), not once per batch shape. */
+cldp_status cldp_replica_launch_rows(cldp_replica *r, cl_kernel k, const char *name, size_t n, size_t rows)
+{
+    if (n == 0 || rows == 0) return CLDP_OK;
+    size_t local[2] = {r->local_size, 1}, global[2] = {(n + local[0] - 1) / local[0] * local[0], rows};
+    int inj = fault_fires(r, CLDP_FAULT_KERNEL);
+    cl_int err = inj ? CL_OUT_OF_RESOURCES
+                     : clEnqueueNDRangeKernel(r->queue, k, rows > 1 ? 2 : 1, NULL, global, local, 0, NULL,
+                                              CLDP_REPLICA_EV(r, name, "kernel"));
+    if (err != CL_SUCCESS)
+        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s%s", r->name, name,
+                         n * rows, cldp_cl_error_name(err), injected(inj));
+    return CLDP_OK;
+}
+
+cldp_status cldp_replica_run(cldp_replica *r, const char *name, const cldp_arg *args, size_t nargs, size_t n, size_t rows)
+{
+    cl_kernel k;
+    TRY(cldp_replica_kernel(r, name, &k));
+    for (size_t i = 0; i < nargs; i++) CL_CHECK(r->name, clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value));
+    return cldp_replica_launch_rows(r, k, name, n, rows);
+}
+
 cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, size_t n)
 {
-    if (n == 0) return CLDP_OK;
-    size_t local = r->local_size, global = (n + local - 1) / local * local;
-    int inj = fault_fires(r, CLDP_FAULT_KERNEL);
-    cl_int err = inj ? CL_OUT_OF_RESOURCES : clEnqueueNDRangeKernel(r->queue, k, 1, NULL, &global, &local, 0, NULL,
-                                                                    CLDP_REPLICA_EV(r, name, "kernel"));
-    if (err != CL_SUCCESS)
-        return cldp_fail(CLDP_ERR_OPENCL, "%s: clEnqueueNDRangeKernel(%s, %zu items) failed with %s%s", r->name, name, n,
-                         cldp_cl_error_name(err), injected(inj));
-    return CLDP_OK;
+    return cldp_replica_launch_rows(r, k, name, n, 1);
 }
 
 /* C = op(A)·op(B) (+ beta·C) in the shape the size table gives, through CLBlast with the

@@ -841,11 +841,12 @@ static void bench_balance(const opts *o, FILE *js, const data *d)
 #include "cldp-bench-mpi.h" /* the section "mpi", under mpiexec */
 #include "bench-serve.h"    /* the section "serve": the inference server, in process and over HTTP */
 #include "cldp-bench-cnn.h" /* the section "cnn": the CNN preset, conv rates, the MLP step */
+#include "cldp-bench-profile.h" /* the section "profile": where a step's time goes, beside PyTorch */
 #include "cldp-bench-trace.h" /* the section "trace": the timeline's cost */
 
 /* What --only takes, in the order the sections run ("mpi" only when asked for, under mpiexec). */
-static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "mpi", "trace"};
-#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, mpi, trace"
+static const char *const sections[] = {"overhead", "scaling", "allreduce", "gemm", "start", "balance", "cnn", "mixed", "serve", "mpi", "trace", "profile"};
+#define SECTION_LIST "overhead, scaling, allreduce, gemm, start, balance, cnn, mixed, serve, mpi, trace, profile"
 
 static int is_section(const char *s)
 {
@@ -890,7 +891,7 @@ int main(int argc, char **argv)
             only = argv[++i];
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: cldp-bench [--quick] [--json] [--trace FILE]\n"
-                   "                  [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|mpi|trace]\n"
+                   "                  [--only overhead|scaling|allreduce|gemm|start|balance|cnn|mixed|serve|mpi|trace|profile]\n"
                    "Measures cldp side by side in one run. The standard workload is an MLP 784-1024-1024-10,\n"
                    "softmax cross-entropy, SGD with momentum, global batch 512, random data. Without a GPU, set\n"
                    "POCL_DEVICES=\"basic basic basic\" (the default when unset): each basic PoCL device computes\n"
@@ -902,7 +903,11 @@ int main(int argc, char **argv)
                    "  mpiexec --bind-to none -n 2 env POCL_DEVICES=\"basic basic\" cldp-bench --only mpi\n"
                    "--only trace: step time with the timeline off vs on, on the first two devices.\n"
                    "--trace FILE writes the run's timeline to FILE as Chrome trace-event JSON (with\n"
-                   "--only trace: one traced step's), for https://ui.perfetto.dev or chrome://tracing.\n");
+                   "--only trace: one traced step's), for https://ui.perfetto.dev or chrome://tracing.\n"
+                   "--only profile breaks a step down per device on 1 and 2 devices (GEMMs, kernels, transfers,\n"
+                   "  host reduction, broadcast, waits), beside PyTorch DDP (samples/peer; needs python3-torch;\n"
+                   "  $CLDP_PEER_SCRIPT names another copy of the script), e.g.\n"
+                   "  POCL_DEVICES=\"basic basic\" cldp-bench --only profile\n");
             return 0;
         } else {
             fprintf(stderr, "cldp-bench: unknown argument '%s' (try --help)\n", argv[i]);
@@ -941,6 +946,7 @@ int main(int argc, char **argv)
     if (only && !strcmp(only, "trace")) bench_trace(&o, js, m, &d, trace);
     if (trace_all && cldp_trace_stop() != CLDP_OK) die("writing the --trace file");
     if (trace_all) printf("cldp-bench: timeline written to %s\n", trace);
+    if (!only || !strcmp(only, "profile")) bench_profile(&o, js, m, &d); /* its own recordings: after --trace's */
 
     fprintf(js, "\"batch\":%zu,\"hidden\":%zu}", o.batch, o.hidden);
     fclose(js);

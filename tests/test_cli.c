@@ -6,8 +6,11 @@
  * cut to it with a notice; a label outside the classes (a test label of 200, a training label of
  * 255 in a --data directory, or any label at or above --classes) is refused naming the file, the
  * index and the label. With --bench-gemm instead: cldp-bench's GEMM section built without a CPU
- * BLAS prints n/a (text) and null (JSON) for the BLAS figures, never 0.00 (about 20 s).
- * Usage: test_cli cldp-train cldp-devices cldp-bench DATA_DIR (runtime/data) [--bench-gemm] */
+ * BLAS prints n/a (text) and null (JSON) for the BLAS figures, never 0.00 (about 20 s). With
+ * --bench-profile: cldp-bench's profile section, its peer left out, counts exactly the FLOP of the
+ * GEMMs CLBlast runs (the 10-output layer's on cldp's own kernels by default, on CLBlast with
+ * CLDP_FAST_KERNELS=off), every category is a time >= 0, and they add up to no more than the step.
+ * Usage: test_cli cldp-train cldp-devices cldp-bench DATA_DIR (runtime/data) [--bench-gemm | --bench-profile] */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE /* setgroups, in proc.h */
 #undef NDEBUG
@@ -269,10 +272,70 @@ static int test_bench_gemm(void)
     return 0;
 }
 
+/* The number after "key": in the JSON object that starts at `obj`; NAN when absent. */
+static double json_at(const char *obj, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = obj ? strstr(obj, k) : NULL;
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+static int test_bench_profile(void)
+{
+    test_devices("test_cli --bench-profile", 2); /* the section profiles 1 and 2 devices */
+    proc p;
+    const char *argv[] = {bench_exe, "--quick", "--only", "profile", "--json", NULL};
+    const char *env[] = {"CLDP_PEER_SCRIPT=/nonexistent/torch_ddp_mlp.py", NULL};
+    proc_run(&p, argv, env);
+    const char *js = strstr(p.out, "{\"profile\":");
+    if (!(p.exited && p.code == 0 && strstr(p.out, "9. profile") && js)) {
+        fprintf(stderr, "FAIL cldp-bench --only profile did not run its section\n");
+        proc_dump(&p, "cldp-bench --quick --only profile --json");
+        test_failures++;
+        return 0;
+    }
+    CHECK(strstr(p.out, "peer: skipped (/nonexistent/torch_ddp_mlp.py not found") != NULL);
+    CHECK(strstr(js, "\"peer\":false") != NULL);
+    /* the bench's MLP 784-1024-1024-10 at batch 512: every GEMM of layer l is 2·rows·in·out FLOP;
+     * layers 0 and 1 take forward and dW (and dX for layer 1) through CLBlast, and the narrow
+     * layer 2 its three too only before the cuts */
+    const double in[3] = {784, 1024, 1024}, out[3] = {1024, 1024, 10}, gemms[3] = {2, 3, 3};
+    static const char *const cats[] = {"gemm_ms", "kernel_ms", "transfer_ms", "host_ms", "broadcast_ms", "wait_ms"};
+    for (int n = 1; n <= 2; n++) {
+        char key[32];
+        snprintf(key, sizeof key, "\"devices%d\":", n);
+        const char *dev = strstr(js, key);
+        CHECK(dev != NULL);
+        for (int k = 0; dev && k < 2; k++) {
+            const char *run = strstr(dev, k ? "\"after\":" : "\"before\":");
+            CHECK(run != NULL);
+            double want = 0;
+            for (int l = 0; l < 3; l++)
+                if (k == 0 || out[l] > 16) want += gemms[l] * 2.0 * (512.0 / n) * in[l] * out[l] * 1e-9;
+            double got = json_at(run, "gemm_gflop"), step = json_at(run, "step_ms"), sum = 0;
+            printf("  %d device(s), %s: GEMM GFLOP %.4f (expected %.4f), step %.1f ms", n, k ? "after" : "before", got, want, step);
+            CHECK(fabs(got - want) < 1e-3);
+            for (size_t c = 0; c < sizeof cats / sizeof *cats; c++) {
+                double v = json_at(run, cats[c]);
+                printf(", %s %.2f", cats[c], v);
+                CHECK(v >= 0 && isfinite(v));
+                sum += v;
+            }
+            printf("\n");
+            CHECK(json_at(run, "gemm_ms") > 0 && json_at(run, "kernel_ms") > 0);
+            /* one device's parts of a step happen one after another: no more than the step (the
+             * device clock mapped to the host's leaves a little slack) */
+            CHECK(sum <= 1.05 * step + 0.5);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 5 || argc > 6 || (argc == 6 && strcmp(argv[5], "--bench-gemm"))) {
-        fprintf(stderr, "usage: test_cli cldp-train cldp-devices cldp-bench DATA_DIR [--bench-gemm]\n");
+    if (argc < 5 || argc > 6 || (argc == 6 && strcmp(argv[5], "--bench-gemm") && strcmp(argv[5], "--bench-profile"))) {
+        fprintf(stderr, "usage: test_cli cldp-train cldp-devices cldp-bench DATA_DIR [--bench-gemm | --bench-profile]\n");
         return 2;
     }
     train_exe = argv[1];
@@ -282,6 +345,10 @@ int main(int argc, char **argv)
     test_rng_state = test_seed("test_cli");
     test_devices("test_cli", 1);
     signal(SIGPIPE, SIG_IGN);
+    if (argc == 6 && !strcmp(argv[5], "--bench-profile")) {
+        test_bench_profile();
+        return test_finish("test_cli --bench-profile");
+    }
     if (argc == 6) {
         test_bench_gemm();
         return test_finish("test_cli --bench-gemm");

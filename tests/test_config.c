@@ -95,7 +95,7 @@ int main(int argc, char **argv)
         {"CLDP_EARLY_REDUCE", "perhaps", "on"},  {"CLDP_KERNEL_CACHE", "nah", "off"},
         {"CLDP_DEDUPE", "banana", "0"},          {"CLDP_TUNING", "sometimes", "verbose"},
         {"CLDP_DEVICE_MEMORY_CAP", "lots", "64M"}, {"CLDP_TEST_CHECKPOINT_DELAY_MS", "-3", "10"},
-        {"CLDP_HOST_MEMORY_CAP", "heaps", "1G"},
+        {"CLDP_HOST_MEMORY_CAP", "heaps", "1G"}, {"CLDP_FAST_KERNELS", "quickly", "off"},
     };
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         CHECK_STATUS(cldp_test_control(CLDP_TEST_CONFIG, vars[i].name, vars[i].bad), CLDP_ERR_INVALID_ARGUMENT);

@@ -101,6 +101,8 @@ static void run_case(const cldp_dev *dev, const layer_case *c)
     cldp_replica *r = NULL;
     CHECK_OK(cldp_replica_create(dev, m, rows, &r));
     if (!r) return;
+    CHECK(!r->narrow || r->fast_kernels);
+    if (r->fast_kernels && !r->narrow) printf("  NOTE: this device cannot run the narrow kernels; CLBlast computes them\n");
     CHECK_OK(cldp_replica_write_params(r, p, 0, np));
     for (size_t l = 0; l < c->nlayers; l++) poison(r, r->act[l], rows * m->layers[l].out);
     poison(r, r->grads, np);
@@ -195,13 +197,22 @@ int main(void)
         {33, 129, {129, 10}, {CLDP_ACT_NONE, CLDP_ACT_NONE}, 2},
         {33, 129, {17}, {CLDP_ACT_RELU}, 1},
         {129, 1, {33, 1}, {CLDP_ACT_RELU, CLDP_ACT_NONE}, 2},
+        {18, 67, {16, 5}, {CLDP_ACT_SIGMOID, CLDP_ACT_NONE}, 2}, /* CLDP_NARROW outputs, sigmoid on the narrow path */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&devs[0], &cases[i]);
-    /* and a few fully random shapes */
-    for (int k = 0; k < 3; k++) {
-        layer_case c = {1 + test_rand() % 150, 1 + test_rand() % 150, {1 + test_rand() % 150, 2 + test_rand() % 20},
-                        {(cldp_activation)(test_rand() % 3), CLDP_ACT_NONE}, 2};
-        run_case(&devs[0], &c);
+    /* the default kernels (dense layers of <= CLDP_NARROW outputs on cldp's own kernels), then
+     * the path before them (CLBlast for every GEMM, one element per work-item) */
+    static const char *const fast[] = {"on", "off"};
+    for (int f = 0; f < 2; f++) {
+        printf("CLDP_FAST_KERNELS=%s\n", fast[f]);
+        CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_FAST_KERNELS", fast[f]));
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&devs[0], &cases[i]);
+        /* and a few fully random shapes */
+        for (int k = 0; k < 3; k++) {
+            layer_case c = {1 + test_rand() % 150, 1 + test_rand() % 150, {1 + test_rand() % 150, 2 + test_rand() % 20},
+                            {(cldp_activation)(test_rand() % 4), CLDP_ACT_NONE}, 2};
+            run_case(&devs[0], &c);
+        }
     }
+    CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_FAST_KERNELS", (const char *)NULL));
     return test_finish("test_layers");
 }

@@ -8,6 +8,7 @@
  * span, whose times carry across the flushes. */
 #include "cldp.h"
 #include "devices.h"
+#include "replica.h" /* CLDP_NARROW */
 #include "testutil.h"
 #include "trace.h"
 
@@ -19,6 +20,9 @@
 #define H2 12
 #define OUT 5
 #define LAYERS 3
+/* a dense layer of at most CLDP_NARROW outputs runs on cldp's kernels, not CLBlast's (the
+ * layers above: 20 outputs wide, 12 and 5 narrow) */
+#define WIDE(out) ((out) > CLDP_NARROW)
 #define BATCH 48
 #define STEPS 3
 
@@ -234,8 +238,17 @@ static void check_training(const char *devices, const char *path)
             }
             CHECK(count(ev, n, lane, s, "forward", NULL, -2) == LAYERS);
             CHECK(count(ev, n, lane, s, "backward", NULL, -2) == LAYERS);
-            CHECK(count(ev, n, lane, s, "gemm", "gemm", -2) == 3 * LAYERS - 1); /* layer 0 has no dX */
-            CHECK(count(ev, n, lane, s, "bias_act", "kernel", -2) == LAYERS);
+            const int outs[LAYERS] = {H1, H2, OUT};
+            size_t gemms = 0, wide = 0, narrow = 0, narrow_dx = 0;
+            for (int l = 0; l < LAYERS; l++) {
+                if (WIDE(outs[l])) gemms += l ? 3 : 2, wide++; /* forward, dW, dX (layer 0 has no dX) */
+                else narrow++, narrow_dx += l > 0 ? 1 : 0;
+            }
+            CHECK(count(ev, n, lane, s, "gemm", "gemm", -2) == gemms);
+            CHECK(count(ev, n, lane, s, "bias_act", "kernel", -2) == wide);
+            CHECK(count(ev, n, lane, s, "dense_narrow_forward", "kernel", -2) == narrow);
+            CHECK(count(ev, n, lane, s, "dense_narrow_dw", "kernel", -2) == narrow);
+            CHECK(count(ev, n, lane, s, "dense_narrow_dx", "kernel", -2) == narrow_dx);
             CHECK(count(ev, n, lane, s, "softmax_xent", "kernel", -1) == 1);
             CHECK(count(ev, n, lane, s, "grad copy", "transfer", -2) >= 1);
             CHECK(count(ev, n, lane, s, "input upload", "transfer", -1) == 2);
@@ -362,7 +375,8 @@ static void check_serving(const char *devices)
         CHECK(count(ev, n, lane, 0, "queue wait", "serve", -1) == st.batches);
         CHECK(count(ev, n, lane, 0, "batch", "serve", -1) == st.batches);
         CHECK(count(ev, n, lane, 0, "compute", "serve", -1) == st.batches);
-        CHECK(count(ev, n, lane, 0, "gemm", "gemm", -2) == 2 * st.batches); /* one per dense layer */
+        CHECK(count(ev, n, lane, 0, "gemm", "gemm", -2) == (WIDE(H1) + WIDE(OUT)) * st.batches); /* a wide layer's forward */
+        CHECK(count(ev, n, lane, 0, "dense_narrow_forward", "kernel", -2) == (!WIDE(H1) + !WIDE(OUT)) * st.batches);
         CHECK(count(ev, n, lane, 0, "forward", "step", -2) == 2 * st.batches);
     }
     CHECK(batches >= (REQS * ROWS + 7) / 8);
