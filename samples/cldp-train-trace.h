@@ -23,7 +23,8 @@ static void trace_write(void)
     trace_file = NULL;
 }
 
-/* Starts the recording; 0, or -1 after saying why it cannot (an unwritable FILE). */
+/* Starts the recording, before anything is loaded, so that an unwritable FILE is said at once;
+ * 0, or -1 after saying why it cannot. */
 static int trace_begin(const char *path, int quiet)
 {
     if (cldp_trace_start(path) != CLDP_OK) {
@@ -34,6 +35,14 @@ static int trace_begin(const char *path, int quiet)
     trace_quiet = quiet;
     atexit(trace_write);
     return 0;
+}
+
+/* Starts the recording again, from the first step: what loading and the trainer's creation did is
+ * dropped. A failure here (the path checked a moment ago) leaves the earlier recording on. */
+static void trace_restart(void)
+{
+    if (trace_file && cldp_trace_start(trace_file) != CLDP_OK)
+        fprintf(stderr, "cldp-train: --trace: %s (the timeline includes the start-up)\n", cldp_last_error());
 }
 
 #endif

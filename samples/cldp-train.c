@@ -103,6 +103,7 @@ static int train(int argc, char **argv)
     /* the checkpoint's location before anything else: a bad one is found now, not after an epoch */
     if (a.checkpoint && prepare_checkpoint(&a)) return 2;
     if (a.report && report_check(a.report, a.force)) return 2;
+    if (a.trace && (!a.mpi || mpi_rank == 0) && trace_begin(a.trace, a.quiet)) return 2; /* rank 0's timeline */
     if (a.checkpoint_is_resume)
         printf("cldp-train: saving the run to %s, the file it resumes from (--checkpoint FILE saves elsewhere)\n", a.checkpoint);
 
@@ -219,10 +220,7 @@ static int train(int argc, char **argv)
     st = a.mpi ? mpi_create(model, &o, a.mpi_allreduce, &tr) : cldp_trainer_create(model, &o, &tr);
     pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (st != CLDP_OK) return fail("creating the trainer");
-    if (a.trace && (!a.mpi || mpi_rank == 0) && trace_begin(a.trace, a.quiet)) { /* rank 0's timeline */
-        cldp_trainer_destroy(tr);
-        return 2;
-    }
+    trace_restart(); /* the timeline starts with the first step, the trainer's creation left out */
     size_t ndev = cldp_trainer_device_count(tr);
     report rep;
     if (report_begin(&rep, a.report, tr)) return 1;
