@@ -133,7 +133,7 @@ static cldp_status apply_policy(cldp_trainer *t, phase_kind kind, cldp_run *run,
         if (timeouts) t->broken = 1; /* the stuck worker keeps its pool: only destroy is safe now */
         char what[64];
         int stepping = kind == PHASE_TRAIN || kind == PHASE_UPDATE;
-        if (stepping) snprintf(what, sizeof what, "step %llu", (unsigned long long)t->t);
+        if (stepping) snprintf(what, sizeof what, "step %llu", (unsigned long long)t->t + 1); /* counted from 1, as the timeline does */
         else snprintf(what, sizeof what, "%s", kind == PHASE_EVAL ? "evaluation" : kind == PHASE_PREDICT ? "prediction" : "broadcast");
         const char *kept = stepping ? "the parameters are those before the step" : "the parameters are unchanged";
         return cldp_fail(st, "%s: %s; %s%s", what, msg,

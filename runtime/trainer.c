@@ -464,7 +464,7 @@ static void train_stats(cldp_trainer *t, cldp_run *run, const phase *ph, double 
 static cldp_status skip_update(cldp_trainer *t, int codes, const char *bad_name)
 {
     t->skipped++;
-    unsigned long long step = (unsigned long long)t->t, skipped = (unsigned long long)t->skipped;
+    unsigned long long step = (unsigned long long)t->t + 1, skipped = (unsigned long long)t->skipped;
     if (bad_name)
         return cldp_fail(CLDP_ERR_NONFINITE, "step %llu: the gradient from %s holds NaN or Inf; the update was skipped "
                                              "(%llu skipped so far)", step, bad_name, skipped);

@@ -149,7 +149,7 @@ cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **
         char why[1024];
         snprintf(why, sizeof why, "%s", cldp_last_error());
         return cldp_fail(st, "step %llu: %s; the parameters are those before the step, and the ranks are out of "
-                             "step, so the trainer can only be destroyed", (unsigned long long)t->t, why);
+                             "step, so the trainer can only be destroyed", (unsigned long long)t->t + 1, why);
     }
     *loss = v[0];
     *correct = (size_t)v[1];

@@ -179,7 +179,7 @@ int main(void)
         printf("  nan, %s   -> %s: %s\n", stop ? "stop" : "skip", cldp_status_string(st), cldp_last_error());
         CHECK(st == (stop ? CLDP_ERR_NONFINITE : CLDP_OK));
         CHECK(s.skipped == 1 && s.skipped_total == 1);
-        CHECK(strstr(cldp_last_error(), "step 1") != NULL);
+        CHECK(strstr(cldp_last_error(), "step 2") != NULL); /* the second step, counted from 1 */
         cldp_trainer_get_params(t, after, np);
         CHECK(memcmp(before, after, np * sizeof(float)) == 0);
         CHECK_OK(cldp_trainer_step(t, X + 2 * B * IN, Y + 2 * B, B, &s));
