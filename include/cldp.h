@@ -420,8 +420,8 @@ CLDP_API cldp_status cldp_trainer_step_targets(cldp_trainer *trainer, const floa
                                                const float *targets, size_t n,
                                                cldp_step_stats *stats);
 
-/* Waits until every worker given up on after a watchdog timeout, in any trainer of the process,
- * has come back from its driver call and released what it held, or until timeout_ms passed.
+/* Waits until every worker given up on after a watchdog timeout, in any trainer or server of the
+ * process (a server's worker whose batch its watchdog answered), has come back from its driver call and released what it held, or until timeout_ms passed.
  * Call it before exiting after a CLDP_ERR_TIMEOUT (or a drop for a timeout): a process that exits
  * while a worker is still inside a driver call may crash in the driver's own exit handlers.
  * CLDP_OK when none is left; CLDP_ERR_TIMEOUT, saying how many, otherwise. Thread-safe. */

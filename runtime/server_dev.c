@@ -130,6 +130,7 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
         if (w->claimed) { /* the watchdog answered this batch and retired the device */
             pthread_mutex_unlock(&s->mu);
             cldp_srv_params_unref(pv);
+            cldp_late_worker_done();
             return cldp_fail(CLDP_ERR_TIMEOUT, "%s: a batch outlived the watchdog (%.0f ms)", w->name, s->o.watchdog_ms);
         }
         w->dev_gen = dev_gen;
@@ -179,6 +180,7 @@ static void *monitor_main(void *arg)
             srv_worker *w = &s->w[r];
             if (!w->busy || w->claimed || s->o.watchdog_ms <= 0 || now - w->batch_start <= s->o.watchdog_ms) continue;
             w->claimed = 1;
+            cldp_late_worker_add(); /* until it is back from its driver call (serve_job) */
             retire(s, w);
             cldp_srv_fail_parts(s, w, CLDP_ERR_TIMEOUT, s->o.on_failure == CLDP_ON_FAILURE_DROP, &done);
         }

@@ -159,6 +159,9 @@ static void late_done(void)
     pthread_mutex_unlock(&g_late_mu);
 }
 
+void cldp_late_worker_add(void) { late_add(1); }
+void cldp_late_worker_done(void) { late_done(); }
+
 cldp_status cldp_wait_abandoned(double timeout_ms)
 {
     REQUIRE(timeout_ms >= 0, "cldp_wait_abandoned: timeout_ms must be >= 0, got %g", timeout_ms);

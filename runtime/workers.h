@@ -57,6 +57,13 @@ size_t cldp_pool_size(const cldp_pool *pool);
 /* 1 when some worker is still inside an abandoned run (the pool takes no job then). */
 int cldp_pool_stuck(cldp_pool *pool);
 
+/* A worker that a watchdog other than the pool's gave up on (the server's, which answers a hung
+ * batch and retires the device) while it is inside a driver call: counted by
+ * cldp_wait_abandoned, like a late worker of an abandoned run, from _add until it is back and
+ * calls _done. Thread-safe. */
+void cldp_late_worker_add(void);
+void cldp_late_worker_done(void);
+
 /* Runs desc->fn(run, ctx, r) on every worker r at once and blocks until all return or the
  * watchdog fires. Returns CLDP_OK, or the status of the lowest failing rank, whose message
  * becomes the caller's last error (a timed-out rank: CLDP_ERR_TIMEOUT). *out (never NULL after
