@@ -792,7 +792,8 @@ typedef struct cldp_trace_event {
  * gives them, host timestamps elsewhere. Thread-safe. */
 CLDP_API cldp_status cldp_trace_start(const char *path);
 /* Stops recording and writes the file given to cldp_trace_start (atomically: temporary, rename);
- * the events stay readable (cldp_trace_events) until the next start. */
+ * the events stay readable (cldp_trace_events) until the next start. A recording keeps at most
+ * 2^21 events; later ones are counted in the file's otherData.dropped and said on stderr. */
 CLDP_API cldp_status cldp_trace_stop(void);
 /* Events recorded so far (0 when none). */
 CLDP_API size_t cldp_trace_event_count(void);

@@ -197,6 +197,10 @@ cldp_status cldp_trace_stop(void)
     T.recording = 0;
     T.t_end_us = cldp_trace_clock_us();
     cldp_status st = T.path ? write_json(T.path) : CLDP_OK;
+    if (T.dropped) /* the run goes on, the timeline is cut short: say so where people look */
+        fprintf(stderr, "cldp: the timeline reached its bound of %d events; %zu later event(s) were dropped "
+                        "(trace fewer steps: start the recording later or stop it sooner)\n",
+                MAX_CHUNKS * CHUNK_EVENTS, T.dropped);
     pthread_mutex_unlock(&mu);
     return st;
 }

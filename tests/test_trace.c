@@ -473,6 +473,37 @@ static void check_bad_input(void)
     CHECK(!strcmp(buf, "host"));
 }
 
+/* A recording keeps at most 2^21 events: what comes after is counted, not kept, and the file
+ * says so in its otherData (read from the file's head: the events make it ~200 MB). */
+static void check_bound(const char *path)
+{
+    enum { BOUND = 1 << 21, EXTRA = 5 };
+    CHECK_OK(cldp_trace_start(path));
+    double t = cldp_trace_clock_us();
+    for (uint64_t i = 0; i < BOUND + EXTRA; i++) cldp_trace_add("e", "host", 0, CLDP_TRACK_QUEUE, -1, i, t, t);
+    CHECK_OK(cldp_trace_stop());
+    CHECK(cldp_trace_event_count() == BOUND);
+    cldp_trace_event last[2];
+    size_t got = 9;
+    CHECK_OK(cldp_trace_events(BOUND - 1, last, 2, &got));
+    CHECK(got == 1 && last[0].step == BOUND - 1); /* the first BOUND kept, in order */
+    char head[600] = {0};
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fread(head, 1, sizeof head - 1, f) > 0);
+        fclose(f);
+    }
+    char want[64];
+    snprintf(want, sizeof want, "\"events\":%d,\"dropped\":%d,", BOUND, EXTRA);
+    if (!strstr(head, want) || !strstr(head, "later events were dropped")) fprintf(stderr, "FAIL file head: %.300s\n", head);
+    CHECK(strstr(head, want) != NULL && strstr(head, "later events were dropped") != NULL);
+    printf("  %d events recorded of %d added; the file says dropped %d\n", BOUND, BOUND + EXTRA, EXTRA);
+    CHECK_OK(cldp_trace_start(NULL)); /* a new recording frees the old one's events */
+    CHECK_OK(cldp_trace_stop());
+    CHECK(cldp_trace_event_count() == 0);
+}
+
 int main(void)
 {
     test_rng_state = test_seed("test_trace");
@@ -484,5 +515,7 @@ int main(void)
     remove(path);
     check_serving(devices);
     check_overflow(devices);
+    check_bound(path);
+    remove(path);
     return test_finish("test_trace");
 }
