@@ -9,6 +9,7 @@
 
 #include "balance.h"
 #include "optim.h"
+#include "trace.h"
 #include "trainer.h"
 
 /* Split "auto" over ranks: every device's model (a fixed cost and a cost per sample, fitted by
@@ -108,6 +109,7 @@ static void prepare_global_update(cldp_trainer *t, phase *ph)
 cldp_status cldp_trainer_start_ranks(cldp_trainer *t)
 {
     t->offered = 0;
+    t->ranks_t0_ms = cldp_now_ms();
     return t->ranks->ops->begin(t->ranks, t->lsum, t->gsum, t->model.nparams, cldp_reducer_pieces(t->reducer));
 }
 
@@ -142,8 +144,15 @@ cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **
     cldp_ranks *rk = t->ranks;
     double v[2] = {*loss, (double)*correct};
     offer_done(t); /* every piece is done now */
+    double t_wait = cldp_now_ms();
     cldp_status st = rk->ops->finish(rk, t->opts.timeout_ms);
     if (st == CLDP_OK) st = rk->ops->sum_doubles(rk, v, 2, t->opts.timeout_ms);
+    if (CLDP_TRACING()) { /* on the host lane, inside the step: the combine over the ranks (it overlaps
+                             the devices' reduction), and the end of it that the host waits for */
+        double t_end = cldp_now_ms();
+        cldp_trace_add("ranks combine", "ranks", 0, CLDP_TRACK_QUEUE, -1, t->t + 1, t->ranks_t0_ms * 1e3, t_end * 1e3);
+        cldp_trace_add("ranks wait", "wait", 0, CLDP_TRACK_QUEUE, -1, t->t + 1, t_wait * 1e3, t_end * 1e3);
+    }
     if (st != CLDP_OK) {
         t->broken = 1;
         char why[1024];

@@ -173,6 +173,36 @@ static float *resume(cldp_trainer *t, const char *ck, size_t np)
     return p;
 }
 
+/* A traced run of STEPS steps: on the host lane, each step holds one "ranks combine" and, at its
+ * end, one "ranks wait" (the time the host waited for the other ranks). */
+static void check_trace(void)
+{
+    size_t n = cldp_trace_event_count(), got = 0;
+    cldp_trace_event *ev = malloc((n ? n : 1) * sizeof *ev);
+    CHECK_OK(cldp_trace_events(0, ev, n, &got));
+    int bad = 0;
+    for (uint64_t s = 1; s <= STEPS; s++) {
+        const cldp_trace_event *step = NULL, *comb = NULL, *wait = NULL;
+        int ncomb = 0, nwait = 0;
+        for (size_t i = 0; i < got; i++) {
+            if (ev[i].lane != 0 || ev[i].step != s) continue;
+            if (!strcmp(ev[i].name, "step")) step = &ev[i];
+            if (!strcmp(ev[i].name, "ranks combine")) comb = &ev[i], ncomb++;
+            if (!strcmp(ev[i].name, "ranks wait")) wait = &ev[i], nwait++;
+        }
+        const double e = 0.01; /* us: the file's resolution */
+        int ok = step && ncomb == 1 && nwait == 1 && comb->start_us >= step->start_us - e &&
+                 comb->start_us + comb->dur_us <= step->start_us + step->dur_us + e && wait->start_us >= comb->start_us - e &&
+                 fabs(wait->start_us + wait->dur_us - comb->start_us - comb->dur_us) <= e;
+        if (!ok) fprintf(stderr, "FAIL rank %d step %llu: step %s, %d combine, %d wait, or not nested\n", rank,
+                         (unsigned long long)s, step ? "found" : "missing", ncomb, nwait);
+        bad += !ok;
+    }
+    test_failures += bad;
+    if (!bad) printf("ok   rank %d: the timeline holds each step's ranks combine and wait, nested (%zu events)\n", rank, got);
+    free(ev);
+}
+
 static void equal_mode(size_t per_rank)
 {
     cldp_model *m = model();
@@ -202,10 +232,13 @@ static void equal_mode(size_t per_rank)
     CHECK_OK(cldp_trainer_evaluate(t, X, Y, (size_t)STEPS * B, &ranked_loss, &ranked_correct));
     cldp_trainer_destroy(t);
     t = mpi_trainer(m, per_rank, 0, CLDP_MPI_FIXED_ORDER, &spec);
+    CHECK_OK(cldp_trace_start(NULL)); /* and traced: the timeline's combine spans */
     train(t, 0, STEPS, 1);
+    CHECK_OK(cldp_trace_stop());
+    check_trace();
     float *jittered = params_of(t, np);
     cldp_trainer_destroy(t);
-    snprintf(what, sizeof what, "rank %d: %d ranks x %zu, ranks delayed at random vs not", rank, size, per_rank);
+    snprintf(what, sizeof what, "rank %d: %d ranks x %zu, ranks delayed at random, traced, vs not", rank, size, per_rank);
     same_bits(what, jittered, ranked, np);
     if (rank == 0) {
         t = local_trainer(m, all, 0);
