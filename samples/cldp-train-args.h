@@ -64,6 +64,10 @@ typedef struct args {
 /* --model cnn: two 3x3 convolutions with pooling and a hidden dense layer (the CNN of the
  * README's Fashion-MNIST figure) */
 #define CNN_PRESET "conv:32:3:p1,relu,maxpool:2,conv:64:3:p1,relu,maxpool:2,flatten,dense:128,relu,dense:10"
+/* its epochs unless --epochs says: the cosine schedule over 8 reaches 0.92 on Fashion-MNIST in
+ * about 9 minutes on two basic PoCL devices (README) */
+#define CNN_EPOCHS 8
+#define DEFAULT_EPOCHS 10
 
 
 static void usage(FILE *f)
@@ -76,7 +80,7 @@ static void usage(FILE *f)
             "  --data DIR          directory with the four Fashion-MNIST .gz files\n"
             "                      (default: /usr/share/datasets/fashion-mnist, from Debian's\n"
             "                      dataset-fashion-mnist; without it a 2000/500-sample embedded subset)\n"
-            "  --epochs N          passes over the training set, 1 to %d (default 10)\n"
+            "  --epochs N          passes over the training set, 1 to %d (default 10; 8 for --model cnn)\n"
             "  --batch B           global batch, split over the devices, 1 to %d (default 128); a batch\n"
             "                      larger than the training set is cut to the set's size, with a notice\n"
             "  --lr X              learning rate (default 1e-3 for adam, 0.05 for sgd); cosine decay to 0\n"
@@ -365,6 +369,7 @@ static int parse_args(int argc, char **argv, args *a)
         i++;
     }
     if (!lr_set) a->lr = a->optimizer == CLDP_OPT_ADAM ? 1e-3f : 0.05f;
+    if (!a->epochs) a->epochs = a->model && !strcmp(a->model, "cnn") ? CNN_EPOCHS : DEFAULT_EPOCHS;
     if (a->resume && !a->checkpoint) { /* a resumed run keeps saving where it came from */
         a->checkpoint = a->resume;
         a->checkpoint_is_resume = 1;

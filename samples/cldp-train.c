@@ -91,7 +91,7 @@ static int check_labels(const args *a, const char *source, const cldp_dataset *d
 
 static int train(int argc, char **argv)
 {
-    args a = {.epochs = 10, .batch = 128, .optimizer = CLDP_OPT_ADAM, .hidden = {256, 128}, .nhidden = 2,
+    args a = {.epochs = 0 /* the default after parsing */, .batch = 128, .optimizer = CLDP_OPT_ADAM, .hidden = {256, 128}, .nhidden = 2,
               .act = CLDP_ACT_RELU, .classes = DEFAULT_CLASSES, .momentum = 0.9f, .seed = 1, .timeout_s = 120};
     int pr = parse_args(argc, argv, &a);
     if (pr) return pr > 0 ? 0 : 2;
