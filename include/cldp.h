@@ -632,7 +632,9 @@ CLDP_API void cldp_server_options_init(cldp_server_options *opts);
  * estimates each device's need (parameters, one batch's input and activations, the forward
  * GEMMs' CLBlast scratch, staging) and refuses with CLDP_ERR_DEVICE_MEMORY, naming the device,
  * when even one row does not fit; a device that fits fewer rows than max_batch serves smaller
- * batches. Blocks until every replica is ready. */
+ * batches. Devices that share host memory (host_unified_memory) are budgeted together against
+ * the host's available memory, as the trainer's are: cut to a common row count, or refused
+ * naming them and how many would fit. Blocks until every replica is ready. */
 CLDP_API cldp_status cldp_server_create(const cldp_model *model, const float *params, size_t count,
                                         const cldp_server_options *opts, cldp_server **out);
 /* The same with the parameters of a checkpoint written by cldp_trainer_save_checkpoint for the

@@ -58,11 +58,17 @@ uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap)
     return cap && cap < usable ? cap : usable;
 }
 
+/* A training (forward 0) or an inference (1) replica's need at `rows` rows. */
+static void estimate(const cldp_model *m, size_t rows, int forward, cldp_mem_need *need)
+{
+    if (forward) cldp_mem_estimate_forward(m, rows, need);
+    else cldp_mem_estimate(m, rows, need);
+}
+
 static int fits(const cldp_model *m, size_t rows, uint64_t usable, uint64_t max_alloc, int forward)
 {
     cldp_mem_need need;
-    if (forward) cldp_mem_estimate_forward(m, rows, &need);
-    else cldp_mem_estimate(m, rows, &need);
+    estimate(m, rows, forward, &need);
     return need.total <= usable && (max_alloc == 0 || need.largest_buffer <= max_alloc);
 }
 
@@ -79,8 +85,7 @@ static cldp_status mem_plan(const cldp_model *m, size_t batch, const char *dev_n
     else
         snprintf(how, sizeof how, "none of the other selected devices would fit it either: use a smaller model, or a device with more memory");
     cldp_mem_need one;
-    if (forward) cldp_mem_estimate_forward(m, 1, &one);
-    else cldp_mem_estimate(m, 1, &one);
+    estimate(m, 1, forward, &one);
     if (max_alloc && one.params > max_alloc)
         return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
                          "%s: the model's %zu parameters need %llu bytes in one buffer but the device allows at most %llu "
@@ -193,12 +198,12 @@ static void list_add(char *buf, size_t cap, const cldp_device_info *d)
  * a label). */
 static uint64_t host_batch(const cldp_model *m, size_t rows) { return (uint64_t)rows * (m->inputs + 1) * sizeof(float); }
 
-cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_device_info *const *dev, size_t n,
-                                  uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed, size_t *rows)
+static cldp_status plan_devices(const cldp_model *m, size_t batch, const cldp_device_info *const *dev, size_t n,
+                                uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed, size_t *rows, int forward)
 {
     REQUIRE(m && dev && host && rows && n > 0 && batch > 0, "cldp_mem_plan_devices: bad arguments");
     cldp_mem_need one;
-    cldp_mem_estimate(m, 1, &one);
+    estimate(m, 1, forward, &one);
     /* what the devices sharing host memory may use together (UINT64_MAX when the host says
      * nothing): the available memory less a sixteenth, the drivers' reserve and the trainer's own */
     uint64_t room = host->avail - host->avail / 16, keep = host_fixed + CLDP_HOST_RESERVE;
@@ -218,8 +223,8 @@ cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_
         dev_label(dev[r], name, sizeof name);
         for (size_t q = 0; q < n; q++)
             if (q != r && fits_alone[q]) list_add(others, sizeof others, dev[q]);
-        TRY(cldp_mem_plan(m, batch, name, dev[r]->global_mem_bytes, dev[r]->max_alloc_bytes, cap,
-                          n == 1 ? "" : others[0] ? others : NULL, &rows[r]));
+        TRY(mem_plan(m, batch, name, dev[r]->global_mem_bytes, dev[r]->max_alloc_bytes, cap,
+                     n == 1 ? "" : others[0] ? others : NULL, &rows[r], forward));
     }
     if (nshared == 0 || !host->avail) return CLDP_OK;
 
@@ -234,7 +239,7 @@ cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_
         for (size_t r = 0; r < n; r++) {
             if (!dev[r]->host_unified_memory) continue;
             cldp_mem_need need;
-            cldp_mem_estimate(m, rows[r] < mid ? rows[r] : mid, &need);
+            estimate(m, rows[r] < mid ? rows[r] : mid, forward, &need);
             sum += need.total;
         }
         if (sum <= budget) lo = mid;
@@ -269,9 +274,23 @@ cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_
         snprintf(how, sizeof how, "not even one of them fits: use a smaller model, or free host memory");
     return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
                      "%zu devices share host memory (%s): together they need %llu bytes (%llu each for the model and one "
-                     "sample) and the trainer %llu more on the host, but the host has %llu bytes available (%s), of "
+                     "sample) and the %s %llu more on the host, but the host has %llu bytes available (%s), of "
                      "which a sixteenth and %llu MiB for the drivers are left free; %s",
                      nshared, shared, (unsigned long long)(one.total * nshared), (unsigned long long)one.total,
+                     forward ? "server" : "trainer",
                      (unsigned long long)(host_fixed + first), (unsigned long long)host->avail, host->what,
                      (unsigned long long)(CLDP_HOST_RESERVE >> 20), how);
+}
+
+cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_device_info *const *dev, size_t n,
+                                  uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed, size_t *rows)
+{
+    return plan_devices(m, batch, dev, n, cap, host, host_fixed, rows, 0);
+}
+
+cldp_status cldp_mem_plan_devices_forward(const cldp_model *m, size_t batch, const cldp_device_info *const *dev,
+                                          size_t n, uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed,
+                                          size_t *rows)
+{
+    return plan_devices(m, batch, dev, n, cap, host, host_fixed, rows, 1);
 }

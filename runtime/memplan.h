@@ -69,5 +69,10 @@ void cldp_host_memory(uint64_t cap, cldp_host_mem *host);
  * that would fit. */
 cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_device_info *const *dev, size_t n,
                                   uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed, size_t *rows);
+/* The same for forward-only replicas (cldp_mem_estimate_forward): a server's batch rows per
+ * device, `host_fixed` the server's own host vectors. */
+cldp_status cldp_mem_plan_devices_forward(const cldp_model *m, size_t batch, const cldp_device_info *const *dev,
+                                          size_t n, uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed,
+                                          size_t *rows);
 
 #endif

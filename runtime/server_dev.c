@@ -37,22 +37,21 @@ static cldp_status build(cldp_server *s, srv_worker *w)
     return CLDP_OK;
 }
 
-/* Each device's batch rows: max_batch, or what its memory holds (forward only). */
-static cldp_status plan(cldp_server *s, const size_t *idx, const cldp_dev *devs, uint64_t cap)
+/* Each device's batch rows: max_batch, or what its memory holds (forward only); the devices that
+ * share host memory (PoCL's, integrated GPUs) budgeted together against the host's, as the
+ * trainer's are, beside the server's own parameter vectors (the current generation and one being
+ * swapped in). */
+static cldp_status plan(cldp_server *s, const cldp_config *cfg)
 {
-    for (size_t r = 0; r < s->n; r++) {
-        srv_worker *w = &s->w[r];
-        char others[256] = "";
-        size_t used = 0;
-        for (size_t q = 0; q < s->n && used < sizeof others; q++)
-            if (q != r)
-                used += (size_t)snprintf(others + used, sizeof others - used, "%s%u:%u", used ? "," : "",
-                                         devs[idx[q]].info.platform_index, devs[idx[q]].info.device_index);
-        size_t rows;
-        TRY(cldp_mem_plan_forward(&s->model, s->o.max_batch, w->name, w->dev->info.global_mem_bytes,
-                                  w->dev->info.max_alloc_bytes, cap, others, &rows));
-        w->max_rows = rows;
-    }
+    const cldp_device_info *info[CLDP_MAX_RANKS];
+    size_t rows[CLDP_MAX_RANKS];
+    for (size_t r = 0; r < s->n; r++) info[r] = &s->w[r].dev->info;
+    cldp_host_mem host;
+    cldp_host_memory(cfg->host_memory_cap, &host);
+    uint64_t host_vectors = 2 * (uint64_t)s->model.nparams * sizeof(float);
+    TRY(cldp_mem_plan_devices_forward(&s->model, s->o.max_batch, info, s->n, cfg->device_memory_cap, &host, host_vectors,
+                                      rows));
+    for (size_t r = 0; r < s->n; r++) s->w[r].max_rows = rows[r];
     return CLDP_OK;
 }
 
@@ -218,7 +217,7 @@ cldp_status cldp_srv_start(cldp_server *s)
                  w->dev->info.name);
         s->names[r] = w->name;
     }
-    TRY(plan(s, idx, devs, cfg->device_memory_cap));
+    TRY(plan(s, cfg));
     for (size_t r = 0; r < n; r++) {
         srv_worker *w = &s->w[r];
         w->x = cldp_malloc(w->max_rows * s->model.inputs * sizeof(float), "server batch");
