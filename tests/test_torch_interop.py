@@ -110,7 +110,7 @@ def evaluate(net, x, y, shape):
     return loss, correct
 
 
-def check(what, spec_args, tmp, xtr, ytr, xte, yte):
+def check(what, spec_args, tmp, xte, yte):
     exported = os.path.join(tmp, what + ".safetensors")
     js, out = train(spec_args + ["--epochs", "3", "--export", exported])
     if js is None:
@@ -168,8 +168,8 @@ def main():
     mean, sd = d.mean().item(), (d.pow(2).mean() - d.mean().pow(2)).sqrt().item()
     xte = ((xte.to(torch.float64) - mean) / sd).to(torch.float32)
     with tempfile.TemporaryDirectory(prefix="cldp-torch-") as tmp:
-        check("cnn", ["--model", CNN], tmp, xtr, ytr, xte, yte)
-        check("mlp", ["--model", "mlp", "--hidden", "48,24"], tmp, xtr, ytr, xte, yte)
+        check("cnn", ["--model", CNN], tmp, xte, yte)
+        check("mlp", ["--model", "mlp", "--hidden", "48,24"], tmp, xte, yte)
     if failures:
         print("test_torch_interop: %d failure(s)" % failures, file=sys.stderr)
         return 1
