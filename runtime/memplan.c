@@ -129,11 +129,6 @@ cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_nam
     return mem_plan(m, batch, dev_name, global_mem, max_alloc, cap, others, rows, 0);
 }
 
-cldp_status cldp_mem_plan_forward(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                                  uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows)
-{
-    return mem_plan(m, batch, dev_name, global_mem, max_alloc, cap, others, rows, 1);
-}
 
 
 /* ---- devices that share host memory ---------------------------------------------------- */

@@ -35,9 +35,6 @@ uint64_t cldp_mem_usable(uint64_t global_mem, uint64_t cap);
  * when other devices are selected but none of them would fit either. */
 cldp_status cldp_mem_plan(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
                           uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows);
-/* The same for a forward-only replica (cldp_mem_estimate_forward): a server's batch rows. */
-cldp_status cldp_mem_plan_forward(const cldp_model *m, size_t batch, const char *dev_name, uint64_t global_mem,
-                                  uint64_t max_alloc, uint64_t cap, const char *others, size_t *rows);
 
 /* ---- devices that share host memory ---------------------------------------------------- */
 

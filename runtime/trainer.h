@@ -90,7 +90,7 @@ struct cldp_trainer {
     cldp_ranks *ranks;
     float *lsum, *gsum;           /* (nparams) this rank's sum over its devices; the sum over ranks */
     size_t offered;               /* pieces of lsum handed to the combine in this step */
-    double ranks_t0_ms;           /* when this step's combine began (the timeline's) */
+    double ranks_t0_us;           /* when this step's combine began (cldp_trace_clock_us; 0 untraced) */
     cldp_reducer *upd;            /* the update's pieces over gsum (one source) */
     int early;                    /* pieces may be done during the train phase */
     double bc1, bc2;              /* Adam bias corrections of the step in progress */

@@ -109,7 +109,7 @@ static void prepare_global_update(cldp_trainer *t, phase *ph)
 cldp_status cldp_trainer_start_ranks(cldp_trainer *t)
 {
     t->offered = 0;
-    t->ranks_t0_ms = cldp_now_ms();
+    t->ranks_t0_us = CLDP_TRACING() ? cldp_trace_clock_us() : 0;
     return t->ranks->ops->begin(t->ranks, t->lsum, t->gsum, t->model.nparams, cldp_reducer_pieces(t->reducer));
 }
 
@@ -144,14 +144,14 @@ cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **
     cldp_ranks *rk = t->ranks;
     double v[2] = {*loss, (double)*correct};
     offer_done(t); /* every piece is done now */
-    double t_wait = cldp_now_ms();
+    double t_wait = t->ranks_t0_us ? cldp_trace_clock_us() : 0;
     cldp_status st = rk->ops->finish(rk, t->opts.timeout_ms);
     if (st == CLDP_OK) st = rk->ops->sum_doubles(rk, v, 2, t->opts.timeout_ms);
-    if (CLDP_TRACING()) { /* on the host lane, inside the step: the combine over the ranks (it overlaps
-                             the devices' reduction), and the end of it that the host waits for */
-        double t_end = cldp_now_ms();
-        cldp_trace_add("ranks combine", "ranks", 0, CLDP_TRACK_QUEUE, -1, t->t + 1, t->ranks_t0_ms * 1e3, t_end * 1e3);
-        cldp_trace_add("ranks wait", "wait", 0, CLDP_TRACK_QUEUE, -1, t->t + 1, t_wait * 1e3, t_end * 1e3);
+    if (t_wait) { /* traced: on the host lane, inside the step, the combine over the ranks (it
+                     overlaps the devices' reduction) and the end of it that the host waits for */
+        double t_end = cldp_trace_clock_us();
+        cldp_trace_add("ranks combine", "ranks", 0, CLDP_TRACK_QUEUE, -1, t->t + 1, t->ranks_t0_us, t_end);
+        cldp_trace_add("ranks wait", "wait", 0, CLDP_TRACK_QUEUE, -1, t->t + 1, t_wait, t_end);
     }
     if (st != CLDP_OK) {
         t->broken = 1;

@@ -55,7 +55,7 @@ def build(spec, c, h, w):
     mods = []
     for tok in spec.split(","):
         f = tok.split(":")
-        opt = {p[0]: int(p[1:]) for p in f[3:]} if f[0] == "conv" else {p[0]: int(p[1:]) for p in f[2:]}
+        opt = {p[0]: int(p[1:]) for p in f[3 if f[0] == "conv" else 2:]}  # sS, pP after the positional fields
         if f[0] == "conv":
             k, s, p = int(f[2]), opt.get("s", 1), opt.get("p", 0)
             mods.append(nn.Conv2d(c, int(f[1]), k, stride=s, padding=p))
@@ -161,7 +161,7 @@ def main():
         return 2
     cldp_train, data = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
-    xtr, ytr = load_split(data, "train")
+    xtr, _ = load_split(data, "train")
     xte, yte = load_split(data, "test")
     # cldp-train's standardisation: the training set's mean and deviation, in double precision
     d = xtr.to(torch.float64)
