@@ -8,7 +8,7 @@
  * every byte offset, by tests/test_checkpoint.c). Seeds: real checkpoints of the model below, which
  * this program writes with the library when run as CLDP_FUZZ_WRITE_SEEDS=DIR fuzz_checkpoint (that
  * needs an OpenCL device; tests/fuzz/make-seeds.sh BUILD_DIR does it). */
-#include "../../runtime/checkpoint.c" /* first: it sets _POSIX_C_SOURCE before any system header */
+#include "../../runtime/io/checkpoint.c" /* first: it sets _POSIX_C_SOURCE before any system header */
 #include "fuzz.h"
 
 #include <stdint.h>
