@@ -32,7 +32,7 @@ static void conv_ms(size_t rows, int reps, double out[4])
     for (size_t i = 0; i < rows * m->inputs; i++) x[i] = frand();
     if (cldp_replica_write_params(r, p, 0, m->nparams) || cldp_replica_load(r, x, NULL, rows)) die("conv load");
     const cldp_layer_desc *L = &m->layers[0];
-    const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
+    const cldp_pass_ops *ops = cldp_pass_of(L->kind);
     cldp_pass ps = {0, rows, r->x, r->act[0], r->delta[0], r->delta[1], 0, NULL};
     cldp_layer_size ls;
     cldp_layer_size_of(m, 0, rows, &ls);

@@ -12,7 +12,7 @@
 #include "collective.h"
 #include "optim.h"
 #include "devices.h"
-#include "replica.h"
+#include "layers.h"
 #include "tuning.h"
 
 #include <clblast_c.h>

@@ -5,7 +5,7 @@
 #ifndef CLDP_REFERENCE_H
 #define CLDP_REFERENCE_H
 
-#include "layers.h"
+#include "kinds.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@ static inline void ref_forward_train(const cldp_model *m, const float *p, const 
     for (size_t i = 0; i < rows * m->inputs; i++) x64[i] = x[i];
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
-        const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
+        const cldp_kind_ops *ops = cldp_kind_of(L->kind);
         if (tc && ops->ref_train) ops->ref_train(L, l, tc, l == 0 ? x64 : acts[l - 1], rows, acts[l]);
         else ops->ref_forward(L, p + L->w_off, l == 0 ? x64 : acts[l - 1], rows, acts[l]);
     }
@@ -104,7 +104,7 @@ static inline double ref_loss_grad_full(const cldp_model *m, const float *p, con
     }
     for (size_t l = m->nlayers; l-- > 0;) {
         const cldp_layer_desc *L = &m->layers[l];
-        const cldp_layer_ops *ops = cldp_layer_ops_of(L->kind);
+        const cldp_kind_ops *ops = cldp_kind_of(L->kind);
         if (tc && ops->ref_train) {
             if (l > 0) ops->ref_train(L, l, tc, d, rows, dn); /* linear and element-wise: its own backward */
         } else {

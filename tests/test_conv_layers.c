@@ -58,9 +58,9 @@ static void run_case(const cldp_dev *dev, const char *spec, size_t c, size_t h, 
         out[l] = read_buf(r, r->act[l], rows * L->out);
         in[l + 1] = out[l];
         double *ref = malloc(rows * L->out * sizeof(double));
-        cldp_layer_ops_of(L->kind)->ref_forward(L, p + L->w_off, in[l], rows, ref);
+        cldp_kind_of(L->kind)->ref_forward(L, p + L->w_off, in[l], rows, ref);
         char what[160];
-        snprintf(what, sizeof what, "forward of layer %zu (%s)", l, cldp_layer_ops_of(L->kind)->name);
+        snprintf(what, sizeof what, "forward of layer %zu (%s)", l, cldp_kind_of(L->kind)->name);
         size_t terms = L->kind == CLDP_LAYER_DENSE ? L->in : L->kind == CLDP_LAYER_CONV2D ? L->in_c * L->k * L->k : 1;
         close_d(what, out[l], ref, rows * L->out, 1e-5 * fmax(1.0, sqrt((double)terms) / 2), 1e-4);
         free(ref);
@@ -75,7 +75,7 @@ static void run_case(const cldp_dev *dev, const char *spec, size_t c, size_t h, 
     ref_softmax_xent(out[m->nlayers - 1], y, rows, classes, 1.0 / (double)rows, d, NULL, NULL);
     for (size_t l = m->nlayers; l-- > 0;) {
         const cldp_layer_desc *L = &m->layers[l];
-        cldp_layer_ops_of(L->kind)->ref_backward(L, p + L->w_off, in[l], out[l], d, rows, gref + L->w_off, l ? dn : NULL);
+        cldp_kind_of(L->kind)->ref_backward(L, p + L->w_off, in[l], out[l], d, rows, gref + L->w_off, l ? dn : NULL);
         double *t = d;
         d = dn, dn = t;
     }

@@ -4,7 +4,7 @@
  * Tolerance: |g - fd| <= 5e-4 + 2e-2·|fd| (h = 1e-3 in float32: the loss itself is good to ~1e-7,
  * so the difference quotient carries ~1e-4 of noise). */
 #undef NDEBUG
-#include "replica.h"
+#include "layers.h"
 #include "testutil.h"
 
 static double device_loss(cldp_replica *r, const float *p, size_t np, size_t rows)

@@ -4,7 +4,7 @@
  * |x - ref| <= atol + rtol·|ref| with the values stated at each check. */
 #define _POSIX_C_SOURCE 200809L
 #undef NDEBUG
-#include "replica.h"
+#include "layers.h"
 #include "reference.h"
 #include "testutil.h"
 

@@ -1,8 +1,9 @@
-/* replica.c — a model replica on one device: its context, queue, program and buffers (sized by
- * the layer table), and the transfers of parameters, batches, losses and gradients. The passes
- * are in replica_pass.c. */
+/* replica.c — a model replica on one device: its context, queue, programs and buffers (sized by
+ * the kind table), and the transfers of parameters, batches, losses and gradients. What runs on
+ * it: replica_launch.c; the model's passes: layers/passes.c. */
 #define _POSIX_C_SOURCE 200809L
-#include "layers.h"
+#include "replica.h"
+#include "kinds.h"
 #include "config.h"
 #include "program.h"
 #include "testhooks.h"
@@ -195,8 +196,8 @@ static cldp_status replica_init(cldp_replica *r)
     TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_layers, "", &r->program));
     int spatial = 0, dropout = 0;
     for (size_t l = 0; l < m->nlayers; l++) {
-        spatial |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels == 1;
-        dropout |= cldp_layer_ops_of(m->layers[l].kind)->spatial_kernels == 2;
+        spatial |= cldp_kind_of(m->layers[l].kind)->program == CLDP_PROGRAM_SPATIAL;
+        dropout |= cldp_kind_of(m->layers[l].kind)->program == CLDP_PROGRAM_DROPOUT;
     }
     if (spatial) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_spatial, "", &r->spatial));
     if (dropout) TRY(cldp_build_program(r->ctx, r->dev->id, r->name, (const char *)cldp_cl_dropout, "", &r->dropout));

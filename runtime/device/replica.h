@@ -1,7 +1,7 @@
-/* replica.h — one device's copy of the model: its context, queue, kernels and buffers, and the
- * model's forward and backward passes, layer by layer through the layer table (layers.h), on
- * CLBlast GEMMs and the kernels of cl/. Creation and transfers: replica.c; passes:
- * replica_pass.c. */
+/* replica.h — one device's copy of the model: its context, queues, kernels and buffers, the
+ * transfers to and from it (replica.c), and what runs on it: the kernel cache, kernel launches,
+ * CLBlast GEMMs, the loss, the gradient's delivery and the probabilities (replica_launch.c). The
+ * model's passes, layer by layer, are the layers room's (layers/layers.h), built on these. */
 #ifndef CLDP_REPLICA_H
 #define CLDP_REPLICA_H
 
@@ -97,7 +97,7 @@ typedef struct cldp_replica {
  * place of CLBlast, whose tiles would be mostly padding for them (NARROW in cl/layers.cl). */
 #define CLDP_NARROW 16
 
-/* Test-only faults and their messages, shared by replica.c and replica_pass.c. */
+/* Test-only faults and their messages, shared by replica.c and replica_launch.c. */
 int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind);
 const char *cldp_replica_injected(int yes);
 void cldp_replica_stall(const cldp_replica *r);
@@ -138,20 +138,7 @@ cldp_status cldp_replica_load(cldp_replica *r, const float *x, const int32_t *la
 /* The same with float targets (rows x outputs) in place of labels, for a model whose loss is
  * CLDP_LOSS_MSE. */
 cldp_status cldp_replica_load_targets(cldp_replica *r, const float *x, const float *targets, size_t rows);
-/* Forward over `rows` loaded samples: activations and logits, as an inference pass (dropout is
- * the identity). */
-cldp_status cldp_replica_forward(cldp_replica *r, size_t rows);
-/* The same as a training pass in context *tc (layers.h: the dropout seed, the step, the global
- * row of the first loaded sample); the backward pass that follows uses the same context. */
-cldp_status cldp_replica_forward_train(cldp_replica *r, size_t rows, const cldp_train_ctx *tc);
-/* Loss of the last forward and its backward pass: grads = (or += when accumulate) the gradient
- * of sum(loss) * scale. Needs the labels (or an MSE model's targets) loaded. */
-cldp_status cldp_replica_backward(cldp_replica *r, size_t rows, float scale, int accumulate);
-/* The same, and the gradient then goes to the host (see cldp_staging): on a streaming replica
- * each layer's copy starts as soon as backward has finished that layer, overlapping the layers
- * below. Collect it layer by layer with cldp_replica_layer_grads. */
-cldp_status cldp_replica_backward_deliver(cldp_replica *r, size_t rows, float scale, int accumulate);
-/* Sets the gradient to zero and delivers it as cldp_replica_backward_deliver does (a device with
+/* Sets the gradient to zero and delivers it as cldp_replica_backward_deliver (layers.h) does (a device with
  * an empty shard still takes part in the reduction). */
 cldp_status cldp_replica_deliver_zero(cldp_replica *r);
 /* Blocks until layer l's gradient (its weights then its biases, model.h's layout) of the last
@@ -162,6 +149,11 @@ cldp_status cldp_replica_layer_grads(cldp_replica *r, size_t l, const float **gr
 cldp_status cldp_replica_release_grads(cldp_replica *r);
 /* Loss of the last forward without backward (evaluation). */
 cldp_status cldp_replica_loss(cldp_replica *r, size_t rows);
+/* The same, and d(sum(loss))·scale w.r.t. the outputs into delta[0]: where backward starts. */
+cldp_status cldp_replica_loss_grad(cldp_replica *r, size_t rows, float scale);
+/* Starts copying layer l's finished gradient to the host staging on the transfer queue, ordered
+ * after every command enqueued so far (the streaming of cldp_staging). */
+cldp_status cldp_replica_stream_layer(cldp_replica *r, size_t l);
 /* Reads the per-sample losses and correct flags of `rows` samples; adds their sums (blocking). */
 cldp_status cldp_replica_read_loss(cldp_replica *r, size_t rows, double *loss_sum, size_t *correct);
 /* Reads the whole gradient vector into `dst` (nparams floats; blocking). */
@@ -176,9 +168,24 @@ cldp_status cldp_replica_unmap_grads(cldp_replica *r);
  * points at rows x outputs floats in the replica's own memory, valid until the next call. */
 cldp_status cldp_replica_probs(cldp_replica *r, size_t rows, const float **probs);
 
-/* Runs every kernel and GEMM shape of a pass once, so compilation (ours, CLBlast's, the
- * driver's per-launch specialisation) happens now, on the calling thread, not in the first step.
- * Overwrites the gradients, activations and loaded batch; the parameters stay. */
-cldp_status cldp_replica_warm_up(cldp_replica *r);
+
+/* ---- what the layers' passes issue (replica_launch.c) ---- */
+
+/* A kernel of the replica's programs by name, made on first use and kept. */
+cldp_status cldp_replica_kernel(cldp_replica *r, const char *name, cl_kernel *k);
+/* Launches k over n work-items (1-D, the global size padded to the work-group size). */
+cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, size_t n);
+/* Launches k over n x rows work-items (2-D: get_global_id(1) is the row; the first dimension is
+ * padded as above). */
+cldp_status cldp_replica_launch_rows(cldp_replica *r, cl_kernel k, const char *name, size_t n, size_t rows);
+/* C = op(A)·op(B) + beta·C in the shape G, through CLBlast. */
+cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c);
+/* Kernel arguments: ARG(k, i, value) records a failure and returns from the caller. */
+#define ARG(k, i, v) CL_CHECK(r->name, clSetKernelArg((k), (i), sizeof(v), &(v)))
+/* A kernel's arguments as a list, for cldp_replica_run: {CLDP_ARG(buf), CLDP_ARG(rows), ...}. */
+typedef struct cldp_arg { size_t size; const void *value; } cldp_arg;
+#define CLDP_ARG(v) {sizeof(v), &(v)}
+/* Kernel `name` with arguments args[0, nargs), over n x rows work-items (cldp_replica_launch_rows). */
+cldp_status cldp_replica_run(cldp_replica *r, const char *name, const cldp_arg *args, size_t nargs, size_t n, size_t rows);
 
 #endif

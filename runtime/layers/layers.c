@@ -1,41 +1,15 @@
-/* layers.c — the layer table itself (one entry per cldp_layer_kind, with a tripwire on the
- * count) and what its entries share: initialisation, activation codes and their reference. */
+/* layers.c — the pass table itself: one entry per cldp_layer_kind, with a tripwire on the count. */
 #include "layers.h"
 
-#include <math.h>
-
-static const cldp_layer_ops *const table[] = {
-    [CLDP_LAYER_DENSE] = &cldp_layer_dense,     [CLDP_LAYER_CONV2D] = &cldp_layer_conv2d,
-    [CLDP_LAYER_MAXPOOL2D] = &cldp_layer_maxpool2d, [CLDP_LAYER_FLATTEN] = &cldp_layer_flatten,
-    [CLDP_LAYER_RELU] = &cldp_layer_relu,       [CLDP_LAYER_TANH] = &cldp_layer_tanh,
-    [CLDP_LAYER_SIGMOID] = &cldp_layer_sigmoid, [CLDP_LAYER_DROPOUT] = &cldp_layer_dropout,
+static const cldp_pass_ops *const table[] = {
+    [CLDP_LAYER_DENSE] = &cldp_pass_dense,         [CLDP_LAYER_CONV2D] = &cldp_pass_conv2d,
+    [CLDP_LAYER_MAXPOOL2D] = &cldp_pass_maxpool2d, [CLDP_LAYER_FLATTEN] = &cldp_pass_flatten,
+    [CLDP_LAYER_RELU] = &cldp_pass_act,            [CLDP_LAYER_TANH] = &cldp_pass_act,
+    [CLDP_LAYER_SIGMOID] = &cldp_pass_act,         [CLDP_LAYER_DROPOUT] = &cldp_pass_dropout,
 };
-_Static_assert(sizeof table / sizeof *table == CLDP_LAYER_KIND_COUNT, "every layer kind has an entry in the layer table");
+_Static_assert(sizeof table / sizeof *table == CLDP_LAYER_KIND_COUNT, "every layer kind has an entry in the pass table");
 
-const cldp_layer_ops *cldp_layer_ops_of(cldp_layer_kind kind)
+const cldp_pass_ops *cldp_pass_of(cldp_layer_kind kind)
 {
     return (unsigned)kind < CLDP_LAYER_KIND_COUNT ? table[kind] : NULL;
-}
-
-double cldp_layer_gain(int act)
-{
-    return act == CLDP_ACT_RELU ? sqrt(2.0) : act == CLDP_ACT_TANH ? 5.0 / 3.0 : 1.0;
-}
-
-void cldp_init_uniform(cldp_rng *rng, float *w, size_t nw, float *b, size_t nb, size_t fan_in, double gain)
-{
-    /* Kaiming-uniform; biases as PyTorch's nn.Linear and nn.Conv2d */
-    double wb = gain * sqrt(3.0 / (double)fan_in), bb = 1.0 / sqrt((double)fan_in);
-    for (size_t i = 0; i < nw; i++) w[i] = (float)((2.0 * cldp_rng_uniform(rng) - 1.0) * wb);
-    for (size_t i = 0; i < nb; i++) b[i] = (float)((2.0 * cldp_rng_uniform(rng) - 1.0) * bb);
-}
-
-double cldp_ref_act(int act, double v)
-{
-    return act == CLDP_ACT_RELU ? (v > 0 ? v : 0) : act == CLDP_ACT_TANH ? tanh(v) : act == CLDP_ACT_SIGMOID ? 1 / (1 + exp(-v)) : v;
-}
-
-double cldp_ref_act_grad(int act, double a)
-{
-    return act == CLDP_ACT_RELU ? (a > 0) : act == CLDP_ACT_TANH ? 1 - a * a : act == CLDP_ACT_SIGMOID ? a * (1 - a) : 1;
 }

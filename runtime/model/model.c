@@ -1,6 +1,6 @@
 /* model.c — building a model description from layers of the layer table, its size table, and
  * drawing its initial parameters on the host. */
-#include "layers.h"
+#include "kinds.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ void cldp_model_out_shape(const cldp_model *m, size_t *c, size_t *h, size_t *w)
 cldp_status cldp_model_add_layer(cldp_model *m, const cldp_layer_desc *settings, const char *what)
 {
     REQUIRE(m && settings, "%s: model is NULL", what);
-    const cldp_layer_ops *ops = cldp_layer_ops_of(settings->kind);
+    const cldp_kind_ops *ops = cldp_kind_of(settings->kind);
     REQUIRE(ops, "%s: unknown layer kind %d", what, (int)settings->kind);
     REQUIRE(m->nlayers < CLDP_MAX_LAYERS, "%s: a model holds at most %d layers", what, CLDP_MAX_LAYERS);
     cldp_layer_desc L = *settings;
@@ -177,7 +177,7 @@ cldp_status cldp_model_init_params(const cldp_model *m, uint64_t seed, float *p,
     cldp_rng rng = {seed};
     for (size_t l = 0; l < m->nlayers; l++) {
         const cldp_layer_desc *L = &m->layers[l];
-        if (L->nparams) cldp_layer_ops_of(L->kind)->init(L, cldp_layer_gain(act_after(m, l)), &rng, p + L->w_off);
+        if (L->nparams) cldp_kind_of(L->kind)->init(L, cldp_layer_gain(act_after(m, l)), &rng, p + L->w_off);
     }
     return CLDP_OK;
 }
@@ -196,7 +196,7 @@ void cldp_layer_size_of(const cldp_model *m, size_t l, size_t rows, cldp_layer_s
 {
     const cldp_layer_desc *L = &m->layers[l];
     memset(s, 0, sizeof *s);
-    cldp_layer_ops_of(L->kind)->size(L, rows, s);
+    cldp_kind_of(L->kind)->size(L, rows, s);
     s->params = L->nparams;
     s->param_off = L->w_off;
     s->out_per_row = L->out;

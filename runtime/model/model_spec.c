@@ -3,7 +3,7 @@
  * parsed into layers of the layer table, and a model written back as its spec. Errors name the
  * token, its position, and what is wrong with it (a bad number, an unknown kind, a shape that
  * does not fit). */
-#include "layers.h"
+#include "kinds.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +150,7 @@ cldp_status cldp_model_describe(const cldp_model *m, char *buf, size_t cap)
     for (size_t l = 0; l < m->nlayers; l++) {
         if (l) used += (size_t)snprintf(buf + (used < cap ? used : cap - 1), used < cap ? cap - used : 1, ",");
         const cldp_layer_desc *L = &m->layers[l];
-        int n = cldp_layer_ops_of(L->kind)->describe(L, buf + (used < cap ? used : cap - 1), used < cap ? cap - used : 1);
+        int n = cldp_kind_of(L->kind)->describe(L, buf + (used < cap ? used : cap - 1), used < cap ? cap - used : 1);
         used += n > 0 ? (size_t)n : 0;
     }
     REQUIRE(used < cap, "cldp_model_describe: the spec needs %zu bytes, the buffer holds %zu", used + 1, cap);

@@ -4,6 +4,7 @@
  * policy, parameter generations on the devices, and the test hooks (faults, slowdown). */
 #define _POSIX_C_SOURCE 200809L
 #include "server.h"
+#include "layers.h"
 #include "trace.h"
 #include "balance.h"
 #include "memplan.h"

@@ -3,6 +3,7 @@
  * policy as training. */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
+#include "layers.h"
 #include "testhooks.h"
 
 #include <stdlib.h>

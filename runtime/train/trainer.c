@@ -4,6 +4,7 @@
  * commits them only when every value is finite. */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
+#include "layers.h"
 #include "config.h"
 #include "optim.h"
 #include "testhooks.h"
