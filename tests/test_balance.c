@@ -9,6 +9,7 @@
  * string facts of the real devices (run on "basic pthread": the pthread device's long version). */
 #undef NDEBUG
 #include "balance.h"
+#include "testspec.h"
 #include "devices.h"
 #include "testutil.h"
 

@@ -7,6 +7,7 @@
  * atol 1e-6), refused naming both devices when only one fits, created on that one. */
 #undef NDEBUG
 #include "balance.h"
+#include "config.h"
 #include "memplan.h"
 #include "testutil.h"
 

@@ -319,6 +319,7 @@ static void speed_mode(void)
     cldp_trainer_options o;
     options(&o, spec, 0);
     o.split = "auto";
+    o.balance = 1; /* the slowdown stands in for a slower device: balance as for differing ones */
     if (rank == 1) CHECK_OK(cldp_test_control(CLDP_TEST_CONFIG, "CLDP_TEST_SLOWDOWN", "0:3"));
     cldp_trainer *t = NULL;
     CHECK_OK(cldp_trainer_create_mpi(m, &o, MPI_COMM_WORLD, CLDP_MPI_FIXED_ORDER, &t));

@@ -65,6 +65,9 @@ void cldp_set_last_error(const char *msg);
 /* Monotonic time in milliseconds. */
 double cldp_now_ms(void);
 
+/* Sleeps ms milliseconds (fractions too; nothing for ms <= 0), whatever signals arrive. */
+void cldp_sleep_ms(double ms);
+
 /* Overflow-checked size arithmetic: returns 0 and sets *out on success, -1 on overflow. */
 int cldp_mul_size(size_t a, size_t b, size_t *out);
 

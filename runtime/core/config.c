@@ -4,6 +4,8 @@
 #include "config.h"
 #include "testhooks.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -96,30 +98,14 @@ STRING_PARSER(p_split, split)
 STRING_PARSER(p_fault, fault)
 STRING_PARSER(p_slowdown, slowdown)
 
-/* A byte count: digits with an optional K, M, G or T suffix (powers of 1024), an optional
- * trailing B or iB. */
+/* A byte count through cldp_parse_bytes, its message into `why`. */
 static int parse_bytes(uint64_t *out, const char *v, char *why, size_t n)
 {
     *out = 0;
     if (!v || !*v) return 0;
-    char *end;
-    double x = strtod(v, &end);
-    double mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1024.0, end++; break;
-    case 'm': case 'M': mult = 1024.0 * 1024, end++; break;
-    case 'g': case 'G': mult = 1024.0 * 1024 * 1024, end++; break;
-    case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024, end++; break;
-    default: break;
-    }
-    if (mult > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (end == v || *end || !isfinite(x) || x < 0 || x * mult >= 1.8e19) {
-        snprintf(why, n, "give bytes, optionally with a K, M, G or T suffix, e.g. 64M");
-        return -1;
-    }
-    *out = (uint64_t)(x * mult);
-    return 0;
+    if (cldp_parse_bytes(v, "the value", out) == CLDP_OK) return 0;
+    snprintf(why, n, "give bytes, or a number with K, M, G or T (e.g. 64M, \"2 GB\")");
+    return -1;
 }
 
 static int p_memcap(cldp_config *c, const char *v, char *why, size_t n) { return parse_bytes(&c->device_memory_cap, v, why, n); }
@@ -215,3 +201,32 @@ void cldp_test_arm(void) { atomic_store(&cldp_test_armed, 1); }
 void cldp_test_arm(void) {}
 #endif
 void (*cldp_test_worker_delay)(size_t rank);
+
+/* ---- byte counts ----------------------------------------------------------------------- */
+
+cldp_status cldp_parse_bytes(const char *s, const char *what, uint64_t *out)
+{
+    REQUIRE(s && what && out, "cldp_parse_bytes: bad arguments");
+    char *end;
+    errno = 0;
+    while (isspace((unsigned char)*s)) s++;
+    double v = *s == '-' ? -1 : strtod(s, &end);
+    if (*s == '-' || end == s || errno == ERANGE || !isfinite(v) || v < 0)
+        return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "%s \"%s\" is not a byte count; give bytes, or a number with K, M or G (e.g. 64M)", what, s);
+    double mul = 1;
+    while (isspace((unsigned char)*end)) end++;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1024.0 * 1024; end++; break;
+    case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (mul > 1 && (*end == 'i' || *end == 'I')) end++;
+    if (*end == 'b' || *end == 'B') end++;
+    while (isspace((unsigned char)*end)) end++;
+    if (*end || v * mul >= 18446744073709551616.0)
+        return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "%s \"%s\" is not a byte count; give bytes, or a number with K, M or G (e.g. 64M)", what, s);
+    *out = (uint64_t)(v * mul);
+    return CLDP_OK;
+}

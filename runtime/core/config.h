@@ -42,4 +42,9 @@ cldp_status cldp_config_get(const cldp_config **cfg);
  * be called while another thread uses the library. */
 cldp_status cldp_config_set(const char *name, const char *value);
 
+/* Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024, an optional
+ * trailing "B" or "iB", spaces allowed), e.g. "65536", "64K", "1.5G", "2 GB". `what` names the
+ * source in messages. */
+cldp_status cldp_parse_bytes(const char *s, const char *what, uint64_t *out);
+
 #endif

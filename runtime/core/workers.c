@@ -300,17 +300,6 @@ void cldp_pool_destroy(cldp_pool *p)
     if (last) pool_free(p); /* else stuck threads still use the pool: the last one out frees it */
 }
 
-size_t cldp_pool_size(const cldp_pool *p) { return p ? p->n : 0; }
-
-int cldp_pool_stuck(cldp_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    int busy = 0;
-    for (size_t r = 0; r < p->n; r++) busy |= p->w[r].busy;
-    pthread_mutex_unlock(&p->mu);
-    return busy;
-}
-
 static int all_done(const cldp_pool *p, const cldp_run *run)
 {
     for (size_t r = 0; r < p->n; r++)

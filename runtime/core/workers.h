@@ -53,9 +53,6 @@ cldp_status cldp_pool_create(size_t n, cldp_pool **out);
  * leak rather than a hang). Release every run of the pool (cldp_run_release) first: a run
  * goes back to its pool when it is released. */
 void cldp_pool_destroy(cldp_pool *pool);
-size_t cldp_pool_size(const cldp_pool *pool);
-/* 1 when some worker is still inside an abandoned run (the pool takes no job then). */
-int cldp_pool_stuck(cldp_pool *pool);
 
 /* A worker that a watchdog other than the pool's gave up on (the server's, which answers a hung
  * batch and retires the device) while it is inside a driver call: counted by
@@ -74,7 +71,6 @@ void cldp_late_worker_done(void);
 cldp_status cldp_pool_run(cldp_pool *pool, const cldp_run_desc *desc, cldp_run **out);
 
 /* Per-rank facts of a finished (or abandoned) run, for the caller. */
-size_t cldp_run_size(const cldp_run *run);
 cldp_status cldp_run_status(const cldp_run *run, size_t rank);
 const char *cldp_run_error(const cldp_run *run, size_t rank); /* "" when it succeeded */
 double cldp_run_ms(const cldp_run *run, size_t rank);          /* wall time of its part */

@@ -20,25 +20,7 @@
 extern const unsigned char cldp_cl_layers[], cldp_cl_spatial[], cldp_cl_dropout[];
 
 /* Fires an armed fault of `kind` once: returns 1 when the caller must fail as if its call had. */
-int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind)
-{
-    if (!CLDP_TEST_ARMED() || r->fault != kind) return 0;
-    r->fault = CLDP_FAULT_NONE;
-    return 1;
-}
-
-const char *cldp_replica_injected(int yes) { return yes ? " [injected fault]" : ""; }
-
-/* An injected stall: the worker sleeps as it would inside a driver call that hangs. */
-void cldp_replica_stall(const cldp_replica *r)
-{
-    struct timespec ts = {(time_t)(r->stall_ms / 1000), (long)(fmod(r->stall_ms, 1000.0) * 1e6)};
-    while (nanosleep(&ts, &ts) != 0) {}
-}
-
 /* ---- creation -------------------------------------------------------------------------- */
-
-size_t cldp_replica_bytes(const cldp_model *m, size_t rows) { return cldp_model_replica_floats(m, rows) * sizeof(float); }
 
 static CLBlastTranspose trans(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
@@ -340,7 +322,7 @@ cldp_status cldp_replica_finish(cldp_replica *r)
 cldp_status cldp_replica_write_params_async(cldp_replica *r, const float *p, size_t begin, size_t end, int blocking)
 {
     if (end <= begin) return CLDP_OK;
-    if (cldp_replica_fault_fires(r, CLDP_FAULT_STALL_WRITE)) cldp_replica_stall(r);
+    if (cldp_replica_fault_fires(r, CLDP_FAULT_STALL_WRITE)) cldp_sleep_ms(r->test.stall_ms);
     int inj = cldp_replica_fault_fires(r, CLDP_FAULT_WRITE);
     cl_int err = inj ? CL_OUT_OF_RESOURCES
                      : clEnqueueWriteBuffer(r->queue, r->params, blocking ? CL_TRUE : CL_FALSE, begin * sizeof(float),

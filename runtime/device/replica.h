@@ -7,6 +7,7 @@
 
 #include "devices.h"
 #include "model.h"
+#include "testhooks.h"
 #include "trace.h"
 
 /* Test-only faults, armed by the trainer for one step; each fires once, at its call site, and
@@ -89,18 +90,26 @@ typedef struct cldp_replica {
     struct cldp_trace_queue *trace; /* traced commands waiting for their times (trace.h): made on
                                      the first command traced, NULL while nothing was */
     int trace_layer;         /* the layer whose pass is enqueuing (-1: none), for the timeline */
-    cldp_fault_kind fault;   /* armed test fault, or NONE */
-    double stall_ms;
+    struct {                 /* test-only: what the trainer or server armed for this replica */
+        cldp_fault_kind fault; /* the armed fault, or NONE */
+        double stall_ms;       /* how long a STALL fault sleeps */
+    } test;
 } cldp_replica;
 
 /* The most outputs of a dense layer that cldp's own kernels compute whole (forward, dW, dX) in
  * place of CLBlast, whose tiles would be mostly padding for them (NARROW in cl/layers.cl). */
 #define CLDP_NARROW 16
 
-/* Test-only faults and their messages, shared by replica.c and replica_launch.c. */
-int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind);
-const char *cldp_replica_injected(int yes);
-void cldp_replica_stall(const cldp_replica *r);
+/* Test-only: 1 (once) when fault `kind` is armed on r, at the call site it names; one predictable
+ * branch while no test armed anything. */
+static inline int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind)
+{
+    if (!CLDP_TEST_ARMED() || r->test.fault != kind) return 0;
+    r->test.fault = CLDP_FAULT_NONE;
+    return 1;
+}
+/* The suffix of a failure's message: whether the fault was injected. */
+static inline const char *cldp_replica_injected(int yes) { return yes ? " [injected fault]" : ""; }
 
 /* The timeline (trace.h): where a traced command's event goes (NULL when not recording), named
  * `name` in category `cat`, on the layer r->trace_layer; `gemm`: the command is a CLBlast GEMM
@@ -111,10 +120,6 @@ cl_event *cldp_replica_trace_ev(cldp_replica *r, const char *name, const char *c
 void cldp_replica_trace_flush(cldp_replica *r);
 /* Opens / closes the per-layer span ("forward", "backward") of layer l's commands. */
 void cldp_replica_trace_span(cldp_replica *r, size_t l, const char *name, int end);
-
-/* Device bytes a replica of `m` holding `max_rows` rows needs (buffers above, CLBlast scratch
- * excluded). */
-size_t cldp_replica_bytes(const cldp_model *m, size_t max_rows);
 
 cldp_status cldp_replica_create(const cldp_dev *dev, const cldp_model *m, size_t max_rows,
                                 cldp_replica **out);

@@ -11,7 +11,6 @@
 
 #define fault_fires cldp_replica_fault_fires
 #define injected cldp_replica_injected
-#define stall cldp_replica_stall
 
 static CLBlastTranspose trans(int t) { return t ? CLBlastTransposeYes : CLBlastTransposeNo; }
 
@@ -77,7 +76,7 @@ cldp_status cldp_replica_launch(cldp_replica *r, cl_kernel k, const char *name, 
  * replica's scratch (sized for the same shapes). */
 cldp_status cldp_replica_gemm(cldp_replica *r, const cldp_gemm_shape *G, cl_mem a, cl_mem b, float beta, cl_mem c)
 {
-    if (fault_fires(r, CLDP_FAULT_STALL)) stall(r);
+    if (fault_fires(r, CLDP_FAULT_STALL)) cldp_sleep_ms(r->test.stall_ms);
     CLBlastStatusCode st;
     int inj = fault_fires(r, CLDP_FAULT_GEMM);
     cl_event *ev = CLDP_TRACING() ? cldp_replica_trace_ev(r, "gemm", "gemm", 1, 0) : NULL;

@@ -212,11 +212,7 @@ static void test_delay(void)
 {
     const cldp_config *cfg;
     cldp_config_get(&cfg);
-    long ms = (long)cfg->checkpoint_delay_ms;
-    if (ms <= 0) return;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    cldp_sleep_ms(cfg->checkpoint_delay_ms);
 }
 
 /* What a file type is, for a message ("a FIFO", "a directory"). */

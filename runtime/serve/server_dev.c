@@ -6,7 +6,7 @@
 #include "server.h"
 #include "layers.h"
 #include "trace.h"
-#include "balance.h"
+#include "testspec.h"
 #include "memplan.h"
 #include "config.h"
 #include "testhooks.h"
@@ -16,13 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static void sleep_ms(double ms)
-{
-    if (ms <= 0) return;
-    struct timespec ts = {(time_t)(ms / 1000), (long)(fmod(ms, 1000.0) * 1e6)};
-    while (nanosleep(&ts, &ts) != 0) {}
-}
 
 /* ---- building the replicas ------------------------------------------------------------- */
 
@@ -65,8 +58,8 @@ static cldp_status run_batch(cldp_server *s, srv_worker *w, const srv_params *pv
 {
     cldp_replica *rep = w->rep;
     if (fault != CLDP_FAULT_NONE) {
-        rep->fault = (cldp_fault_kind)fault;
-        rep->stall_ms = fault_ms;
+        rep->test.fault = (cldp_fault_kind)fault;
+        rep->test.stall_ms = fault_ms;
     }
     if (*dev_gen != pv->gen) {
         *dev_gen = UINT64_MAX; /* half-written parameters are no generation */
@@ -123,7 +116,7 @@ static cldp_status serve_job(cldp_run *run, void *ctx, size_t rank)
         double ms = cldp_now_ms() - t0;
         if (CLDP_TRACING()) cldp_trace_here("compute", "serve", -1, t0 * 1e3, (t0 + ms) * 1e3);
         cldp_replica_trace_flush(w->rep); /* its device commands' times */
-        if (CLDP_TEST_ARMED() && slowdown > 1 && st == CLDP_OK) sleep_ms((slowdown - 1) * ms);
+        if (CLDP_TEST_ARMED() && slowdown > 1 && st == CLDP_OK) cldp_sleep_ms((slowdown - 1) * ms);
 
         cldp_request *done = NULL;
         pthread_mutex_lock(&s->mu);
@@ -284,33 +277,19 @@ void cldp_srv_free_workers(cldp_server *s)
 
 cldp_status cldp_srv_arm_faults(cldp_server *s, const char *spec)
 {
+    static const char *const names[] = {"gemm", "kernel", "stall"};
+    static const cldp_fault_kind kinds[] = {CLDP_FAULT_GEMM, CLDP_FAULT_KERNEL, CLDP_FAULT_STALL};
     REQUIRE(s && spec, "cldp_test_control(CLDP_TEST_SERVER_FAULT): server or spec is NULL");
-    for (const char *p = spec; *p;) {
-        unsigned long long rank, batch;
-        char kind[16] = "";
-        int used = 0;
-        double ms = 5000;
-        REQUIRE(sscanf(p, "%llu:%llu:%15[a-z]%n", &rank, &batch, kind, &used) == 3,
-                "server fault spec \"%s\": expected RANK:BATCH:KIND[:MS] (KIND gemm, kernel or stall)", spec);
-        p += used;
-        if (*p == ':') {
-            char *end;
-            ms = strtod(p + 1, &end);
-            REQUIRE(end != p + 1 && ms >= 0 && ms < 1e7, "server fault spec \"%s\": bad stall time", spec);
-            p = end;
-        }
-        int k = !strcmp(kind, "gemm") ? CLDP_FAULT_GEMM : !strcmp(kind, "kernel") ? CLDP_FAULT_KERNEL
-              : !strcmp(kind, "stall") ? CLDP_FAULT_STALL : CLDP_FAULT_NONE;
-        REQUIRE(k != CLDP_FAULT_NONE, "server fault spec \"%s\": unknown kind \"%s\" (gemm, kernel or stall)", spec, kind);
-        REQUIRE(rank < s->n, "server fault spec \"%s\": rank %llu, but the server has %zu devices", spec, rank, s->n);
-        pthread_mutex_lock(&s->mu);
-        srv_worker *w = &s->w[rank];
-        w->fault_kind = k;
-        w->fault_at = w->nbatch + batch;
-        w->fault_ms = ms;
-        pthread_mutex_unlock(&s->mu);
-        if (*p == ',') p++;
-        else REQUIRE(!*p, "server fault spec \"%s\": unexpected \"%s\"", spec, p);
+    cldp_fault_item items[CLDP_MAX_RANKS];
+    size_t n;
+    TRY(cldp_fault_spec_parse(spec, "server fault spec", "BATCH", names, 3, s->n, items, CLDP_MAX_RANKS, &n));
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        srv_worker *w = &s->w[items[i].rank];
+        w->fault_kind = kinds[items[i].kind];
+        w->fault_at = w->nbatch + items[i].at;
+        w->fault_ms = items[i].ms;
     }
+    pthread_mutex_unlock(&s->mu);
     return CLDP_OK;
 }

@@ -160,21 +160,4 @@ double cldp_balancer_shards(const double *fixed_ms, const double *ms_per_sample,
 int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard,
                           const double *compute_ms);
 
-/* ---- byte counts ----------------------------------------------------------------------- */
-
-/* Parses a byte count: digits with an optional K, M, G or T suffix (powers of 1024, an optional
- * trailing "B" or "iB"), e.g. "65536", "64K", "1.5G". `what` names the source in messages. */
-cldp_status cldp_parse_bytes(const char *s, const char *what, uint64_t *out);
-
-/* ---- test-only slowdown ---------------------------------------------------------------- */
-
-/* Parses CLDP_TEST_SLOWDOWN, "RANK:FACTOR[,RANK:FACTOR...]" (e.g. "1:3"), into factor[n] (1: no
- * slowdown). FACTOR is in [1, 1000]; RANK below n. NULL or "" leaves every factor at 1.
- * The worker of a slowed rank sleeps after its compute for (FACTOR - 1) times the compute it
- * just measured, so its part takes FACTOR times as long. It stands in for a slower GPU: the
- * worker blocks as it would waiting in clFinish on a slow device, the sleep grows with the shard
- * like real compute, it takes no CPU from the other devices (as a separate GPU would not), and
- * the balancer sees it only through the same compute timings a real device gives. */
-cldp_status cldp_slowdown_parse(const char *spec, size_t n, double *factor);
-
 #endif

@@ -34,7 +34,7 @@ static phase *phase_new(cldp_trainer *t, phase_kind kind)
     for (size_t r = 0; r < t->n; r++) {
         ph->reps[r] = t->reps[r];
         ph->names[r] = t->reps[r]->name;
-        ph->slowdown[r] = t->slowdown[t->origin[r]];
+        ph->test[r].slowdown = t->test.slowdown[t->origin[r]];
     }
     atomic_fetch_add(&t->refs, 1);
     return ph;

@@ -45,10 +45,9 @@ static cldp_status plan_sharding(cldp_trainer *t, const cldp_trainer_options *op
             if (strcmp(t->devs[r]->info.name, t->devs[0]->info.name) ||
                 strcmp(t->devs[r]->info.driver_version, t->devs[0]->info.driver_version))
                 balance = 1;
-        if (cfg->slowdown[0]) balance = 1; /* the stand-in for a slower device */
     }
     cldp_balancer_init(t->bal, t->n, w, automatic && balance);
-    TRY(cldp_slowdown_parse(cfg->slowdown, t->n, t->slowdown));
+    TRY(cldp_slowdown_parse(cfg->slowdown, t->n, t->test.slowdown));
     const cldp_device_info *info[CLDP_MAX_DEVICES];
     for (size_t r = 0; r < t->n; r++) info[r] = &t->devs[r]->info;
     cldp_host_mem host; /* devices that share host memory are budgeted together against it */
@@ -63,12 +62,6 @@ static void micro_batch(size_t len, size_t parts, size_t k, size_t *begin, size_
 {
     *begin = k * (len / parts) + (k < len % parts ? k : len % parts);
     *rows = len / parts + (k < len % parts);
-}
-
-static void sleep_ms(double ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(fmod(ms, 1000.0) * 1e6)};
-    while (nanosleep(&ts, &ts) != 0) {}
 }
 
 /* ---- the step's work on each device ---------------------------------------------------- */
@@ -140,7 +133,11 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
     for (size_t l = nl; l-- > 0;) {
         const float *g;
         TRY(cldp_replica_layer_grads(rep, l, &g));
-        if (CLDP_TEST_ARMED() && ph->inject_nan[r] && l + 1 == nl) ((float *)g)[0] = NAN; /* handed out for writing */
+        if (CLDP_TEST_ARMED() && ph->test[r].nan_grad && l + 1 == nl && t->model.layers[l].nparams) {
+            memcpy(ph->test[r].nan_grad, g, t->model.layers[l].nparams * sizeof *g); /* the device's stays as it is */
+            ph->test[r].nan_grad[0] = NAN;
+            g = ph->test[r].nan_grad;
+        }
         if (!cldp_reducer_deliver(t->reducer, run, r, l, g)) return CLDP_OK; /* abandoned */
         if (t->early && rep->streamed && l > 0) {
             double s0 = cldp_now_ms();
@@ -149,7 +146,7 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
         }
     }
     if (last_rows) TRY(cldp_replica_read_loss(rep, last_rows, &loss, &correct));
-    if (CLDP_TEST_ARMED() && len && ph->slowdown[r] > 1.0) sleep_ms((ph->slowdown[r] - 1.0) * (cldp_now_ms() - t0)); /* test only */
+    if (CLDP_TEST_ARMED() && len && ph->test[r].slowdown > 1.0) cldp_sleep_ms((ph->test[r].slowdown - 1.0) * (cldp_now_ms() - t0));
     ph->loss_sum[r] = loss;
     ph->correct[r] = correct;
     ph->train_end[r] = cldp_now_ms();
@@ -165,7 +162,7 @@ static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
     cldp_replica *rep = ph->reps[r];
     cldp_reducer *rd = ph->rd;
     double t0 = cldp_now_ms();
-    if (CLDP_TEST_ARMED() && ph->stall_reduce_ms[r] > 0) sleep_ms(ph->stall_reduce_ms[r]);
+    if (CLDP_TEST_ARMED()) cldp_sleep_ms(ph->test[r].stall_reduce_ms);
     if (!cldp_reducer_work(rd, run, 1)) return CLDP_OK; /* cancelled */
     double t1 = cldp_now_ms();
     ph->reduce_ms[r] = ph->early_ms[r] + (t1 - t0);
@@ -283,7 +280,7 @@ void cldp_trainer_release(cldp_trainer *t)
     free(t->stats);
     free(t->origin);
     free(t->bal);
-    free(t->slowdown);
+    free(t->test.nan_grad);
     free(t);
 }
 
@@ -356,10 +353,8 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
     t->stats = cldp_calloc(n, sizeof *t->stats, "statistics");
     t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
     t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
-    t->slowdown = cldp_calloc(n, sizeof *t->slowdown, "slowdown factors");
     if (!t->devs || !t->reps || !t->graveyard || !t->retired || !t->master || !t->opt_m || !t->opt_v || !t->next_master ||
-        !t->next_m || !t->next_v || !t->shard_off || !t->shard_len || !t->stats || !t->origin || !t->bal ||
-        !t->slowdown)
+        !t->next_m || !t->next_v || !t->shard_off || !t->shard_len || !t->stats || !t->origin || !t->bal)
         goto fail;
     for (size_t r = 0; r < n; r++) t->origin[r] = r;
     {
@@ -423,8 +418,11 @@ static void prepare_train(cldp_trainer *t, phase *ph)
     ph->step = t->t;
     memcpy(ph->shard_off, t->shard_off, t->n * sizeof *t->shard_off);
     memcpy(ph->shard_len, t->shard_len, t->n * sizeof *t->shard_len);
-    memcpy(ph->inject_nan, t->inject_nan, t->n * sizeof *t->inject_nan);
-    memset(t->inject_nan, 0, sizeof t->inject_nan); /* a test fault fires once */
+    if (CLDP_TEST_ARMED()) {
+        const cldp_layer_desc *top = &t->model.layers[t->model.nlayers - 1];
+        for (size_t r = 0; r < t->n; r++) ph->test[r].nan_grad = t->test.inject_nan[r] ? t->test.nan_grad + r * top->nparams : NULL;
+        memset(t->test.inject_nan, 0, sizeof t->test.inject_nan); /* a test fault fires once */
+    }
     if (t->ranks) cldp_reducer_reset(t->reducer, t->n, cldp_trainer_store_local, NULL, t);
     else cldp_reducer_reset(t->reducer, t->n, cldp_trainer_update_block, cldp_update_fence, t);
 }
@@ -433,8 +431,8 @@ static void prepare_train(cldp_trainer *t, phase *ph)
  * several ranks the local sums only. */
 static void prepare_update(cldp_trainer *t, phase *ph)
 {
-    memcpy(ph->stall_reduce_ms, t->stall_reduce_ms, t->n * sizeof *t->stall_reduce_ms);
-    memset(t->stall_reduce_ms, 0, sizeof t->stall_reduce_ms);
+    for (size_t r = 0; r < t->n; r++) ph->test[r].stall_reduce_ms = t->test.stall_reduce_ms[r];
+    memset(t->test.stall_reduce_ms, 0, sizeof t->test.stall_reduce_ms);
     ph->rd = t->reducer;
     ph->write_params = !t->ranks;
     ph->local_grads = 1;

@@ -11,12 +11,24 @@
 #include "ranks.h"
 #include "reducer.h"
 #include "replica.h"
+#include "testspec.h"
 #include "workers.h"
 
 #include <stdatomic.h>
 
 #define CLDP_MAX_DEVICES CLDP_MAX_RANKS
 #define CLDP_MAX_FAULTS 8
+
+/* Test-only state of a trainer (faults.c): the faults CLDP_FAULT or cldp_test_control armed, and
+ * the slowdown of CLDP_TEST_SLOWDOWN. Only CLDP_TEST_ARMED() branches read it. */
+typedef struct cldp_train_test {
+    cldp_fault_item faults[CLDP_MAX_FAULTS];
+    size_t nfaults;
+    int inject_nan[CLDP_MAX_DEVICES];         /* armed for the next train phase */
+    double stall_reduce_ms[CLDP_MAX_DEVICES]; /* armed for the next update phase */
+    double slowdown[CLDP_MAX_DEVICES];        /* by rank at creation (origin); 1 = none */
+    float *nan_grad;  /* (n x the top layer's parameters) the poisoned copies a NaN fault delivers */
+} cldp_train_test;
 
 /* The phases of the trainer's work. A worker only ever touches its own device's queue: some
  * drivers (PoCL's basic device among them) deadlock when two host threads drive one queue. */
@@ -50,9 +62,12 @@ typedef struct phase {
                                      (the next ones): captured here, since after a timeout the
                                      trainer may move on to other vectors (phase.c) */
     size_t shard_off[CLDP_MAX_DEVICES], shard_len[CLDP_MAX_DEVICES];
-    double slowdown[CLDP_MAX_DEVICES];
-    int inject_nan[CLDP_MAX_DEVICES];
-    double stall_reduce_ms[CLDP_MAX_DEVICES]; /* test fault: sleep before the update's pieces */
+    struct {                      /* test-only, copied from the trainer's (cldp_train_test) */
+        double slowdown;          /* compute-time factor, 1 = none */
+        float *nan_grad;          /* a train phase's NaN fault: where a copy of the top layer's
+                                     gradient gets a NaN, delivered in place of the device's */
+        double stall_reduce_ms;   /* an update phase: sleep before its pieces */
+    } test[CLDP_MAX_DEVICES];
     /* an update phase: which reducer its pieces come from, whether it writes the new parameters
      * to the devices, whether it is done with the devices' gradients (over several ranks the
      * local sums and the update are two runs with the combine between them) */
@@ -119,14 +134,10 @@ struct cldp_trainer {
     size_t nretired;
     cldp_drop drops[CLDP_MAX_DROPS]; /* devices dropped in the step (or call) in progress */
     size_t ndrops;
-    struct fault { size_t rank; uint64_t step; int kind; double ms; } faults[CLDP_MAX_FAULTS];
-    size_t nfaults;
-    int inject_nan[CLDP_MAX_DEVICES];       /* armed for the next train phase */
-    double stall_reduce_ms[CLDP_MAX_DEVICES];
+    cldp_train_test test;         /* test-only state (faults.c) */
 
     /* sharding (balance.c); indexed by a device's rank at creation (origin) */
     cldp_balancer *bal;
-    double *slowdown;             /* (n at creation) test-only compute-time factor, 1 = none */
 };
 
 /* ---- phase.c ---- */
@@ -195,6 +206,7 @@ cldp_status cldp_trainer_combine_ranks(struct cldp_trainer *t, cldp_run **run, p
                                        size_t *correct);
 
 /* ---- faults.c (test only) ---- */
+/* Parses a fault spec (testspec.h: "RANK:STEP:KIND[:MS],...") into the trainer's test state. */
 cldp_status cldp_faults_parse(struct cldp_trainer *t, const char *spec);
 /* Arms the faults of `kind`'s phase due at this step on the devices they name; each fires once. */
 void cldp_faults_arm(struct cldp_trainer *t, phase_kind which);
