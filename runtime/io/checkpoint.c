@@ -1,8 +1,7 @@
-/* checkpoint.c — saving and restoring a trainer's state (model description, master parameters,
- * optimizer state, an application blob) as a versioned, CRC-32-checked file of tagged sections,
- * written atomically (temporary file, fsync, rename, fsync of the directory). */
+/* checkpoint.c — the checkpoint file format (checkpoint.h): its layout, the atomic writer, and
+ * the reader that checks every byte before anything is handed out. */
 #define _POSIX_C_SOURCE 200809L
-#include "trainer.h"
+#include "checkpoint.h"
 #include "checkpoint_model.h"
 #include "config.h"
 #include "le.h"
@@ -130,13 +129,13 @@ static double get_f64(const unsigned char *p)
     return d;
 }
 
-static void write_all(writer *w, const cldp_trainer *t, const void *user, size_t user_len)
+static void write_all(writer *w, const cldp_ckpt *c)
 {
-    const cldp_model *m = &t->model;
-    const cldp_trainer_options *o = &t->opts;
-    uint32_t nsec = 5 + (user_len > 0);
-    uint64_t total = CKPT_HEADER + 5 * CKPT_SECTION + modl_len(m) + prms_len(m) + optm_len(m) + splt_len(t->n) + SEED_LEN + CKPT_TRAILER;
-    if (user_len) total += CKPT_SECTION + user_len;
+    const cldp_model *m = c->model;
+    const cldp_ckpt_optim *o = &c->optim;
+    uint32_t nsec = 5 + (c->user_len > 0);
+    uint64_t total = CKPT_HEADER + 5 * CKPT_SECTION + modl_len(m) + prms_len(m) + optm_len(m) + splt_len(c->ndev) + SEED_LEN + CKPT_TRAILER;
+    if (c->user_len) total += CKPT_SECTION + c->user_len;
 
     w_bytes(w, CKPT_MAGIC, 8);
     w_u32(w, CKPT_VERSION);
@@ -150,10 +149,10 @@ static void write_all(writer *w, const cldp_trainer *t, const void *user, size_t
 
     w_section(w, "PRMS", prms_len(m));
     w_u64(w, m->nparams);
-    w_f32s(w, t->master, m->nparams);
+    w_f32s(w, c->params, m->nparams);
 
     w_section(w, "OPTM", optm_len(m));
-    w_u32(w, (uint32_t)o->optimizer);
+    w_u32(w, o->optimizer);
     w_u32(w, 0);
     w_f32(w, o->learning_rate);
     w_f32(w, o->momentum);
@@ -161,32 +160,27 @@ static void write_all(writer *w, const cldp_trainer *t, const void *user, size_t
     w_f32(w, o->beta1);
     w_f32(w, o->beta2);
     w_f32(w, o->epsilon);
-    w_u64(w, t->t);
+    w_u64(w, o->steps);
     w_u64(w, m->nparams);
-    w_f32s(w, t->opt_m, m->nparams);
-    w_f32s(w, t->opt_v, m->nparams);
+    w_f32s(w, c->m, m->nparams);
+    w_f32s(w, c->v, m->nparams);
 
-    /* The split as the balancer holds it, by the device's rank at creation (t->origin), so that
-     * a resumed run shards its batches as the stopped one would have: with another split the
-     * result differs in the last bits. */
-    double weights[CLDP_MAX_DEVICES];
-    cldp_trainer_get_split(t, weights, NULL, t->n);
-    w_section(w, "SPLT", splt_len(t->n));
-    w_u32(w, (uint32_t)t->n);
-    w_u32(w, t->bal->steps);
-    for (size_t r = 0; r < t->n; r++) {
-        w_f64(w, weights[r]);
-        w_f64(w, t->bal->ms_per_sample[t->origin[r]]);
-        w_u32(w, t->bal->samples[t->origin[r]]);
+    w_section(w, "SPLT", splt_len(c->ndev));
+    w_u32(w, (uint32_t)c->ndev);
+    w_u32(w, c->balance_steps);
+    for (size_t r = 0; r < c->ndev; r++) {
+        w_f64(w, c->weight[r]);
+        w_f64(w, c->ms_per_sample[r]);
+        w_u32(w, c->samples[r]);
         w_u32(w, 0);
     }
 
     w_section(w, "SEED", SEED_LEN);
-    w_u64(w, o->seed);
+    w_u64(w, c->seed);
 
-    if (user_len) {
-        w_section(w, "USER", user_len);
-        w_bytes(w, user, user_len);
+    if (c->user_len) {
+        w_section(w, "USER", c->user_len);
+        w_bytes(w, c->user, c->user_len);
     }
 
     uint32_t crc = (uint32_t)w->crc;
@@ -226,15 +220,13 @@ static const char *kind_of(mode_t mode)
                             : "not a regular file";
 }
 
-cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *t, const char *path, const void *user, size_t user_len)
+cldp_status cldp_ckpt_write(const char *path, const cldp_ckpt *c)
 {
-    REQUIRE(t && path, "cldp_trainer_save_checkpoint: trainer or path is NULL");
-    REQUIRE(*path, "cldp_trainer_save_checkpoint: path is empty");
-    REQUIRE(user || user_len == 0, "cldp_trainer_save_checkpoint: user is NULL but user_len is %zu", user_len);
-    for (size_t i = 0; i < t->model.nparams; i++)
-        if (!isfinite(t->master[i]))
+    REQUIRE(c->ndev <= CLDP_MAX_RANKS, "checkpoint '%s': a split of %zu devices", path, c->ndev);
+    for (size_t i = 0; i < c->model->nparams; i++)
+        if (!isfinite(c->params[i]))
             return cldp_fail(CLDP_ERR_NONFINITE, "checkpoint '%s' not written: parameter %zu is %g; a run cannot be resumed from it", path,
-                             i, (double)t->master[i]);
+                             i, (double)c->params[i]);
 
     /* The rename below replaces whatever `path` names: run as root with /dev/null, it would put
      * a regular file in place of the device node. Only a regular file (or nothing) is replaced;
@@ -259,7 +251,7 @@ cldp_status cldp_trainer_save_checkpoint(const cldp_trainer *t, const char *path
         goto out;
     }
     writer w = {f, crc32(0L, Z_NULL, 0), 0, 0};
-    write_all(&w, t, user, user_len);
+    write_all(&w, c);
     if (!w.err && fflush(f) != 0) w.err = errno;
     if (!w.err && fsync(fileno(f)) != 0) w.err = errno;
     if (fclose(f) != 0 && !w.err) w.err = errno;
@@ -322,7 +314,7 @@ static cldp_status check_split(const char *path, const parsed *p)
 {
     if (p->splt_len < SPLT_FIXED) return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: split section of %llu bytes", path, (unsigned long long)p->splt_len);
     uint32_t n = get_u32(p->splt);
-    if (n == 0 || n > CLDP_MAX_DEVICES || p->splt_len != splt_len(n))
+    if (n == 0 || n > CLDP_MAX_RANKS || p->splt_len != splt_len(n))
         return cldp_fail(CLDP_ERR_FORMAT, "checkpoint '%s' is damaged: split section of %llu bytes for %u devices", path,
                          (unsigned long long)p->splt_len, n);
     double sum = 0;
@@ -452,68 +444,59 @@ static cldp_status read_file(const char *path, unsigned char **out, size_t *size
     return CLDP_OK;
 }
 
-cldp_status cldp_trainer_load_checkpoint(cldp_trainer *t, const char *path, void *user, size_t user_capacity, size_t *user_len)
+/* The checked file's contents into *c, decoded into one block c->owned. */
+static cldp_status decode(const cldp_model *m, const parsed *p, cldp_ckpt *c)
 {
-    REQUIRE(t && path, "cldp_trainer_load_checkpoint: trainer or path is NULL");
-    REQUIRE(user || user_capacity == 0, "cldp_trainer_load_checkpoint: user is NULL but user_capacity is %zu", user_capacity);
-    if (t->broken)
-        return cldp_fail(CLDP_ERR_STATE, "cannot load checkpoint '%s' into a trainer that lost a device which stopped answering; "
-                                         "load it into a new trainer", path);
+    const size_t np = m->nparams;
+    memset(c, 0, sizeof *c);
+    c->model = m;
+    float *f = cldp_malloc(3 * np * sizeof(float) + (size_t)p->user_len + 1, "checkpoint contents");
+    if (!f) return CLDP_ERR_HOST_MEMORY;
+    c->owned = f;
+    const unsigned char *o = p->optm;
+    for (size_t i = 0; i < np; i++) {
+        f[i] = get_f32(p->prms + 8 + 4 * i);
+        f[np + i] = get_f32(o + OPTM_FIXED + 4 * i);
+        f[2 * np + i] = get_f32(o + OPTM_FIXED + 4 * (np + i));
+    }
+    c->params = f, c->m = f + np, c->v = f + 2 * np;
+    c->optim = (cldp_ckpt_optim){get_u32(o),       get_f32(o + 8),  get_f32(o + 12), get_f32(o + 16),
+                                 get_f32(o + 20),  get_f32(o + 24), get_f32(o + 28), get_u64(o + 32)};
+    c->has_seed = p->seed != NULL;
+    if (p->seed) c->seed = get_u64(p->seed);
+    if (p->splt) {
+        c->ndev = get_u32(p->splt);
+        c->balance_steps = get_u32(p->splt + 4);
+        for (size_t r = 0; r < c->ndev; r++) {
+            const unsigned char *d = p->splt + SPLT_FIXED + SPLT_DEVICE * r;
+            c->weight[r] = get_f64(d);
+            c->ms_per_sample[r] = get_f64(d + 8);
+            c->samples[r] = get_u32(d + 16);
+        }
+    }
+    if (p->user_len) memcpy(f + 3 * np, p->user, (size_t)p->user_len);
+    c->user = p->user_len ? (const void *)(f + 3 * np) : NULL;
+    c->user_len = (size_t)p->user_len;
+    return CLDP_OK;
+}
+
+cldp_status cldp_ckpt_read(const cldp_model *m, const char *path, cldp_ckpt *c)
+{
+    memset(c, 0, sizeof *c);
     unsigned char *buf = NULL;
     size_t size = 0;
     TRY(read_file(path, &buf, &size));
     parsed p;
-    cldp_status st = validate(&t->model, path, buf, size, &p);
-    if (st == CLDP_OK && user && p.user_len > user_capacity)
-        st = cldp_fail(CLDP_ERR_INVALID_ARGUMENT,
-                       "checkpoint '%s' carries %llu bytes of application data but the buffer holds %zu; the trainer is unchanged", path,
-                       (unsigned long long)p.user_len, user_capacity);
-    if (st != CLDP_OK) {
-        free(buf);
-        return st;
-    }
-
-    /* ---- everything checked: commit */
-    const size_t np = t->model.nparams;
-    float *params = cldp_malloc(np * sizeof(float), "checkpoint parameters");
-    if (!params) {
-        free(buf);
-        return CLDP_ERR_HOST_MEMORY;
-    }
-    for (size_t i = 0; i < np; i++) params[i] = get_f32(p.prms + 8 + 4 * i);
-    /* set_params copies, marks the devices stale and rewrites them (retried by the next step if
-     * that fails); it also zeroes the optimizer state, which is restored just below. It cannot
-     * refuse: the count matches and every value was checked finite. */
-    cldp_status bst = cldp_trainer_set_params(t, params, np);
-    free(params);
-    const unsigned char *o = p.optm;
-    t->opts.optimizer = (cldp_optimizer)get_u32(o);
-    t->opts.learning_rate = get_f32(o + 8);
-    t->opts.momentum = get_f32(o + 12);
-    t->opts.weight_decay = get_f32(o + 16);
-    t->opts.beta1 = get_f32(o + 20);
-    t->opts.beta2 = get_f32(o + 24);
-    t->opts.epsilon = get_f32(o + 28);
-    t->t = get_u64(o + 32);
-    if (p.seed) t->opts.seed = get_u64(p.seed);
-    for (size_t i = 0; i < np; i++) {
-        t->opt_m[i] = get_f32(o + OPTM_FIXED + 4 * i);
-        t->opt_v[i] = get_f32(o + OPTM_FIXED + 4 * (np + i));
-    }
-    if (p.splt && get_u32(p.splt) == t->n) {
-        double w[CLDP_MAX_DEVICES];
-        for (size_t r = 0; r < t->n; r++) w[r] = get_f64(p.splt + SPLT_FIXED + SPLT_DEVICE * r);
-        cldp_trainer_set_split(t, w, t->n); /* checked above: it cannot refuse */
-        t->bal->steps = get_u32(p.splt + 4);
-        for (size_t r = 0; r < t->n; r++) {
-            t->bal->ms_per_sample[t->origin[r]] = get_f64(p.splt + SPLT_FIXED + SPLT_DEVICE * r + 8);
-            t->bal->samples[t->origin[r]] = get_u32(p.splt + SPLT_FIXED + SPLT_DEVICE * r + 16);
-        }
-    }
-    if (user && p.user_len) memcpy(user, p.user, (size_t)p.user_len);
-    if (user_len) *user_len = (size_t)p.user_len;
+    cldp_status st = validate(m, path, buf, size, &p);
+    if (st == CLDP_OK) st = decode(m, &p, c);
     free(buf);
-    return bst;
+    return st;
+}
+
+void cldp_ckpt_release(cldp_ckpt *c)
+{
+    free(c->owned);
+    c->owned = NULL;
 }
 
 cldp_status cldp_checkpoint_read_params(const cldp_model *m, const char *path, float *params)

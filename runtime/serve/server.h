@@ -160,8 +160,5 @@ void cldp_srv_free_workers(struct cldp_server *s);
 /* CLDP_TEST_SERVER_FAULT: arms "RANK:BATCH:KIND[:MS],..." (cldp.h) on a running server. */
 cldp_status cldp_srv_arm_faults(struct cldp_server *s, const char *spec);
 
-/* checkpoint.c: the parameters (m->nparams floats) of a checkpoint of model m, validated as
- * cldp_trainer_load_checkpoint validates it; nothing is written on failure but `params`. */
-cldp_status cldp_checkpoint_read_params(const cldp_model *m, const char *path, float *params);
 
 #endif

@@ -3,7 +3,7 @@
  * batches formed from then on), the draining shutdown, and the core's reference count. */
 #define _POSIX_C_SOURCE 200809L
 #include "server.h"
-#include "trainer.h"
+#include "checkpoint.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,20 +53,6 @@ cldp_status cldp_server_swap_checkpoint(cldp_server *s, const char *path, uint64
     float *p = cldp_malloc(s->model.nparams * sizeof(float), "checkpoint parameters");
     if (!p) return CLDP_ERR_HOST_MEMORY;
     cldp_status st = cldp_checkpoint_read_params(&s->model, path, p);
-    if (st == CLDP_OK) st = cldp_server_swap_params(s, p, s->model.nparams, generation);
-    free(p);
-    return st;
-}
-
-cldp_status cldp_server_swap_from_trainer(cldp_server *s, const cldp_trainer *t, uint64_t *generation)
-{
-    REQUIRE(s && t, "cldp_server_swap_from_trainer: server or trainer is NULL");
-    float *p = cldp_malloc(s->model.nparams * sizeof(float), "trainer parameters");
-    if (!p) return CLDP_ERR_HOST_MEMORY;
-    cldp_status st = cldp_model_param_count(&t->model) == s->model.nparams
-                         ? cldp_trainer_get_params(t, p, s->model.nparams)
-                         : cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "cldp_server_swap_from_trainer: the trainer's model has %zu "
-                                     "parameters, the server's %zu", cldp_model_param_count(&t->model), s->model.nparams);
     if (st == CLDP_OK) st = cldp_server_swap_params(s, p, s->model.nparams, generation);
     free(p);
     return st;
@@ -169,19 +155,6 @@ cldp_status cldp_server_create_from_checkpoint(const cldp_model *m, const char *
     if (!p) return CLDP_ERR_HOST_MEMORY;
     cldp_status st = cldp_checkpoint_read_params(m, path, p);
     if (st == CLDP_OK) st = cldp_server_create(m, p, m->nparams, opts, out);
-    free(p);
-    return st;
-}
-
-cldp_status cldp_server_create_from_trainer(const cldp_trainer *t, const cldp_server_options *opts, cldp_server **out)
-{
-    REQUIRE(out, "cldp_server_create_from_trainer: out is NULL");
-    *out = NULL;
-    REQUIRE(t, "cldp_server_create_from_trainer: trainer is NULL");
-    float *p = cldp_malloc(t->model.nparams * sizeof(float), "trainer parameters");
-    if (!p) return CLDP_ERR_HOST_MEMORY;
-    cldp_status st = cldp_trainer_get_params(t, p, t->model.nparams);
-    if (st == CLDP_OK) st = cldp_server_create(&t->model, p, t->model.nparams, opts, out);
     free(p);
     return st;
 }

@@ -1,7 +1,7 @@
-/* fuzz_checkpoint.c — libFuzzer target for the checkpoint reader: runtime/checkpoint.c is compiled
+/* fuzz_checkpoint.c — libFuzzer target for the checkpoint reader: runtime/io/checkpoint.c is compiled
  * into this file so its static validate() — header, length, sections, model, parameters,
- * optimizer state, split — runs on the input against a trainer of a fixed small model, with no
- * device (validate reads the trainer's model only; what it accepts, load commits as it is).
+ * optimizer state, split — runs on the input against a fixed small model, with no
+ * device (what it accepts, a load commits as it is).
  *
  * Input: a checkpoint file. Its CRC-32 trailer is recomputed before validating, so mutations reach
  * the sections instead of all stopping at the checksum (the checksum check itself is tested, at
@@ -15,7 +15,7 @@
 
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-static cldp_trainer fake; /* validate reads fake.model only */
+static cldp_model fake; /* the model validate checks the input against */
 
 /* The model of every seed: 5 inputs, 4 ReLU, 3 logits (39 parameters). */
 static cldp_model *make_model(void)
@@ -70,7 +70,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         write_seeds(dir, m);
         exit(0);
     }
-    fake.model = *m;
+    fake = *m;
     cldp_model_destroy(m);
     return 0;
 }
@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size >= CKPT_HEADER + CKPT_TRAILER) put_u32(buf + size - CKPT_TRAILER, cldp_crc32(buf, size - CKPT_TRAILER));
     parsed p;
     cldp_status st = validate(&fake, "fuzz input", buf, size, &p);
-    const cldp_model *m = &fake.model;
+    const cldp_model *m = &fake;
     if (st == CLDP_OK) {
         /* every section lies inside the file, at the size the model gives it */
         const unsigned char *end = buf + size - CKPT_TRAILER;
