@@ -30,9 +30,7 @@
 #include "collective.h"
 #include "common.h"
 #include "ranks.h"
-#include "model.h"
 #include "reducer.h"
-#include "trainer.h"
 
 enum { TAG_GATHER = 1, TAG_SCATTER = 2, TAG_ALLGATHER = 3 };
 enum { STAGE_NONE, STAGE_SCATTER, STAGE_GATHER, STAGE_DONE };
@@ -358,29 +356,6 @@ static void destroy(cldp_ranks *rk)
 
 static const cldp_ranks_ops mpi_ops = {begin, offer, progress, finish, sum_doubles, gather_doubles, stranded, destroy};
 
-/* What every rank must agree on before training together: the model's shape, the options
- * that change the arithmetic, and the initial parameters' bits. */
-static unsigned long agreement(const cldp_model *m, const cldp_trainer_options *o)
-{
-    unsigned long h = 5381;
-    const unsigned char *p;
-#define MIX(v) for (p = (const unsigned char *)&(v); p < (const unsigned char *)(&(v) + 1); p++) h = h * 33 + *p
-    MIX(m->nparams);
-    MIX(m->nlayers);
-    for (size_t l = 0; l < m->nlayers; l++) {
-        cldp_layer_size s;
-        cldp_layer_size_of(m, l, 1, &s);
-        MIX(s.params);
-        MIX(s.out_per_row);
-    }
-    MIX(o->batch);
-    MIX(o->optimizer);
-    MIX(o->learning_rate);
-    MIX(o->seed);
-#undef MIX
-    return h;
-}
-
 cldp_status cldp_ranks_create_mpi(MPI_Comm comm, int fixed_order, size_t devices, unsigned long long agree,
                                   double timeout_ms, cldp_ranks **out)
 {
@@ -427,20 +402,4 @@ cldp_status cldp_ranks_create_mpi(MPI_Comm comm, int fixed_order, size_t devices
     }
     *out = &mr->base;
     return CLDP_OK;
-}
-
-cldp_status cldp_trainer_create_mpi(const cldp_model *model, const cldp_trainer_options *opts, MPI_Comm comm,
-                                    cldp_mpi_combine combine, cldp_trainer **out)
-{
-    REQUIRE(out, "cldp_trainer_create_mpi: out is NULL");
-    *out = NULL;
-    REQUIRE(model && opts, "cldp_trainer_create_mpi: model or options is NULL");
-    REQUIRE(combine == CLDP_MPI_FIXED_ORDER || combine == CLDP_MPI_ALLREDUCE,
-            "cldp_trainer_create_mpi: combine %d is neither CLDP_MPI_FIXED_ORDER nor CLDP_MPI_ALLREDUCE", (int)combine);
-    size_t idx[CLDP_MAX_DEVICES], n = 0;
-    TRY(cldp_device_select(opts->devices, idx, CLDP_MAX_DEVICES, &n));
-    cldp_ranks *rk;
-    TRY(cldp_ranks_create_mpi(comm, combine == CLDP_MPI_FIXED_ORDER, n, agreement(model, opts),
-                              opts->timeout_ms > 0 ? opts->timeout_ms : 0, &rk));
-    return cldp_trainer_create_ranks(model, opts, rk, out); /* owns rk from here, even on failure */
 }
