@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-cldp_status cldp_phase_infer(cldp_run *run, phase *ph, size_t r)
+static cldp_status job_infer(cldp_run *run, phase *ph, size_t r)
 {
     const cldp_trainer *t = ph->t;
     cldp_replica *rep = ph->reps[r];
@@ -73,7 +73,8 @@ static cldp_status infer(cldp_trainer *t, phase_kind kind, const float *x, const
         t->probs = probs ? probs + done * outputs : NULL;
         cldp_run *run;
         phase *ph;
-        st = cldp_phase_run(t, kind, shard_infer, prepare_infer, &run, &ph);
+        const phase_plan plan = {kind, job_infer, prepare_infer, shard_infer};
+        st = cldp_phase_run(t, &plan, &run, &ph);
         if (st != CLDP_OK) break;
         for (size_t r = 0; r < ph->n; r++) {
             ls += ph->loss_sum[r];

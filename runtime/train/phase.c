@@ -51,27 +51,20 @@ static void phase_release(void *ctx, int abandoned)
     cldp_trainer_release(t);
 }
 
-static cldp_status phase_work(cldp_run *run, phase *ph, size_t r)
+/* The broadcast's job: the master parameters to this worker's device. */
+static cldp_status job_broadcast(cldp_run *run, phase *ph, size_t r)
 {
-    switch (ph->kind) {
-    case PHASE_TRAIN:
-    case PHASE_UPDATE: return cldp_step_job(run, ph, r);
-    case PHASE_BROADCAST:
-        TRY(cldp_replica_release_grads(ph->reps[r]));
-        return cldp_replica_write_params(ph->reps[r], ph->params, 0, ph->t->model.nparams);
-    case PHASE_EVAL:
-    case PHASE_PREDICT: return cldp_phase_infer(run, ph, r);
-    case PHASE_COUNT: break;
-    }
-    return CLDP_OK;
+    (void)run;
+    TRY(cldp_replica_release_grads(ph->reps[r]));
+    return cldp_replica_write_params(ph->reps[r], ph->params, 0, ph->t->model.nparams);
 }
 
-cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t r)
+static cldp_status phase_job(cldp_run *run, void *ctx, size_t r)
 {
     phase *ph = ctx;
     /* the worker's own work (pieces it sums) goes on its device's lane, with the step */
     if (CLDP_TRACING()) cldp_trace_set_thread(cldp_trace_lane_for(&ph->reps[r]->dev->info), ph->trace_step);
-    cldp_status st = phase_work(run, ph, r);
+    cldp_status st = ph->job(run, ph, r);
     cldp_replica_trace_flush(ph->reps[r]); /* the device commands' times, while they are at hand */
     return st;
 }
@@ -182,17 +175,18 @@ static void phase_poll(void *ctx)
     ph->poll(ph);
 }
 
-cldp_status cldp_phase_once(cldp_trainer *t, phase_kind kind, void (*prepare)(cldp_trainer *t, phase *ph),
-                            cldp_run **out, phase **php)
+cldp_status cldp_phase_once(cldp_trainer *t, const phase_plan *plan, cldp_run **out, phase **php)
 {
+    phase_kind kind = plan->kind;
     *out = NULL;
     if (t->broken)
         return cldp_fail(CLDP_ERR_STATE, "this trainer lost a device that stopped answering; its parameters are "
                                          "still readable (cldp_trainer_get_params), then destroy it");
     phase *ph = phase_new(t, kind);
     if (!ph) return CLDP_ERR_HOST_MEMORY;
-    if (prepare) prepare(t, ph);
-    const cldp_run_desc d = {cldp_phase_job, ph, phase_release, phase_names[kind], ph->names, t->opts.timeout_ms,
+    ph->job = plan->job;
+    if (plan->prepare) plan->prepare(t, ph);
+    const cldp_run_desc d = {phase_job, ph, phase_release, phase_names[kind], ph->names, t->opts.timeout_ms,
                              ph->poll ? phase_poll : NULL};
     cldp_run *run;
     cldp_status st = cldp_pool_run(t->pool, &d, &run);
@@ -208,14 +202,13 @@ cldp_status cldp_phase_once(cldp_trainer *t, phase_kind kind, void (*prepare)(cl
     return apply_policy(t, kind, run, st);
 }
 
-cldp_status cldp_phase_run(cldp_trainer *t, phase_kind kind, void (*redo)(cldp_trainer *t),
-                           void (*prepare)(cldp_trainer *t, phase *ph), cldp_run **out, phase **ph)
+cldp_status cldp_phase_run(cldp_trainer *t, const phase_plan *plan, cldp_run **out, phase **ph)
 {
     for (;;) {
-        cldp_status st = cldp_phase_once(t, kind, prepare, out, ph);
+        cldp_status st = cldp_phase_once(t, plan, out, ph);
         if (st != CLDP_PHASE_RETRY) return st;
-        if (kind != PHASE_BROADCAST) TRY(cldp_trainer_rebroadcast_if_dirty(t)); /* a broadcast simply runs again */
-        if (redo) redo(t);
+        if (plan->kind != PHASE_BROADCAST) TRY(cldp_trainer_rebroadcast_if_dirty(t)); /* a broadcast simply runs again */
+        if (plan->redo) plan->redo(t);
     }
 }
 
@@ -224,7 +217,8 @@ cldp_status cldp_phase_run(cldp_trainer *t, phase_kind kind, void (*redo)(cldp_t
 cldp_status cldp_trainer_broadcast(cldp_trainer *t)
 {
     cldp_run *run;
-    TRY(cldp_phase_run(t, PHASE_BROADCAST, NULL, NULL, &run, NULL));
+    static const phase_plan plan = {PHASE_BROADCAST, job_broadcast, NULL, NULL};
+    TRY(cldp_phase_run(t, &plan, &run, NULL));
     cldp_run_release(run);
     t->dirty = 0;
     return CLDP_OK;

@@ -156,7 +156,7 @@ static cldp_status job_train(cldp_run *run, phase *ph, size_t r)
 /* The rest of the reduction, then the new parameters to this device: the workers share the
  * pieces not done yet (every device has delivered now); each writes every piece to its own
  * device as soon as the piece is done, overlapped with the others' last pieces. */
-static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
+cldp_status cldp_trainer_job_update(cldp_run *run, phase *ph, size_t r)
 {
     cldp_trainer *t = ph->t;
     cldp_replica *rep = ph->reps[r];
@@ -192,11 +192,6 @@ static cldp_status job_update(cldp_run *run, phase *ph, size_t r)
     if (ph->write_params) TRY(cldp_replica_finish(rep));
     ph->broadcast_ms[r] = cldp_now_ms() - t1;
     return CLDP_OK;
-}
-
-cldp_status cldp_step_job(cldp_run *run, phase *ph, size_t r)
-{
-    return ph->kind == PHASE_TRAIN ? job_train(run, ph, r) : job_update(run, ph, r);
 }
 
 /* ---- creation -------------------------------------------------------------------------- */
@@ -501,7 +496,8 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     for (;;) {
         /* compute: forward and backward on every device, the first pieces meanwhile */
         shard_step(t);
-        TRY(cldp_phase_run(t, PHASE_TRAIN, shard_step, prepare_train, &run, &ph));
+        const phase_plan train = {PHASE_TRAIN, job_train, prepare_train, shard_step};
+        TRY(cldp_phase_run(t, &train, &run, &ph));
         loss = 0, correct = 0;
         train_stats(t, run, ph, &loss, &correct);
         cldp_run_release(run);
@@ -510,7 +506,8 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
         t->dirty = 1;
         if (CLDP_TEST_ARMED()) cldp_faults_arm(t, PHASE_UPDATE);
         cldp_status st = t->ranks ? cldp_trainer_start_ranks(t) : CLDP_OK;
-        if (st == CLDP_OK) st = cldp_phase_once(t, PHASE_UPDATE, prepare_update, &run, &ph);
+        const phase_plan update = {PHASE_UPDATE, cldp_trainer_job_update, prepare_update, NULL};
+        if (st == CLDP_OK) st = cldp_phase_once(t, &update, &run, &ph);
         if (st == CLDP_PHASE_RETRY) { /* dropped: the whole step again on the survivors */
             TRY(cldp_trainer_rebroadcast_if_dirty(t));
             continue;

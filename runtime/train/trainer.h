@@ -48,6 +48,7 @@ typedef enum {
 typedef struct phase {
     struct cldp_trainer *t;
     phase_kind kind;
+    cldp_status (*job)(cldp_run *run, struct phase *ph, size_t rank); /* each worker's part */
     uint64_t trace_step;          /* the timeline's step: t + 1 for a step's phases, else 0 */
     size_t n;
     cldp_replica *reps[CLDP_MAX_DEVICES];
@@ -143,19 +144,25 @@ struct cldp_trainer {
 /* ---- phase.c ---- */
 /* cldp_phase_once's answer when the failed devices were dropped and the work should be redone. */
 #define CLDP_PHASE_RETRY ((cldp_status)-1)
+/* A phase as its caller hands it over: its kind (for the policy and the timeline), the job each
+ * worker runs on its device, `prepare`, which fills the phase's inputs for each attempt, and
+ * `redo` (or NULL), which re-splits the work after a drop. */
+typedef struct phase_plan {
+    phase_kind kind;
+    cldp_status (*job)(cldp_run *run, phase *ph, size_t rank);
+    void (*prepare)(struct cldp_trainer *t, phase *ph);
+    void (*redo)(struct cldp_trainer *t);
+} phase_plan;
 /* One attempt of a phase: on failure applies the policy (CLDP_PHASE_RETRY after a drop). */
-cldp_status cldp_phase_once(struct cldp_trainer *t, phase_kind kind, void (*prepare)(struct cldp_trainer *t, phase *ph),
-                            cldp_run **out, phase **ph);
-/* Runs a phase on every device under the failure policy: `prepare` fills the phase's inputs for
- * each attempt; under CLDP_ON_FAILURE_DROP the failed devices are removed (and recorded in
- * t->drops), `redo` re-splits the work, and the phase runs again on the survivors. On success
- * *out is the finished run (hand it back with cldp_run_release) and *ph its phase. */
-cldp_status cldp_phase_run(struct cldp_trainer *t, phase_kind kind, void (*redo)(struct cldp_trainer *t),
-                           void (*prepare)(struct cldp_trainer *t, phase *ph), cldp_run **out, phase **ph);
-/* The trainer's job for every phase (trainer.c and infer.c provide the parts). */
-cldp_status cldp_phase_job(cldp_run *run, void *ctx, size_t rank);
-cldp_status cldp_phase_infer(cldp_run *run, phase *ph, size_t rank);
-cldp_status cldp_step_job(cldp_run *run, phase *ph, size_t rank);
+cldp_status cldp_phase_once(struct cldp_trainer *t, const phase_plan *plan, cldp_run **out, phase **ph);
+/* Runs a phase on every device under the failure policy: under CLDP_ON_FAILURE_DROP the failed
+ * devices are removed (and recorded in t->drops), plan->redo re-splits the work, and the phase
+ * runs again on the survivors. On success *out is the finished run (hand it back with
+ * cldp_run_release) and *ph its phase. */
+cldp_status cldp_phase_run(struct cldp_trainer *t, const phase_plan *plan, cldp_run **out, phase **ph);
+/* The update phase's job (trainer.c): the rest of the reduction, then the new parameters to the
+ * device; over ranks, the global update after the combine (trainer_ranks.c) runs it too. */
+cldp_status cldp_trainer_job_update(cldp_run *run, phase *ph, size_t rank);
 /* Checks a call's inputs: x non-NULL and finite (else CLDP_ERR_NONFINITE naming the row),
  * 1 <= n <= limit, labels (if not NULL) within the classes. `who` prefixes messages. */
 cldp_status cldp_trainer_check_inputs(const struct cldp_trainer *t, const float *x, const int32_t *labels, size_t n,

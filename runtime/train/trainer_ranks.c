@@ -162,7 +162,8 @@ cldp_status cldp_trainer_combine_ranks(cldp_trainer *t, cldp_run **run, phase **
     }
     *loss = v[0];
     *correct = (size_t)v[1];
-    if ((st = cldp_phase_once(t, PHASE_UPDATE, prepare_global_update, run, ph)) != CLDP_OK) {
+    const phase_plan update = {PHASE_UPDATE, cldp_trainer_job_update, prepare_global_update, NULL};
+    if ((st = cldp_phase_once(t, &update, run, ph)) != CLDP_OK) {
         t->broken = 1;
         return st;
     }
