@@ -8,6 +8,7 @@
 #define CLDP_KINDS_H
 
 #include "model.h"
+#include "rng.h"
 
 /* Which of the replica's programs holds a kind's kernels: a replica builds cl/spatial.cl and
  * cl/dropout.cl only for models with such a layer (a dense model compiles no more than it uses). */

@@ -121,9 +121,5 @@ size_t cldp_model_max_width(const cldp_model *m);
 /* The largest scratch buffer i (0 or 1) any layer asks for at `rows` rows, in floats. */
 size_t cldp_model_scratch_floats(const cldp_model *m, size_t rows, int i);
 
-/* A small deterministic RNG (splitmix64), used for parameter initialisation and by tests. */
-typedef struct cldp_rng { uint64_t s; } cldp_rng;
-uint64_t cldp_rng_next(cldp_rng *r);
-double cldp_rng_uniform(cldp_rng *r); /* [0, 1) with 53 random bits */
 
 #endif

@@ -27,7 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "collective.h"
+#include "tree.h"
 #include "common.h"
 #include "ranks.h"
 #include "reducer.h"

@@ -2,7 +2,7 @@
  * worker, summed over the ranks in the fixed tree, block by block, with a callback per block. */
 #define _POSIX_C_SOURCE 200809L
 #include "reducer.h"
-#include "collective.h"
+#include "tree.h"
 #include "trace.h"
 
 #include <stdlib.h>

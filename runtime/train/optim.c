@@ -1,11 +1,14 @@
-/* optim.c — SGD with momentum and Adam on one block of parameters (optim.h). On x86 the new
+/* optim.c — SGD with momentum and Adam on one block of parameters (optim.h), the finiteness
+ * check of gradients and inputs, and the trainer's update block that applies them. On x86 the new
  * values go out with non-temporal stores: the outputs are fresh buffers, and ordinary stores
  * would first read every line of them into the cache. SSE's arithmetic is IEEE single precision
  * like the scalar code's, so both paths give the same bits. */
 #include "optim.h"
+#include "trainer.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #if defined(__SSE2__) && !defined(CLDP_NO_STREAM)
 #include <emmintrin.h>
 #define CLDP_HAVE_STREAM 1
@@ -94,4 +97,29 @@ int cldp_update_block(const cldp_update *u, const float *g, const float *p, cons
     }
 #endif
     return scalar_update(u, g, p, m1, m2, np, nm1, nm2, 0, len);
+}
+
+int cldp_all_finite(const float *g, size_t n)
+{
+    uint32_t bad = 0; /* exponent bits all set: Inf or NaN; an OR of integers, which vectorises */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, g + i, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+/* The fused pass's block: the summed gradient of parameters [at, at + len) updates them and
+ * their moments into the next_* vectors. A non-finite gradient, or an update that made a value
+ * non-finite, is recorded against the piece, and such a step never commits. */
+int cldp_trainer_update_block(void *ctx, size_t at, const float *g, size_t len)
+{
+    const cldp_trainer *t = ctx;
+    const cldp_update u = {t->opts.optimizer == CLDP_OPT_SGD, t->opts.learning_rate, t->opts.weight_decay,
+                           t->opts.momentum, t->opts.beta1, t->opts.beta2, t->opts.epsilon,
+                           (float)t->bc1, (float)t->bc2};
+    int bad = cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
+                                t->next_m + at, t->next_v + at, len);
+    return bad & CLDP_UPDATE_BAD_GRAD ? CODE_GRAD_NONFINITE : bad ? CODE_UPDATE_NONFINITE : 0;
 }

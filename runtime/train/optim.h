@@ -29,4 +29,7 @@ int cldp_update_block(const cldp_update *u, const float *g, const float *p, cons
                       float *np, float *nm1, float *nm2, size_t len);
 void cldp_update_fence(void);
 
+/* 1 when g[0, n) holds no NaN or Inf. */
+int cldp_all_finite(const float *g, size_t n);
+
 #endif

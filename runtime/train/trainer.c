@@ -66,31 +66,6 @@ static void micro_batch(size_t len, size_t parts, size_t k, size_t *begin, size_
 
 /* ---- the step's work on each device ---------------------------------------------------- */
 
-int cldp_trainer_all_finite(const float *g, size_t n)
-{
-    uint32_t bad = 0; /* exponent bits all set: Inf or NaN; an OR of integers, which vectorises */
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, g + i, sizeof u);
-        bad |= (u & 0x7f800000u) == 0x7f800000u;
-    }
-    return !bad;
-}
-
-/* The fused pass's block: the summed gradient of parameters [at, at + len) updates them and
- * their moments into the next_* vectors. A non-finite gradient, or an update that made a value
- * non-finite, is recorded against the piece, and such a step never commits. */
-int cldp_trainer_update_block(void *ctx, size_t at, const float *g, size_t len)
-{
-    const cldp_trainer *t = ctx;
-    const cldp_update u = {t->opts.optimizer == CLDP_OPT_SGD, t->opts.learning_rate, t->opts.weight_decay,
-                           t->opts.momentum, t->opts.beta1, t->opts.beta2, t->opts.epsilon,
-                           (float)t->bc1, (float)t->bc2};
-    int bad = cldp_update_block(&u, g, t->master + at, t->opt_m + at, t->opt_v + at, t->next_master + at,
-                                t->next_m + at, t->next_v + at, len);
-    return bad & CLDP_UPDATE_BAD_GRAD ? CODE_GRAD_NONFINITE : bad ? CODE_UPDATE_NONFINITE : 0;
-}
-
 /* Forward and backward of the shard (as micro-batches when it is larger than the replica's
  * buffers: near-equal parts whose gradients accumulate on the device, each scaled by 1/batch
  * like the whole shard, so the sum is the undivided shard's to rounding). The layers' gradients
@@ -184,7 +159,7 @@ cldp_status cldp_trainer_job_update(cldp_run *run, phase *ph, size_t r)
                 TRY(cldp_replica_layer_grads(rep, l, &g));
                 cldp_layer_size ls;
                 cldp_layer_size_of(&t->model, l, 1, &ls);
-                ph->nonfinite[r] = !cldp_trainer_all_finite(g, ls.params);
+                ph->nonfinite[r] = !cldp_all_finite(g, ls.params);
             }
         }
         TRY(cldp_replica_release_grads(rep));

@@ -189,9 +189,7 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
 
 /* Shards of `total` samples for the devices present (balance.c's split). */
 void cldp_trainer_split(struct cldp_trainer *t, size_t total);
-/* 1 when g[0, n) holds no NaN or Inf. */
-int cldp_trainer_all_finite(const float *g, size_t n);
-/* The fused update's block callback (cldp_block_fn): the summed gradient of parameters
+/* optim.c: the fused update's block callback (cldp_block_fn): the summed gradient of parameters
  * [at, at + len) updates them and their moments into the next_* vectors. */
 int cldp_trainer_update_block(void *ctx, size_t at, const float *g, size_t len);
 

@@ -2,6 +2,7 @@
  * finite inputs and targets, labels within the classes, the call that fits the model's loss),
  * and how a worker loads its rows with their labels or targets. */
 #include "trainer.h"
+#include "optim.h"
 
 #include <math.h>
 
@@ -11,7 +12,7 @@ static cldp_status check_finite(const float *v, size_t n, size_t width, const ch
 {
     for (size_t i = 0; i < n; i++) {
         const float *row = v + i * width;
-        if (cldp_trainer_all_finite(row, width)) continue;
+        if (cldp_all_finite(row, width)) continue;
         size_t k = 0;
         while (k < width && isfinite(row[k])) k++;
         return cldp_fail(CLDP_ERR_NONFINITE, "%s: %s row %zu holds %s at %s %zu; %ss must be finite (nothing was computed)",

@@ -73,7 +73,7 @@ int cldp_trainer_store_local(void *ctx, size_t at, const float *g, size_t len)
 {
     const cldp_trainer *t = ctx;
     memcpy(t->lsum + at, g, len * sizeof *g);
-    return cldp_trainer_all_finite(g, len) ? 0 : CODE_GRAD_NONFINITE;
+    return cldp_all_finite(g, len) ? 0 : CODE_GRAD_NONFINITE;
 }
 
 cldp_status cldp_trainer_check_ranks(cldp_ranks *rk, const cldp_trainer_options *o, size_t n)
