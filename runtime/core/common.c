@@ -1,10 +1,13 @@
 /* common.c — error recording (thread-local last error), OpenCL/CLBlast error names, version,
- * timing and checked allocation (with its failure injection for tests) shared by every layer. */
+ * timing, sleeping, the user cache directory and checked allocation (with its failure injection
+ * for tests) shared by every layer. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include "testhooks.h"
 
 #include <clblast_c.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +121,32 @@ double cldp_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+int cldp_user_cache_dir(const char *leaf, char *buf, size_t cap)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && xdg[0] == '/') n = snprintf(buf, cap, "%s/cldp/%s", xdg, leaf);
+    else if (home && home[0]) n = snprintf(buf, cap, "%s/.cache/cldp/%s", home, leaf);
+    else return -1;
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int cldp_make_dirs(const char *path)
+{
+    char tmp[1024];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 void cldp_sleep_ms(double ms)

@@ -65,6 +65,13 @@ void cldp_set_last_error(const char *msg);
 /* Monotonic time in milliseconds. */
 double cldp_now_ms(void);
 
+/* cldp's user cache directory for `leaf` ("kernels", "tuning"): $XDG_CACHE_HOME/cldp/leaf where
+ * XDG_CACHE_HOME is an absolute path (the XDG spec ignores relative ones), else
+ * $HOME/.cache/cldp/leaf. 0, or -1 when neither is set or the path does not fit. */
+int cldp_user_cache_dir(const char *leaf, char *buf, size_t cap);
+/* mkdir -p (mode 0755): 0, or -1 with errno set. */
+int cldp_make_dirs(const char *path);
+
 /* Sleeps ms milliseconds (fractions too; nothing for ms <= 0), whatever signals arrive. */
 void cldp_sleep_ms(double ms);
 

@@ -40,4 +40,19 @@ static inline float get_f32(const unsigned char *p)
     return f;
 }
 
+static inline void put_f64(unsigned char *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    put_u64(p, v);
+}
+
+static inline double get_f64(const unsigned char *p)
+{
+    uint64_t v = get_u64(p);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+
 #endif

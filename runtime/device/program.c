@@ -4,6 +4,7 @@
  * does not check out (size, key, checksum, or the driver refusing the binary) is rebuilt. */
 #define _POSIX_C_SOURCE 200809L
 #include "program.h"
+#include "le.h"
 #include "config.h"
 
 #include <errno.h>
@@ -79,36 +80,15 @@ static int cache_dir(char *buf, size_t cap)
     const cldp_config *cfg;
     cldp_config_get(&cfg); /* a bad variable fails the caller's create, not the cache */
     if (!cfg->kernel_cache) return -1;
-    const char *dir = cfg->cache_dir, *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n;
-    if (*dir) warn_cache_dir(dir);
-    if (*dir) n = snprintf(buf, cap, "%s", dir);
-    else if (xdg && *xdg) n = snprintf(buf, cap, "%s/cldp/kernels", xdg);
-    else if (home && *home) n = snprintf(buf, cap, "%s/.cache/cldp/kernels", home);
-    else return -1;
+    const char *dir = cfg->cache_dir;
+    if (!*dir) return cldp_user_cache_dir("kernels", buf, cap);
+    warn_cache_dir(dir);
+    int n = snprintf(buf, cap, "%s", dir);
     return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
-/* mkdir -p; failures surface later as a failed write, which only costs the cache. */
-static void make_dirs(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
 }
 
 /* ---- entries --------------------------------------------------------------------------- */
 
-static void put_u32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static void put_u64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static uint32_t get_u32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
-static uint64_t get_u64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
 
 /* Reads a valid entry for `key`; returns its binary (malloc'd) or NULL when missing or damaged
  * (*damaged set in the latter case). */
@@ -141,7 +121,7 @@ static void write_entry(const char *dir, const char *path, uint64_t key, const u
 {
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    make_dirs(dir);
+    cldp_make_dirs(dir); /* a failure surfaces as a failed write, which only costs the cache */
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
     unsigned char h[CACHE_HEADER];

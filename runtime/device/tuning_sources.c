@@ -23,16 +23,10 @@ extern const size_t cldp_embed_tuning_builtin_len;
 
 cldp_status cldp_tuning_cache_dir(char *buf, size_t size)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n;
-    if (xdg && xdg[0] == '/') /* the XDG spec says relative paths are to be ignored */
-        n = snprintf(buf, size, "%s/cldp/tuning", xdg);
-    else if (home && home[0])
-        n = snprintf(buf, size, "%s/.cache/cldp/tuning", home);
-    else
-        return cldp_fail(CLDP_ERR_IO, "neither XDG_CACHE_HOME nor HOME is set: no user tuning directory");
-    if (n < 0 || (size_t)n >= size) return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "the user tuning directory path is too long");
-    return CLDP_OK;
+    if (cldp_user_cache_dir("tuning", buf, size) == 0) return CLDP_OK;
+    if (!getenv("HOME") || !getenv("HOME")[0])
+        return cldp_fail(CLDP_ERR_IO, "neither XDG_CACHE_HOME (an absolute path) nor HOME is set: no user tuning directory");
+    return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "the user tuning directory path is too long");
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

@@ -117,16 +117,9 @@ static uint64_t splt_len(size_t n) { return SPLT_FIXED + SPLT_DEVICE * (uint64_t
 
 static void w_f64(writer *w, double d)
 {
-    uint64_t v;
-    memcpy(&v, &d, 8);
-    w_u64(w, v);
-}
-static double get_f64(const unsigned char *p)
-{
-    uint64_t v = get_u64(p);
-    double d;
-    memcpy(&d, &v, 8);
-    return d;
+    unsigned char b[8];
+    put_f64(b, d);
+    w_bytes(w, b, 8);
 }
 
 static void write_all(writer *w, const cldp_ckpt *c)
