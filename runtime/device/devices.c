@@ -150,6 +150,42 @@ size_t cldp_dedupe(cldp_dev *devs, size_t n)
 
 /* ---- discovery ------------------------------------------------------------------------- */
 
+/* Device d of platform p (named pname) as cldp lists it, at index g_ndev (counted here). */
+static void describe_device(cldp_dev *dv, cl_platform_id platform, cl_uint p, cl_device_id id, cl_uint d, const char *pname)
+{
+    memset(dv, 0, sizeof *dv);
+    dv->platform = platform;
+    dv->id = id;
+    cldp_device_info *in = &dv->info;
+    in->index = g_ndev;
+    in->platform_index = p;
+    in->device_index = d;
+    snprintf(in->platform_name, sizeof in->platform_name, "%s", pname);
+    get_str(id, CL_DEVICE_NAME, in->name, sizeof in->name);
+    get_str(id, CL_DEVICE_VENDOR, in->vendor, sizeof in->vendor);
+    get_str(id, CL_DRIVER_VERSION, in->driver_version, sizeof in->driver_version);
+    get_str(id, CL_DEVICE_VERSION, in->opencl_version, sizeof in->opencl_version);
+    cl_device_type t = 0;
+    clGetDeviceInfo(id, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+    in->type = (t & CL_DEVICE_TYPE_GPU) ? CLDP_DEVICE_GPU
+             : (t & CL_DEVICE_TYPE_CPU) ? CLDP_DEVICE_CPU
+             : (t & CL_DEVICE_TYPE_ACCELERATOR) ? CLDP_DEVICE_ACCELERATOR
+                                                : CLDP_DEVICE_OTHER;
+    cl_uint cu = 0;
+    clGetDeviceInfo(id, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    in->compute_units = cu;
+    cl_ulong gm = 0, ma = 0;
+    clGetDeviceInfo(id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gm, &gm, NULL);
+    clGetDeviceInfo(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ma, &ma, NULL);
+    in->global_mem_bytes = gm;
+    in->max_alloc_bytes = ma;
+    cl_bool hum = CL_FALSE;
+    clGetDeviceInfo(id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof hum, &hum, NULL);
+    in->host_unified_memory = hum == CL_TRUE;
+    query_identity(id, &dv->ident);
+    g_ndev++;
+}
+
 static cldp_status discover(void)
 {
     cl_uint np = 0;
@@ -184,40 +220,7 @@ static cldp_status discover(void)
         if (clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL) != CL_SUCCESS)
             snprintf(pname, sizeof pname, "?");
         pname[sizeof pname - 1] = 0;
-        for (cl_uint d = 0; d < nd; d++) {
-            cldp_dev *dv = &g_devs[g_ndev];
-            memset(dv, 0, sizeof *dv);
-            dv->platform = plats[p];
-            dv->id = ids[d];
-            cldp_device_info *in = &dv->info;
-            in->index = g_ndev;
-            in->platform_index = p;
-            in->device_index = d;
-            snprintf(in->platform_name, sizeof in->platform_name, "%s", pname);
-            get_str(ids[d], CL_DEVICE_NAME, in->name, sizeof in->name);
-            get_str(ids[d], CL_DEVICE_VENDOR, in->vendor, sizeof in->vendor);
-            get_str(ids[d], CL_DRIVER_VERSION, in->driver_version, sizeof in->driver_version);
-            get_str(ids[d], CL_DEVICE_VERSION, in->opencl_version, sizeof in->opencl_version);
-            cl_device_type t = 0;
-            clGetDeviceInfo(ids[d], CL_DEVICE_TYPE, sizeof t, &t, NULL);
-            in->type = (t & CL_DEVICE_TYPE_GPU) ? CLDP_DEVICE_GPU
-                     : (t & CL_DEVICE_TYPE_CPU) ? CLDP_DEVICE_CPU
-                     : (t & CL_DEVICE_TYPE_ACCELERATOR) ? CLDP_DEVICE_ACCELERATOR
-                                                        : CLDP_DEVICE_OTHER;
-            cl_uint cu = 0;
-            clGetDeviceInfo(ids[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
-            in->compute_units = cu;
-            cl_ulong gm = 0, ma = 0;
-            clGetDeviceInfo(ids[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gm, &gm, NULL);
-            clGetDeviceInfo(ids[d], CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ma, &ma, NULL);
-            in->global_mem_bytes = gm;
-            in->max_alloc_bytes = ma;
-            cl_bool hum = CL_FALSE;
-            clGetDeviceInfo(ids[d], CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof hum, &hum, NULL);
-            in->host_unified_memory = hum == CL_TRUE;
-            query_identity(ids[d], &dv->ident);
-            g_ndev++;
-        }
+        for (cl_uint d = 0; d < nd; d++) describe_device(&g_devs[g_ndev], plats[p], p, ids[d], d, pname);
         free(ids);
     }
     {

@@ -109,7 +109,10 @@ static inline int cldp_replica_fault_fires(cldp_replica *r, cldp_fault_kind kind
     return 1;
 }
 /* The suffix of a failure's message: whether the fault was injected. */
-static inline const char *cldp_replica_injected(int yes) { return yes ? " [injected fault]" : ""; }
+static inline const char *cldp_replica_injected(int yes)
+{
+    return yes ? " [injected fault]" : "";
+}
 
 /* The timeline (trace.h): where a traced command's event goes (NULL when not recording), named
  * `name` in category `cat`, on the layer r->trace_layer; `gemm`: the command is a CLBlast GEMM

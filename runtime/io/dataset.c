@@ -71,6 +71,34 @@ static void zlib_free(voidpf opaque, voidpf p)
  * error, found by leaving room for one byte more than that instead of inflating everything.
  * The output buffer grows as data actually arrives, so a header's claim costs no memory until the
  * stream backs it. *out is malloc'd (NULL on failure). */
+/* Doubles the inflated buffer *buf (of *cap bytes), up to `hard` bytes. */
+static cldp_status grow(unsigned char **buf, size_t *cap, size_t hard, const char *name)
+{
+    size_t grown = *cap > hard / 2 ? hard : *cap * 2;
+    unsigned char *nb = cldp_realloc(*buf, grown, "inflated IDX data");
+    if (!nb) return cldp_fail(CLDP_ERR_HOST_MEMORY, "%s: out of host memory inflating %zu bytes", name, grown);
+    *buf = nb;
+    *cap = grown;
+    return CLDP_OK;
+}
+
+/* At the end of a gzip member with `left` input bytes after it (from zs->next_in on): 1 when
+ * inflating is done (*st says how), 0 when another member follows and zs was reset for it. gzip
+ * allows members end to end (what `cat a.gz b.gz` makes); anything else after the stream is
+ * damage. */
+static int member_end(z_stream *zs, size_t left, const char *name, cldp_status *st)
+{
+    if (left == 0) return 1;
+    if (!is_gzip(zs->next_in, left)) {
+        *st = cldp_fail(CLDP_ERR_FORMAT, "%s: %zu stray bytes after the end of the gzip stream", name, left);
+        return 1;
+    }
+    int zr = inflateReset(zs);
+    if (zr == Z_OK) return 0;
+    *st = zlib_fail(zr, zs, name);
+    return 1;
+}
+
 static cldp_status gunzip(const unsigned char *src, size_t src_len, const char *name, size_t limit,
                           int peek, unsigned char **out, size_t *out_len)
 {
@@ -105,15 +133,7 @@ static cldp_status gunzip(const unsigned char *src, size_t src_len, const char *
         }
         if (produced == cap) {
             if (cap == hard) break;
-            size_t grown = cap > hard / 2 ? hard : cap * 2;
-            unsigned char *nb = cldp_realloc(buf, grown, "inflated IDX data");
-            if (!nb) {
-                st = cldp_fail(CLDP_ERR_HOST_MEMORY, "%s: out of host memory inflating %zu bytes",
-                               name, grown);
-                break;
-            }
-            buf = nb;
-            cap = grown;
+            if ((st = grow(&buf, &cap, hard, name)) != CLDP_OK) break;
         }
         size_t room = cap - produced < UINT_MAX ? cap - produced : UINT_MAX;
         zs.next_out = buf + produced;
@@ -122,21 +142,8 @@ static cldp_status gunzip(const unsigned char *src, size_t src_len, const char *
         produced += room - zs.avail_out;
 
         if (zr == Z_STREAM_END) {
-            size_t left = zs.avail_in + (src_len - in_pos);
-            if (left == 0) break;
-            /* gzip allows members end to end (what `cat a.gz b.gz` makes); anything else after
-             * the stream is damage. */
-            if (is_gzip(src + src_len - left, left)) {
-                zr = inflateReset(&zs);
-                if (zr != Z_OK) {
-                    st = zlib_fail(zr, &zs, name);
-                    break;
-                }
-                continue;
-            }
-            st = cldp_fail(CLDP_ERR_FORMAT, "%s: %zu stray bytes after the end of the gzip stream",
-                           name, left);
-            break;
+            if (member_end(&zs, zs.avail_in + (src_len - in_pos), name, &st)) break;
+            continue;
         }
         if (zr == Z_OK) continue;
         if (zr == Z_BUF_ERROR) {

@@ -191,7 +191,48 @@ static void list_add(char *buf, size_t cap, const cldp_device_info *d)
 
 /* The host batch each replica's warm-up makes once (one replica after another): rows x (inputs +
  * a label). */
-static uint64_t host_batch(const cldp_model *m, size_t rows) { return (uint64_t)rows * (m->inputs + 1) * sizeof(float); }
+static uint64_t host_batch(const cldp_model *m, size_t rows)
+{
+    return (uint64_t)rows * (m->inputs + 1) * sizeof(float);
+}
+
+/* The refusal when the devices that share host memory (nshared of dev[0, n)) cannot hold one
+ * row each within `budget` bytes: it names them, and the selections that would fit. */
+static cldp_status shared_refusal(const cldp_model *m, const cldp_device_info *const *dev, size_t n,
+                                  const cldp_host_mem *host, uint64_t host_fixed, uint64_t budget,
+                                  const cldp_mem_need *one_row, size_t nshared, int forward)
+{
+    const cldp_mem_need one = *one_row;
+    char shared[2048] = "", fit[1024] = "";
+    uint64_t first = host_batch(m, 1);
+    size_t can = budget > first ? (size_t)((budget - first) / one.total) : 0, took = 0;
+    for (size_t r = 0; r < n; r++) {
+        if (dev[r]->host_unified_memory) {
+            char name[192];
+            dev_label(dev[r], name, sizeof name);
+            size_t used = strlen(shared);
+            snprintf(shared + used, sizeof shared - used, "%s%s", used ? ", " : "", name);
+        }
+        if (!dev[r]->host_unified_memory || took < can) {
+            list_add(fit, sizeof fit, dev[r]);
+            took += dev[r]->host_unified_memory != 0;
+        }
+    }
+    char how[1200];
+    if (can > 0)
+        snprintf(how, sizeof how, "at most %zu of them fit: select fewer with --devices or CLDP_DEVICES (e.g. "
+                 "CLDP_DEVICES=%s), or use a smaller model", can, fit);
+    else
+        snprintf(how, sizeof how, "not even one of them fits: use a smaller model, or free host memory");
+    return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
+                     "%zu devices share host memory (%s): together they need %llu bytes (%llu each for the model and one "
+                     "sample) and the %s %llu more on the host, but the host has %llu bytes available (%s), of "
+                     "which a sixteenth and %llu MiB for the drivers are left free; %s",
+                     nshared, shared, (unsigned long long)(one.total * nshared), (unsigned long long)one.total,
+                     forward ? "server" : "trainer",
+                     (unsigned long long)(host_fixed + first), (unsigned long long)host->avail, host->what,
+                     (unsigned long long)(CLDP_HOST_RESERVE >> 20), how);
+}
 
 static cldp_status plan_devices(const cldp_model *m, size_t batch, const cldp_device_info *const *dev, size_t n,
                                 uint64_t cap, const cldp_host_mem *host, uint64_t host_fixed, size_t *rows, int forward)
@@ -245,36 +286,7 @@ static cldp_status plan_devices(const cldp_model *m, size_t batch, const cldp_de
             if (dev[r]->host_unified_memory && rows[r] > lo) rows[r] = lo;
         return CLDP_OK;
     }
-    /* not one row each: name them, and the selections that would fit */
-    char shared[2048] = "", fit[1024] = "";
-    uint64_t first = host_batch(m, 1);
-    size_t can = budget > first ? (size_t)((budget - first) / one.total) : 0, took = 0;
-    for (size_t r = 0; r < n; r++) {
-        if (dev[r]->host_unified_memory) {
-            char name[192];
-            dev_label(dev[r], name, sizeof name);
-            size_t used = strlen(shared);
-            snprintf(shared + used, sizeof shared - used, "%s%s", used ? ", " : "", name);
-        }
-        if (!dev[r]->host_unified_memory || took < can) {
-            list_add(fit, sizeof fit, dev[r]);
-            took += dev[r]->host_unified_memory != 0;
-        }
-    }
-    char how[1200];
-    if (can > 0)
-        snprintf(how, sizeof how, "at most %zu of them fit: select fewer with --devices or CLDP_DEVICES (e.g. "
-                 "CLDP_DEVICES=%s), or use a smaller model", can, fit);
-    else
-        snprintf(how, sizeof how, "not even one of them fits: use a smaller model, or free host memory");
-    return cldp_fail(CLDP_ERR_DEVICE_MEMORY,
-                     "%zu devices share host memory (%s): together they need %llu bytes (%llu each for the model and one "
-                     "sample) and the %s %llu more on the host, but the host has %llu bytes available (%s), of "
-                     "which a sixteenth and %llu MiB for the drivers are left free; %s",
-                     nshared, shared, (unsigned long long)(one.total * nshared), (unsigned long long)one.total,
-                     forward ? "server" : "trainer",
-                     (unsigned long long)(host_fixed + first), (unsigned long long)host->avail, host->what,
-                     (unsigned long long)(CLDP_HOST_RESERVE >> 20), how);
+    return shared_refusal(m, dev, n, host, host_fixed, budget, &one, nshared, forward);
 }
 
 cldp_status cldp_mem_plan_devices(const cldp_model *m, size_t batch, const cldp_device_info *const *dev, size_t n,

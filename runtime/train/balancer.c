@@ -294,7 +294,9 @@ static int look_start(cldp_balancer *b, const size_t *slot, size_t n, const size
     return 1;
 }
 
-int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *compute_ms)
+/* Each device's compute time of the step into its points and models (a device's first step
+ * pays first-use costs and is left out); *total is the step's rows. 1 when some device measured. */
+static int measure(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *compute_ms, size_t *totalp)
 {
     int measured = 0;
     size_t total = 0;
@@ -321,7 +323,43 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
         fit(b, s);
         measured = 1;
     }
-    if (!measured) return 0;
+    *totalp = total;
+    return measured;
+}
+
+/* Each device's model for the proposal (fixed ms and ms per sample; a device never measured
+ * counts as the average of the others, one a trial left out as infinitely slow) and the two
+ * largest relative variances, which set the noise of a comparison. */
+static void models(const cldp_balancer *b, const size_t *slot, size_t n, size_t present, double *fixed, double *per,
+                   double *var1p, double *var2p)
+{
+    double known_a = 0, known_b = 0, var1 = 0, var2 = 0;
+    size_t nknown = 0;
+    for (size_t r = 0; r < n; r++) {
+        size_t s = slot_of(slot, r);
+        if (b->ms_per_sample[s] > 0) {
+            known_a += b->fixed_ms[s];
+            known_b += b->ms_per_sample[s];
+            nknown++;
+        }
+        double v = b->rel_var[s]; /* the two noisiest devices set the noise of a comparison */
+        if (v > var1) var2 = var1, var1 = v;
+        else if (v > var2) var2 = v;
+    }
+    for (size_t r = 0; r < n; r++) {
+        size_t s = slot_of(slot, r);
+        int known = b->ms_per_sample[s] > 0;
+        fixed[r] = known ? b->fixed_ms[s] : known_a / (double)nknown;
+        per[r] = known ? b->ms_per_sample[s] : known_b / (double)nknown;
+        if (b->left_out[s] && present > 0) fixed[r] = INFINITY; /* a trial found the step shorter without it */
+    }
+    *var1p = var1, *var2p = var2;
+}
+
+int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const size_t *shard, const double *compute_ms)
+{
+    size_t total = 0;
+    if (!measure(b, slot, n, shard, compute_ms, &total)) return 0;
     b->steps++;
     if (!b->enabled && (b->trial_on || b->looking)) { /* balancing turned off mid-way: the split before it */
         memcpy(b->weight, b->trial_on ? b->trial_w : b->look_w, sizeof b->weight);
@@ -344,28 +382,9 @@ int cldp_balancer_observe(cldp_balancer *b, const size_t *slot, size_t n, const 
     }
     b->recent[b->nrecent++ % CLDP_BALANCE_TRIAL] = step;
 
-    /* The proposal: the best split for this total under the models; a device never measured
-     * counts as the average of the others. */
-    double fixed[CLDP_BALANCE_MAX], per[CLDP_BALANCE_MAX], known_a = 0, known_b = 0, var1 = 0, var2 = 0;
-    size_t nknown = 0;
-    for (size_t r = 0; r < n; r++) {
-        size_t s = slot_of(slot, r);
-        if (b->ms_per_sample[s] > 0) {
-            known_a += b->fixed_ms[s];
-            known_b += b->ms_per_sample[s];
-            nknown++;
-        }
-        double v = b->rel_var[s]; /* the two noisiest devices set the noise of a comparison */
-        if (v > var1) var2 = var1, var1 = v;
-        else if (v > var2) var2 = v;
-    }
-    for (size_t r = 0; r < n; r++) {
-        size_t s = slot_of(slot, r);
-        int known = b->ms_per_sample[s] > 0;
-        fixed[r] = known ? b->fixed_ms[s] : known_a / (double)nknown;
-        per[r] = known ? b->ms_per_sample[s] : known_b / (double)nknown;
-        if (b->left_out[s] && present > 0) fixed[r] = INFINITY; /* a trial found the step shorter without it */
-    }
+    /* The proposal: the best split for this total under the models. */
+    double fixed[CLDP_BALANCE_MAX], per[CLDP_BALANCE_MAX], var1 = 0, var2 = 0;
+    models(b, slot, n, present, fixed, per, &var1, &var2);
     size_t proposed[CLDP_BALANCE_MAX];
     double then = cldp_balancer_shards(fixed, per, n, total, proposed), now = step_ms(fixed, per, shard, n);
     b->last_gain = now > 0 ? (now - then) / now : 0;

@@ -269,6 +269,54 @@ cldp_status cldp_trainer_create(const cldp_model *model, const cldp_trainer_opti
     return cldp_trainer_create_ranks(model, opts, NULL, out);
 }
 
+/* The trainer's vectors and per-device arrays for n devices; CLDP_ERR_HOST_MEMORY when one fails. */
+static cldp_status allocate(cldp_trainer *t, size_t n)
+{
+    size_t np = t->model.nparams;
+    t->devs = cldp_calloc(n, sizeof *t->devs, "device list");
+    t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
+    t->graveyard = cldp_calloc(n, sizeof *t->graveyard, "replicas");
+    t->retired = cldp_calloc(6 * n, sizeof *t->retired, "vectors");
+    t->master = cldp_calloc(np, sizeof(float), "master parameters");
+    t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->next_master = cldp_calloc(np, sizeof(float), "master parameters");
+    t->next_m = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->next_v = cldp_calloc(np, sizeof(float), "optimizer state");
+    t->shard_off = cldp_calloc(n, sizeof(size_t), "shards");
+    t->shard_len = cldp_calloc(n, sizeof(size_t), "shards");
+    t->stats = cldp_calloc(n, sizeof *t->stats, "statistics");
+    t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
+    t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
+    if (!t->devs || !t->reps || !t->graveyard || !t->retired || !t->master || !t->opt_m || !t->opt_v || !t->next_master ||
+        !t->next_m || !t->next_v || !t->shard_off || !t->shard_len || !t->stats || !t->origin || !t->bal)
+        return CLDP_ERR_HOST_MEMORY;
+    for (size_t r = 0; r < n; r++) t->origin[r] = r;
+    return CLDP_OK;
+}
+
+/* The reducer of the devices' gradients, one segment per layer; over ranks also the local and
+ * global sums and the update's own reducer over them. */
+static cldp_status create_reducers(cldp_trainer *t)
+{
+    const cldp_model *model = &t->model;
+    size_t seg[CLDP_MAX_LAYERS];
+    for (size_t l = 0; l < model->nlayers; l++) {
+        cldp_layer_size ls;
+        cldp_layer_size_of(model, l, 1, &ls);
+        seg[l] = ls.params;
+    }
+    TRY(cldp_reducer_create(seg, model->nlayers, t->n, &t->reducer));
+    cldp_reducer_trace_as(t->reducer, t->ranks ? NULL : "update", 1); /* over ranks it only sums */
+    if (!t->ranks) return CLDP_OK;
+    t->lsum = cldp_calloc(model->nparams, sizeof(float), "local gradient sum");
+    t->gsum = cldp_calloc(model->nparams, sizeof(float), "gradient sum over ranks");
+    if (!t->lsum || !t->gsum) return CLDP_ERR_HOST_MEMORY;
+    TRY(cldp_reducer_create(seg, model->nlayers, 1, &t->upd));
+    cldp_reducer_trace_as(t->upd, "update", 1);
+    return CLDP_OK;
+}
+
 cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_trainer_options *opts_in, cldp_ranks *ranks,
                                       cldp_trainer **out)
 {
@@ -307,44 +355,7 @@ cldp_status cldp_trainer_create_ranks(const cldp_model *model, const cldp_traine
     t->n = n;
     t->early = cfg->early_reduce;
     size_t np = model->nparams;
-    st = CLDP_ERR_HOST_MEMORY;
-    t->devs = cldp_calloc(n, sizeof *t->devs, "device list");
-    t->reps = cldp_calloc(n, sizeof *t->reps, "replicas");
-    t->graveyard = cldp_calloc(n, sizeof *t->graveyard, "replicas");
-    t->retired = cldp_calloc(6 * n, sizeof *t->retired, "vectors");
-    t->master = cldp_calloc(np, sizeof(float), "master parameters");
-    t->opt_m = cldp_calloc(np, sizeof(float), "optimizer state");
-    t->opt_v = cldp_calloc(np, sizeof(float), "optimizer state");
-    t->next_master = cldp_calloc(np, sizeof(float), "master parameters");
-    t->next_m = cldp_calloc(np, sizeof(float), "optimizer state");
-    t->next_v = cldp_calloc(np, sizeof(float), "optimizer state");
-    t->shard_off = cldp_calloc(n, sizeof(size_t), "shards");
-    t->shard_len = cldp_calloc(n, sizeof(size_t), "shards");
-    t->stats = cldp_calloc(n, sizeof *t->stats, "statistics");
-    t->origin = cldp_calloc(n, sizeof *t->origin, "ranks");
-    t->bal = cldp_calloc(1, sizeof *t->bal, "balancer");
-    if (!t->devs || !t->reps || !t->graveyard || !t->retired || !t->master || !t->opt_m || !t->opt_v || !t->next_master ||
-        !t->next_m || !t->next_v || !t->shard_off || !t->shard_len || !t->stats || !t->origin || !t->bal)
-        goto fail;
-    for (size_t r = 0; r < n; r++) t->origin[r] = r;
-    {
-        size_t seg[CLDP_MAX_LAYERS];
-        for (size_t l = 0; l < model->nlayers; l++) {
-            cldp_layer_size ls;
-            cldp_layer_size_of(model, l, 1, &ls);
-            seg[l] = ls.params;
-        }
-        if ((st = cldp_reducer_create(seg, model->nlayers, n, &t->reducer)) != CLDP_OK) goto fail;
-        cldp_reducer_trace_as(t->reducer, ranks ? NULL : "update", 1); /* over ranks it only sums */
-        if (ranks) {
-            st = CLDP_ERR_HOST_MEMORY;
-            t->lsum = cldp_calloc(np, sizeof(float), "local gradient sum");
-            t->gsum = cldp_calloc(np, sizeof(float), "gradient sum over ranks");
-            if (!t->lsum || !t->gsum) goto fail;
-            if ((st = cldp_reducer_create(seg, model->nlayers, 1, &t->upd)) != CLDP_OK) goto fail;
-            cldp_reducer_trace_as(t->upd, "update", 1);
-        }
-    }
+    if ((st = allocate(t, n)) != CLDP_OK || (st = create_reducers(t)) != CLDP_OK) goto fail;
     if (CLDP_TEST_ARMED() || cfg->fault[0])
         if ((st = cldp_faults_parse(t, cfg->fault)) != CLDP_OK) goto fail;
     for (size_t r = 0; r < n; r++) t->devs[r] = &all[idx[r]];
@@ -445,6 +456,42 @@ static cldp_status skip_update(cldp_trainer *t, int codes, const char *bad_name)
                                          "learning rate", step, skipped);
 }
 
+/* The step's phases until one attempt gets through: train on every device, then reduce, update
+ * and broadcast (over ranks the combine between them); after a drop the whole step again on the
+ * survivors. On success *run and *ph are the update's, and *loss and *correct the step's sums. */
+static cldp_status attempts(cldp_trainer *t, cldp_run **runp, phase **php, double *lossp, size_t *correctp)
+{
+    cldp_run *run = NULL;
+    phase *ph = NULL;
+    double loss = 0;
+    size_t correct = 0;
+    for (;;) {
+        /* compute: forward and backward on every device, the first pieces meanwhile */
+        shard_step(t);
+        const phase_plan train = {PHASE_TRAIN, job_train, prepare_train, shard_step};
+        TRY(cldp_phase_run(t, &train, &run, &ph));
+        loss = 0, correct = 0;
+        train_stats(t, run, ph, &loss, &correct);
+        cldp_run_release(run);
+        /* reduce and update, broadcast: devices receive the new parameters before the step is
+         * known to commit, so until it does they may not hold `master` */
+        t->dirty = 1;
+        if (CLDP_TEST_ARMED()) cldp_faults_arm(t, PHASE_UPDATE);
+        cldp_status st = t->ranks ? cldp_trainer_start_ranks(t) : CLDP_OK;
+        const phase_plan update = {PHASE_UPDATE, cldp_trainer_job_update, prepare_update, NULL};
+        if (st == CLDP_OK) st = cldp_phase_once(t, &update, &run, &ph);
+        if (st == CLDP_PHASE_RETRY) { /* dropped: the whole step again on the survivors */
+            TRY(cldp_trainer_rebroadcast_if_dirty(t));
+            continue;
+        }
+        if (st != CLDP_OK && t->ranks) t->broken = 1; /* the other ranks are waiting in the combine */
+        TRY(st);
+        if (t->ranks) TRY(cldp_trainer_combine_ranks(t, &run, &ph, &loss, &correct));
+        *runp = run, *php = ph, *lossp = loss, *correctp = correct;
+        return CLDP_OK;
+    }
+}
+
 static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, const float *targets, size_t n,
                         cldp_step_stats *stats)
 {
@@ -468,30 +515,7 @@ static cldp_status step(cldp_trainer *t, const float *x, const int32_t *labels, 
     size_t correct = 0;
     phase *ph = NULL;
     cldp_run *run = NULL;
-    for (;;) {
-        /* compute: forward and backward on every device, the first pieces meanwhile */
-        shard_step(t);
-        const phase_plan train = {PHASE_TRAIN, job_train, prepare_train, shard_step};
-        TRY(cldp_phase_run(t, &train, &run, &ph));
-        loss = 0, correct = 0;
-        train_stats(t, run, ph, &loss, &correct);
-        cldp_run_release(run);
-        /* reduce and update, broadcast: devices receive the new parameters before the step is
-         * known to commit, so until it does they may not hold `master` */
-        t->dirty = 1;
-        if (CLDP_TEST_ARMED()) cldp_faults_arm(t, PHASE_UPDATE);
-        cldp_status st = t->ranks ? cldp_trainer_start_ranks(t) : CLDP_OK;
-        const phase_plan update = {PHASE_UPDATE, cldp_trainer_job_update, prepare_update, NULL};
-        if (st == CLDP_OK) st = cldp_phase_once(t, &update, &run, &ph);
-        if (st == CLDP_PHASE_RETRY) { /* dropped: the whole step again on the survivors */
-            TRY(cldp_trainer_rebroadcast_if_dirty(t));
-            continue;
-        }
-        if (st != CLDP_OK && t->ranks) t->broken = 1; /* the other ranks are waiting in the combine */
-        TRY(st);
-        if (t->ranks) TRY(cldp_trainer_combine_ranks(t, &run, &ph, &loss, &correct));
-        break;
-    }
+    TRY(attempts(t, &run, &ph, &loss, &correct));
     for (size_t r = 0; r < t->n; r++) {
         t->stats[r].reduce_ms = ph->reduce_ms[r];
         t->stats[r].broadcast_ms = ph->broadcast_ms[r];
