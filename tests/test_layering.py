@@ -86,7 +86,7 @@ def check(root, graph=False):
             arrows.setdefault((room or "runtime", other), []).append(f"{path}:{n}")
             if room is None:
                 continue  # runtime/*.c sits above every room
-            if other is None or other not in rules.get(room, set()):
+            if other not in rules.get(room, set()):
                 problems.append(f"runtime/{path}:{n}: includes {header} of room {other}, "
                                 f"which room {room} may not include (it may include: "
                                 f"{' '.join(sorted(rules[room])) or 'nothing'})")

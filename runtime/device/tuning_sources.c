@@ -24,7 +24,8 @@ extern const size_t cldp_embed_tuning_builtin_len;
 cldp_status cldp_tuning_cache_dir(char *buf, size_t size)
 {
     if (cldp_user_cache_dir("tuning", buf, size) == 0) return CLDP_OK;
-    if (!getenv("HOME") || !getenv("HOME")[0])
+    const char *home = getenv("HOME");
+    if (!home || !home[0])
         return cldp_fail(CLDP_ERR_IO, "neither XDG_CACHE_HOME (an absolute path) nor HOME is set: no user tuning directory");
     return cldp_fail(CLDP_ERR_INVALID_ARGUMENT, "the user tuning directory path is too long");
 }
